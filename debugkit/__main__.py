@@ -1,0 +1,3 @@
+from debugkit.cli import main
+
+main()
