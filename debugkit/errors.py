@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     TIMEOUT = 124
     COMMAND_NOT_EXECUTABLE = 126
     COMMAND_NOT_FOUND = 127
+    HANGUP = 129
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -117,4 +118,4 @@ class Interrupted(DebugkitError):
     def __init__(self, message: str = "interrupted", *, signum: int = 2):
         super().__init__(message)
         self.signum = signum
-        self.exit_code = ExitCode.TERMINATED if signum == 15 else ExitCode.INTERRUPTED
+        self.exit_code = {1: ExitCode.HANGUP, 15: ExitCode.TERMINATED}.get(signum, ExitCode.INTERRUPTED)

@@ -1,0 +1,1 @@
+"""One module per runtime, each offering the same operations to the CLI."""

@@ -1,0 +1,475 @@
+"""The Docker backend: find the target, resolve who it runs as, run the sidecar.
+
+Everything goes through the Engine API (docker SDK). Nothing is ever executed inside
+the target: its passwd and group files are read through the archive API.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shlex
+import tarfile
+import threading
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from debugkit import identity as ident
+from debugkit.errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    DebugkitError,
+    EngineUnreachable,
+    IdentityUnresolved,
+    ImageMissing,
+    PermissionDenied,
+    TargetNotFound,
+    TargetNotRunning,
+)
+from debugkit.spec import LABEL_MANAGED, SidecarSpec
+from debugkit.terminal import pump, terminal_size
+
+MAX_ETC_FILE = 1 << 20  # passwd/group larger than this are not real passwd/group files
+SHELLS = ("/bin/sh", "/bin/bash", "/bin/ash", "/busybox/sh")
+
+
+@dataclass
+class TargetInfo:
+    """What the backend learnt about a target container."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    pid: int
+    status: str
+    configured_user: str
+    group_add: tuple[str, ...] = ()
+    passwd: dict = field(default_factory=dict)
+    group: dict = field(default_factory=dict)
+
+
+@dataclass
+class Candidate:
+    """One identity source as inspect shows it: what it said, or why it could not say."""
+
+    source: str
+    identity: ident.Identity | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        if self.identity is not None:
+            return self.identity.as_dict()
+        return {"source": self.source, "error": self.error}
+
+
+def connect():
+    """A docker client that has answered a ping, or a DebugkitError saying why not."""
+    import docker  # lazy: keeps `debugkit --help` fast
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(version="auto", timeout=60)
+        client.ping()
+        return client
+    except DockerException as exc:
+        raise _engine_error(exc) from exc
+    except PermissionError as exc:
+        raise _engine_error(exc) from exc
+
+
+def _engine_error(exc: Exception) -> DebugkitError:
+    text = str(exc)
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if "Permission denied" in text or "PermissionError" in text or isinstance(exc, PermissionError):
+        return PermissionDenied(
+            f"permission denied on the Docker socket {host}",
+            hint="add your user to the 'docker' group or run with sudo",
+        )
+    return EngineUnreachable(
+        f"cannot reach the Docker engine at {host}",
+        hint="is dockerd running? scripts/docker-testenv starts one",
+    )
+
+
+def _api_errors():
+    from docker.errors import APIError, NotFound
+
+    return APIError, NotFound
+
+
+@contextlib.contextmanager
+def engine_calls():
+    """Turn transport failures mid-session (dockerd restarted, socket gone) into our errors."""
+    import requests
+    from docker.errors import DockerException
+
+    try:
+        yield
+    except DebugkitError:
+        raise
+    except (requests.exceptions.ConnectionError, PermissionError) as exc:
+        raise _engine_error(exc) from exc
+    except DockerException as exc:
+        if "Connection" in str(exc) or "connection" in str(exc):
+            raise _engine_error(exc) from exc
+        raise
+
+
+class DockerBackend:
+    runtime = "docker"
+
+    def __init__(self, client=None):
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    # -- the target -------------------------------------------------------------------
+
+    def find_target(self, name: str, *, require_running: bool = True) -> TargetInfo:
+        APIError, NotFound = _api_errors()
+        with engine_calls():
+            try:
+                attrs = self.client.api.inspect_container(name)
+            except NotFound as exc:
+                raise TargetNotFound(f"no container named {name!r}", hint="see `docker ps`") from exc
+        state = attrs.get("State", {})
+        status = state.get("Status", "unknown")
+        if require_running and (status != "running" or state.get("Paused")):
+            raise TargetNotRunning(
+                f"container {name!r} is {'paused' if state.get('Paused') else status}, not running",
+                hint=f"start it first: docker start {name}",
+            )
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        if labels.get(LABEL_MANAGED) == "true":
+            raise TargetNotFound(f"{name!r} is itself a debugkit sidecar; attach to its target instead")
+        return TargetInfo(
+            id=attrs["Id"],
+            name=attrs.get("Name", "").lstrip("/") or name,
+            image=attrs.get("Config", {}).get("Image", ""),
+            image_id=attrs.get("Image", ""),
+            pid=int(state.get("Pid") or 0),
+            status=status,
+            configured_user=attrs.get("Config", {}).get("User") or "",
+            group_add=tuple(attrs.get("HostConfig", {}).get("GroupAdd") or ()),
+        )
+
+    def read_target_file(self, target: TargetInfo, path: str) -> str | None:
+        """A small text file from the target's filesystem via the archive API, or None."""
+        APIError, NotFound = _api_errors()
+        try:
+            stream, stat = self.client.api.get_archive(target.id, path)
+        except NotFound:
+            return None
+        except APIError:
+            return None
+        if stat.get("size", 0) > MAX_ETC_FILE:
+            return None
+        data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    fh = tar.extractfile(member)
+                    return fh.read(MAX_ETC_FILE).decode("utf-8", "replace") if fh else None
+                if member.issym():
+                    # /etc/passwd -> ../usr/share/... ; one hop is plenty for real images.
+                    link = member.linkname
+                    if not link.startswith("/"):
+                        link = os.path.normpath(os.path.join(os.path.dirname(path), link))
+                    return None if link == path else self.read_target_file(target, link)
+        return None
+
+    def target_shell(self, target: TargetInfo) -> str | None:
+        APIError, NotFound = _api_errors()
+        for shell in SHELLS:
+            try:
+                stream, _stat = self.client.api.get_archive(target.id, shell)
+                for _ in stream:  # drain, so the connection is reusable
+                    pass
+                return shell
+            except (NotFound, APIError):
+                continue
+        return None
+
+    def load_etc(self, target: TargetInfo) -> None:
+        passwd = self.read_target_file(target, "/etc/passwd")
+        group = self.read_target_file(target, "/etc/group")
+        target.passwd = ident.parse_passwd(passwd) if passwd else {}
+        target.group = ident.parse_group(group) if group else {}
+
+    # -- identity ---------------------------------------------------------------------
+
+    def process_identity(self, target: TargetInfo) -> ident.Identity:
+        status = self._local_proc_status(target)
+        if status is not None:
+            return ident.identity_from_status(status, source=ident.SOURCE_PROCESS)
+        APIError, NotFound = _api_errors()
+        try:
+            top = self.client.api.top(target.id, ps_args="-o pid,ruid,euid,rgid,egid,supgid")
+        except APIError as exc:
+            raise IdentityUnresolved(f"engine top API failed: {exc.explanation or exc}") from exc
+        titles = [t.upper() for t in top.get("Titles") or []]
+        rows = [dict(zip(titles, proc)) for proc in top.get("Processes") or []]
+        if not rows:
+            raise IdentityUnresolved("engine top API returned no processes")
+        main = next((r for r in rows if r.get("PID") == str(target.pid)), rows[0])
+        return ident.identity_from_ps_row(main)
+
+    def _local_proc_status(self, target: TargetInfo) -> str | None:
+        """/proc/<pid>/status, but only when that PID really is this container's process
+        (a remote or VM-hosted engine reports PIDs that mean nothing here)."""
+        base = getattr(self.client.api, "base_url", "")
+        if target.pid <= 0 or not base.startswith("http+docker://"):
+            return None
+        try:
+            with open(f"/proc/{target.pid}/cgroup", encoding="utf-8") as fh:
+                if target.id not in fh.read():
+                    return None
+            with open(f"/proc/{target.pid}/status", encoding="utf-8") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    def target_dumpable(self, target: TargetInfo) -> bool | None:
+        """False when the kernel hides the target's /proc entries from its own UID.
+
+        A process that changed UID at runtime (started as root, then dropped) is not
+        dumpable: its /proc/<pid> files belong to root, and /proc/1/root then needs
+        CAP_SYS_PTRACE (the `ptrace` profile) even for the same UID. None: unknown
+        (a remote engine)."""
+        if self._local_proc_status(target) is None:
+            return None
+        try:
+            st = os.stat(f"/proc/{target.pid}/environ")
+            status = ident.identity_from_status(self._local_proc_status(target) or "")
+        except (OSError, IdentityUnresolved):
+            return None
+        return not (st.st_uid == 0 and status.uid != 0)
+
+    def configured_identity(self, target: TargetInfo) -> ident.Identity:
+        user = target.configured_user or "0"
+        extra = []
+        for g in target.group_add:
+            if g.isdigit():
+                extra.append(int(g))
+            elif g in target.group:
+                extra.append(target.group[g].gid)
+        resolved = ident.resolve_configured_user(
+            user, passwd=target.passwd, groups=target.group, missing_gid="zero", extra_groups=extra,
+        )
+        if not target.configured_user:
+            resolved = resolved.with_note("no USER configured: the runtime starts the process as root")
+        return resolved
+
+    def identity_candidates(self, target: TargetInfo) -> list[Candidate]:
+        out = []
+        for source, fn in (("process", self.process_identity), (ident.SOURCE_CONFIG, self.configured_identity)):
+            try:
+                out.append(Candidate(source, identity=ident.name_identity(fn(target), target.passwd)))
+            except IdentityUnresolved as exc:
+                out.append(Candidate(source, error=str(exc)))
+        return out
+
+    def resolve_identity(self, target: TargetInfo, *, user_flag: str | None = None) -> ident.Identity:
+        if user_flag:
+            return ident.name_identity(ident.identity_from_flag(user_flag, passwd=target.passwd), target.passwd)
+        errors = []
+        for candidate in self.identity_candidates(target):
+            if candidate.identity is not None:
+                return candidate.identity
+            errors.append(f"{candidate.source}: {candidate.error}")
+        raise IdentityUnresolved(
+            "cannot determine the target's user (" + "; ".join(errors) + ")",
+            hint="pass --user UID[:GID]",
+        )
+
+    # -- the sidecar ------------------------------------------------------------------
+
+    def ensure_image(self, image: str, *, default_image: bool) -> str:
+        """The image's ID; a clear ImageMissing when it is not in the engine."""
+        APIError, NotFound = _api_errors()
+        try:
+            return self.client.api.inspect_image(image)["Id"]
+        except NotFound as exc:
+            if default_image:
+                from debugkit.toolbox import TOOLBOX_REPOSITORY, __version__
+
+                standard = image == f"{TOOLBOX_REPOSITORY}:{__version__}"
+                hint = "build it with: debugkit toolbox build" + ("" if standard else f" --tag {image}")
+            else:
+                hint = f"docker pull {image}"
+            raise ImageMissing(f"toolbox image {image!r} is not in the local engine", hint=hint) from exc
+
+    def create_sidecar(self, spec: SidecarSpec, target: TargetInfo) -> str:
+        api = self.client.api
+        host_config = api.create_host_config(
+            pid_mode=f"container:{target.id}",
+            network_mode=f"container:{target.id}",
+            cap_drop=list(spec.cap_drop) or None,
+            cap_add=list(spec.cap_add) or None,
+            privileged=spec.privileged,
+            security_opt=["no-new-privileges:true"] if spec.no_new_privileges else None,
+            read_only=spec.read_only_root,
+            tmpfs=dict(spec.tmpfs),
+            group_add=[str(g) for g in spec.supplementary_groups] or None,
+            mem_limit=spec.resources.memory,
+            memswap_limit=spec.resources.memory,
+            pids_limit=spec.resources.pids,
+            nano_cpus=int(spec.resources.cpus * 1e9) if spec.resources.cpus else None,
+            auto_remove=True,
+        )
+        created = api.create_container(
+            spec.image,
+            command=list(spec.command) or None,
+            user=f"{spec.uid}:{spec.gid}",
+            environment=spec.env_dict(),
+            labels=spec.labels_dict(),
+            name=spec.name,
+            stdin_open=spec.stdin,
+            tty=spec.tty,
+            host_config=host_config,
+        )
+        return created["Id"]
+
+    def remove_sidecar(self, container_id: str) -> None:
+        APIError, NotFound = _api_errors()
+        with contextlib.suppress(NotFound, APIError, Exception):
+            self.client.api.remove_container(container_id, force=True)
+
+    def start_sidecar(self, container_id: str) -> None:
+        APIError, _ = _api_errors()
+        try:
+            self.client.api.start(container_id)
+        except APIError as exc:
+            raise _start_error(exc) from exc
+
+    def _wait_request(self, container_id: str):
+        """Register a wait for removal *before* start, so a fast command's exit code is
+        never missed. dockerd flushes the response headers once the waiter is registered,
+        and the body (the exit status) arrives when the auto-removed container is gone."""
+        api = self.client.api
+        url = api._url("/containers/{0}/wait", container_id)
+        response = api.post(url, params={"condition": "removed"}, stream=True, timeout=None)
+        api._raise_for_status(response)
+        result: dict = {}
+
+        def read():
+            try:
+                result.update(json.loads(response.content or b"{}"))
+            except Exception as exc:  # surfaced to the caller through result
+                result["Error"] = {"Message": str(exc)}
+
+        reader = threading.Thread(target=read, daemon=True, name="debugkit-wait")
+        reader.start()
+        return reader, result
+
+    def run(
+        self,
+        spec: SidecarSpec,
+        target: TargetInfo,
+        *,
+        stdin: BinaryIO | None,
+        stdout: BinaryIO,
+        stderr: BinaryIO,
+        on_started=None,
+    ) -> int:
+        """Run the sidecar to completion, streaming its I/O; return its exit code."""
+        with engine_calls():
+            container_id = self.create_sidecar(spec, target)
+            try:
+                sock = self.client.api.attach_socket(
+                    container_id,
+                    params={"stdin": int(spec.stdin), "stdout": 1, "stderr": 1, "stream": 1, "logs": 1},
+                )
+                waiter, result = self._wait_request(container_id)
+                self.start_sidecar(container_id)
+                if on_started:
+                    on_started(container_id)
+                on_resize = None
+                if spec.tty:
+                    on_resize = lambda rows, cols: self._resize(container_id, rows, cols)  # noqa: E731
+                    on_resize(*terminal_size())
+                pump(sock, tty_mode=spec.tty, stdin=stdin if spec.stdin else None,
+                     stdout=stdout, stderr=stderr, on_resize=on_resize)
+                waiter.join(timeout=30)
+                if waiter.is_alive() or "StatusCode" not in result:
+                    raise DebugkitError(f"lost track of sidecar {spec.name}'s exit status: {result or 'timeout'}")
+                return int(result["StatusCode"])
+            finally:
+                # A no-op after a normal exit (auto-removed); the safety net on every other path.
+                self.remove_sidecar(container_id)
+
+    def _resize(self, container_id: str, rows: int, cols: int) -> None:
+        APIError, _ = _api_errors()
+        with contextlib.suppress(APIError):
+            self.client.api.resize(container_id, height=rows, width=cols)
+
+    def list_sidecars(self, *, all_states: bool = True) -> list[dict]:
+        with engine_calls():
+            return self.client.api.containers(all=all_states, filters={"label": f"{LABEL_MANAGED}=true"})
+
+
+_NOT_FOUND = re.compile(r'exec: "([^"]*)": (executable file not found|stat .*: no such file or directory)')
+_NOT_EXEC = re.compile(r'exec: "([^"]*)": permission denied|exec format error')
+
+
+def _start_error(exc) -> DebugkitError:
+    text = str(getattr(exc, "explanation", "") or exc)
+    match = _NOT_FOUND.search(text)
+    if match:
+        return CommandNotFound(f"command {match.group(1)!r} not found in the toolbox image")
+    match = _NOT_EXEC.search(text)
+    if match:
+        what = match.group(1) if match.lastindex else "the command"
+        return CommandNotExecutable(f"command {what!r} cannot be executed in the toolbox image")
+    if "is not running" in text or "cannot join PID of a non running container" in text:
+        return TargetNotRunning(f"the target stopped before the sidecar could join it: {text}")
+    return DebugkitError(f"the engine refused to start the sidecar: {text}")
+
+
+def docker_run_argv(spec: SidecarSpec, target: TargetInfo) -> list[str]:
+    """The equivalent `docker run` command line (what inspect shows and what we run)."""
+    argv = ["docker", "run", "--rm", "--name", spec.name]
+    if spec.stdin:
+        argv.append("-i")
+    if spec.tty:
+        argv.append("-t")
+    argv += ["--pid", f"container:{target.name}", "--network", f"container:{target.name}",
+             "--user", f"{spec.uid}:{spec.gid}"]
+    for g in spec.supplementary_groups:
+        argv += ["--group-add", str(g)]
+    for cap in spec.cap_drop:
+        argv += ["--cap-drop", cap]
+    for cap in spec.cap_add:
+        argv += ["--cap-add", cap]
+    if spec.privileged:
+        argv.append("--privileged")
+    if spec.no_new_privileges:
+        argv += ["--security-opt", "no-new-privileges"]
+    if spec.read_only_root:
+        argv.append("--read-only")
+    for path, opts in spec.tmpfs:
+        argv += ["--tmpfs", f"{path}:{opts}"]
+    if spec.resources.memory:
+        argv += ["--memory", spec.resources.memory]
+    if spec.resources.pids:
+        argv += ["--pids-limit", str(spec.resources.pids)]
+    if spec.resources.cpus:
+        argv += ["--cpus", f"{spec.resources.cpus:g}"]
+    for key, value in spec.labels:
+        argv += ["--label", f"{key}={value}"]
+    for key, value in spec.env:
+        argv += ["-e", f"{key}={value}"]
+    argv.append(spec.image)
+    argv += list(spec.command)
+    return argv
+
+
+def shell_join(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
