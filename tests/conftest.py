@@ -1,0 +1,92 @@
+"""Shared test helpers: run the real CLI as a subprocess, and the real Docker engine."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+FIXTURE_TAG = os.environ.get("DEBUGKIT_FIXTURE_TAG", "1")
+FIXTURES = {
+    "named-user": f"debugkit-fixture/named-user:{FIXTURE_TAG}",
+    "numeric-user": f"debugkit-fixture/numeric-user:{FIXTURE_TAG}",
+    "drops-privs": f"debugkit-fixture/drops-privs:{FIXTURE_TAG}",
+}
+TEST_LABEL = "io.debugkit.test"
+MANAGED_LABEL = "io.debugkit.managed"
+
+
+def run_cli(*args: str, input: bytes | str | None = None, timeout: float = 120, env: dict | None = None,
+            prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    """The real CLI, as a user runs it: a separate process, real streams, real exit code."""
+    full_env = {**os.environ, **(env or {})}
+    if isinstance(input, str):
+        input = input.encode()
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-m", "debugkit", *args],
+        input=input, capture_output=True, timeout=timeout, env=full_env,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+def text(result: subprocess.CompletedProcess) -> tuple[str, str]:
+    return result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env(version="auto")
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail(f"no Docker engine in CI (scripts/docker-testenv should have started one): {exc}")
+        pytest.skip(f"no Docker engine: {exc} (run scripts/docker-testenv up)")
+    yield client
+    # Sweep by label: a crashed test cannot leak containers into the next run.
+    for ctr in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        ctr.remove(force=True)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def fixture_images(docker_client):
+    missing = [ref for ref in FIXTURES.values() if not docker_client.images.list(name=ref)]
+    if missing:
+        subprocess.run([str(REPO / "scripts" / "build-fixtures")], check=True, capture_output=True)
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def toolbox_image(docker_client):
+    from debugkit.toolbox import default_ref
+
+    ref = default_ref()
+    if not docker_client.images.list(name=ref):
+        if IN_CI or os.environ.get("DEBUGKIT_BUILD_TOOLBOX") == "1":
+            subprocess.run([str(REPO / "scripts" / "build-toolbox")], check=True)
+        else:
+            pytest.skip(f"toolbox image {ref} not built (run scripts/build-toolbox)")
+    return ref
+
+
+def leaked_sidecars(client, **filters) -> list:
+    labels = [f"{MANAGED_LABEL}=true"] + [f"{k}={v}" for k, v in filters.items()]
+    return client.containers.list(all=True, filters={"label": labels})
