@@ -98,7 +98,6 @@ def prepare_docker(options: AttachOptions, backend=None):
         ident.parse_user_flag(options.user)
     backend = backend or DockerBackend()
     info = backend.find_target(options.target.container)
-    backend.load_etc(info)
     identity = backend.resolve_identity(info, user_flag=options.user)
     spec = build_spec(options, identity=identity, target_name=info.name, target_id=info.id, runtime="docker")
     return backend, info, spec
@@ -128,7 +127,9 @@ def inspect(options: AttachOptions) -> dict:
     from debugkit.backends.docker import docker_run_argv, shell_join
 
     backend, info, spec = prepare_docker(options)
+    backend.load_etc(info)
     candidates = backend.identity_candidates(info)
+    resolved = ident.name_identity(spec.identity, info.passwd)
     shell = backend.target_shell(info)
     return {
         "runtime": "docker",
@@ -136,12 +137,12 @@ def inspect(options: AttachOptions) -> dict:
         "container_id": info.id,
         "image": info.image,
         "pid": info.pid,
-        "uid": spec.identity.uid,
-        "gid": spec.identity.gid,
-        "groups": list(spec.identity.groups),
-        "user_name": spec.identity.user_name,
-        "source": spec.identity.source,
-        "notes": list(spec.identity.notes),
+        "uid": resolved.uid,
+        "gid": resolved.gid,
+        "groups": list(resolved.groups),
+        "user_name": resolved.user_name,
+        "source": resolved.source,
+        "notes": list(resolved.notes),
         "sources": [c.as_dict() | {"source": c.source} for c in candidates],
         "configured_user": info.configured_user or None,
         "target_dumpable": backend.target_dumpable(info),

@@ -47,8 +47,9 @@ class TargetInfo:
     status: str
     configured_user: str
     group_add: tuple[str, ...] = ()
-    passwd: dict = field(default_factory=dict)
-    group: dict = field(default_factory=dict)
+    # The image's /etc/passwd and /etc/group, read on first need (None: not read yet).
+    passwd: dict | None = None
+    group: dict | None = None
 
 
 @dataclass
@@ -198,6 +199,9 @@ class DockerBackend:
         return None
 
     def load_etc(self, target: TargetInfo) -> None:
+        """Read passwd and group once; two archive calls, so only when a name matters."""
+        if target.passwd is not None:
+            return
         passwd = self.read_target_file(target, "/etc/passwd")
         group = self.read_target_file(target, "/etc/group")
         target.passwd = ident.parse_passwd(passwd) if passwd else {}
@@ -253,6 +257,7 @@ class DockerBackend:
         return not (st.st_uid == 0 and status.uid != 0)
 
     def configured_identity(self, target: TargetInfo) -> ident.Identity:
+        self.load_etc(target)
         user = target.configured_user or "0"
         extra = []
         for g in target.group_add:
@@ -267,20 +272,28 @@ class DockerBackend:
             resolved = resolved.with_note("no USER configured: the runtime starts the process as root")
         return resolved
 
-    def identity_candidates(self, target: TargetInfo) -> list[Candidate]:
+    def _candidate(self, source: str, fn, target: TargetInfo) -> Candidate:
+        try:
+            return Candidate(source, identity=ident.name_identity(fn(target), target.passwd))
+        except IdentityUnresolved as exc:
+            return Candidate(source, error=str(exc))
+
+    def identity_candidates(self, target: TargetInfo, *, stop_at_first: bool = False) -> list[Candidate]:
+        """Every source in order of trust (inspect), or up to the first that answers (attach)."""
         out = []
         for source, fn in (("process", self.process_identity), (ident.SOURCE_CONFIG, self.configured_identity)):
-            try:
-                out.append(Candidate(source, identity=ident.name_identity(fn(target), target.passwd)))
-            except IdentityUnresolved as exc:
-                out.append(Candidate(source, error=str(exc)))
+            out.append(self._candidate(source, fn, target))
+            if stop_at_first and out[-1].identity is not None:
+                break
         return out
 
     def resolve_identity(self, target: TargetInfo, *, user_flag: str | None = None) -> ident.Identity:
         if user_flag:
+            if ident.parse_user_flag(user_flag)[1] is None:
+                self.load_etc(target)  # the primary group of a bare UID comes from passwd
             return ident.name_identity(ident.identity_from_flag(user_flag, passwd=target.passwd), target.passwd)
         errors = []
-        for candidate in self.identity_candidates(target):
+        for candidate in self.identity_candidates(target, stop_at_first=True):
             if candidate.identity is not None:
                 return candidate.identity
             errors.append(f"{candidate.source}: {candidate.error}")
