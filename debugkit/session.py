@@ -152,3 +152,17 @@ def inspect(options: AttachOptions) -> dict:
         "profile": spec.profile,
         "attach_command": shell_join(docker_run_argv(spec, info)),
     }
+
+
+def open_exec_session(options: AttachOptions):
+    """A context manager: one started sidecar whose `.exec(argv, timeout=...)` runs a
+    command and returns an ExecResult. Runbooks use it for one start, many steps."""
+    if isinstance(options.target, KubeTarget):
+        from debugkit.backends import kubernetes as kube
+
+        return kube.open_exec_session(options)
+    from debugkit.backends.docker import DockerExecSession
+
+    backend, info, spec = prepare_docker(options)
+    backend.ensure_image(spec.image, default_image=options.image is None)
+    return DockerExecSession(backend, spec, info)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import shlex
@@ -486,3 +487,118 @@ def docker_run_argv(spec: SidecarSpec, target: TargetInfo) -> list[str]:
 
 def shell_join(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
+
+
+# -- one sidecar, many commands (runbooks) ---------------------------------------------
+
+# The sidecar's main process: it lives exactly as long as our attach connection keeps
+# its stdin open, so a killed CLI takes its sidecar with it (EOF -> exit -> auto-remove).
+KEEPALIVE_COMMAND = ("sh", "-c", "exec cat >/dev/null")
+
+
+@dataclass
+class ExecResult:
+    argv: tuple[str, ...]
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    duration: float
+    timed_out: bool = False
+    truncated: bool = False
+
+
+class DockerExecSession:
+    """A started sidecar that runs one command after another in the same namespaces."""
+
+    def __init__(self, backend: DockerBackend, spec: SidecarSpec, target: TargetInfo):
+        self.backend = backend
+        self.spec = spec.evolve(command=KEEPALIVE_COMMAND, stdin=True, tty=False)
+        self.target = target
+        self.container_id: str | None = None
+        self._keepalive = None
+
+    def __enter__(self) -> "DockerExecSession":
+        with engine_calls():
+            self.container_id = self.backend.create_sidecar(self.spec, self.target)
+            try:
+                self._keepalive = self.backend.client.api.attach_socket(
+                    self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+                self.backend.start_sidecar(self.container_id)
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._keepalive is not None:
+            with contextlib.suppress(Exception):
+                self._keepalive.close()
+            self._keepalive = None
+        if self.container_id:
+            self.backend.remove_sidecar(self.container_id)
+            self.container_id = None
+
+    def exec(self, argv: list[str] | tuple[str, ...], *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
+        """Run argv in the sidecar; kill it after `timeout` seconds (exit 124, timed_out)."""
+        import select
+        import socket as socketlib
+        import time
+
+        from debugkit.terminal import FrameDemuxer, raw_socket
+
+        api = self.backend.client.api
+        # coreutils/busybox `timeout` kills the step inside the sidecar; our own deadline
+        # (a little later) is the backstop if even that does not come back.
+        # Whole seconds: busybox's timeout takes no fractions.
+        seconds = max(1, math.ceil(timeout))
+        wrapped = ["timeout", "-s", "KILL", str(seconds), *argv]
+        started = time.monotonic()
+        with engine_calls():
+            exec_id = api.exec_create(self.container_id, wrapped, stdout=True, stderr=True,
+                                      environment=self.spec.env_dict())["Id"]
+            sock = raw_socket(api.exec_start(exec_id, socket=True))
+        out, err = bytearray(), bytearray()
+        truncated = timed_out = False
+        demux = FrameDemuxer()
+        deadline = started + seconds + 5
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                readable, _, _ = select.select([sock], [], [], remaining)
+                if not readable:
+                    continue
+                try:
+                    data = sock.recv(65536)
+                except (ConnectionResetError, socketlib.timeout):
+                    data = b""
+                if not data:
+                    break
+                for stream, payload in demux.feed(data):
+                    buf = err if stream == 2 else out
+                    room = max_output - len(buf)
+                    if len(payload) > room:
+                        truncated = True
+                    buf += payload[:max(room, 0)]
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+        duration = time.monotonic() - started
+        code = None
+        with engine_calls():
+            for _ in range(50):
+                info = api.exec_inspect(exec_id)
+                if not info.get("Running"):
+                    code = info.get("ExitCode")
+                    break
+                time.sleep(0.05)
+        # `timeout -s KILL` reports 137 when it had to kill the command.
+        if code in (124, 137) and duration >= seconds - 0.2:
+            timed_out = True
+        return ExecResult(tuple(argv), None if timed_out else code, bytes(out), bytes(err), duration,
+                          timed_out=timed_out, truncated=truncated)
