@@ -176,7 +176,7 @@ def _register_optional_commands() -> None:
     """Command groups that live in their own modules (each imported only when present)."""
     import importlib
 
-    for module, attr in (("debugkit.commands_toolbox", "toolbox"),):
+    for module, attr in (("debugkit.commands_toolbox", "toolbox"), ("debugkit.commands_runbook", "runbook")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
