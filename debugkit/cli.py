@@ -147,6 +147,141 @@ def inspect(target, output, namespace, container, context, kubeconfig, user, ima
     render(run_inspect(options), output)
 
 
+RUNTIMES = click.Choice(["auto", "docker", "kubernetes"])
+
+
+def _docker_rows(*, strict: bool) -> list:
+    from debugkit import lifecycle
+    from debugkit.backends.docker import DockerBackend
+
+    try:
+        return lifecycle.docker_sessions(DockerBackend())
+    except DebugkitError as exc:
+        if strict:
+            raise
+        err(f"warning: docker: {exc}")
+        return []
+
+
+def _kube_rows(*, strict: bool, kubeconfig=None, context=None, namespace=None) -> list:
+    """With strict=False (runtime `auto`) a cluster that is not configured is skipped quietly
+    and one that fails is a warning, so `ps` still shows the Docker side."""
+    from debugkit.backends import kubernetes as kube
+
+    if not strict and not kube.config_available(kubeconfig):
+        return []
+    try:
+        return kube.debug_sessions(kubeconfig=kubeconfig, context=context, namespace=namespace)
+    except DebugkitError as exc:
+        if strict:
+            raise
+        err(f"warning: kubernetes: {exc}")
+        return []
+
+
+def _session_rows(runtime: str, *, kubeconfig=None, context=None, namespace=None) -> list:
+    rows = []
+    if runtime in ("auto", "docker"):
+        rows += _docker_rows(strict=runtime == "docker")
+    if runtime in ("auto", "kubernetes"):
+        rows += _kube_rows(strict=runtime == "kubernetes", kubeconfig=kubeconfig, context=context,
+                           namespace=namespace)
+    return rows
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@cli.command("ps")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--runtime", type=RUNTIMES, default="auto", show_default=True)
+@click.option("-n", "--namespace", help="Kubernetes namespace (default: all namespaces).")
+@click.option("--context", help="kubeconfig context.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to a kubeconfig file.")
+def ps_command(output, runtime, namespace, context, kubeconfig):
+    """List debug sessions: Docker sidecars and Kubernetes debug containers."""
+    rows = _session_rows(runtime, kubeconfig=kubeconfig, context=context, namespace=namespace)
+    if output == "json":
+        click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        return
+    header = f"{'RUNTIME':<11}{'SESSION':<10}{'TARGET':<32}{'USER':<13}{'PROFILE':<11}{'AGE':<6}{'STATE':<11}CLI"
+    click.echo(header)
+    for r in rows:
+        cli_state = {True: f"alive ({r.cli_pid})", False: f"gone ({r.cli_pid})", None: "-"}[r.cli_alive]
+        target = f"{r.namespace}/{r.target}" if r.namespace else r.target
+        click.echo(f"{r.runtime:<11}{r.session:<10}{target[:31]:<32}{r.user:<13}{r.profile:<11}"
+                   f"{_age(r.age_s):<6}{r.state:<11}{cli_state}")
+
+
+@cli.command("gc")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
+@click.option("--older-than", default="12h", show_default=True,
+              help="Also collect sidecars older than this (30m, 12h, 2d), even if their CLI lives.")
+@click.option("--runtime", type=RUNTIMES, default="auto", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-n", "--namespace", help="Kubernetes namespace (default: all namespaces).")
+@click.option("--context", help="kubeconfig context.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to a kubeconfig file.")
+def gc_command(dry_run, older_than, runtime, output, namespace, context, kubeconfig):
+    """Remove stale Docker sidecars; report Kubernetes debug containers (they cannot be deleted)."""
+    from debugkit import lifecycle
+    from debugkit.audit import parse_duration
+
+    limit = parse_duration(older_than, flag="--older-than")
+    actions = []
+    if runtime in ("auto", "docker"):
+        from debugkit.backends.docker import DockerBackend
+
+        try:
+            actions += lifecycle.collect_docker(DockerBackend(), older_than_s=limit, dry_run=dry_run)
+        except DebugkitError as exc:
+            if runtime == "docker":
+                raise
+            err(f"warning: docker: {exc}")
+    if runtime in ("auto", "kubernetes"):
+        for row in _kube_rows(strict=runtime == "kubernetes", kubeconfig=kubeconfig, context=context,
+                              namespace=namespace):
+            actions.append({"runtime": "kubernetes", "session": row.session, "name": row.name,
+                            "target": f"{row.namespace}/{row.target}", "state": row.state,
+                            "reason": "ephemeral containers cannot be deleted; they end with their "
+                                      "process or their pod",
+                            "action": "kept (still running)" if row.state == "running" else "kept (terminated)"})
+    actions += lifecycle.close_abandoned_audit_sessions(dry_run=dry_run)
+    if output == "json":
+        click.echo(json.dumps(actions, indent=2))
+        return
+    if not actions:
+        click.echo("nothing to collect")
+    for a in actions:
+        click.echo(f"{a['action']:<22}{a['runtime']:<11}{a['session']:<10}{a['name']:<28}{a['reason']}")
+
+
+@cli.command("audit")
+@click.option("--since", help="Only sessions started since then: 30m, 12h, 7d or an ISO time.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def audit_command(since, output):
+    """Show the audit log of debug sessions (one JSON object per session with -o json)."""
+    from debugkit import audit
+
+    sessions = audit.sessions(audit.read(), since=audit.parse_since(since) if since else None)
+    if output == "json":
+        click.echo(json.dumps(sessions, indent=2))
+        return
+    click.echo(f"{'START':<25}{'SESSION':<10}{'RUNTIME':<11}{'TARGET':<28}{'AS':<13}{'BY':<10}{'EXIT':<6}OUTCOME")
+    for s in sessions:
+        ident = s.get("identity") or {}
+        who = f"{ident['uid']}:{ident['gid']}" if ident else "-"
+        code = "-" if s.get("exit_code") is None else str(s["exit_code"])
+        outcome = s.get("outcome", "running or killed")
+        click.echo(f"{s.get('start', '-')[:23]:<25}{s['session']:<10}{s.get('runtime', '-'):<11}"
+                   f"{str(s.get('target', '-'))[:27]:<28}{who:<13}{str(s.get('local_user', '-'))[:9]:<10}"
+                   f"{code:<6}{outcome}")
+
+
 def render(data: dict, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2, sort_keys=False))

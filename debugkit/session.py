@@ -5,16 +5,19 @@ data and edited by the profile and the user's overrides; only `run` starts anyth
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
+import time
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
+from debugkit import audit
 from debugkit import identity as ident
-from debugkit.errors import InvalidInput
+from debugkit.errors import DebugkitError, ExitCode, Interrupted, InvalidInput
 from debugkit.profiles import apply_profile
-from debugkit.spec import Resources, SidecarSpec, base_spec
+from debugkit.spec import Resources, SidecarSpec, base_spec, new_session_id
 from debugkit.targets import DockerTarget, KubeTarget, Target
 from debugkit.toolbox import default_ref
 
@@ -103,20 +106,86 @@ def prepare_docker(options: AttachOptions, backend=None):
     return backend, info, spec
 
 
+def audit_start(spec: SidecarSpec, *, runtime: str, target: str, target_id: str, image: dict,
+                mode: str) -> float:
+    """Write (and fsync) the start record before anything is launched."""
+    audit.append({
+        "event": "start",
+        "session": spec.session_id,
+        "runtime": runtime,
+        "target": target,
+        "target_id": target_id,
+        "identity": spec.identity.as_dict(),
+        "sidecar_user": f"{spec.uid}:{spec.gid}",
+        "image": spec.image,
+        **image,
+        "profile": spec.profile,
+        "mode": mode,
+        "command": list(spec.command),
+        "local_user": local_user(),
+        "cli_pid": os.getpid(),
+        "host": socket.gethostname(),
+    })
+    return time.monotonic()
+
+
+@contextlib.contextmanager
+def audited(spec: SidecarSpec, *, started: float) -> Iterator[dict]:
+    """The end record, whatever happens: the caller puts the exit code in the yielded dict."""
+    result: dict = {"exit_code": None, "outcome": "error"}
+    try:
+        yield result
+    except Interrupted as exc:
+        result.update(exit_code=int(exc.exit_code), outcome="interrupted", error=str(exc))
+        raise
+    except KeyboardInterrupt:
+        result.update(exit_code=int(ExitCode.INTERRUPTED), outcome="interrupted")
+        raise
+    except DebugkitError as exc:
+        result.update(exit_code=int(exc.exit_code), outcome="error", error=str(exc))
+        raise
+    finally:
+        audit.append({"event": "end", "session": spec.session_id,
+                      "duration_s": round(time.monotonic() - started, 3), **result})
+
+
+@contextlib.contextmanager
+def refusals_audited(options: AttachOptions) -> Iterator[None]:
+    """A session refused before launch still leaves one complete record of the attempt."""
+    try:
+        yield
+    except DebugkitError as exc:
+        with contextlib.suppress(OSError):
+            audit.append({
+                "event": "refused", "session": options.session_id or new_session_id(),
+                "runtime": options.target.runtime, "target": str(options.target),
+                "command": list(options.command), "profile": options.profile, "local_user": local_user(),
+                "exit_code": int(exc.exit_code), "outcome": "refused", "error": str(exc),
+            })
+        raise
+
+
 def attach(options: AttachOptions, streams: Streams, *, announce=None) -> int:
     if isinstance(options.target, KubeTarget):
         from debugkit.backends import kubernetes as kube
 
         return kube.attach(options, streams, announce=announce)
-    backend, info, spec = prepare_docker(options)
-    backend.ensure_image(spec.image, default_image=options.image is None)
+    with refusals_audited(options):
+        backend, info, spec = prepare_docker(options)
+        image = backend.ensure_image(spec.image, default_image=options.image is None)
     warnings = []
     if backend.target_dumpable(info) is False and not spec.run_as_root:
         warnings.append("the target changed UID at runtime and is not dumpable: /proc/1/root and "
                         "/proc/1/environ stay root-only; use --profile ptrace to read them")
     if announce:
         announce(spec, info, warnings)
-    return backend.run(spec, info, stdin=streams.stdin, stdout=streams.stdout, stderr=streams.stderr)
+    started = audit_start(spec, runtime="docker", target=info.name, target_id=info.id, image=image,
+                          mode="interactive" if spec.tty else "command")
+    with audited(spec, started=started) as result:
+        result["exit_code"] = backend.run(spec, info, stdin=streams.stdin, stdout=streams.stdout,
+                                          stderr=streams.stderr)
+        result["outcome"] = "exited"
+    return result["exit_code"]
 
 
 def inspect(options: AttachOptions) -> dict:
@@ -163,6 +232,19 @@ def open_exec_session(options: AttachOptions):
         return kube.open_exec_session(options)
     from debugkit.backends.docker import DockerExecSession
 
-    backend, info, spec = prepare_docker(options)
-    backend.ensure_image(spec.image, default_image=options.image is None)
-    return DockerExecSession(backend, spec, info)
+    with refusals_audited(options):
+        backend, info, spec = prepare_docker(options)
+        image = backend.ensure_image(spec.image, default_image=options.image is None)
+    return _audited_exec_session(DockerExecSession(backend, spec, info), runtime="docker",
+                                 target=info.name, target_id=info.id, image=image)
+
+
+@contextlib.contextmanager
+def _audited_exec_session(exec_session, *, runtime: str, target: str, target_id: str, image: dict):
+    spec = exec_session.spec
+    started = audit_start(spec, runtime=runtime, target=target, target_id=target_id, image=image,
+                          mode="runbook")
+    with audited(spec, started=started) as result:
+        with exec_session as live:
+            yield live
+        result.update(exit_code=0, outcome="closed")

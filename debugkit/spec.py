@@ -21,6 +21,7 @@ LABEL_CLI_PID = "io.debugkit.cli-pid"
 LABEL_CLI_HOST = "io.debugkit.cli-host"
 LABEL_LOCAL_USER = "io.debugkit.local-user"
 LABEL_VERSION = "io.debugkit.version"
+LABEL_USER = "io.debugkit.user"
 
 ENV_SESSION = "DEBUGKIT_SESSION"
 ENV_TARGET_ROOT = "DEBUGKIT_TARGET_ROOT"

@@ -29,7 +29,7 @@ from debugkit.errors import (
     TargetNotFound,
     TargetNotRunning,
 )
-from debugkit.spec import LABEL_MANAGED, SidecarSpec
+from debugkit.spec import LABEL_MANAGED, LABEL_USER, SidecarSpec
 from debugkit.terminal import pump, terminal_size
 
 MAX_ETC_FILE = 1 << 20  # passwd/group larger than this are not real passwd/group files
@@ -305,11 +305,13 @@ class DockerBackend:
 
     # -- the sidecar ------------------------------------------------------------------
 
-    def ensure_image(self, image: str, *, default_image: bool) -> str:
-        """The image's ID; a clear ImageMissing when it is not in the engine."""
+    def ensure_image(self, image: str, *, default_image: bool) -> dict:
+        """The image's ID and repo digest; a clear ImageMissing when it is not in the engine."""
         APIError, NotFound = _api_errors()
         try:
-            return self.client.api.inspect_image(image)["Id"]
+            attrs = self.client.api.inspect_image(image)
+            digests = attrs.get("RepoDigests") or []
+            return {"image_id": attrs["Id"], "image_digest": digests[0] if digests else None}
         except NotFound as exc:
             if default_image:
                 from debugkit.toolbox import TOOLBOX_REPOSITORY, __version__
@@ -343,7 +345,7 @@ class DockerBackend:
             command=list(spec.command) or None,
             user=f"{spec.uid}:{spec.gid}",
             environment=spec.env_dict(),
-            labels=spec.labels_dict(),
+            labels={**spec.labels_dict(), LABEL_USER: f"{spec.uid}:{spec.gid}"},
             name=spec.name,
             stdin_open=spec.stdin,
             tty=spec.tty,
