@@ -102,10 +102,13 @@ def list_(output):
                                 "vars": {k: v.default for k, v in b.vars.items()},
                                 "steps": [s.name for s in b.steps]} for b in books], indent=2))
         return
+    import textwrap
+
     width = max((len(b.source) for b in books), default=0)
     for b in books:
-        first = b.description.splitlines()[0] if b.description else ""
-        click.echo(f"{b.source:<{width}}  {first}")
+        about = " ".join(b.description.split()) or "-"
+        click.echo(textwrap.fill(about, width=100, initial_indent=f"{b.source:<{width}}  ",
+                                 subsequent_indent=" " * (width + 2)))
         if b.vars:
             shown = " ".join(f"{k}={'(required)' if v.default is None else v.default}" for k, v in b.vars.items())
             click.echo(f"{'':<{width}}  vars: {shown}")
