@@ -93,6 +93,9 @@ class _Refused(Exception):
         self.message = message
 
 
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+
+
 class _Loader(yaml.SafeLoader):
     """yaml.safe_load's loader that refuses anchors and aliases (no alias bombs, no merge
     keys) and bounds nesting and node count. We compose nodes first to keep line numbers."""
@@ -115,9 +118,13 @@ class _Loader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 raise _Refused(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        if node.tag not in _PLAIN_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise _Refused(node.start_mark, f"the YAML tag {tag} is not allowed")
+        return node
 
 
 def _line(node_or_mark) -> int:
@@ -153,22 +160,23 @@ class _Checker:
             self.fail(node, f"{what} must not be empty")
         return value
 
-    def mapping(self, node, where: str, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
+    def mapping(self, node, what: str, where: str, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
+        """`what` names the mapping ("step 2"), `where` places a key in it ("in step 2")."""
         if not isinstance(node, yaml.MappingNode):
-            self.fail(node, f"{where} must be a mapping (key: value)")
+            self.fail(node, f"{what} must be a mapping (key: value)")
         found: dict[str, tuple] = {}
         for key_node, value_node in node.value:
-            key = self.scalar(key_node, f"a key in {where}")
+            key = self.scalar(key_node, f"a key {where}")
             if not isinstance(key, str):
-                self.fail(key_node, f"keys in {where} must be strings, not {_describe(key)}")
+                self.fail(key_node, f"keys {where} must be strings, not {_describe(key)}")
             if key in found:
-                self.fail(key_node, f"duplicate key {key!r} in {where}")
+                self.fail(key_node, f"duplicate key {key!r} {where}")
             if key not in allowed:
-                self.fail(key_node, f"unknown key {key!r} in {where} (expected one of: {', '.join(allowed)})")
+                self.fail(key_node, f"unknown key {key!r} {where} (expected one of: {', '.join(allowed)})")
             found[key] = (key_node, value_node)
         for key in required:
             if key not in found:
-                self.fail(node, f"missing required key {key!r} in {where}")
+                self.fail(node, f"missing required key {key!r} {where}")
         return found
 
 
@@ -203,9 +211,7 @@ def load_text(text: str | bytes, source: str) -> Runbook:
         except _Refused as exc:
             raise RunbookInvalid(f"{source}:{_line(exc.mark)}: {exc.message}") from None
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "cannot parse"
-            raise RunbookInvalid(f"{source}:{_line(mark)}: invalid YAML: {problem}") from None
+            raise RunbookInvalid(f"{source}:{_yaml_problem(exc)}") from None
         except yaml.YAMLError as exc:
             raise RunbookInvalid(f"{source}:1: invalid YAML: {exc}") from None
         if root is None:
@@ -215,8 +221,20 @@ def load_text(text: str | bytes, source: str) -> Runbook:
         loader.dispose()
 
 
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """`LINE: invalid YAML: problem (context)` from PyYAML's marks."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "cannot parse"
+    context = exc.context if exc.problem else None
+    if context and context.startswith("expected"):  # "expected a single document in the stream"
+        problem = f"{context}, {problem}"
+    elif context and exc.context_mark is not None and exc.context_mark is not mark:
+        problem = f"{problem} ({context} started on line {_line(exc.context_mark)})"
+    return f"{_line(mark)}: invalid YAML: {problem}"
+
+
 def _build(c: _Checker, root) -> Runbook:
-    top = c.mapping(root, "the top level", TOP_KEYS, required=("name", "steps"))
+    top = c.mapping(root, "the runbook", "at the top level", TOP_KEYS, required=("name", "steps"))
     name = c.string(top["name"][1], "name")
     description = c.string(top["description"][1], "description", allow_empty=True) if "description" in top else ""
 
@@ -272,7 +290,7 @@ def _build_step(c: _Checker, node, index: int, variables: dict[str, Var]) -> Ste
             if isinstance(key_node, yaml.ScalarNode) and key_node.value == "name":
                 if isinstance(value_node, yaml.ScalarNode) and value_node.value.strip():
                     where = f"step {index} ({value_node.value.strip()!r})"
-    keys = c.mapping(node, where, STEP_KEYS, required=("name", "run"))
+    keys = c.mapping(node, where, f"in {where}", STEP_KEYS, required=("name", "run"))
     name = c.string(keys["name"][1], f"{where}: name").strip()
 
     run_node = keys["run"][1]
@@ -328,7 +346,7 @@ def _build_step(c: _Checker, node, index: int, variables: dict[str, Var]) -> Ste
 
 
 def _build_expect(c: _Checker, node, where: str) -> Expect:
-    keys = c.mapping(node, f"the expect of {where}", EXPECT_KEYS)
+    keys = c.mapping(node, f"{where}: expect", f"in the expect of {where}", EXPECT_KEYS)
     exit_codes: tuple[int, ...] = (0,)
     if "exit_code" in keys:
         value_node = keys["exit_code"][1]
@@ -798,7 +816,8 @@ def write_atomically(path: str, content: str) -> None:
 
 def describe(runbook: Runbook) -> Iterator[str]:
     """The lines `runbook validate` prints for a valid runbook."""
-    yield f"{runbook.source}: valid runbook {runbook.name!r}, {len(runbook.steps)} steps"
+    count = len(runbook.steps)
+    yield f"{runbook.source}: valid runbook {runbook.name!r}, {count} step{'s' if count != 1 else ''}"
     for name, var in runbook.vars.items():
         default = "(required)" if var.default is None else f"= {var.default!r}"
         yield f"  var {name} {default}"
