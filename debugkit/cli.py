@@ -113,9 +113,11 @@ def attach(target, command, stdin, tty, **kwargs):
         for warning in warnings:
             err(f"warning: {warning}")
         if spec.tty:
-            err(f"session {spec.session_id}: {spec.name} attached to {info.name} as "
-                f"{spec.uid}:{spec.gid} (from {spec.identity.source}); "
-                f"target filesystem at {spec.target_root} ($DEBUGKIT_TARGET_ROOT)")
+            # The terminal is already raw: a bare \n would not return the carriage.
+            sys.stderr.write(f"debugkit: session {spec.session_id}: {spec.name} attached to {info.name} as "
+                             f"{spec.uid}:{spec.gid} (from {spec.identity.source}); "
+                             f"target filesystem at {spec.target_root} ($DEBUGKIT_TARGET_ROOT)\r\n")
+            sys.stderr.flush()
 
     stdout, stderr = sys.stdout.buffer, sys.stderr.buffer
     streams = Streams(stdin=sys.stdin.buffer if stdin else None, stdout=stdout, stderr=stderr)

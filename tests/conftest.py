@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,16 @@ FIXTURES = {
     "drops-privs": f"debugkit-fixture/drops-privs:{FIXTURE_TAG}",
 }
 TEST_LABEL = "io.debugkit.test"
+# Each pytest run labels what it starts with its own ID, so two runs on one engine (a
+# developer's and CI's) never sweep each other's containers.
+RUN_LABEL = "io.debugkit.test-run"
+RUN_ID = uuid.uuid4().hex[:12]
 MANAGED_LABEL = "io.debugkit.managed"
+STALE_AFTER_S = 3600
+
+
+def labels_for_test() -> dict:
+    return {TEST_LABEL: "1", RUN_LABEL: RUN_ID}
 
 
 def run_cli(*args: str, input: bytes | str | None = None, timeout: float = 120, env: dict | None = None,
@@ -49,6 +59,23 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "c
         time.sleep(interval)
 
 
+@pytest.fixture(autouse=True)
+def audit_log(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own audit log (the CLI subprocesses inherit the variable)."""
+    path = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("DEBUGKIT_AUDIT_LOG", str(path))
+    return path
+
+
+def audit_records(path: Path) -> list[dict]:
+    """Every line must be one complete JSON object: a corrupt line fails the test."""
+    import json
+
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     docker = pytest.importorskip("docker")
@@ -59,11 +86,23 @@ def docker_client():
         if IN_CI:
             pytest.fail(f"no Docker engine in CI (scripts/docker-testenv should have started one): {exc}")
         pytest.skip(f"no Docker engine: {exc} (run scripts/docker-testenv up)")
+    _sweep_stale(client)
     yield client
-    # Sweep by label: a crashed test cannot leak containers into the next run.
-    for ctr in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+    # Sweep by label: what this run started goes, even after a crashed test.
+    for ctr in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}):
         ctr.remove(force=True)
     client.close()
+
+
+def _sweep_stale(client) -> None:
+    """Test containers of runs that crashed long ago (older than an hour)."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    for ctr in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        created = dt.datetime.fromisoformat(ctr.attrs["Created"][:26].rstrip("Z") + "+00:00")
+        if (now - created).total_seconds() > STALE_AFTER_S:
+            ctr.remove(force=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import re
 import shlex
 import tarfile
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -396,6 +397,24 @@ class DockerBackend:
         on_started=None,
     ) -> int:
         """Run the sidecar to completion, streaming its I/O; return its exit code."""
+        if spec.tty:
+            # Interactive: the shell is an exec in a sidecar whose main process lives only
+            # while our connection holds its stdin open. A TTY does not close when its
+            # client dies, a non-TTY stdin does: so a killed CLI still ends its sidecar.
+            with DockerExecSession(self, spec, target) as live:
+                if on_started:
+                    on_started(live.container_id)
+                return live.exec_interactive(spec.command, stdin=stdin, stdout=stdout)
+        for attempt in (1, 2):
+            try:
+                return self._run_once(spec, target, stdin=stdin, stdout=stdout, stderr=stderr,
+                                      on_started=on_started)
+            except TransientStartFailure:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run_once(self, spec, target, *, stdin, stdout, stderr, on_started) -> int:
         with engine_calls():
             container_id = self.create_sidecar(spec, target)
             try:
@@ -431,6 +450,10 @@ class DockerBackend:
             return self.client.api.containers(all=all_states, filters={"label": f"{LABEL_MANAGED}=true"})
 
 
+class TransientStartFailure(DebugkitError):
+    pass
+
+
 _NOT_FOUND = re.compile(r'exec: "([^"]*)": (executable file not found|stat .*: no such file or directory)')
 _NOT_EXEC = re.compile(r'exec: "([^"]*)": permission denied|exec format error')
 
@@ -444,6 +467,10 @@ def _start_error(exc) -> DebugkitError:
     if match:
         what = match.group(1) if match.lastindex else "the command"
         return CommandNotExecutable(f"command {what!r} cannot be executed in the toolbox image")
+    if "error during container init: %!w(<nil>)" in text:
+        # runc 1.1 occasionally fails a start with a nil error under load: nothing the
+        # user did; one fresh attempt succeeds.
+        return TransientStartFailure(f"the runtime failed to start the sidecar: {text}")
     if "is not running" in text or "cannot join PID of a non running container" in text:
         return TargetNotRunning(f"the target stopped before the sidecar could join it: {text}")
     return DebugkitError(f"the engine refused to start the sidecar: {text}")
@@ -543,11 +570,34 @@ class DockerExecSession:
             self.backend.remove_sidecar(self.container_id)
             self.container_id = None
 
+    def exec_interactive(self, argv, *, stdin, stdout) -> int:
+        """A TTY exec of argv (the image's default command when empty); its exit code."""
+        api = self.backend.client.api
+        with engine_calls():
+            if not argv:
+                config = api.inspect_image(self.spec.image).get("Config") or {}
+                argv = (config.get("Entrypoint") or []) + (config.get("Cmd") or ["sh"])
+            exec_id = api.exec_create(self.container_id, list(argv), stdin=True, stdout=True, stderr=True,
+                                      tty=True, environment=self.spec.env_dict())["Id"]
+            sock = api.exec_start(exec_id, socket=True, tty=True)
+
+            def resize(rows, cols):
+                with contextlib.suppress(Exception):
+                    api.exec_resize(exec_id, height=rows, width=cols)
+
+            resize(*terminal_size())
+            pump(sock, tty_mode=True, stdin=stdin, stdout=stdout, stderr=stdout, on_resize=resize)
+            for _ in range(100):
+                info = api.exec_inspect(exec_id)
+                if not info.get("Running"):
+                    return int(info.get("ExitCode") or 0)
+                time.sleep(0.05)
+        raise DebugkitError("the interactive shell's exit status never arrived")
+
     def exec(self, argv: list[str] | tuple[str, ...], *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
         """Run argv in the sidecar; kill it after `timeout` seconds (exit 124, timed_out)."""
         import select
         import socket as socketlib
-        import time
 
         from debugkit.terminal import FrameDemuxer, raw_socket
 

@@ -151,9 +151,9 @@ def test_target_not_found(docker_client):
 
 
 def test_target_not_running(docker_client, fixture_images):
-    from tests.conftest import TEST_LABEL
+    from tests.conftest import labels_for_test
 
-    ctr = docker_client.containers.create(fixture_images["named-user"], labels={TEST_LABEL: "1"})
+    ctr = docker_client.containers.create(fixture_images["named-user"], labels=labels_for_test())
     try:
         _assert_clean_error(run_cli("attach", ctr.name, "--", "true"), ExitCode.TARGET_NOT_RUNNING, "created")
     finally:
