@@ -610,11 +610,18 @@ def _decode(data: bytes) -> str:
 
 
 def session_facts(session) -> dict:
-    """Target, identity, image and profile, from the session's spec (Docker) or whatever
-    the backend's session exposes the same way (`.spec`, `.target.name`)."""
+    """Target, identity, image and profile, from what the backend's exec session exposes:
+    `.spec` (the SidecarSpec) and `.target` (Docker) or `.pt` (a Kubernetes pod target)."""
     spec = getattr(session, "spec", None)
     target = getattr(session, "target", None)
-    facts: dict = {"target": getattr(target, "name", None) or str(target) if target is not None else None}
+    pod = getattr(session, "pt", None)
+    if target is not None:
+        where = getattr(target, "name", None) or str(target)
+    elif pod is not None:
+        where = f"{pod.namespace}/{pod.pod_name}/{pod.container}"
+    else:
+        where = None
+    facts: dict = {"target": where}
     if spec is not None:
         identity = getattr(spec, "identity", None)
         facts.update({

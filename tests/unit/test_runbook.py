@@ -323,3 +323,22 @@ def test_bundled_runbooks_are_valid_and_described():
         assert book.source in names
     tls = rb.load_file("tls")
     assert tls.vars["HOST"].default is None and tls.vars["PORT"].default == "443"
+
+
+def test_session_facts_from_docker_and_kubernetes_sessions():
+    from types import SimpleNamespace
+
+    from debugkit.identity import Identity
+    from debugkit.profiles import apply_profile
+    from debugkit.spec import base_spec
+
+    spec = base_spec(image="img:1", identity=Identity(uid=65532, gid=65532, source="process"), target_name="web",
+                     target_id="abc", runtime="docker", cli_pid=1, cli_host="h", local_user="u")
+    spec = apply_profile(spec, "restricted")
+    docker = rb.session_facts(SimpleNamespace(spec=spec, target=SimpleNamespace(name="web")))
+    assert docker == {"target": "web", "runtime": "docker", "identity": {"uid": 65532, "gid": 65532,
+                      "source": "process"}, "image": "img:1", "profile": "restricted", "session": spec.session_id}
+    pod = SimpleNamespace(namespace="shop", pod_name="web-1", container="app")
+    kube = rb.session_facts(SimpleNamespace(spec=apply_profile(spec, "ptrace"), pt=pod))
+    assert kube["target"] == "shop/web-1/app" and kube["identity"]["uid"] == 0
+    assert kube["identity"]["source"] == "profile (root)" and kube["profile"] == "ptrace"

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from debugkit.errors import ExitCode
-from tests.conftest import TEST_LABEL, run_cli, text, wait_for
+from tests.conftest import labels_for_test, run_cli, text, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -320,7 +320,7 @@ def tls_dependency(docker_client, toolbox_image):
               "-subj /CN=dep.test -addext subjectAltName=DNS:dep.test 2>/dev/null && echo READY && "
               "exec openssl s_server -accept 8443 -cert c -key k -www -quiet")
     ctr = docker_client.containers.run(toolbox_image, ["sh", "-c", script], name=name, detach=True,
-                                       labels={TEST_LABEL: "1"})
+                                       labels=labels_for_test())
     try:
         wait_for(lambda: b"READY" in ctr.logs(), timeout=60, what="the TLS server")
         ctr.reload()
