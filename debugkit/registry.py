@@ -109,6 +109,12 @@ class RegistryClient:
 
     def _authenticate(self, resp) -> bool:
         challenge = resp.headers.get("WWW-Authenticate", "")
+        if challenge.lower().startswith("basic"):
+            auth = _docker_config_auth(self.ref.registry)
+            if auth is None or self.session.auth is not None:
+                return False
+            self.session.auth = auth
+            return True
         if not challenge.lower().startswith("bearer"):
             return False
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))

@@ -17,6 +17,7 @@ FIXTURES = {
     "named-user": f"debugkit-fixture/named-user:{FIXTURE_TAG}",
     "numeric-user": f"debugkit-fixture/numeric-user:{FIXTURE_TAG}",
     "drops-privs": f"debugkit-fixture/drops-privs:{FIXTURE_TAG}",
+    "distroless": f"debugkit-fixture/distroless:{FIXTURE_TAG}",
 }
 TEST_LABEL = "io.debugkit.test"
 # Each pytest run labels what it starts with its own ID, so two runs on one engine (a
