@@ -86,6 +86,9 @@ def main() -> int:
         "separate_attaches_median_s": round(batch_m, 4),
         "runbook_over_one_attach": round(book_m / one_m, 3),
         "runbook_over_separate_attaches": round(book_m / batch_m, 3),
+        "per_step_cost_s": round((book_m - one_m) / args.steps, 4),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "runbook_s": [round(x, 4) for x in books],
         "one_attach_s": [round(x, 4) for x in one],
         "separate_attaches_s": [round(x, 4) for x in batches],
@@ -100,6 +103,10 @@ def main() -> int:
         print(f"{n} separate attaches:                  {batch_m:.3f} s median")
         print(f"runbook / one attach:                  {result['runbook_over_one_attach']:.2f} (goal <= 2)")
         print(f"runbook / {n} attaches:                 {result['runbook_over_separate_attaches']:.2f}")
+        print(f"cost per step ((runbook - attach)/{n}):  {result['per_step_cost_s'] * 1000:.0f} ms "
+              f"(about one docker exec)")
+        print(f"machine:                               {result['cpus']} CPUs, load average "
+              f"{result['load_average_1m']:.2f}")
     return 0
 
 

@@ -159,6 +159,23 @@ def test_a_step_that_hangs_is_killed_at_its_timeout(start_target, toolbox_image,
     assert elapsed < 60
 
 
+def test_step_output_is_capped(start_target, toolbox_image, tmp_path):
+    target = start_target("named-user")
+    path = write(tmp_path, """\
+        name: loud
+        steps:
+          - name: 200 kB on each stream
+            run: head -c 200000 /dev/zero | tr '\\0' a; head -c 200000 /dev/zero | tr '\\0' b >&2
+            expect:
+              stdout_matches: '^a+$'
+        """)
+    result, report = run_json("runbook", "run", path, target.name)
+    assert result.returncode == 0, report
+    step = report["steps"][0]
+    assert step["output_truncated"] is True
+    assert step["stdout"] == "a" * 65536 and step["stderr"] == "b" * 65536
+
+
 EVIL = "x'; touch /tmp/pwned; echo INJECTED \"$(touch /tmp/pwned2)\" `touch /tmp/pwned3` $HOME && | > * \\ 'y"
 
 
