@@ -43,6 +43,8 @@ GATE = ("sh", "-c", 'read -r _ || exit 125; exec "$@"', "debugkit")
 # Runbooks: a main process that lives as long as our attach keeps its stdin open.
 KEEPALIVE = ("sh", "-c", "exec timeout 600 cat >/dev/null")
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
+# Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
+ROUTINE_REASONS = {"ContainerCreating", "PodInitializing"}
 
 
 def config_available(kubeconfig: str | None = None) -> bool:
@@ -391,7 +393,7 @@ class KubeBackend:
                 message = state["waiting"].get("message")
                 if reason != last_reason:
                     last_reason = reason
-                    if on_reason:
+                    if on_reason and reason not in ROUTINE_REASONS:
                         on_reason(f"{reason}: {message}" if message else reason)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
