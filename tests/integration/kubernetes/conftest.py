@@ -191,6 +191,12 @@ class K8sCluster:
         def running():
             nonlocal last
             last = self.api.read_namespaced_pod(name, namespace)
+            # A sandbox the runtime refuses three times will not start by waiting longer.
+            failed = self.api.list_namespaced_event(
+                namespace, field_selector=f"involvedObject.name={name},reason=FailedCreatePodSandBox").items
+            if sum(e.count or 1 for e in failed) >= 3:
+                raise AssertionError(f"pod {namespace}/{name}: the runtime cannot create its sandbox: "
+                                     f"{failed[-1].message}\n{self.describe(namespace, name)}")
             statuses = last.status.container_statuses or []
             for st in statuses:
                 waiting = st.state.waiting
@@ -272,8 +278,9 @@ class K8sCluster:
 
 @pytest.fixture(scope="session")
 def k8s_cluster(pytestconfig) -> Iterator[K8sCluster]:
-    """The real single-node cluster, up for the whole session. Brought down at the end
-    only if this session started it (set DEBUGKIT_K8S_KEEP=1 to keep it)."""
+    """The real single-node cluster, up for the whole session. Like the Docker engine it
+    stays up afterwards, so that the next run starts in a second and a concurrent session
+    is not cut off; DEBUGKIT_K8S_DOWN=1 brings it down at the end of the session."""
     reason = host_unsuitable()
     if reason:
         if IN_CI:
@@ -307,7 +314,7 @@ def k8s_cluster(pytestconfig) -> Iterator[K8sCluster]:
             for ns in cluster.api.list_namespace(label_selector="io.debugkit.test=1").items:
                 cluster.delete_namespace(ns.metadata.name)
         finally:
-            if not was_up and os.environ.get("DEBUGKIT_K8S_KEEP") != "1":
+            if os.environ.get("DEBUGKIT_K8S_DOWN") == "1":
                 down = _script("down", timeout=300)
                 if down.returncode != 0:
                     print(f"[k8s_cluster] down failed:\n{down.stderr}", file=sys.stderr)
