@@ -61,6 +61,8 @@ def run(runbook_ref, target, var_pairs, output, report_path, namespace, containe
     # Everything that can be refused is refused here, before any engine is contacted.
     book = rb.load_file(runbook_ref)
     values = rb.bind(book, rb.parse_var_args(var_pairs))
+    if report_path:
+        rb.check_report_path(report_path)
     options = AttachOptions(
         target=parse_target(target, namespace=namespace, container=container),
         user=user, image=image, profile=profile or book.profile or "restricted",

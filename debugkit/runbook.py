@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
-from debugkit.errors import DebugkitError, InvalidInput, RunbookInvalid
+from debugkit.errors import DebugkitError, Interrupted, InvalidInput, RunbookInvalid
 
 MAX_FILE_BYTES = 256 * 1024
 MAX_DEPTH = 20            # nesting of YAML collections; the format needs 4
@@ -651,6 +651,8 @@ def execute(runbook: Runbook, values: dict[str, str], session, *,
         else:
             try:
                 outcome = session.exec(argv, timeout=step.timeout, max_output=max_output)
+            except Interrupted:  # SIGTERM/SIGHUP: stop now, the caller cleans up and exits 128+N
+                raise
             except DebugkitError as exc:  # the sidecar or the engine went away
                 report.aborted = f"step {step.name!r}: {exc}"
                 result = StepResult(step.name, argv, "failed", f"could not run: {exc}",
@@ -795,6 +797,18 @@ RENDERERS = {"text": render_text, "markdown": render_markdown, "json": render_js
 def report_format_for(path: str) -> str:
     """--report PATH: JSON for *.json, Markdown otherwise."""
     return "json" if path.lower().endswith(".json") else "markdown"
+
+
+def check_report_path(path: str) -> None:
+    """Refuse a --report PATH that cannot be written before anything starts."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise InvalidInput(f"--report {path} is a directory")
+    if not directory.is_dir():
+        raise InvalidInput(f"--report {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InvalidInput(f"--report {path}: directory {directory} is not writable")
 
 
 def write_atomically(path: str, content: str) -> None:

@@ -342,3 +342,20 @@ def test_session_facts_from_docker_and_kubernetes_sessions():
     kube = rb.session_facts(SimpleNamespace(spec=apply_profile(spec, "ptrace"), pt=pod))
     assert kube["target"] == "shop/web-1/app" and kube["identity"]["uid"] == 0
     assert kube["identity"]["source"] == "profile (root)" and kube["profile"] == "ptrace"
+
+
+def test_a_signal_during_a_step_is_not_swallowed():
+    from debugkit.errors import Interrupted
+
+    book = load(FOUR)
+    with pytest.raises(Interrupted):
+        rb.execute(book, {}, FakeSession([result(0), Interrupted("received SIGTERM", signum=15)]))
+
+
+def test_report_path_is_checked_before_anything_starts(tmp_path):
+    rb.check_report_path(str(tmp_path / "r.json"))
+    rb.check_report_path("relative.md")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        rb.check_report_path(str(tmp_path / "nope" / "r.json"))
+    with pytest.raises(InvalidInput, match="is a directory"):
+        rb.check_report_path(str(tmp_path))

@@ -6,6 +6,10 @@ sh/coreutils steps; the bundled runbooks are run with the toolbox image they are
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
 import time
 import uuid
@@ -13,7 +17,7 @@ import uuid
 import pytest
 
 from debugkit.errors import ExitCode
-from tests.conftest import labels_for_test, run_cli, text, wait_for
+from tests.conftest import labels_for_test, leaked_sidecars, run_cli, text, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -174,6 +178,35 @@ def test_step_output_is_capped(start_target, toolbox_image, tmp_path):
     step = report["steps"][0]
     assert step["output_truncated"] is True
     assert step["stdout"] == "a" * 65536 and step["stderr"] == "b" * 65536
+
+
+def test_sigterm_during_a_step_removes_the_sidecar_and_exits_143(start_target, toolbox_image, docker_client,
+                                                                 tmp_path):
+    target = start_target("named-user")
+    path = write(tmp_path, """\
+        name: long
+        steps:
+          - name: waits
+            run: sleep 120
+            timeout: 300
+        """)
+    proc = subprocess.Popen([sys.executable, "-m", "debugkit", "runbook", "run", path, target.name],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ})
+    try:
+        sidecar = wait_for(lambda: leaked_sidecars(docker_client, **{"io.debugkit.target-id": target.id}),
+                           timeout=60, what="the runbook's sidecar")[0]
+        wait_for(lambda: b"sleep 120" in subprocess.run(["docker", "top", sidecar.id], capture_output=True).stdout,
+                 timeout=30, what="the step to run")
+        proc.send_signal(signal.SIGTERM)
+        out, errout = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, errout
+    assert b"SIGTERM" in errout
+    wait_for(lambda: not leaked_sidecars(docker_client, **{"io.debugkit.target-id": target.id}),
+             timeout=30, what="the sidecar to be removed")
 
 
 EVIL = "x'; touch /tmp/pwned; echo INJECTED \"$(touch /tmp/pwned2)\" `touch /tmp/pwned3` $HOME && | > * \\ 'y"
