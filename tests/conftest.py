@@ -129,4 +129,4 @@ def toolbox_image(docker_client):
 
 def leaked_sidecars(client, **filters) -> list:
     labels = [f"{MANAGED_LABEL}=true"] + [f"{k}={v}" for k, v in filters.items()]
-    return client.containers.list(all=True, filters={"label": labels})
+    return client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)

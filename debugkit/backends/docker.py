@@ -26,6 +26,7 @@ from debugkit.errors import (
     EngineUnreachable,
     IdentityUnresolved,
     ImageMissing,
+    InvalidInput,
     PermissionDenied,
     TargetNotFound,
     TargetNotRunning,
@@ -69,24 +70,21 @@ class Candidate:
 
 
 def connect():
-    """A docker client that has answered a ping, or a DebugkitError saying why not."""
-    import docker  # lazy: keeps `debugkit --help` fast
-    from docker.errors import DockerException
+    """An engine client that has answered a ping, or a DebugkitError saying why not."""
+    from debugkit.engine import EngineClient, EngineConnectionError, EngineError
 
     try:
-        client = docker.from_env(version="auto", timeout=60)
+        client = EngineClient()
         client.ping()
         return client
-    except DockerException as exc:
-        raise _engine_error(exc) from exc
-    except PermissionError as exc:
+    except (EngineConnectionError, EngineError, PermissionError) as exc:
         raise _engine_error(exc) from exc
 
 
 def _engine_error(exc: Exception) -> DebugkitError:
     text = str(exc)
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if "Permission denied" in text or "PermissionError" in text or isinstance(exc, PermissionError):
+    if isinstance(exc, PermissionError) or "Permission denied" in text:
         return PermissionDenied(
             f"permission denied on the Docker socket {host}",
             hint="add your user to the 'docker' group or run with sudo",
@@ -98,40 +96,43 @@ def _engine_error(exc: Exception) -> DebugkitError:
 
 
 def _api_errors():
-    from docker.errors import APIError, NotFound
+    from debugkit.engine import EngineError, EngineNotFound
 
-    return APIError, NotFound
+    return EngineError, EngineNotFound
 
 
 @contextlib.contextmanager
 def engine_calls():
     """Turn transport failures mid-session (dockerd restarted, socket gone) into our errors."""
-    import requests
-    from docker.errors import DockerException
+    from debugkit.engine import EngineConnectionError
 
     try:
         yield
     except DebugkitError:
         raise
-    except (requests.exceptions.ConnectionError, PermissionError) as exc:
+    except (EngineConnectionError, ConnectionError, PermissionError) as exc:
         raise _engine_error(exc) from exc
-    except DockerException as exc:
-        if "Connection" in str(exc) or "connection" in str(exc):
-            raise _engine_error(exc) from exc
-        raise
+
+
+def parse_bytes(value: str) -> int:
+    """`256m`, `1g`, `512k` or a plain number of bytes, as docker run --memory takes it."""
+    match = re.fullmatch(r"\s*(\d+)\s*([bkmg]?)\s*", value.lower())
+    if not match:
+        raise InvalidInput(f"invalid memory size {value!r}: use e.g. 256m or 1g")
+    return int(match.group(1)) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match.group(2)]
 
 
 class DockerBackend:
     runtime = "docker"
 
-    def __init__(self, client=None):
-        self._client = client
+    def __init__(self, api=None):
+        self._api = api
 
     @property
-    def client(self):
-        if self._client is None:
-            self._client = connect()
-        return self._client
+    def api(self):
+        if self._api is None:
+            self._api = connect()
+        return self._api
 
     # -- the target -------------------------------------------------------------------
 
@@ -139,7 +140,7 @@ class DockerBackend:
         APIError, NotFound = _api_errors()
         with engine_calls():
             try:
-                attrs = self.client.api.inspect_container(name)
+                attrs = self.api.inspect_container(name)
             except NotFound as exc:
                 raise TargetNotFound(f"no container named {name!r}", hint="see `docker ps`") from exc
         state = attrs.get("State", {})
@@ -167,7 +168,7 @@ class DockerBackend:
         """A small text file from the target's filesystem via the archive API, or None."""
         APIError, NotFound = _api_errors()
         try:
-            stream, stat = self.client.api.get_archive(target.id, path)
+            stream, stat = self.api.get_archive(target.id, path)
         except NotFound:
             return None
         except APIError:
@@ -192,7 +193,7 @@ class DockerBackend:
         APIError, NotFound = _api_errors()
         for shell in SHELLS:
             try:
-                stream, _stat = self.client.api.get_archive(target.id, shell)
+                stream, _stat = self.api.get_archive(target.id, shell)
                 for _ in stream:  # drain, so the connection is reusable
                     pass
                 return shell
@@ -217,7 +218,7 @@ class DockerBackend:
             return ident.identity_from_status(status, source=ident.SOURCE_PROCESS)
         APIError, NotFound = _api_errors()
         try:
-            top = self.client.api.top(target.id, ps_args="-o pid,ruid,euid,rgid,egid,supgid")
+            top = self.api.top(target.id, ps_args="-o pid,ruid,euid,rgid,egid,supgid")
         except APIError as exc:
             raise IdentityUnresolved(f"engine top API failed: {exc.explanation or exc}") from exc
         titles = [t.upper() for t in top.get("Titles") or []]
@@ -230,7 +231,7 @@ class DockerBackend:
     def _local_proc_status(self, target: TargetInfo) -> str | None:
         """/proc/<pid>/status, but only when that PID really is this container's process
         (a remote or VM-hosted engine reports PIDs that mean nothing here)."""
-        base = getattr(self.client.api, "base_url", "")
+        base = getattr(self.api, "base_url", "")
         if target.pid <= 0 or not base.startswith("http+docker://"):
             return None
         try:
@@ -310,7 +311,7 @@ class DockerBackend:
         """The image's ID and repo digest; a clear ImageMissing when it is not in the engine."""
         APIError, NotFound = _api_errors()
         try:
-            attrs = self.client.api.inspect_image(image)
+            attrs = self.api.inspect_image(image)
             digests = attrs.get("RepoDigests") or []
             return {"image_id": attrs["Id"], "image_digest": digests[0] if digests else None}
         except NotFound as exc:
@@ -324,45 +325,48 @@ class DockerBackend:
             raise ImageMissing(f"toolbox image {image!r} is not in the local engine", hint=hint) from exc
 
     def create_sidecar(self, spec: SidecarSpec, target: TargetInfo) -> str:
-        api = self.client.api
-        host_config = api.create_host_config(
-            pid_mode=f"container:{target.id}",
-            network_mode=f"container:{target.id}",
-            cap_drop=list(spec.cap_drop) or None,
-            cap_add=list(spec.cap_add) or None,
-            privileged=spec.privileged,
-            security_opt=["no-new-privileges:true"] if spec.no_new_privileges else None,
-            read_only=spec.read_only_root,
-            tmpfs=dict(spec.tmpfs),
-            group_add=[str(g) for g in spec.supplementary_groups] or None,
-            mem_limit=spec.resources.memory,
-            memswap_limit=spec.resources.memory,
-            pids_limit=spec.resources.pids,
-            nano_cpus=int(spec.resources.cpus * 1e9) if spec.resources.cpus else None,
-            auto_remove=True,
-        )
-        created = api.create_container(
-            spec.image,
-            command=list(spec.command) or None,
-            user=f"{spec.uid}:{spec.gid}",
-            environment=spec.env_dict(),
-            labels={**spec.labels_dict(), LABEL_USER: f"{spec.uid}:{spec.gid}"},
-            name=spec.name,
-            stdin_open=spec.stdin,
-            tty=spec.tty,
-            host_config=host_config,
-        )
-        return created["Id"]
+        memory = parse_bytes(spec.resources.memory) if spec.resources.memory else None
+        host_config = {
+            "PidMode": f"container:{target.id}",
+            "NetworkMode": f"container:{target.id}",
+            "CapDrop": list(spec.cap_drop) or None,
+            "CapAdd": list(spec.cap_add) or None,
+            "Privileged": spec.privileged,
+            "SecurityOpt": ["no-new-privileges:true"] if spec.no_new_privileges else None,
+            "ReadonlyRootfs": spec.read_only_root,
+            "Tmpfs": dict(spec.tmpfs),
+            "GroupAdd": [str(g) for g in spec.supplementary_groups] or None,
+            "Memory": memory,
+            "MemorySwap": memory,
+            "PidsLimit": spec.resources.pids,
+            "NanoCpus": int(spec.resources.cpus * 1e9) if spec.resources.cpus else None,
+            "AutoRemove": True,
+        }
+        body = {
+            "Image": spec.image,
+            "Cmd": list(spec.command) or None,
+            "User": f"{spec.uid}:{spec.gid}",
+            "Env": [f"{k}={v}" for k, v in spec.env],
+            "Labels": {**spec.labels_dict(), LABEL_USER: f"{spec.uid}:{spec.gid}"},
+            "OpenStdin": spec.stdin,
+            "StdinOnce": spec.stdin,
+            "AttachStdin": spec.stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": spec.tty,
+            "HostConfig": {k: v for k, v in host_config.items() if v is not None},
+        }
+        return self.api.create_container_raw(body, name=spec.name)["Id"]
 
     def remove_sidecar(self, container_id: str) -> None:
         APIError, NotFound = _api_errors()
         with contextlib.suppress(NotFound, APIError, Exception):
-            self.client.api.remove_container(container_id, force=True)
+            self.api.remove_container(container_id, force=True)
 
     def start_sidecar(self, container_id: str) -> None:
         APIError, _ = _api_errors()
         try:
-            self.client.api.start(container_id)
+            self.api.start(container_id)
         except APIError as exc:
             raise _start_error(exc) from exc
 
@@ -370,17 +374,16 @@ class DockerBackend:
         """Register a wait for removal *before* start, so a fast command's exit code is
         never missed. dockerd flushes the response headers once the waiter is registered,
         and the body (the exit status) arrives when the auto-removed container is gone."""
-        api = self.client.api
-        url = api._url("/containers/{0}/wait", container_id)
-        response = api.post(url, params={"condition": "removed"}, stream=True, timeout=None)
-        api._raise_for_status(response)
+        response, conn = self.api.wait_request(container_id, condition="removed")
         result: dict = {}
 
         def read():
             try:
-                result.update(json.loads(response.content or b"{}"))
+                result.update(json.loads(response.read() or b"{}"))
             except Exception as exc:  # surfaced to the caller through result
                 result["Error"] = {"Message": str(exc)}
+            finally:
+                conn.close()
 
         reader = threading.Thread(target=read, daemon=True, name="debugkit-wait")
         reader.start()
@@ -418,7 +421,7 @@ class DockerBackend:
         with engine_calls():
             container_id = self.create_sidecar(spec, target)
             try:
-                sock = self.client.api.attach_socket(
+                sock = self.api.attach_socket(
                     container_id,
                     params={"stdin": int(spec.stdin), "stdout": 1, "stderr": 1, "stream": 1, "logs": 1},
                 )
@@ -443,11 +446,11 @@ class DockerBackend:
     def _resize(self, container_id: str, rows: int, cols: int) -> None:
         APIError, _ = _api_errors()
         with contextlib.suppress(APIError):
-            self.client.api.resize(container_id, height=rows, width=cols)
+            self.api.resize(container_id, height=rows, width=cols)
 
     def list_sidecars(self, *, all_states: bool = True) -> list[dict]:
         with engine_calls():
-            return self.client.api.containers(all=all_states, filters={"label": f"{LABEL_MANAGED}=true"})
+            return self.api.containers(all=all_states, filters={"label": [f"{LABEL_MANAGED}=true"]})
 
 
 class TransientStartFailure(DebugkitError):
@@ -550,7 +553,7 @@ class DockerExecSession:
         with engine_calls():
             self.container_id = self.backend.create_sidecar(self.spec, self.target)
             try:
-                self._keepalive = self.backend.client.api.attach_socket(
+                self._keepalive = self.backend.api.attach_socket(
                     self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
                 self.backend.start_sidecar(self.container_id)
             except BaseException:
@@ -572,14 +575,14 @@ class DockerExecSession:
 
     def exec_interactive(self, argv, *, stdin, stdout) -> int:
         """A TTY exec of argv (the image's default command when empty); its exit code."""
-        api = self.backend.client.api
+        api = self.backend.api
         with engine_calls():
             if not argv:
                 config = api.inspect_image(self.spec.image).get("Config") or {}
                 argv = (config.get("Entrypoint") or []) + (config.get("Cmd") or ["sh"])
             exec_id = api.exec_create(self.container_id, list(argv), stdin=True, stdout=True, stderr=True,
                                       tty=True, environment=self.spec.env_dict())["Id"]
-            sock = api.exec_start(exec_id, socket=True, tty=True)
+            sock = api.exec_start(exec_id, tty=True)
 
             def resize(rows, cols):
                 with contextlib.suppress(Exception):
@@ -601,7 +604,7 @@ class DockerExecSession:
 
         from debugkit.terminal import FrameDemuxer, raw_socket
 
-        api = self.backend.client.api
+        api = self.backend.api
         # coreutils/busybox `timeout` kills the step inside the sidecar; our own deadline
         # (a little later) is the backstop if even that does not come back.
         # Whole seconds: busybox's timeout takes no fractions.
@@ -611,7 +614,7 @@ class DockerExecSession:
         with engine_calls():
             exec_id = api.exec_create(self.container_id, wrapped, stdout=True, stderr=True,
                                       environment=self.spec.env_dict())["Id"]
-            sock = raw_socket(api.exec_start(exec_id, socket=True))
+            sock = raw_socket(api.exec_start(exec_id))
         out, err = bytearray(), bytearray()
         truncated = timed_out = False
         demux = FrameDemuxer()

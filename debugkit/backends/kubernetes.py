@@ -437,7 +437,7 @@ def _local_engine_image(image: str, image_id: str):
         from debugkit.backends.docker import DockerBackend, TargetInfo
 
         backend = DockerBackend()
-        attrs = backend.client.api.inspect_image(image)
+        attrs = backend.api.inspect_image(image)
     except Exception:  # no engine, no such image: the registry is the way
         return None
     digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
@@ -449,8 +449,8 @@ def _local_engine_image(image: str, image_id: str):
     user = (attrs.get("Config") or {}).get("User") or ""
     files: dict[str, str] = {}
     if needs_etc(user):
-        probe = backend.client.api.create_container(image, command=["/nonexistent"], labels={
-            "io.debugkit.managed": "probe"})
+        probe = backend.api.create_container_raw({"Image": image, "Cmd": ["/nonexistent"],
+                                                  "Labels": {"io.debugkit.managed": "probe"}})
         try:
             info = TargetInfo(id=probe["Id"], name="probe", image=image, image_id=attrs["Id"], pid=0,
                               status="created", configured_user=user)
