@@ -70,7 +70,7 @@ def docker_sessions(backend) -> list[SessionRow]:
 def stale_reason(row: SessionRow, *, older_than_s: int) -> str | None:
     if row.cli_alive is False:
         return f"its CLI (pid {row.cli_pid}) is gone"
-    if row.age_s > older_than_s:
+    if row.age_s >= older_than_s:
         return f"older than {older_than_s}s"
     return None
 

@@ -474,7 +474,8 @@ def _start_error(exc) -> DebugkitError:
         # runc 1.1 occasionally fails a start with a nil error under load: nothing the
         # user did; one fresh attempt succeeds.
         return TransientStartFailure(f"the runtime failed to start the sidecar: {text}")
-    if "is not running" in text or "cannot join PID of a non running container" in text:
+    if ("is not running" in text or "of a non running container" in text
+            or re.search(r"namespace path: lstat /proc/\d+/ns/\w+: no such file", text)):
         return TargetNotRunning(f"the target stopped before the sidecar could join it: {text}")
     return DebugkitError(f"the engine refused to start the sidecar: {text}")
 

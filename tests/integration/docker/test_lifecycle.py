@@ -22,8 +22,10 @@ CLI = [sys.executable, "-m", "debugkit"]
 
 
 def _sidecar_of(client, target):
-    return wait_for(lambda: leaked_sidecars(client, **{"io.debugkit.target": target.name}),
-                    timeout=30, what="the sidecar to appear")[0]
+    """The target's sidecar, once it is running (not merely created)."""
+    return wait_for(lambda: [c for c in leaked_sidecars(client, **{"io.debugkit.target": target.name})
+                             if c.status == "running"],
+                    timeout=30, what="the sidecar to run")[0]
 
 
 def _gone(client, target, *, timeout: float, what: str = "the sidecar to be removed"):
