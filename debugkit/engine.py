@@ -119,6 +119,8 @@ class EngineClient:
 
     def _request(self, method: str, path: str, *, params=None, body=None, stream: bool = False,
                  timeout: float | None = -1, headers: dict | None = None):
+        """stream=True: a connection of its own, left open for the caller to read and close.
+        Otherwise the shared keep-alive connection."""
         data = None
         hdrs = {"Host": "docker", **(headers or {})}
         if body is not None:
@@ -154,8 +156,15 @@ class EngineClient:
         return self._conn
 
     def _json(self, method: str, path: str, **kwargs):
-        resp, _ = self._request(method, path, **kwargs)
-        payload = resp.read()
+        try:
+            resp, _ = self._request(method, path, **kwargs)
+            payload = resp.read()
+        except BaseException:
+            # A signal (or any failure) mid-response leaves the shared connection unusable.
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            raise
         return json.loads(payload) if payload else None
 
     # -- calls (named as in docker-py) ------------------------------------------------
@@ -193,7 +202,13 @@ class EngineClient:
         self._json("POST", f"/containers/{container}/start")
 
     def remove_container(self, container: str, *, force: bool = False) -> None:
-        self._json("DELETE", f"/containers/{container}", params={"force": force})
+        # Cleanup runs in `finally` blocks, possibly right after a signal interrupted a
+        # request on the shared connection: use a connection of its own.
+        resp, conn = self._request("DELETE", f"/containers/{container}", params={"force": force}, stream=True)
+        try:
+            resp.read()
+        finally:
+            conn.close()
 
     def resize(self, container: str, *, height: int, width: int) -> None:
         self._json("POST", f"/containers/{container}/resize", params={"h": height, "w": width})
