@@ -41,6 +41,11 @@ def toolbox() -> None:
     multiple=True,
     help="Image whose layers may be reused (repeatable), e.g. after docker load in CI.",
 )
+@click.option(
+    "--if-changed",
+    is_flag=True,
+    help="Skip the build when the image (or a --cache-from image) was built from the same inputs.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the resulting reference.")
 def build(
     tag: str | None,
@@ -48,6 +53,7 @@ def build(
     variant: str,
     no_cache: bool,
     cache_from: tuple[str, ...],
+    if_changed: bool,
     quiet: bool,
 ) -> None:
     """Build the toolbox image and tag it as the reference `attach` uses."""
@@ -64,6 +70,7 @@ def build(
         progress=progress,
         cache_from=cache_from,
         no_cache=no_cache,
+        if_changed=if_changed,
     )
     click.echo(ref)
 

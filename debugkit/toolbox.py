@@ -6,6 +6,8 @@ functions that need it, so that importing this module (and `debugkit --help`) st
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -28,6 +30,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TOOLBOX_REPOSITORY = "debugkit/toolbox"
 
+#: Intermediate build stages are tagged here (`debugkit/toolbox-cache:curl-build`, ...):
+#: tagged, they survive `docker image prune`, so the layer cache stays warm, and CI can
+#: `docker save` them for a fresh machine.
+CACHE_REPOSITORY = "debugkit/toolbox-cache"
+
 #: The command that builds the default toolbox; `attach` names it when the image is missing.
 BUILD_COMMAND = "debugkit toolbox build"
 
@@ -42,6 +49,9 @@ TOOLBOX_USER = "65532:65532"
 
 Variant = Literal["full", "slim"]
 VARIANTS: tuple[Variant, ...] = ("full", "slim")
+
+#: The label holding the digest of everything that went into a build (see inputs_digest).
+INPUTS_LABEL = "io.debugkit.toolbox.inputs"
 
 #: How long one read of the build stream may stay silent (a compile step can be quiet).
 BUILD_READ_TIMEOUT = 1800
@@ -69,6 +79,14 @@ def missing_toolbox_error(ref: str | None = None) -> ImageMissing:
     return ImageMissing(
         f"toolbox image {ref} is not present locally; build it with: {BUILD_COMMAND}"
     )
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    """repository and tag for docker's tag API ("a/b:1" -> ("a/b", "1"); a port is no tag)."""
+    name, _, tag = ref.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return ref, None
 
 
 def _stderr_progress(line: str) -> None:
@@ -136,11 +154,12 @@ def _strip_userinfo(url: str) -> str:
 def source_metadata(context: Path) -> dict[str, str]:
     """VERSION, REVISION and SOURCE build args for the OCI labels.
 
-    REVISION is the git commit of the checkout (with `-dirty` when toolbox-image/ has
-    uncommitted changes), `unknown` for an installed package. SOURCE is the checkout's
+    REVISION is the last git commit that changed the build context (with `-dirty` when
+    it has uncommitted changes), `unknown` for an installed package: commits elsewhere
+    in the repository leave the image, and its ID, unchanged. SOURCE is the checkout's
     `origin` remote without credentials, `unknown` when there is none.
     """
-    revision = _git(context, "rev-parse", "HEAD") or "unknown"
+    revision = _git(context, "log", "-1", "--format=%H", "--", ".") or "unknown"
     if revision != "unknown" and _git(context, "status", "--porcelain", "--", "."):
         revision += "-dirty"
     remote = _git(context, "config", "--get", "remote.origin.url")
@@ -149,6 +168,27 @@ def source_metadata(context: Path) -> dict[str, str]:
         "REVISION": revision,
         "SOURCE": _strip_userinfo(remote) if remote else "unknown",
     }
+
+
+def inputs_digest(*, context: Path, variant: str, base_id: str, buildargs: dict[str, str]) -> str:
+    """A digest of what determines the image: the context's files, variant, base image ID
+    and build arguments (REVISION excluded: the files already say what changed)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(context).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    meta = {k: v for k, v in buildargs.items() if k != "REVISION"}
+    digest.update(json.dumps({"variant": variant, "base_id": base_id, **meta}, sort_keys=True).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def _labels(api: Any, ref: str) -> dict[str, str]:
+    from docker.errors import ImageNotFound, NotFound
+
+    try:
+        return api.inspect_image(ref).get("Config", {}).get("Labels") or {}
+    except (ImageNotFound, NotFound):
+        return {}
 
 
 def _connect(client: Any | None) -> Any:
@@ -247,6 +287,37 @@ def resolve_base_image(
     )
 
 
+_STEP_FROM = re.compile(r"^Step \d+/\d+ : FROM \S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
+_STEP_RESULT = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
+
+
+class _StageTracker:
+    """Follows the legacy builder's output to learn each named stage's final image ID."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, str] = {}
+        self._current: str | None = None
+        self._last: str | None = None
+
+    def feed(self, line: str) -> None:
+        started = _STEP_FROM.match(line)
+        if started:
+            self._close()
+            self._current, self._last = (started.group(1) or "").lower() or None, None
+            return
+        result = _STEP_RESULT.match(line)
+        if result:
+            self._last = result.group(1)
+
+    def _close(self) -> None:
+        if self._current and self._last:
+            self.stages[self._current] = self._last
+
+    def finish(self) -> dict[str, str]:
+        self._close()
+        return dict(self.stages)
+
+
 def _stream_lines(items: Iterable[dict[str, Any]], progress: ProgressFn) -> Iterator[dict[str, Any]]:
     for item in items:
         text = item.get("stream")
@@ -268,6 +339,7 @@ def build_toolbox(
     client: "docker.DockerClient | None" = None,
     cache_from: Sequence[str] = (),
     no_cache: bool = False,
+    if_changed: bool = False,
 ) -> str:
     """Build the toolbox image and return the reference it was tagged with.
 
@@ -278,7 +350,16 @@ def build_toolbox(
     progress    called with each line of build output (the CLI prints them on stderr).
     client      a docker SDK `DockerClient`; `docker.from_env()` when None.
     cache_from  images whose layers the engine may reuse (for CI caches that were
-                `docker load`ed on a fresh machine).
+                `docker load`ed on a fresh machine). With the legacy builder this
+                replaces the local cache: offer every stage (`CACHE_REPOSITORY` tags)
+                and the previous results, or the build runs cold.
+    no_cache    build every step again.
+    if_changed  skip the build when `tag` (or one of `cache_from`) already has the
+                `INPUTS_LABEL` digest of this build's inputs: the fast path for a fresh
+                CI machine that `docker load`ed the previous result. Its revision
+                label then names the commit that built it.
+
+    On success the intermediate stages are tagged `CACHE_REPOSITORY:<stage>`.
 
     Raises EngineUnreachable / PermissionDenied when the engine does not answer,
     ImageMissing when no base image is usable, InvalidInput for a bad variant or tag,
@@ -297,6 +378,17 @@ def build_toolbox(
     context = toolbox_context_dir()
     base = resolve_base_image(api=api, base_image=base_image, context=context, progress=progress)
     buildargs = {"BASE_IMAGE": base, **source_metadata(context)}
+    inputs = inputs_digest(
+        context=context, variant=variant, base_id=api.inspect_image(base)["Id"], buildargs=buildargs
+    )
+    if if_changed and not no_cache:
+        for candidate in (ref, *cache_from):
+            if _labels(api, candidate).get(INPUTS_LABEL) == inputs:
+                if candidate != ref:
+                    api.tag(candidate, *_split_ref(ref))
+                progress(f"{ref} is up to date (inputs {inputs[7:19]} unchanged; found as {candidate})")
+                return ref
+    buildargs["INPUTS"] = inputs
     progress(
         f"building {ref} ({variant}) from {context} on base {base}, "
         f"revision {buildargs['REVISION']}"
@@ -304,6 +396,12 @@ def build_toolbox(
     started = time.monotonic()
     error: str | None = None
     image_id: str | None = None
+    tracker = _StageTracker()
+
+    def track(line: str) -> None:
+        tracker.feed(line)
+        progress(line)
+
     try:
         stream = api.build(
             path=str(context),
@@ -318,7 +416,7 @@ def build_toolbox(
             decode=True,
             timeout=BUILD_READ_TIMEOUT,
         )
-        for item in _stream_lines(stream, progress):
+        for item in _stream_lines(stream, track):
             if "error" in item:
                 detail = item.get("errorDetail") or {}
                 error = str(detail.get("message") or item["error"]).strip()
@@ -337,6 +435,12 @@ def build_toolbox(
         raise DebugkitError(f"the build finished but {ref} cannot be inspected: {exc}") from exc
     if image_id and info.get("Id") != image_id:  # pragma: no cover - engine race
         raise DebugkitError(f"{ref} does not point at the image just built ({image_id})")
+    for stage, stage_id in tracker.finish().items():
+        if stage != variant:
+            try:
+                api.tag(stage_id, CACHE_REPOSITORY, stage)
+            except DockerException as exc:  # the image is built; a missing cache tag is not fatal
+                progress(f"warning: cannot tag stage {stage} ({stage_id}): {exc}")
     size_mb = info.get("Size", 0) / 1e6
     progress(f"built {ref} ({info['Id'][7:19]}, {size_mb:.1f} MB) in {time.monotonic() - started:.1f} s")
     return ref

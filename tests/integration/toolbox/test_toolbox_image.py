@@ -56,6 +56,26 @@ def test_rebuild_with_nothing_changed_is_fully_cached(docker_client, built_toolb
     print(f"\nfirst build in this session {built_toolbox.seconds:.1f}s, cached rebuild {elapsed:.1f}s")
 
 
+def test_if_changed_skips_the_build_of_an_up_to_date_image(docker_client, built_toolbox):
+    from debugkit.toolbox import INPUTS_LABEL, build_toolbox
+
+    labels = docker_client.api.inspect_image(built_toolbox.ref)["Config"]["Labels"]
+    assert labels[INPUTS_LABEL].startswith("sha256:")
+    lines: list[str] = []
+    ref = build_toolbox(base_image=labels["org.opencontainers.image.base.name"], if_changed=True,
+                        progress=lines.append, client=docker_client)
+    assert ref == built_toolbox.ref
+    assert any("is up to date" in line for line in lines), lines
+    assert not any(line.startswith("Step ") for line in lines), lines
+
+
+def test_stages_are_tagged_so_that_a_prune_keeps_the_cache(docker_client, built_toolbox):
+    from debugkit.toolbox import CACHE_REPOSITORY
+
+    tags = {t for image in docker_client.images.list(name=CACHE_REPOSITORY) for t in image.tags}
+    assert {f"{CACHE_REPOSITORY}:{stage}" for stage in ("curl-build", "slim-rootfs", "rootfs")} <= tags
+
+
 # --------------------------------------------------------------------------- image config
 
 

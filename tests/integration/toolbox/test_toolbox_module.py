@@ -82,6 +82,22 @@ def test_credentials_never_reach_the_source_label():
     assert _strip_userinfo("git@example.org:x.git") == "git@example.org:x.git"
 
 
+def test_inputs_digest_follows_files_base_and_args_but_not_revision(tmp_path):
+    from debugkit.toolbox import inputs_digest
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    args = {"BASE_IMAGE": "b", "VERSION": "1", "REVISION": "r1", "SOURCE": "s"}
+    first = inputs_digest(context=tmp_path, variant="full", base_id="sha256:1", buildargs=args)
+    assert first == inputs_digest(context=tmp_path, variant="full", base_id="sha256:1",
+                                  buildargs={**args, "REVISION": "r2"})
+    assert first != inputs_digest(context=tmp_path, variant="slim", base_id="sha256:1", buildargs=args)
+    assert first != inputs_digest(context=tmp_path, variant="full", base_id="sha256:2", buildargs=args)
+    assert first != inputs_digest(context=tmp_path, variant="full", base_id="sha256:1",
+                                  buildargs={**args, "VERSION": "2"})
+    (tmp_path / "extra.cfg").write_text("x")
+    assert first != inputs_digest(context=tmp_path, variant="full", base_id="sha256:1", buildargs=args)
+
+
 def test_base_explicit_and_local_is_used_without_pulling():
     api = FakeAPI(present={"my/debian:12"})
     got = resolve_base_image(api=api, base_image="my/debian:12", context=toolbox_context_dir(), progress=print)
