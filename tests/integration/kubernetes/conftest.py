@@ -293,7 +293,7 @@ def k8s_cluster(pytestconfig) -> Iterator[K8sCluster]:
     with ctx:
         if not was_up:
             print("\n[k8s_cluster] scripts/k8s-testenv up (a cold first run builds Kubernetes "
-                  "from source: 20-40 min on 2 cores)", file=sys.stderr, flush=True)
+                  "from source: 7 to 15 min on 2 cores)", file=sys.stderr, flush=True)
         # The build is cached; bounded by CI's own budget, not here. 75 min covers a cold build.
         up = _script("up", timeout=75 * 60, show=True)
     if up.returncode != 0:
