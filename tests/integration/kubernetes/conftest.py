@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import IN_CI, REPO
+from tests.conftest import IN_CI, REPO, RUN_ID, RUN_LABEL, STALE_AFTER_S, TEST_LABEL
 
 SCRIPT = REPO / "scripts" / "k8s-testenv"
 NODE_NAME = "debugkit-node"
@@ -116,7 +116,8 @@ class K8sCluster:
         labels = {
             "pod-security.kubernetes.io/enforce": level,
             "pod-security.kubernetes.io/enforce-version": "latest",
-            "io.debugkit.test": "1",
+            TEST_LABEL: "1",
+            RUN_LABEL: RUN_ID,
         }
         self.api.create_namespace({"metadata": {"name": name, "labels": labels}})
         try:
@@ -172,7 +173,7 @@ class K8sCluster:
         return {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name or f"dk-pod-{uuid.uuid4().hex[:8]}", "namespace": namespace,
-                         "labels": {"io.debugkit.test": "1"}},
+                         "labels": {TEST_LABEL: "1", RUN_LABEL: RUN_ID}},
             "spec": spec,
         }
 
@@ -276,6 +277,19 @@ class K8sCluster:
         return name
 
 
+def _sweep_namespaces(cluster: K8sCluster, *, stale_only: bool) -> None:
+    """Delete test namespaces that tests left behind: this run's (at its end), or those of
+    any run older than STALE_AFTER_S (a crashed run). A concurrent run's are left alone."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for ns in cluster.api.list_namespace(label_selector=f"{TEST_LABEL}=1").items:
+        mine = (ns.metadata.labels or {}).get(RUN_LABEL) == RUN_ID
+        age = (now - ns.metadata.creation_timestamp).total_seconds()
+        if (not stale_only and mine) or age > STALE_AFTER_S:
+            cluster.delete_namespace(ns.metadata.name)
+
+
 @pytest.fixture(scope="session")
 def k8s_cluster(pytestconfig) -> Iterator[K8sCluster]:
     """The real single-node cluster, up for the whole session. Like the Docker engine it
@@ -286,7 +300,12 @@ def k8s_cluster(pytestconfig) -> Iterator[K8sCluster]:
         if IN_CI:
             pytest.fail(f"CI must run the Kubernetes tests, but {reason}")
         pytest.skip(reason)
-    pytest.importorskip("kubernetes")
+    try:
+        import kubernetes  # noqa: F401
+    except ImportError as exc:
+        if IN_CI:
+            pytest.fail(f"CI must run the Kubernetes tests, but the kubernetes client is missing: {exc}")
+        pytest.skip(f"the kubernetes client is not installed: {exc}")
     was_up = _script("is-up", timeout=60).returncode == 0
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     ctx = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
@@ -306,13 +325,12 @@ def k8s_cluster(pytestconfig) -> Iterator[K8sCluster]:
     images = _script("images", timeout=600)
     if images.returncode != 0:
         pytest.fail(f"scripts/k8s-testenv images failed:\n{images.stderr}")
+    _sweep_namespaces(cluster, stale_only=True)
     try:
         yield cluster
     finally:
-        # Sweep: namespaces a crashed test left behind.
         try:
-            for ns in cluster.api.list_namespace(label_selector="io.debugkit.test=1").items:
-                cluster.delete_namespace(ns.metadata.name)
+            _sweep_namespaces(cluster, stale_only=False)
         finally:
             if os.environ.get("DEBUGKIT_K8S_DOWN") == "1":
                 down = _script("down", timeout=300)
