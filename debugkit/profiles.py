@@ -7,12 +7,14 @@ the target's own UID.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from debugkit.errors import InvalidInput
-from debugkit.spec import LABEL_PROFILE, SidecarSpec
 
-Edit = Callable[[SidecarSpec], SidecarSpec]
+if TYPE_CHECKING:  # the CLI imports this module for its --profile choices: keep it light
+    from debugkit.spec import SidecarSpec
+
+Edit = Callable[["SidecarSpec"], "SidecarSpec"]
 
 
 def drop_all_capabilities(spec: SidecarSpec) -> SidecarSpec:
@@ -69,6 +71,8 @@ PROFILES: dict[str, tuple[str, tuple[Edit, ...]]] = {
 
 
 def apply_profile(spec: SidecarSpec, name: str) -> SidecarSpec:
+    from debugkit.spec import LABEL_PROFILE
+
     if name not in PROFILES:
         raise InvalidInput(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)}")
     for edit in PROFILES[name][1]:
