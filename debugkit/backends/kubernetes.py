@@ -38,10 +38,21 @@ DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 NAME_PREFIX = "debugkit-"
 # Gate for scripted commands: the container waits for one line on stdin before it execs
 # the command, so our attach is in place first and no output is lost; stdout and stderr
-# then arrive on their own channels.
-GATE = ("sh", "-c", 'read -r _ || exit 125; exec "$@"', "debugkit")
-# Runbooks: a main process that lives as long as our attach keeps its stdin open.
-KEEPALIVE = ("sh", "-c", "exec timeout 600 cat >/dev/null")
+# then arrive on their own channels. The wait is bounded: a CLI that dies before it
+# attaches must not leave a container waiting for ever (ephemeral ones cannot be deleted).
+GATE_SECONDS = 300
+
+
+def gate(command: tuple[str, ...], *, seconds: int = GATE_SECONDS) -> tuple[str, ...]:
+    script = f'timeout {int(seconds)} sh -c "read -r _" || exit 125; exec "$@"'
+    return ("sh", "-c", script, "debugkit", *command)
+
+
+GATE = gate(())
+# Runbooks: a main process that lives as long as our attach keeps its stdin open (and
+# never longer than 10 minutes without it). Not `cat >/dev/null`: under containerd that
+# sees EOF at once; nothing is ever written, so stdout is as quiet.
+KEEPALIVE = ("sh", "-c", "exec timeout 600 cat")
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 # Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
 ROUTINE_REASONS = {"ContainerCreating", "PodInitializing"}
@@ -564,7 +575,7 @@ def attach(options, streams, *, announce=None) -> int:
         backend, pt, spec, container, _level = prepare(
             options,
             # Scripted commands go through the gate (see GATE) and always attach stdin.
-            command=(GATE + tuple(options.command)) if scripted else None,
+            command=gate(tuple(options.command), seconds=int(options.timeout) + 60) if scripted else None,
             stdin=True,
         )
     if announce:
@@ -727,7 +738,11 @@ class KubeExecSession:
                         if len(data) > room:
                             truncated = True
                         buf += data[:max(room, 0)]
-            code = None if timed_out else ws.returncode
+            try:
+                code = None if timed_out else ws.returncode
+            except (ValueError, KeyError, TypeError) as exc:
+                status = ws.read_channel(ERROR) if ws else ""
+                raise DebugkitError(f"exec in debug container {self.spec.name} failed: {status or exc}") from exc
         finally:
             ws.close()
         duration = time.monotonic() - started

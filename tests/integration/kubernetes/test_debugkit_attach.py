@@ -166,3 +166,21 @@ def test_ps_lists_debug_containers(k8s_cluster, target_pod, restricted_ns, toolb
         "kubernetes", "65532:65532", "exited(9)", f"{target_pod.metadata.name}/app")
     gc = json.loads(kube(k8s_cluster, "gc", "--runtime", "kubernetes", "-n", restricted_ns, "-o", "json").stdout)
     assert [a["action"] for a in gc if a["runtime"] == "kubernetes"] == ["kept (terminated)"]
+
+
+def test_runbook_runs_in_one_debug_container(k8s_cluster, target_pod, restricted_ns, toolbox_on_node, tmp_path):
+    """A bundled runbook against a pod: one ephemeral container, one exec per step."""
+    report_path = tmp_path / "report.json"
+    result = run_cli("runbook", "run", "--kubeconfig", k8s_cluster.kubeconfig, "http-health",
+                     f"pod/{target_pod.metadata.name}", "-n", restricted_ns, "--var", "URL_PATH=/healthz",
+                     "-o", "json", "--report", str(report_path), timeout=300)
+    out, err = text(result)
+    assert result.returncode == 0, out + err
+    report = json.loads(report_path.read_text())
+    assert all(step["status"] == "passed" for step in report["steps"]), report["steps"]
+    assert "status=200" in report["steps"][1]["stdout"]
+    pod = k8s_cluster.api.read_namespaced_pod(target_pod.metadata.name, restricted_ns)
+    assert len(pod.spec.ephemeral_containers) == 1  # one sidecar served every step
+    # The keep-alive ends when debugkit closes its stdin: the container terminates.
+    k8s_cluster.kubectl("wait", "-n", restricted_ns, f"pod/{target_pod.metadata.name}", "--timeout=60s",
+                        "--for=jsonpath={.status.ephemeralContainerStatuses[0].state.terminated.reason}=Completed")
