@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import socket
-import ssl
 import urllib.parse
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -102,6 +101,8 @@ class EngineClient:
         if self._unix_path:
             return _UnixHTTPConnection(self._unix_path, timeout)
         if self._tls:
+            import ssl
+
             cert_path = os.environ.get("DOCKER_CERT_PATH", os.path.expanduser("~/.docker"))
             ctx = ssl.create_default_context(cafile=os.path.join(cert_path, "ca.pem"))
             ctx.load_cert_chain(os.path.join(cert_path, "cert.pem"), os.path.join(cert_path, "key.pem"))

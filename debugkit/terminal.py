@@ -10,13 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import signal
 import socket
 import struct
 import sys
-import termios
-import tty
 from typing import BinaryIO, Callable, Iterator
 
 STDOUT_STREAM, STDERR_STREAM = 1, 2
@@ -40,8 +37,14 @@ class FrameDemuxer:
 
 
 def terminal_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size(fallback=(80, 24))
-    return size.lines, size.columns
+    """(rows, columns) of the terminal on stdin or stdout; 24x80 when there is none."""
+    for fd in (0, 1, 2):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+        except OSError:
+            continue
+    return 24, 80
 
 
 @contextlib.contextmanager
@@ -50,6 +53,9 @@ def raw_mode(fd: int) -> Iterator[None]:
     if not os.isatty(fd):
         yield
         return
+    import termios
+    import tty
+
     saved = termios.tcgetattr(fd)
     try:
         tty.setraw(fd)

@@ -6,14 +6,9 @@ functions that need it, so that importing this module (and `debugkit --help`) st
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 from debugkit import __version__
@@ -26,7 +21,12 @@ from debugkit.errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import docker
+
+# hashlib, json, pathlib, subprocess and time are imported inside the functions that use
+# them: `attach` and `--help` import this module for default_ref() and must stay fast.
 
 TOOLBOX_REPOSITORY = "debugkit/toolbox"
 
@@ -101,6 +101,8 @@ def toolbox_context_dir() -> Path:
     `toolbox-image/`, and the repository directory itself is the fallback. The returned
     path is resolved (no symlinks), so it is usable as a docker build context.
     """
+    from pathlib import Path
+
     here = Path(__file__).resolve().parent
     candidates = [here / "toolbox_image", here.parent / "toolbox-image"]
     try:  # the importlib view covers zipped or otherwise relocated installs
@@ -125,6 +127,8 @@ _ARG_BASE = re.compile(r"^\s*ARG\s+BASE_IMAGE=(\S+)\s*$", re.MULTILINE)
 
 def pinned_base_image(context: Path | None = None) -> str:
     """The digest-pinned default of `ARG BASE_IMAGE` in the toolbox Dockerfile."""
+    from pathlib import Path
+
     dockerfile = (context or toolbox_context_dir()) / "Dockerfile"
     match = _ARG_BASE.search(dockerfile.read_text(encoding="utf-8"))
     if not match:
@@ -133,6 +137,9 @@ def pinned_base_image(context: Path | None = None) -> str:
 
 
 def _git(context: Path, *args: str) -> str | None:
+    import subprocess
+    from pathlib import Path
+
     try:
         done = subprocess.run(
             ["git", "-C", str(context), *args],
@@ -159,6 +166,8 @@ def source_metadata(context: Path) -> dict[str, str]:
     in the repository leave the image, and its ID, unchanged. SOURCE is the checkout's
     `origin` remote without credentials, `unknown` when there is none.
     """
+    from pathlib import Path
+
     revision = _git(context, "log", "-1", "--format=%H", "--", ".") or "unknown"
     if revision != "unknown" and _git(context, "status", "--porcelain", "--", "."):
         revision += "-dirty"
@@ -173,6 +182,10 @@ def source_metadata(context: Path) -> dict[str, str]:
 def inputs_digest(*, context: Path, variant: str, base_id: str, buildargs: dict[str, str]) -> str:
     """A digest of what determines the image: the context's files, variant, base image ID
     and build arguments (REVISION excluded: the files already say what changed)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
     digest = hashlib.sha256()
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
         digest.update(path.relative_to(context).as_posix().encode() + b"\0")
@@ -263,6 +276,8 @@ def resolve_base_image(
     (offline, air-gapped), a local `debian:bookworm-slim` is used instead, with a warning,
     and the image's `org.opencontainers.image.base.name` label records the tag.
     """
+    from pathlib import Path
+
     pinned = pinned_base_image(context)
     wanted = base_image or pinned
     if _image_present(api, wanted):
@@ -365,6 +380,8 @@ def build_toolbox(
     ImageMissing when no base image is usable, InvalidInput for a bad variant or tag,
     and DebugkitError when a build step fails (the message carries the step's error).
     """
+    import time
+
     if variant not in VARIANTS:
         raise InvalidInput(f"unknown toolbox variant {variant!r}", hint="use one of: full, slim")
     ref = tag or variant_ref(variant)

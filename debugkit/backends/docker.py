@@ -6,16 +6,13 @@ the target: its passwd and group files are read through the archive API.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
 import re
-import shlex
-import tarfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from debugkit import identity as ident
@@ -175,6 +172,9 @@ class DockerBackend:
             return None
         if stat.get("size", 0) > MAX_ETC_FILE:
             return None
+        import io
+        import tarfile  # here, not at the top: attach rarely needs it and it is slow to import
+
         data = b"".join(stream)
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar.getmembers():
@@ -371,10 +371,11 @@ class DockerBackend:
             raise _start_error(exc) from exc
 
     def _wait_request(self, container_id: str):
-        """Register a wait for removal *before* start, so a fast command's exit code is
+        """Register a wait for the exit *before* start, so a fast command's exit code is
         never missed. dockerd flushes the response headers once the waiter is registered,
-        and the body (the exit status) arrives when the auto-removed container is gone."""
-        response, conn = self.api.wait_request(container_id, condition="removed")
+        and the body (the exit status) arrives when the process has exited. Removal is
+        the engine's job from then on (AutoRemove), so we do not wait for it."""
+        response, conn = self.api.wait_request(container_id, condition="next-exit")
         result: dict = {}
 
         def read():
@@ -418,6 +419,7 @@ class DockerBackend:
         raise AssertionError("unreachable")
 
     def _run_once(self, spec, target, *, stdin, stdout, stderr, on_started) -> int:
+        exited = False
         with engine_calls():
             container_id = self.create_sidecar(spec, target)
             try:
@@ -438,10 +440,13 @@ class DockerBackend:
                 waiter.join(timeout=30)
                 if waiter.is_alive() or "StatusCode" not in result:
                     raise DebugkitError(f"lost track of sidecar {spec.name}'s exit status: {result or 'timeout'}")
+                exited = True
                 return int(result["StatusCode"])
             finally:
-                # A no-op after a normal exit (auto-removed); the safety net on every other path.
-                self.remove_sidecar(container_id)
+                # After a normal exit the engine removes it (AutoRemove); on every other
+                # path (errors, signals) we remove it ourselves, at once.
+                if not exited:
+                    self.remove_sidecar(container_id)
 
     def _resize(self, container_id: str, rows: int, cols: int) -> None:
         APIError, _ = _api_errors()
@@ -519,6 +524,8 @@ def docker_run_argv(spec: SidecarSpec, target: TargetInfo) -> list[str]:
 
 
 def shell_join(argv: list[str]) -> str:
+    import shlex
+
     return " ".join(shlex.quote(a) for a in argv)
 
 
