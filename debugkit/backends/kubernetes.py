@@ -67,29 +67,30 @@ def config_available(kubeconfig: str | None = None) -> bool:
 
 
 def load_api(*, kubeconfig: str | None, context: str | None):
-    """(CoreV1Api, the context's namespace) honouring KUBECONFIG, current context, in-cluster."""
-    from kubernetes import client, config  # lazy: slow to import
+    """(KubeAPI, the context's namespace) honouring KUBECONFIG, current context, in-cluster."""
+    from kubernetes import config  # lazy: slow to import
+    from kubernetes.client.configuration import Configuration
     from kubernetes.config.config_exception import ConfigException
 
+    from debugkit.kubeapi import KubeAPI
+
     namespace = None
+    cfg = Configuration()
     try:
         if kubeconfig or os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
-            cfg = client.Configuration()
             config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
             _contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
             if context:
                 active = next((c for c in _contexts if c["name"] == context), active)
             namespace = (active or {}).get("context", {}).get("namespace")
-            api_client = client.ApiClient(cfg)
         else:
-            config.load_incluster_config()
-            api_client = client.ApiClient()
+            config.load_incluster_config(client_configuration=cfg)
             with contextlib.suppress(OSError):
                 with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as fh:
                     namespace = fh.read().strip()
     except (ConfigException, OSError, TypeError) as exc:
         raise InvalidInput(f"cannot load Kubernetes configuration: {exc}") from exc
-    return client.CoreV1Api(api_client), namespace or "default"
+    return KubeAPI(cfg), namespace or "default"
 
 
 def _status_message(exc) -> str:
@@ -105,6 +106,11 @@ def api_error(exc, *, verb: str, resource: str, namespace: str, name: str = "") 
 
     if not isinstance(exc, ApiException):
         return EngineUnreachable(f"cannot reach the Kubernetes API server: {exc.__class__.__name__}: {exc}")
+    if exc.status == 0:  # the websocket client's wrapper around a failed upgrade
+        handshake = re.search(r"Handshake status (\d+)", str(exc.reason))
+        if not handshake:
+            return EngineUnreachable(f"cannot reach the Kubernetes API server: {exc.reason}")
+        exc.status = int(handshake.group(1))
     message = _status_message(exc)
     if exc.status == 403 and "violates PodSecurity" in message:
         return PolicyRejected(f"PodSecurity rejected the debug container: {summarize_pod_security(message)}")
@@ -194,9 +200,6 @@ class KubeBackend:
         self.api  # noqa: B018 - loading the config sets it
         return self._default_namespace
 
-    def _serialize(self, obj) -> dict:
-        return self.api.api_client.sanitize_for_serialization(obj)
-
     def _call(self, fn, *args, verb: str, resource: str, namespace: str, name: str = "", **kwargs):
         import urllib3
         from kubernetes.client.exceptions import ApiException
@@ -209,9 +212,8 @@ class KubeBackend:
     # -- the target -------------------------------------------------------------------
 
     def read_pod(self, namespace: str, name: str) -> dict:
-        pod = self._call(self.api.read_namespaced_pod, name, namespace, verb="get", resource="pods",
-                         namespace=namespace, name=name)
-        return self._serialize(pod)
+        return self._call(self.api.read_pod, namespace, name, verb="get", resource="pods",
+                          namespace=namespace, name=name)
 
     def find_target(self, target, *, require_running: bool = True) -> PodTarget:
         namespace = target.namespace or self.default_namespace
@@ -292,7 +294,7 @@ class KubeBackend:
         if not node:
             return None
         with contextlib.suppress(Exception):
-            return self.api.read_node(node).status.node_info.architecture
+            return self.api.read_node(node)["status"]["nodeInfo"]["architecture"]
         return None
 
     def identity_candidates(self, pt: PodTarget, *, stop_at_first: bool = False) -> list:
@@ -346,7 +348,7 @@ class KubeBackend:
             if exc.status == 403:
                 return None  # cannot read it: the API server will still enforce; we cannot pre-check
             raise api_error(exc, verb="get", resource="namespaces", namespace=namespace, name=namespace) from exc
-        return (ns.metadata.labels or {}).get(podsecurity.ENFORCE_LABEL)
+        return (ns.get("metadata", {}).get("labels") or {}).get(podsecurity.ENFORCE_LABEL)
 
     def check_policy(self, pt: PodTarget, container: dict, profile: str) -> str | None:
         level = self.enforce_level(pt.namespace)
@@ -370,7 +372,7 @@ class KubeBackend:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.api.patch_namespaced_pod_ephemeralcontainers(pt.pod_name, pt.namespace, patch)
+            self.api.patch_ephemeral_containers(pt.namespace, pt.pod_name, patch)
         except ApiException as exc:
             if exc.status == 404:
                 # The pod was there a moment ago: a bare 404 means the subresource is missing.
@@ -390,8 +392,6 @@ class KubeBackend:
                  on_reason: Callable[[str], None] | None = None) -> dict:
         """Watch the pod until the debug container is `running` (or already terminated)
         or, with until="terminated", has terminated; return its state."""
-        from kubernetes import watch
-
         deadline = time.monotonic() + timeout
         last_reason = "not yet created"
         while True:
@@ -410,29 +410,25 @@ class KubeBackend:
             if remaining <= 0:
                 raise Timeout(f"debug container {name} did not {'start' if until == 'running' else 'finish'} "
                               f"within {timeout:g}s (last state: {last_reason})")
-            w = watch.Watch()
+            events = self.api.watch_pod(pt.namespace, pt.pod_name,
+                                        resource_version=pod["metadata"]["resourceVersion"],
+                                        timeout_seconds=max(1, math.ceil(min(remaining, 30))))
             try:
-                for _event in w.stream(self.api.list_namespaced_pod, pt.namespace,
-                                       field_selector=f"metadata.name={pt.pod_name}",
-                                       resource_version=pod["metadata"]["resourceVersion"],
-                                       timeout_seconds=max(1, math.ceil(min(remaining, 30)))):
+                for _event in events:
                     break  # something changed: re-read and re-check
             except Exception:  # a dropped watch is not fatal: poll again
                 time.sleep(0.2)
             finally:
-                w.stop()
+                events.close()
 
     def open_stream(self, pt: PodTarget, name: str, *, tty: bool, stdin: bool = True, command=None):
         """A websocket attached to (or exec'd in, with command) the debug container."""
-        from kubernetes.stream import stream
-
-        fn = self.api.connect_get_namespaced_pod_exec if command else self.api.connect_get_namespaced_pod_attach
-        kwargs = dict(container=name, stdin=stdin, stdout=True, stderr=not tty, tty=tty,
-                      _preload_content=False, binary=True)
-        if command:
-            kwargs["command"] = list(command)
+        flag = {True: "true", False: "false"}
+        query = [("container", name), ("stdin", flag[stdin]), ("stdout", "true"), ("stderr", flag[not tty]),
+                 ("tty", flag[tty])] + [("command", part) for part in (command or ())]
+        path = f"/api/v1/namespaces/{pt.namespace}/pods/{pt.pod_name}/{'exec' if command else 'attach'}"
         try:
-            return stream(fn, pt.pod_name, pt.namespace, **kwargs)
+            return self.api.websocket(path, query)
         except Exception as exc:  # noqa: BLE001 - ApiException or websocket errors
             raise api_error(exc, verb="create", resource="pods/exec" if command else "pods/attach",
                             namespace=pt.namespace, name=pt.pod_name) from exc
@@ -772,15 +768,11 @@ def debug_sessions(*, kubeconfig=None, context=None, namespace=None) -> list:
 
     backend = KubeBackend(kubeconfig=kubeconfig, context=context)
     api = backend.api
-    if namespace:
-        pods = backend._call(api.list_namespaced_pod, namespace, verb="list", resource="pods", namespace=namespace)
-    else:
-        pods = backend._call(api.list_pod_for_all_namespaces, verb="list", resource="pods",
-                             namespace="(all namespaces)")
+    pods = backend._call(api.list_pods, namespace, verb="list", resource="pods",
+                         namespace=namespace or "(all namespaces)")
     rows = []
     now = dt.datetime.now(dt.timezone.utc)
-    for pod in pods.items:
-        pod = backend._serialize(pod)
+    for pod in pods.get("items") or []:
         for ctr in pod["spec"].get("ephemeralContainers") or []:
             if not ctr["name"].startswith(NAME_PREFIX):
                 continue
