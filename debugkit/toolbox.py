@@ -127,8 +127,6 @@ _ARG_BASE = re.compile(r"^\s*ARG\s+BASE_IMAGE=(\S+)\s*$", re.MULTILINE)
 
 def pinned_base_image(context: Path | None = None) -> str:
     """The digest-pinned default of `ARG BASE_IMAGE` in the toolbox Dockerfile."""
-    from pathlib import Path
-
     dockerfile = (context or toolbox_context_dir()) / "Dockerfile"
     match = _ARG_BASE.search(dockerfile.read_text(encoding="utf-8"))
     if not match:
@@ -138,7 +136,6 @@ def pinned_base_image(context: Path | None = None) -> str:
 
 def _git(context: Path, *args: str) -> str | None:
     import subprocess
-    from pathlib import Path
 
     try:
         done = subprocess.run(
@@ -166,8 +163,6 @@ def source_metadata(context: Path) -> dict[str, str]:
     in the repository leave the image, and its ID, unchanged. SOURCE is the checkout's
     `origin` remote without credentials, `unknown` when there is none.
     """
-    from pathlib import Path
-
     revision = _git(context, "log", "-1", "--format=%H", "--", ".") or "unknown"
     if revision != "unknown" and _git(context, "status", "--porcelain", "--", "."):
         revision += "-dirty"
@@ -184,7 +179,6 @@ def inputs_digest(*, context: Path, variant: str, base_id: str, buildargs: dict[
     and build arguments (REVISION excluded: the files already say what changed)."""
     import hashlib
     import json
-    from pathlib import Path
 
     digest = hashlib.sha256()
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
@@ -276,8 +270,6 @@ def resolve_base_image(
     (offline, air-gapped), a local `debian:bookworm-slim` is used instead, with a warning,
     and the image's `org.opencontainers.image.base.name` label records the tag.
     """
-    from pathlib import Path
-
     pinned = pinned_base_image(context)
     wanted = base_image or pinned
     if _image_present(api, wanted):

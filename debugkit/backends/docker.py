@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import threading
@@ -29,6 +28,7 @@ from debugkit.errors import (
     TargetNotRunning,
 )
 from debugkit.spec import LABEL_MANAGED, LABEL_USER, SidecarSpec
+from debugkit.execution import ExecResult, StepRun
 from debugkit.terminal import pump, terminal_size
 
 MAX_ETC_FILE = 1 << 20  # passwd/group larger than this are not real passwd/group files
@@ -536,17 +536,6 @@ def shell_join(argv: list[str]) -> str:
 KEEPALIVE_COMMAND = ("sh", "-c", "exec cat >/dev/null")
 
 
-@dataclass
-class ExecResult:
-    argv: tuple[str, ...]
-    exit_code: int | None
-    stdout: bytes
-    stderr: bytes
-    duration: float
-    timed_out: bool = False
-    truncated: bool = False
-
-
 class DockerExecSession:
     """A started sidecar that runs one command after another in the same namespaces."""
 
@@ -598,40 +587,30 @@ class DockerExecSession:
 
             resize(*terminal_size())
             pump(sock, tty_mode=True, stdin=stdin, stdout=stdout, stderr=stdout, on_resize=resize)
-            for _ in range(100):
-                info = api.exec_inspect(exec_id)
-                if not info.get("Running"):
-                    return int(info.get("ExitCode") or 0)
-                time.sleep(0.05)
-        raise DebugkitError("the interactive shell's exit status never arrived")
+        code = self._exec_exit_code(exec_id)
+        if code is None:
+            raise DebugkitError("the interactive shell's exit status never arrived")
+        return int(code)
 
     def exec(self, argv: list[str] | tuple[str, ...], *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
-        """Run argv in the sidecar; kill it after `timeout` seconds (exit 124, timed_out)."""
+        """Run argv in the sidecar; kill it after `timeout` seconds (timed_out, no exit code)."""
         import select
         import socket as socketlib
 
-        from debugkit.terminal import FrameDemuxer, raw_socket
+        from debugkit.terminal import STDERR_STREAM, FrameDemuxer, raw_socket
 
         api = self.backend.api
-        # coreutils/busybox `timeout` kills the step inside the sidecar; our own deadline
-        # (a little later) is the backstop if even that does not come back.
-        # Whole seconds: busybox's timeout takes no fractions.
-        seconds = max(1, math.ceil(timeout))
-        wrapped = ["timeout", "-s", "KILL", str(seconds), *argv]
-        started = time.monotonic()
+        step = StepRun(argv, timeout=timeout, max_output=max_output)
         with engine_calls():
-            exec_id = api.exec_create(self.container_id, wrapped, stdout=True, stderr=True,
+            exec_id = api.exec_create(self.container_id, step.wrapped, stdout=True, stderr=True,
                                       environment=self.spec.env_dict())["Id"]
             sock = raw_socket(api.exec_start(exec_id))
-        out, err = bytearray(), bytearray()
-        truncated = timed_out = False
         demux = FrameDemuxer()
-        deadline = started + seconds + 5
         try:
             while True:
-                remaining = deadline - time.monotonic()
+                remaining = step.remaining()
                 if remaining <= 0:
-                    timed_out = True
+                    step.timed_out = True
                     break
                 readable, _, _ = select.select([sock], [], [], remaining)
                 if not readable:
@@ -643,25 +622,18 @@ class DockerExecSession:
                 if not data:
                     break
                 for stream, payload in demux.feed(data):
-                    buf = err if stream == 2 else out
-                    room = max_output - len(buf)
-                    if len(payload) > room:
-                        truncated = True
-                    buf += payload[:max(room, 0)]
+                    step.add(payload, stderr=stream == STDERR_STREAM)
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
-        duration = time.monotonic() - started
-        code = None
+        return step.result(None if step.timed_out else self._exec_exit_code(exec_id))
+
+    def _exec_exit_code(self, exec_id: str) -> int | None:
+        """The exit code once the engine has seen the exec end (a moment after its stream)."""
         with engine_calls():
-            for _ in range(50):
-                info = api.exec_inspect(exec_id)
+            for _ in range(300):
+                info = self.backend.api.exec_inspect(exec_id)
                 if not info.get("Running"):
-                    code = info.get("ExitCode")
-                    break
-                time.sleep(0.05)
-        # `timeout -s KILL` reports 137 when it had to kill the command.
-        if code in (124, 137) and duration >= seconds - 0.2:
-            timed_out = True
-        return ExecResult(tuple(argv), None if timed_out else code, bytes(out), bytes(err), duration,
-                          timed_out=timed_out, truncated=truncated)
+                    return info.get("ExitCode")
+                time.sleep(0.01)
+        return None

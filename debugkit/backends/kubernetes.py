@@ -711,41 +711,28 @@ class KubeExecSession:
             self._keepalive = None
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20):
-        from debugkit.backends.docker import ExecResult
+        from debugkit.execution import StepRun
 
-        seconds = max(1, math.ceil(timeout))
-        wrapped = ["timeout", "-s", "KILL", str(seconds), *argv]
-        started = time.monotonic()
-        ws = self.backend.open_stream(self.pt, self.spec.name, tty=False, stdin=False, command=wrapped)
-        out, err = bytearray(), bytearray()
-        truncated = timed_out = False
-        deadline = started + seconds + 5
+        step = StepRun(argv, timeout=timeout, max_output=max_output)
+        ws = self.backend.open_stream(self.pt, self.spec.name, tty=False, stdin=False, command=step.wrapped)
         try:
             while ws.is_open():
-                if time.monotonic() > deadline:
-                    timed_out = True
+                if step.remaining() <= 0:
+                    step.timed_out = True
                     break
                 ws.update(timeout=0.2)
-                for channel, buf in ((STDOUT, out), (STDERR, err)):
+                for channel in (STDOUT, STDERR):
                     data = ws.read_channel(channel)
                     if data:
-                        data = data if isinstance(data, bytes) else data.encode()
-                        room = max_output - len(buf)
-                        if len(data) > room:
-                            truncated = True
-                        buf += data[:max(room, 0)]
+                        step.add(data if isinstance(data, bytes) else data.encode(), stderr=channel == STDERR)
             try:
-                code = None if timed_out else ws.returncode
+                code = None if step.timed_out else ws.returncode
             except (ValueError, KeyError, TypeError) as exc:
-                status = ws.read_channel(ERROR) if ws else ""
+                status = ws.read_channel(ERROR)
                 raise DebugkitError(f"exec in debug container {self.spec.name} failed: {status or exc}") from exc
         finally:
             ws.close()
-        duration = time.monotonic() - started
-        if code in (124, 137) and duration >= seconds - 0.2:
-            timed_out = True
-        return ExecResult(tuple(argv), None if timed_out else code, bytes(out), bytes(err), duration,
-                          timed_out=timed_out, truncated=truncated)
+        return step.result(code)
 
 
 def open_exec_session(options):

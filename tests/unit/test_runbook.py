@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from debugkit import runbook as rb
-from debugkit.backends.docker import ExecResult
+from debugkit.execution import ExecResult
 from debugkit.errors import DebugkitError, ExitCode, InvalidInput, RunbookInvalid
 
 GOOD = textwrap.dedent("""\

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from debugkit.errors import ExitCode
-from tests.conftest import FIXTURES, REPO, run_cli, text
+from tests.conftest import REPO, run_cli, text
 
 pytestmark = pytest.mark.kubernetes
 REGISTRY = "127.0.0.1:5000"

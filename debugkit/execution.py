@@ -1,0 +1,61 @@
+"""One command in an already started sidecar: what Docker and Kubernetes execs share.
+
+Each step runs under `timeout -s KILL N` inside the sidecar (coreutils or busybox), so
+a runaway command dies where it runs; the caller's own deadline, a little later, is
+only the backstop. Output is kept up to a cap per stream, and the result says whether
+anything was cut.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+# How much later than the in-sidecar timeout our own deadline falls.
+BACKSTOP_SECONDS = 5
+
+
+@dataclass
+class ExecResult:
+    argv: tuple[str, ...]
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    duration: float
+    timed_out: bool = False
+    truncated: bool = False
+
+
+class StepRun:
+    """The bookkeeping of one exec: the wrapped argv, deadlines, capped output, verdict."""
+
+    def __init__(self, argv, *, timeout: float, max_output: int):
+        self.argv = tuple(argv)
+        # Whole seconds: busybox's timeout takes no fractions.
+        self.seconds = max(1, math.ceil(timeout))
+        self.wrapped = ["timeout", "-s", "KILL", str(self.seconds), *self.argv]
+        self.max_output = max_output
+        self.started = time.monotonic()
+        self.deadline = self.started + self.seconds + BACKSTOP_SECONDS
+        self.out = bytearray()
+        self.err = bytearray()
+        self.truncated = False
+        self.timed_out = False
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def add(self, data: bytes, *, stderr: bool) -> None:
+        buf = self.err if stderr else self.out
+        room = self.max_output - len(buf)
+        if len(data) > room:
+            self.truncated = True
+        buf += data[:max(room, 0)]
+
+    def result(self, exit_code: int | None) -> ExecResult:
+        duration = time.monotonic() - self.started
+        # `timeout -s KILL` reports 137 (124 for TERM) when it had to kill the command.
+        if exit_code in (124, 137) and duration >= self.seconds - 0.2:
+            self.timed_out = True
+        return ExecResult(self.argv, None if self.timed_out else exit_code, bytes(self.out), bytes(self.err),
+                          duration, timed_out=self.timed_out, truncated=self.truncated)
