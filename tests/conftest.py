@@ -1,9 +1,13 @@
 """Shared test helpers: run the real CLI as a subprocess, and the real Docker engine."""
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 import time
 import uuid
 from pathlib import Path
@@ -58,6 +62,49 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+class Pty:
+    """The CLI on a real pseudo-terminal, as a person at a terminal runs it."""
+
+    def __init__(self, args, rows=40, cols=120):
+        self.master, slave = pty.openpty()
+        self.resize(rows, cols)
+        self.proc = subprocess.Popen([sys.executable, "-m", "debugkit", *args], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                     env={**os.environ, "TERM": "xterm"})
+        os.close(slave)
+        self.buffer = b""
+
+    def resize(self, rows, cols):
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def send(self, text: str):
+        os.write(self.master, text.encode())
+
+    def expect(self, needle: bytes, timeout: float = 30) -> bytes:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while needle not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {needle!r}; screen so far: {self.buffer[-2000:]!r}")
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    self.buffer += os.read(self.master, 65536)
+                except OSError:
+                    break
+        return self.buffer
+
+    def close(self):
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
 
 
 @pytest.fixture(autouse=True)

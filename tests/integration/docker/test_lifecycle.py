@@ -1,21 +1,17 @@
 """Sessions that leave nothing behind: TTYs, signals, faults, concurrency, audit, ps and gc."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
 
 from debugkit.errors import ExitCode
-from tests.conftest import REPO, audit_records, leaked_sidecars, run_cli, wait_for
+from tests.conftest import REPO, Pty, audit_records, leaked_sidecars, run_cli, wait_for
 
 pytestmark = pytest.mark.docker
 CLI = [sys.executable, "-m", "debugkit"]
@@ -30,49 +26,6 @@ def _sidecar_of(client, target):
 
 def _gone(client, target, *, timeout: float, what: str = "the sidecar to be removed"):
     wait_for(lambda: not leaked_sidecars(client, **{"io.debugkit.target": target.name}), timeout=timeout, what=what)
-
-
-class Pty:
-    """The CLI on a real pseudo-terminal, as a person at a terminal runs it."""
-
-    def __init__(self, args, rows=40, cols=120):
-        self.master, slave = pty.openpty()
-        self.resize(rows, cols)
-        self.proc = subprocess.Popen(CLI + args, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                     env={**os.environ, "TERM": "xterm"})
-        os.close(slave)
-        self.buffer = b""
-
-    def resize(self, rows, cols):
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def send(self, text: str):
-        os.write(self.master, text.encode())
-
-    def expect(self, needle: bytes, timeout: float = 30) -> bytes:
-        import select
-
-        deadline = time.monotonic() + timeout
-        while needle not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {needle!r}; screen so far: {self.buffer[-2000:]!r}")
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    self.buffer += os.read(self.master, 65536)
-                except OSError:
-                    break
-        return self.buffer
-
-    def close(self):
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
 
 
 def test_interactive_tty_with_resize_and_exit_code(docker_client, start_target, toolbox_image):

@@ -184,3 +184,23 @@ def test_runbook_runs_in_one_debug_container(k8s_cluster, target_pod, restricted
     # The keep-alive ends when debugkit closes its stdin: the container terminates.
     k8s_cluster.kubectl("wait", "-n", restricted_ns, f"pod/{target_pod.metadata.name}", "--timeout=60s",
                         "--for=jsonpath={.status.ephemeralContainerStatuses[0].state.terminated.reason}=Completed")
+
+
+def test_interactive_shell_over_the_websocket(k8s_cluster, target_pod, restricted_ns, toolbox_on_node):
+    """Raw-mode TTY on a real pseudo-terminal: the banner, the shell as 65532, resize, exit code."""
+    from tests.conftest import Pty
+
+    term = Pty(["attach", "--kubeconfig", k8s_cluster.kubeconfig, f"pod/{target_pod.metadata.name}",
+                "-n", restricted_ns], rows=40, cols=120)
+    try:
+        term.expect(b"/proc/1/root", timeout=120)  # the banner, once the container runs
+        term.send("id -u; stty size; tty\n")
+        screen = term.expect(b"/dev/pts/", timeout=30)
+        assert b"\r65532\r\n40 120\r\n" in screen
+        term.resize(50, 132)  # noticed by the next pass of the copy loop
+        term.send("sleep 0.5; stty size\n")
+        term.expect(b"50 132", timeout=30)
+        term.send("exit 4\n")
+        assert term.proc.wait(timeout=60) == 4
+    finally:
+        term.close()
