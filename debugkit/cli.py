@@ -152,17 +152,23 @@ def inspect(target, output, namespace, container, context, kubeconfig, user, ima
 RUNTIMES = click.Choice(["auto", "docker", "kubernetes"])
 
 
+def _per_runtime(runtime: str, *, strict: bool, call) -> list:
+    """A runtime named with --runtime must work; under `auto` its failure is a warning,
+    so the other runtime's answer still shows."""
+    try:
+        return call()
+    except DebugkitError as exc:
+        if strict:
+            raise
+        err(f"warning: {runtime}: {exc}")
+        return []
+
+
 def _docker_rows(*, strict: bool) -> list:
     from debugkit import lifecycle
     from debugkit.backends.docker import DockerBackend
 
-    try:
-        return lifecycle.docker_sessions(DockerBackend())
-    except DebugkitError as exc:
-        if strict:
-            raise
-        err(f"warning: docker: {exc}")
-        return []
+    return _per_runtime("docker", strict=strict, call=lambda: lifecycle.docker_sessions(DockerBackend()))
 
 
 def _kube_rows(*, strict: bool, kubeconfig=None, context=None, namespace=None) -> list:
@@ -172,13 +178,8 @@ def _kube_rows(*, strict: bool, kubeconfig=None, context=None, namespace=None) -
 
     if not strict and not kube.config_available(kubeconfig):
         return []
-    try:
-        return kube.debug_sessions(kubeconfig=kubeconfig, context=context, namespace=namespace)
-    except DebugkitError as exc:
-        if strict:
-            raise
-        err(f"warning: kubernetes: {exc}")
-        return []
+    return _per_runtime("kubernetes", strict=strict, call=lambda: kube.debug_sessions(
+        kubeconfig=kubeconfig, context=context, namespace=namespace))
 
 
 def _session_rows(runtime: str, *, kubeconfig=None, context=None, namespace=None) -> list:
@@ -238,12 +239,8 @@ def gc_command(dry_run, older_than, runtime, output, namespace, context, kubecon
     if runtime in ("auto", "docker"):
         from debugkit.backends.docker import DockerBackend
 
-        try:
-            actions += lifecycle.collect_docker(DockerBackend(), older_than_s=limit, dry_run=dry_run)
-        except DebugkitError as exc:
-            if runtime == "docker":
-                raise
-            err(f"warning: docker: {exc}")
+        actions += _per_runtime("docker", strict=runtime == "docker", call=lambda: lifecycle.collect_docker(
+            DockerBackend(), older_than_s=limit, dry_run=dry_run))
     if runtime in ("auto", "kubernetes"):
         for row in _kube_rows(strict=runtime == "kubernetes", kubeconfig=kubeconfig, context=context,
                               namespace=namespace):

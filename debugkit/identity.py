@@ -63,13 +63,17 @@ class Identity:
         }
 
 
+def _records(text: str) -> Iterable[list[str]]:
+    """The colon-separated fields of each non-blank, non-comment line."""
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            yield line.split(":")
+
+
 def parse_passwd(text: str) -> dict[str, PasswdEntry]:
     """Entries of an /etc/passwd file by name; malformed lines are skipped, as libc does."""
     entries: dict[str, PasswdEntry] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split(":")
+    for parts in _records(text):
         if len(parts) < 4 or not parts[2].isdigit() or not parts[3].isdigit():
             continue
         home = parts[5] if len(parts) > 5 else ""
@@ -79,10 +83,7 @@ def parse_passwd(text: str) -> dict[str, PasswdEntry]:
 
 def parse_group(text: str) -> dict[str, GroupEntry]:
     entries: dict[str, GroupEntry] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split(":")
+    for parts in _records(text):
         if len(parts) < 3 or not parts[2].isdigit():
             continue
         members = tuple(m for m in (parts[3].split(",") if len(parts) > 3 else []) if m)
@@ -99,9 +100,13 @@ def identity_from_status(text: str, *, source: str = SOURCE_PROCESS) -> Identity
     found = {key: value.split() for key, value in _STATUS_IDS.findall(text)}
     if "Uid" not in found or "Gid" not in found:
         raise IdentityUnresolved("process status has no Uid/Gid lines")
-    ruid, euid = int(found["Uid"][0]), int(found["Uid"][1])
-    rgid, egid = int(found["Gid"][0]), int(found["Gid"][1])
     groups = tuple(int(g) for g in found.get("Groups", []))
+    return _effective(int(found["Uid"][0]), int(found["Uid"][1]), int(found["Gid"][0]), int(found["Gid"][1]),
+                      groups, source)
+
+
+def _effective(ruid: int, euid: int, rgid: int, egid: int, groups: tuple[int, ...], source: str) -> Identity:
+    """The effective IDs decide file access, so they win; differing real IDs are noted."""
     ident = Identity(uid=euid, gid=egid, groups=groups, source=source)
     if (ruid, rgid) != (euid, egid):
         ident = ident.with_note(f"real IDs {ruid}:{rgid} differ from effective {euid}:{egid}")
@@ -117,10 +122,7 @@ def identity_from_ps_row(row: Mapping[str, str], *, source: str = SOURCE_ENGINE_
         raise IdentityUnresolved(f"engine top output lacks numeric IDs: {dict(row)}") from exc
     supgid = row.get("SUPGID", "-")
     groups = tuple(int(g) for g in supgid.split(",") if g.strip().isdigit())
-    ident = Identity(uid=euid, gid=egid, groups=groups, source=source)
-    if (ruid, rgid) != (euid, egid):
-        ident = ident.with_note(f"real IDs {ruid}:{rgid} differ from effective {euid}:{egid}")
-    return ident
+    return _effective(ruid, euid, rgid, egid, groups, source)
 
 
 def parse_user_flag(value: str) -> tuple[int, int | None]:

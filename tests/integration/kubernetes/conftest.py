@@ -12,14 +12,13 @@ import os
 import platform
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import IN_CI, REPO, RUN_ID, RUN_LABEL, STALE_AFTER_S, TEST_LABEL
+from tests.conftest import IN_CI, REPO, wait_for, RUN_ID, RUN_LABEL, STALE_AFTER_S, TEST_LABEL
 
 SCRIPT = REPO / "scripts" / "k8s-testenv"
 NODE_NAME = "debugkit-node"
@@ -49,17 +48,6 @@ def _script(*args: str, timeout: float, show: bool = False) -> subprocess.Comple
         [str(SCRIPT), *args], text=True, timeout=timeout,
         stdout=subprocess.PIPE, stderr=None if show else subprocess.PIPE,
     )
-
-
-def _wait(predicate, *, timeout: float, interval: float = 0.25, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 class K8sCluster:
@@ -211,7 +199,7 @@ class K8sCluster:
                     and all(st.state.running is not None for st in statuses))
 
         try:
-            _wait(running, timeout=timeout, what=f"pod {namespace}/{name} to run")
+            wait_for(running, timeout=timeout, interval=0.25, what=f"pod {namespace}/{name} to run")
         except AssertionError as exc:
             if "timed out" in str(exc):
                 raise AssertionError(f"{exc}\n{self.describe(namespace, name)}") from None
@@ -231,7 +219,7 @@ class K8sCluster:
             return None
 
         try:
-            return _wait(running, timeout=timeout, what=f"ephemeral container {container} in {namespace}/{pod}")
+            return wait_for(running, timeout=timeout, interval=0.25, what=f"ephemeral container {container} in {namespace}/{pod}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.describe(namespace, pod)}") from None
 
@@ -250,7 +238,7 @@ class K8sCluster:
             return contains in log
 
         try:
-            _wait(has, timeout=timeout, interval=0.5, what=f"{contains!r} in the log of {pod}/{container}")
+            wait_for(has, timeout=timeout, interval=0.5, what=f"{contains!r} in the log of {pod}/{container}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; log so far:\n{log}") from None
         return log
