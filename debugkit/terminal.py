@@ -13,7 +13,6 @@ import select
 import signal
 import socket
 import struct
-import sys
 from typing import BinaryIO, Callable, Iterator
 
 STDOUT_STREAM, STDERR_STREAM = 1, 2
@@ -139,7 +138,3 @@ def threading_main() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def binary_streams() -> tuple[BinaryIO, BinaryIO, BinaryIO]:
-    return sys.stdin.buffer, sys.stdout.buffer, sys.stderr.buffer
