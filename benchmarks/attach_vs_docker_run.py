@@ -37,7 +37,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from debugkit.toolbox import default_ref
+    from debugkit.session.defaults import toolbox_image as default_ref
 
     image = default_ref()
     target = f"debugkit-bench-{os.getpid()}"

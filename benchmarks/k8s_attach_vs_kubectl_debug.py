@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from debugkit.toolbox import default_ref
+    from debugkit.session.defaults import toolbox_image as default_ref
 
     script("up")
     paths = dict(line.split("=", 1) for line in script("paths").split())

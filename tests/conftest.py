@@ -163,7 +163,7 @@ def fixture_images(docker_client):
 
 @pytest.fixture(scope="session")
 def toolbox_image(docker_client):
-    from debugkit.toolbox import default_ref
+    from debugkit.session.defaults import toolbox_image as default_ref
 
     ref = default_ref()
     if not docker_client.images.list(name=ref):

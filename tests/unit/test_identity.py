@@ -1,7 +1,7 @@
 import pytest
 
-from debugkit import identity as ident
-from debugkit.errors import IdentityUnresolved, InvalidInput
+from debugkit.core import identity as ident
+from debugkit.core.errors import IdentityUnresolved, InvalidInput
 
 DISTROLESS_PASSWD = """root:x:0:0:root:/root:/sbin/nologin
 nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin

@@ -1,12 +1,13 @@
 """The ephemeral container and the PodSecurity pre-check, as plain data (no cluster)."""
 import pytest
 
-from debugkit import podsecurity
-from debugkit.backends.kubernetes import GATE, ephemeral_container, summarize_pod_security
-from debugkit.errors import InvalidInput
-from debugkit.identity import Identity
-from debugkit.profiles import apply_profile
-from debugkit.spec import base_spec
+from debugkit.runtimes.kubernetes import podsecurity
+from debugkit.runtimes.kubernetes.errors import summarize_pod_security
+from debugkit.runtimes.kubernetes.translate import GATE, ephemeral_container
+from debugkit.core.errors import InvalidInput
+from debugkit.core.identity import Identity
+from debugkit.core.profiles import apply_profile
+from debugkit.core.spec import base_spec
 
 TARGET = Identity(uid=65532, gid=65532, groups=(65532,), source="image-config")
 

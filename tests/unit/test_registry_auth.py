@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from debugkit.registry import RegistryError, image_user_and_etc
+from debugkit.runtimes.kubernetes.registry import RegistryError, image_user_and_etc
 
 
 def _layer(files: dict[str, bytes]) -> bytes:

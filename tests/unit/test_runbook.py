@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from debugkit import runbook as rb
-from debugkit.execution import ExecResult
-from debugkit.errors import DebugkitError, ExitCode, InvalidInput, RunbookInvalid
+from debugkit.core.errors import DebugkitError, ExitCode, InvalidInput, RunbookInvalid
+from debugkit.runbook import execute, model, render, report, variables
+from debugkit.runbook import load as loader
+from debugkit.runtimes.execution import ExecResult
 
 GOOD = textwrap.dedent("""\
     name: sample
@@ -37,8 +38,8 @@ GOOD = textwrap.dedent("""\
     """)
 
 
-def load(text: str, source: str = "rb.yaml") -> rb.Runbook:
-    return rb.load_text(text, source)
+def load(text: str, source: str = "rb.yaml") -> model.Runbook:
+    return loader.load_text(text, source)
 
 
 def test_a_valid_runbook_loads_with_its_defaults():
@@ -47,10 +48,10 @@ def test_a_valid_runbook_loads_with_its_defaults():
     assert {k: v.default for k, v in book.vars.items()} == {"PORT": "8080", "FLAG": "true", "HOST": None}
     first, second = book.steps
     assert first.run == "echo {{ HOST }}:{{PORT}}" and first.is_shell
-    assert (first.timeout, first.expect, first.continue_on_failure) == (rb.DEFAULT_TIMEOUT, rb.Expect(), False)
+    assert (first.timeout, first.expect, first.continue_on_failure) == (model.DEFAULT_TIMEOUT, model.Expect(), False)
     assert second.run == ("printf", "%s", "{{ HOST }}") and not second.is_shell
     assert second.timeout == 2.5 and second.continue_on_failure
-    assert second.expect == rb.Expect((0, 1), "^ok$", "ERROR")
+    assert second.expect == model.Expect((0, 1), "^ok$", "ERROR")
     assert (first.line, second.line, second.run_line) == (10, 12, 13)
 
 
@@ -98,7 +99,10 @@ MALFORMED = [
      "rb.yaml:5: step 2: the name 'a' is already used by step 1"),
     ("bad regex", STEP + "    expect:\n      stdout_matches: '[unclosed'\n",
      "rb.yaml:6: step 1 ('a'): expect.stdout_matches is not a valid regular expression: "
-     "unterminated character set at position 0"),
+     "missing ]: [unclosed (RE2 syntax: no backreferences or lookaround)"),
+    ("backtracking regex feature", STEP + "    expect:\n      stdout_matches: '(a)\\1'\n",
+     "rb.yaml:6: step 1 ('a'): expect.stdout_matches is not a valid regular expression: "
+     "invalid escape sequence: \\1 (RE2 syntax: no backreferences or lookaround)"),
     ("negative timeout", STEP + "    timeout: -1\n",
      "rb.yaml:5: step 1 ('a'): timeout must be a number of seconds greater than 0 and at most 3600, not '-1'"),
     ("timeout too long", STEP + "    timeout: 86400\n",
@@ -134,38 +138,38 @@ def test_malformed_runbooks_are_refused_with_file_and_line(text, message):
     with pytest.raises(RunbookInvalid) as info:
         load(text)
     assert str(info.value) == message
-    assert info.value.exit_code == ExitCode.RUNBOOK_INVALID == 65
+    assert info.value.exit_code == ExitCode.FILE_INVALID == 65
 
 
 def test_billion_laughs_is_refused_quickly():
     lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     lines += [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 10)]
     with pytest.raises(RunbookInvalid, match=r"^bomb.yaml:1: anchors and aliases are not allowed \(found &l0\)$"):
-        rb.load_text("\n".join(lines) + "\nname: x\nsteps: []\n", "bomb.yaml")
+        loader.load_text("\n".join(lines) + "\nname: x\nsteps: []\n", "bomb.yaml")
 
 
 def test_file_size_limit(tmp_path):
     big = tmp_path / "big.yaml"
-    big.write_text(STEP + "# " + "x" * rb.MAX_FILE_BYTES + "\n")
+    big.write_text(STEP + "# " + "x" * model.MAX_FILE_BYTES + "\n")
     size = big.stat().st_size
     with pytest.raises(RunbookInvalid) as info:
-        rb.load_file(str(big))
+        loader.load_file(str(big))
     assert str(info.value) == f"{big}: the file is {size} bytes; a runbook may be at most 262144 bytes"
     just_fits = tmp_path / "fits.yaml"
-    just_fits.write_text(STEP + "#" * (rb.MAX_FILE_BYTES - len(STEP) - 1) + "\n")
-    assert just_fits.stat().st_size == rb.MAX_FILE_BYTES
-    assert rb.load_file(str(just_fits)).name == "x"
+    just_fits.write_text(STEP + "#" * (model.MAX_FILE_BYTES - len(STEP) - 1) + "\n")
+    assert just_fits.stat().st_size == model.MAX_FILE_BYTES
+    assert loader.load_file(str(just_fits)).name == "x"
 
 
 def test_not_utf8_and_missing_files(tmp_path):
     bad = tmp_path / "latin1.yaml"
     bad.write_bytes(b"name: caf\xe9\nsteps: []\n")
     with pytest.raises(RunbookInvalid, match=r"latin1.yaml: not UTF-8 text \(byte 9\)$"):
-        rb.load_file(str(bad))
+        loader.load_file(str(bad))
     with pytest.raises(InvalidInput, match="does not exist"):
-        rb.load_file(str(tmp_path / "nope.yaml"))
-    with pytest.raises(InvalidInput, match="no bundled runbook of that name") as info:
-        rb.load_file("no-such-runbook")
+        loader.load_file(str(tmp_path / "nope.yaml"))
+    with pytest.raises(InvalidInput, match="no bundled or configured runbook named") as info:
+        loader.load_file("no-such-runbook")
     assert "http-health" in str(info.value)
 
 
@@ -173,20 +177,20 @@ def test_not_utf8_and_missing_files(tmp_path):
 
 def test_bind_merges_defaults_and_refuses_undeclared_or_missing():
     book = load(GOOD)
-    assert rb.bind(book, {"HOST": "db"}) == {"PORT": "8080", "FLAG": "true", "HOST": "db"}
+    assert variables.bind(book, {"HOST": "db"}) == {"PORT": "8080", "FLAG": "true", "HOST": "db"}
     with pytest.raises(RunbookInvalid) as info:
-        rb.bind(book, {"HOST": "db", "NOPE": "1"})
+        variables.bind(book, {"HOST": "db", "NOPE": "1"})
     assert str(info.value) == "rb.yaml:4: --var NOPE is not declared in the runbook's vars (declared: PORT, FLAG, HOST)"
     with pytest.raises(RunbookInvalid) as info:
-        rb.bind(book, {})
+        variables.bind(book, {})
     assert str(info.value) == "rb.yaml:7: variable HOST has no default: pass --var HOST=VALUE"
 
 
 def test_parse_var_args():
-    assert rb.parse_var_args(["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}
+    assert variables.parse_var_args(["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}
     for bad in ("A", "=1", "1A=2", "A B=1"):
         with pytest.raises(InvalidInput):
-            rb.parse_var_args([bad])
+            variables.parse_var_args([bad])
 
 
 EVIL = "x'; touch /tmp/pwned; echo \"$(id)\" `id` $HOME ${PATH} | & > /tmp/out * ? \n\\ 'y"
@@ -194,22 +198,22 @@ EVIL = "x'; touch /tmp/pwned; echo \"$(id)\" `id` $HOME ${PATH} | & > /tmp/out *
 
 def test_values_are_shell_quoted_in_strings_and_verbatim_in_argv(tmp_path):
     book = load(GOOD)
-    values = rb.bind(book, {"HOST": EVIL})
-    shell = rb.command_for(book.steps[0], values)
+    values = variables.bind(book, {"HOST": EVIL})
+    shell = variables.command_for(book.steps[0], values)
     assert shell[:2] == ["sh", "-c"]
     # Run the substituted script in a real local shell: the value comes out unchanged, nothing runs.
     out = subprocess.run(shell, capture_output=True, text=True, cwd=tmp_path, env={"PATH": os.environ["PATH"]})
     assert out.returncode == 0 and out.stdout == f"{EVIL}:8080\n"
     assert not Path("/tmp/pwned").exists() and not (tmp_path / "pwned").exists()
-    assert rb.command_for(book.steps[1], values) == ["printf", "%s", EVIL]
+    assert variables.command_for(book.steps[1], values) == ["printf", "%s", EVIL]
 
 
 def test_quoted_reference_scanner():
-    assert rb._quoted_references("echo {{ A }} '{{ B }}' \"x {{ C }}\" {{D}}") == ["B", "C"]
-    assert rb._quoted_references("echo \\'{{ A }} # don't {{ B }}\necho {{ C }}") == []
-    assert rb._quoted_references("echo 'it''s' {{ A }}") == []
+    assert variables.quoted_references("echo {{ A }} '{{ B }}' \"x {{ C }}\" {{D}}") == ["B", "C"]
+    assert variables.quoted_references("echo \\'{{ A }} # don't {{ B }}\necho {{ C }}") == []
+    assert variables.quoted_references("echo 'it''s' {{ A }}") == []
     # Unknown brace syntax is left alone.
-    assert rb.VAR_REF.findall("${HOME} {{.State}} {{ X }} {{Y}}") == ["X", "Y"]
+    assert model.VAR_REF.findall("${HOME} {{.State}} {{ X }} {{Y}}") == ["X", "Y"]
 
 
 # -- verdicts and execution -----------------------------------------------------------------
@@ -220,20 +224,34 @@ def result(code=0, out=b"", err=b"", timed_out=False, duration=0.1):
 
 def test_verdicts():
     step = load(GOOD).steps[1]  # exit 0 or 1, stdout ^ok$, not ERROR
-    assert rb.verdict(step, result(0, b"ok\n")) == (True, "")
-    assert rb.verdict(step, result(1, b"first\nok\n")) == (True, "")
-    assert rb.verdict(step, result(2, b"ok")) == (False, "exit code 2, expected 0 or 1")
-    assert rb.verdict(step, result(0, b"nope")) == (False, "stdout does not match /^ok$/")
-    assert rb.verdict(step, result(0, b"ok\nERROR: x")) == (False, "stdout matches /ERROR/: 'ERROR'")
-    assert rb.verdict(step, result(timed_out=True)) == (False, "timed out after 2.5s")
+    assert execute.verdict(step, result(0, b"ok\n")) == (True, "")
+    assert execute.verdict(step, result(1, b"first\nok\n")) == (True, "")
+    assert execute.verdict(step, result(2, b"ok")) == (False, "exit code 2, expected 0 or 1")
+    assert execute.verdict(step, result(0, b"nope")) == (False, "stdout does not match /^ok$/")
+    assert execute.verdict(step, result(0, b"ok\nERROR: x")) == (False, "stdout matches /ERROR/: 'ERROR'")
+    assert execute.verdict(step, result(timed_out=True)) == (False, "timed out after 2.5s")
     plain = load(GOOD).steps[0]
-    assert rb.verdict(plain, result(127)) == (False, "exit code 127, expected 0 (command not found in the sidecar image?)")
+    assert execute.verdict(plain, result(127)) == (False, "exit code 127, expected 0 (command not found in the sidecar image?)")
+
+
+def fake_plan():
+    from debugkit.core.identity import Identity
+    from debugkit.core.spec import base_spec
+    from debugkit.runtimes.base import Plan, ResolvedTarget
+
+    spec = base_spec(image="img:1", identity=Identity(uid=1, gid=1, source="flag"), target_name="t",
+                     target_id="id", runtime="docker", cli_pid=1, cli_host="h", local_user="u")
+    return Plan(runtime="docker", mode="exec", target=ResolvedTarget("docker", "t", "id", "app:1"), spec=spec,
+                request={})
 
 
 class FakeSession:
+    """An exec session whose steps return scripted outcomes (a fake for pure logic)."""
+
     def __init__(self, outcomes):
         self.outcomes = list(outcomes)
         self.calls = []
+        self.plan = fake_plan()
 
     def exec(self, argv, *, timeout, max_output):
         self.calls.append((list(argv), timeout, max_output))
@@ -257,11 +275,11 @@ def test_execute_continues_after_allowed_failures_and_stops_at_the_first_real_on
     book = load(FOUR)
     session = FakeSession([result(0), result(1), result(1)])
     seen = []
-    report = rb.execute(book, {}, session, on_step=seen.append)
+    report = execute.execute(book, {}, session, on_step=seen.append)
     assert [s.status for s in report.steps] == ["passed", "failed", "failed", "skipped"]
     assert seen == report.steps
-    assert [c[1:] for c in session.calls] == [(30.0, rb.MAX_STEP_OUTPUT), (30.0, rb.MAX_STEP_OUTPUT),
-                                              (7.0, rb.MAX_STEP_OUTPUT)]
+    assert [c[1:] for c in session.calls] == [(30.0, model.MAX_STEP_OUTPUT), (30.0, model.MAX_STEP_OUTPUT),
+                                              (7.0, model.MAX_STEP_OUTPUT)]
     assert report.steps[3].reason == "not run: step 'three' failed"
     assert not report.passed
     assert report.totals() == {"steps": 4, "passed": 1, "failed": 1, "failed_allowed": 1, "skipped": 1}
@@ -269,13 +287,13 @@ def test_execute_continues_after_allowed_failures_and_stops_at_the_first_real_on
 
 def test_allowed_failures_alone_still_pass():
     book = load(FOUR.replace("run: 'false', timeout: 7", "run: 'true'"))
-    report = rb.execute(book, {}, FakeSession([result(0), result(3), result(0), result(0)]))
+    report = execute.execute(book, {}, FakeSession([result(0), result(3), result(0), result(0)]))
     assert report.passed and report.totals()["failed_allowed"] == 1
 
 
 def test_an_engine_error_aborts_the_runbook():
     book = load(FOUR)
-    report = rb.execute(book, {}, FakeSession([result(0), DebugkitError("sidecar vanished")]))
+    report = execute.execute(book, {}, FakeSession([result(0), DebugkitError("sidecar vanished")]))
     assert [s.status for s in report.steps] == ["passed", "failed", "skipped", "skipped"]
     assert report.aborted == "step 'two': sidecar vanished" and not report.passed
 
@@ -283,79 +301,80 @@ def test_an_engine_error_aborts_the_runbook():
 def test_reports_render_in_three_formats(tmp_path):
     book = load(GOOD)
     session = FakeSession([result(0, b"db:8080\n", b"a warning\n"), result(0, b"```fenced```\nok\n")])
-    report = rb.execute(book, rb.bind(book, {"HOST": "db"}), session)
-    data = json.loads(rb.render_json(report))
+    report = execute.execute(book, variables.bind(book, {"HOST": "db"}), session)
+    data = json.loads(render.render_json(report))
     assert data["passed"] is True and data["status"] == "passed" and data["vars"]["HOST"] == "db"
     assert [s["name"] for s in data["steps"]] == ["first", "second"]
     first = data["steps"][0]
     assert first["argv"] == ["sh", "-c", "echo db:8080"] and first["stdout"] == "db:8080\n"
     assert first["stderr"] == "a warning\n" and first["exit_code"] == 0 and first["passed"] is True
-    md = rb.render_markdown(report)
+    md = render.render_markdown(report)
     assert md.startswith("# Runbook `sample`: PASSED")
     assert "| 1 | first | PASS | 0 |" in md and "````\n```fenced```\nok\n````" in md
-    text = rb.render_text(report)
+    text = render.render_text(report)
     assert "[1] PASS" in text and "    db:8080" in text and text.rstrip().endswith("of 2 steps in 0.00s")
 
 
 def test_write_atomically_replaces_whole_files_and_leaves_no_temp(tmp_path):
     path = tmp_path / "report.json"
     path.write_text("old")
-    rb.write_atomically(str(path), "new")
+    report.write_atomically(str(path), "new")
     assert path.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 
     with pytest.raises(TypeError):
-        rb.write_atomically(str(path), object())  # fails mid-write
+        report.write_atomically(str(path), object())  # fails mid-write
     assert path.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
-    with pytest.raises(InvalidInput, match="cannot write the report"):
-        rb.write_atomically(str(tmp_path / "missing-dir" / "r.md"), "x")
-    assert rb.report_format_for("a.JSON") == "json" and rb.report_format_for("a.md") == "markdown"
+    with pytest.raises(InvalidInput, match="missing-dir does not exist"):
+        report.write_atomically(str(tmp_path / "missing-dir" / "r.md"), "x")
+    assert report.report_format_for("a.JSON") == "json" and report.report_format_for("a.md") == "markdown"
 
 
 # -- the bundled runbooks ---------------------------------------------------------------------
 
 def test_bundled_runbooks_are_valid_and_described():
-    names = rb.bundled_names()
+    names = loader.bundled_names()
     assert names == ["dns", "http-health", "processes", "sockets", "tls"]
-    for book in rb.bundled():
+    for book in loader.bundled():
         assert book.description and book.steps, book.source
         assert book.source in names
-    tls = rb.load_file("tls")
+    tls = loader.load_file("tls")
     assert tls.vars["HOST"].default is None and tls.vars["PORT"].default == "443"
 
 
-def test_session_facts_from_docker_and_kubernetes_sessions():
-    from types import SimpleNamespace
-
-    from debugkit.identity import Identity
-    from debugkit.profiles import apply_profile
-    from debugkit.spec import base_spec
+def test_plan_facts_name_the_target_identity_and_profile():
+    from debugkit.core.identity import Identity
+    from debugkit.core.profiles import apply_profile
+    from debugkit.core.spec import base_spec
+    from debugkit.runtimes.base import Plan, ResolvedTarget
 
     spec = base_spec(image="img:1", identity=Identity(uid=65532, gid=65532, source="process"), target_name="web",
                      target_id="abc", runtime="docker", cli_pid=1, cli_host="h", local_user="u")
-    spec = apply_profile(spec, "restricted")
-    docker = rb.session_facts(SimpleNamespace(spec=spec, target=SimpleNamespace(name="web")))
-    assert docker == {"target": "web", "runtime": "docker", "identity": {"uid": 65532, "gid": 65532,
-                      "source": "process"}, "image": "img:1", "profile": "restricted", "session": spec.session_id}
-    pod = SimpleNamespace(namespace="shop", pod_name="web-1", container="app")
-    kube = rb.session_facts(SimpleNamespace(spec=apply_profile(spec, "ptrace"), pt=pod))
+    target = ResolvedTarget(runtime="docker", name="web", id="abc", image="app:1")
+    facts = execute.plan_facts(Plan(runtime="docker", mode="exec", target=target,
+                                    spec=apply_profile(spec, "restricted"), request={}))
+    assert facts == {"target": "web", "runtime": "docker", "identity": {"uid": 65532, "gid": 65532,
+                     "source": "process"}, "image": "img:1", "profile": "restricted", "session": spec.session_id}
+    pod = ResolvedTarget(runtime="kubernetes", name="shop/web-1/app", id="u", image="app:1", namespace="shop")
+    kube = execute.plan_facts(Plan(runtime="kubernetes", mode="exec", target=pod,
+                                   spec=apply_profile(spec, "ptrace"), request={}))
     assert kube["target"] == "shop/web-1/app" and kube["identity"]["uid"] == 0
     assert kube["identity"]["source"] == "profile (root)" and kube["profile"] == "ptrace"
 
 
 def test_a_signal_during_a_step_is_not_swallowed():
-    from debugkit.errors import Interrupted
+    from debugkit.core.errors import Interrupted
 
     book = load(FOUR)
     with pytest.raises(Interrupted):
-        rb.execute(book, {}, FakeSession([result(0), Interrupted("received SIGTERM", signum=15)]))
+        execute.execute(book, {}, FakeSession([result(0), Interrupted("received SIGTERM", signum=15)]))
 
 
 def test_report_path_is_checked_before_anything_starts(tmp_path):
-    rb.check_report_path(str(tmp_path / "r.json"))
-    rb.check_report_path("relative.md")
+    report.check_report_path(str(tmp_path / "r.json"))
+    report.check_report_path("relative.md")
     with pytest.raises(InvalidInput, match="does not exist"):
-        rb.check_report_path(str(tmp_path / "nope" / "r.json"))
+        report.check_report_path(str(tmp_path / "nope" / "r.json"))
     with pytest.raises(InvalidInput, match="is a directory"):
-        rb.check_report_path(str(tmp_path))
+        report.check_report_path(str(tmp_path))

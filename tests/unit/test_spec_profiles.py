@@ -1,10 +1,10 @@
 import pytest
 
-from debugkit.errors import InvalidInput
-from debugkit.identity import Identity
-from debugkit.profiles import PROFILES, apply_profile
-from debugkit.spec import LABEL_MANAGED, LABEL_PROFILE, LABEL_SESSION, base_spec
-from debugkit.terminal import FrameDemuxer
+from debugkit.core.errors import InvalidInput
+from debugkit.core.identity import Identity
+from debugkit.core.profiles import PROFILES, apply_profile
+from debugkit.core.spec import LABEL_MANAGED, LABEL_PROFILE, LABEL_SESSION, base_spec
+from debugkit.runtimes.terminal import FrameDemuxer
 
 TARGET = Identity(uid=65532, gid=65532, groups=(65532, 2000), source="process")
 

@@ -1,7 +1,7 @@
 import pytest
 
-from debugkit.errors import InvalidInput
-from debugkit.targets import DockerTarget, KubeTarget, parse_target
+from debugkit.core.errors import InvalidInput
+from debugkit.core.targets import ContainerRef as DockerTarget, PodRef as KubeTarget, parse_target
 
 
 @pytest.mark.parametrize("ref,expected", [

@@ -12,7 +12,7 @@ import tempfile
 
 import pytest
 
-from debugkit.errors import ExitCode
+from debugkit.core.errors import ExitCode
 from tests.conftest import leaked_sidecars, run_cli, text, wait_for
 
 pytestmark = pytest.mark.docker

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from debugkit.errors import ExitCode
+from debugkit.core.errors import ExitCode
 from tests.conftest import REPO, Pty, audit_records, leaked_sidecars, run_cli, wait_for
 
 pytestmark = pytest.mark.docker

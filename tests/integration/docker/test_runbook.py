@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from debugkit.errors import ExitCode
+from debugkit.core.errors import ExitCode
 from tests.conftest import labels_for_test, leaked_sidecars, run_cli, text, wait_for
 
 pytestmark = pytest.mark.docker
@@ -258,7 +258,7 @@ MALFORMED = {
                       "{f}:1: missing required key 'steps' at the top level"),
     "bad regex": ("name: x\nsteps:\n  - name: a\n    run: 'true'\n    expect:\n      stdout_matches: '(open'\n",
                   "{f}:6: step 1 ('a'): expect.stdout_matches is not a valid regular expression: "
-                  "missing ), unterminated subpattern at position 0"),
+                  "missing ): (open (RE2 syntax: no backreferences or lookaround)"),
     "bad timeout": ("name: x\nsteps:\n  - name: a\n    run: 'true'\n    timeout: 0\n",
                     "{f}:5: step 1 ('a'): timeout must be a number of seconds greater than 0 and at most 3600, "
                     "not '0'"),
@@ -281,7 +281,7 @@ def test_malformed_runbooks_exit_65_with_their_exact_error_and_start_nothing(cas
     for env in ({"DOCKER_HOST": "unix:///nonexistent/docker.sock"}, {}):
         result = run_cli("runbook", "run", path, target.name, "--var", "HOST=db", env=env, timeout=60)
         out, errout = text(result)
-        assert result.returncode == ExitCode.RUNBOOK_INVALID == 65, errout
+        assert result.returncode == ExitCode.FILE_INVALID == 65, errout
         assert errout == f"debugkit: error: {message}\n"
         assert out == ""
     if case != "undeclared --var":

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from debugkit.errors import ExitCode
+from debugkit.core.errors import ExitCode
 from tests.conftest import REPO, run_cli, text
 
 pytestmark = pytest.mark.kubernetes

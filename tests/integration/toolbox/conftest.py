@@ -71,7 +71,7 @@ def sweep(docker_client) -> Iterator[None]:
 
 def _base_image(client) -> str | None:
     """None (let build_toolbox choose) unless the environment names a base."""
-    from debugkit.toolbox import OFFLINE_BASE_IMAGE, pinned_base_image
+    from debugkit.toolbox.build import OFFLINE_BASE_IMAGE, pinned_base_image
 
     chosen = os.environ.get("DEBUGKIT_TOOLBOX_BASE")
     if chosen:
@@ -85,7 +85,7 @@ def _base_image(client) -> str | None:
 
 
 def _build(client, variant: str) -> BuildRecord:
-    from debugkit.toolbox import build_toolbox
+    from debugkit.toolbox.build import build_toolbox
 
     lines: list[str] = []
     started = time.monotonic()

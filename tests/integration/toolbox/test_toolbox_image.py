@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from debugkit import __version__
-from debugkit.toolbox import STATIC_CURL_PATH, TOOLBOX_USER
+from debugkit.toolbox.build import STATIC_CURL_PATH, TOOLBOX_USER
 
 from .conftest import SUITE_LABELS, image_members, wait_for
 
@@ -32,7 +32,7 @@ MAX_SLIM_BYTES = 15_000_000
 
 
 def test_rebuild_with_nothing_changed_is_fully_cached(docker_client, built_toolbox):
-    from debugkit.toolbox import build_toolbox
+    from debugkit.toolbox.build import build_toolbox
 
     before = docker_client.api.inspect_image(built_toolbox.ref)
     lines: list[str] = []
@@ -57,7 +57,7 @@ def test_rebuild_with_nothing_changed_is_fully_cached(docker_client, built_toolb
 
 
 def test_if_changed_skips_the_build_of_an_up_to_date_image(docker_client, built_toolbox):
-    from debugkit.toolbox import INPUTS_LABEL, build_toolbox
+    from debugkit.toolbox.build import INPUTS_LABEL, build_toolbox
 
     labels = docker_client.api.inspect_image(built_toolbox.ref)["Config"]["Labels"]
     assert labels[INPUTS_LABEL].startswith("sha256:")
@@ -70,7 +70,7 @@ def test_if_changed_skips_the_build_of_an_up_to_date_image(docker_client, built_
 
 
 def test_stages_are_tagged_so_that_a_prune_keeps_the_cache(docker_client, built_toolbox):
-    from debugkit.toolbox import CACHE_REPOSITORY
+    from debugkit.toolbox.build import CACHE_REPOSITORY
 
     tags = {t for image in docker_client.images.list(name=CACHE_REPOSITORY) for t in image.tags}
     assert {f"{CACHE_REPOSITORY}:{stage}" for stage in ("curl-build", "slim-rootfs", "rootfs")} <= tags

@@ -9,15 +9,15 @@ import pytest
 from click.testing import CliRunner
 
 from debugkit import __version__
-from debugkit.commands_toolbox import main as toolbox_main
-from debugkit.commands_toolbox import toolbox
-from debugkit.errors import ExitCode, ImageMissing, InvalidInput
-from debugkit.toolbox import (
+from debugkit.cli.toolbox import main as toolbox_main
+from debugkit.cli.toolbox import toolbox
+from debugkit.core.errors import ExitCode, ImageMissing, InvalidInput
+from debugkit.session.defaults import toolbox_image as default_ref
+from debugkit.toolbox.build import (
     BUILD_COMMAND,
     OFFLINE_BASE_IMAGE,
     _strip_userinfo,
     build_toolbox,
-    default_ref,
     missing_toolbox_error,
     pinned_base_image,
     resolve_base_image,
@@ -66,7 +66,8 @@ def test_default_references(monkeypatch):
     assert default_ref() == f"debugkit/toolbox:{__version__}" == variant_ref("full")
     assert variant_ref("slim") == f"debugkit/toolbox:{__version__}-slim"
     monkeypatch.setenv("DEBUGKIT_IMAGE", "my/tools:1")
-    assert variant_ref("full") == "my/tools:1"
+    assert default_ref() == "my/tools:1"  # the environment overrides the standard tag
+    assert variant_ref("full") == f"debugkit/toolbox:{__version__}"
     with pytest.raises(InvalidInput):
         variant_ref("huge")  # type: ignore[arg-type]
 
@@ -83,7 +84,7 @@ def test_credentials_never_reach_the_source_label():
 
 
 def test_inputs_digest_follows_files_base_and_args_but_not_revision(tmp_path):
-    from debugkit.toolbox import inputs_digest
+    from debugkit.toolbox.build import inputs_digest
 
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     args = {"BASE_IMAGE": "b", "VERSION": "1", "REVISION": "r1", "SOURCE": "s"}
@@ -154,6 +155,6 @@ def test_unreachable_engine_maps_to_its_exit_code(monkeypatch, capsys):
 
 
 def test_importing_the_toolbox_modules_does_not_import_docker():
-    code = "import sys, debugkit.toolbox, debugkit.commands_toolbox; print('docker' in sys.modules)"
+    code = "import sys, debugkit.toolbox.build, debugkit.cli.toolbox; print('docker' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr

@@ -1,1 +1,0 @@
-"""One module per runtime, each offering the same operations to the CLI."""

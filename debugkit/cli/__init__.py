@@ -1,0 +1,105 @@
+"""The command line: click wiring only. Parse, call the session layer, render, and turn
+exceptions into exit codes here, at the top, and nowhere else.
+
+Every command module imports only click at load time, so `debugkit --help` stays light;
+the work is imported inside the command functions.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from debugkit import __version__
+from debugkit.cli.attach import attach, inspect
+from debugkit.cli.common import err
+from debugkit.cli.runbook import runbook
+from debugkit.cli.sessions import audit_command, gc_command, ps_command
+from debugkit.cli.toolbox import toolbox
+from debugkit.core.errors import DebugkitError, ExitCode, Interrupted, OutputClosed
+
+_DEBUG = {"on": False}
+
+
+def _debug_requested() -> bool:
+    return _DEBUG["on"] or "--debug" in sys.argv[1:] or os.environ.get("DEBUGKIT_DEBUG") == "1"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="debugkit")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Debug shell-less containers (distroless, FROM scratch) with a tools sidecar.
+
+    The sidecar shares the target's PID and network namespaces and runs as the
+    target's own UID/GID with no capabilities, so it sees the target's processes,
+    its localhost ports and (through /proc/1/root) its files.
+    """
+    _DEBUG["on"] = debug
+
+
+for _command in (attach, inspect, ps_command, gc_command, audit_command, runbook, toolbox):
+    cli.add_command(_command)
+
+
+def _closed_streams() -> None:
+    """A closed stdin reads as empty; a closed stdout cannot take our output."""
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+        raise OutputClosed("stdout is closed: there is nowhere to write the output")
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        _closed_streams()
+        cli.main(args=argv, prog_name="debugkit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
+    except click.exceptions.Abort:
+        err("interrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    except Interrupted as exc:
+        _maybe_traceback()
+        err(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _maybe_traceback()
+        err("interrupted, cleaned up")
+        sys.exit(ExitCode.INTERRUPTED)
+    except (OutputClosed, BrokenPipeError) as exc:
+        # Like other CLIs under `| head`: no message for a reader that left on purpose.
+        _quiet_stdout()
+        if isinstance(exc, OutputClosed) and "stdout is closed" in str(exc):
+            err(str(exc))
+        sys.exit(ExitCode.BROKEN_PIPE)
+    except DebugkitError as exc:
+        _maybe_traceback()
+        err(f"error: {exc}")
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: one line by default, the traceback with --debug
+        _maybe_traceback()
+        err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        sys.exit(ExitCode.INTERNAL)
+
+
+def _maybe_traceback() -> None:
+    if _debug_requested():
+        traceback.print_exc()

@@ -1,0 +1,78 @@
+"""`debugkit attach` and `debugkit inspect`."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from debugkit.cli.common import OUTPUT_FORMATS, err, raw_options, render, sidecar_options, target_options
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("target")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-i", "--interactive", "stdin", is_flag=True, help="Keep stdin open and forward it.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a TTY for the sidecar.")
+@target_options
+@sidecar_options
+def attach(target, command, stdin, tty, **kwargs):
+    """Start a debug sidecar next to TARGET; run COMMAND in it, or a shell.
+
+    \b
+    TARGET is a Docker container (NAME, ID, docker://NAME), a Podman container
+    (podman://NAME) or a pod (pod/NAME[/CONTAINER], k8s://NAMESPACE/POD[/CONTAINER]).
+    With a COMMAND (after --), its stdout and stderr are streamed and
+    debugkit exits with its exit code. Without one, on a terminal, you get
+    an interactive shell. The target's filesystem is at /proc/1/root
+    (also $DEBUGKIT_TARGET_ROOT).
+    """
+    from debugkit.core.escape import safe
+    from debugkit.runtimes.base import Streams
+    from debugkit.runtimes.terminal import raw_mode
+    from debugkit.session import flow
+    from debugkit.session.signals import signals_as_exceptions
+
+    stdin_is_tty = sys.stdin.isatty()
+    if not command:
+        if stdin_is_tty:
+            stdin, tty = True, True
+        elif not stdin:
+            raise click.UsageError("no COMMAND given and stdin is not a terminal: pass `-- COMMAND` or -i")
+    if tty and not stdin_is_tty:
+        raise click.UsageError("-t needs a terminal on stdin (drop -t, or run from a terminal)")
+    raw = raw_options(target, command, stdin=stdin, tty=tty, **kwargs)
+
+    def announce(plan):
+        for warning in plan.warnings:
+            err(f"warning: {warning}")
+        spec = plan.spec
+        if spec.tty:
+            # The terminal is already raw: a bare \n would not return the carriage.
+            sys.stderr.write(f"debugkit: session {spec.session_id}: {spec.name} attached to "
+                             f"{safe(plan.target.name)} as {spec.uid}:{spec.gid} (from {spec.identity.source}); "
+                             f"target filesystem at {spec.target_root} ($DEBUGKIT_TARGET_ROOT)\r\n")
+            sys.stderr.flush()
+
+    streams = Streams(stdin=sys.stdin.buffer if stdin else None, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+    with signals_as_exceptions():
+        if tty:
+            with raw_mode(sys.stdin.fileno()):
+                code = flow.attach(raw, streams, announce=announce)
+        else:
+            code = flow.attach(raw, streams, announce=announce)
+    sys.exit(code)
+
+
+@click.command()
+@click.argument("target")
+@click.option("-o", "--output", type=OUTPUT_FORMATS, default="text", show_default=True)
+@target_options
+@click.option("--user", "-u", metavar="UID[:GID]", help="Show the result of this override.")
+@click.option("--image", metavar="REF", help="Sidecar image to show in the attach command.")
+@click.option("--profile", default="restricted", show_default=True, help="Profile to show.")
+@click.option("--custom", metavar="FILE", help="Kubernetes: the partial container spec to show merged.")
+def inspect(target, output, **kwargs):
+    """Show who TARGET runs as, where that came from, and how attach would run."""
+    from debugkit.session import flow
+
+    render(flow.inspect(raw_options(target, **kwargs)), output)

@@ -1,0 +1,95 @@
+"""What every command shares: options declared once, output rendering, the error line.
+
+Values are passed on as typed (strings): validation is the session flow's job
+(core.options), so a bad value gets the same one-line message whichever command took it.
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from debugkit.core.escape import safe, safe_data
+
+OUTPUT_FORMATS = click.Choice(["text", "json", "yaml"])
+RUNTIME_CHOICE = click.Choice(["auto", "docker", "podman", "kubernetes"])
+PROFILE_NAMES = ("restricted", "netadmin", "ptrace", "sysadmin")  # core.profiles.PROFILES, kept light
+
+
+def err(message: str) -> None:
+    click.echo(f"debugkit: {safe(message)}", err=True)
+
+
+def target_options(func):
+    """-n/-c/--context/--kubeconfig: where a pod target lives."""
+    func = click.option("-n", "--namespace", help="Kubernetes namespace (pod targets).")(func)
+    func = click.option("-c", "--container", help="Target container in the pod.")(func)
+    func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context to use.")(func)
+    func = click.option("--kubeconfig", help="Path to a kubeconfig file.")(func)
+    return func
+
+
+def sidecar_options(func):
+    """The sidecar's identity, image, privileges and limits."""
+    func = click.option("--user", "-u", metavar="UID[:GID]",
+                        help="Run the sidecar as this numeric user instead of the target's.")(func)
+    func = click.option("--image", metavar="REF", help="Sidecar image (default: the bundled toolbox).")(func)
+    func = click.option("--profile", type=click.Choice(PROFILE_NAMES), default="restricted", show_default=True,
+                        help="Security profile of the sidecar.")(func)
+    func = click.option("--memory", default="256m", show_default=True, metavar="SIZE",
+                        help="Docker/Podman: memory limit of the sidecar (e.g. 512m, or none).")(func)
+    func = click.option("--pids-limit", default="256", show_default=True, metavar="N",
+                        help="Docker/Podman: process limit of the sidecar (or none).")(func)
+    func = click.option("--cpus", default="1", show_default=True, metavar="N",
+                        help="Docker/Podman: CPU limit of the sidecar (e.g. 0.5, or none).")(func)
+    func = click.option("--custom", metavar="FILE",
+                        help="Kubernetes: partial container spec (YAML/JSON) merged last; it cannot "
+                             "raise privileges.")(func)
+    func = click.option("--timeout", default="120", show_default=True, metavar="SECONDS",
+                        help="Kubernetes: seconds to wait for the debug container to start.")(func)
+    return func
+
+
+def raw_options(target: str, command=(), *, kube_context=None, kubeconfig=None, **flags) -> dict:
+    """The flags as typed, in the shape session.flow.validate takes."""
+    from debugkit.core.options import Connection
+
+    return {"target": target, "command": tuple(command), **flags,
+            "connection": Connection(kube_context=kube_context, kubeconfig=kubeconfig)}
+
+
+def render(data: dict, output: str) -> None:
+    """inspect-style output. Every value may come from a target or an image: text and YAML
+    are escaped for the terminal (JSON's encoder escapes control characters itself)."""
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+        return
+    data = safe_data(data)
+    if output == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+        return
+    for key, value in data.items():
+        if key == "sources":
+            click.echo("sources:")
+            for src in value:
+                if "error" in src:
+                    click.echo(f"  {src['source']:<13} unavailable: {src['error']}")
+                else:
+                    groups = ",".join(str(g) for g in src.get("groups", []))
+                    notes = f"  ({'; '.join(src['notes'])})" if src.get("notes") else ""
+                    click.echo(f"  {src['source']:<13} {src['uid']}:{src['gid']} groups={groups}{notes}")
+            continue
+        if isinstance(value, dict):
+            value = json.dumps(value, sort_keys=False)
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        click.echo(f"{key + ':':<17}{'-' if value is None else value}")
+
+
+def age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

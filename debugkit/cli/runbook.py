@@ -1,0 +1,143 @@
+"""`debugkit runbook run|list|validate`.
+
+The runbook is loaded, validated and its variables bound before anything talks to an
+engine, so an invalid runbook (exit 65) never starts a sidecar. A runbook whose steps
+failed prints its report and exits 1; debugkit's own failures keep their exit codes.
+
+Privilege comes only from the person: a runbook may declare `profile: ptrace`, but
+anything above `restricted` runs only when the same `--profile` is typed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from debugkit.cli.common import PROFILE_NAMES, raw_options, target_options
+
+OUTPUTS = click.Choice(["text", "markdown", "json"])
+
+
+@click.group("runbook")
+def runbook() -> None:
+    """Scripted incident checks: YAML steps run in one sidecar, with a report.
+
+    \b
+    debugkit runbook list
+    debugkit runbook run http-health web --var PORT=8080 --var URL_PATH=/healthz
+    debugkit runbook run ./checks.yaml web -o markdown --report incident.json
+    debugkit runbook validate ./checks.yaml
+    """
+
+
+def granted_profile(book, flag: str | None) -> str:
+    """The profile a run uses. A runbook's own `profile` is a request: above `restricted`
+    it must be confirmed by the same --profile on the command line."""
+    from debugkit.core.errors import RunbookInvalid
+
+    wanted = book.profile or "restricted"
+    if flag is None:
+        if wanted != "restricted":
+            raise RunbookInvalid(
+                f"{book.source}: the runbook asks for profile {wanted!r}, which grants more than restricted; "
+                f"run it with --profile {wanted} to allow that")
+        return "restricted"
+    if wanted != "restricted" and flag != wanted:
+        raise RunbookInvalid(f"{book.source}: the runbook asks for profile {wanted!r} but --profile is {flag!r}; "
+                             f"pass --profile {wanted} to run it as written")
+    return flag
+
+
+@runbook.command("run")
+@click.argument("runbook_ref", metavar="NAME|PATH")
+@click.argument("target")
+@click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Set a variable declared in the runbook's vars (repeatable).")
+@click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True,
+              help="Format printed on stdout (text is printed step by step as it runs).")
+@click.option("--report", "report_path", metavar="PATH",
+              help="Also write the report to PATH (JSON if it ends in .json, else Markdown), atomically.")
+@target_options
+@click.option("--user", "-u", metavar="UID[:GID]", help="Run the sidecar as this numeric user instead of the target's.")
+@click.option("--image", metavar="REF", help="Sidecar image (default: the bundled toolbox).")
+@click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
+              help="Security profile. A runbook that asks for more than restricted runs only with this flag.")
+def run(runbook_ref, target, var_pairs, output, report_path, profile, **kwargs):
+    """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
+
+    Exit status: 0 if every step not marked continue_on_failure passed, 1 if one
+    failed (the report says which and why), 65 if the runbook is invalid.
+    """
+    from debugkit.runbook import execute, load, render, report, variables
+    from debugkit.session import flow
+    from debugkit.session.signals import signals_as_exceptions
+
+    raw = raw_options(target, profile=profile or "restricted", **kwargs)
+    # Everything that can be refused is refused here, before any engine is contacted.
+    with flow.refusals_audited(raw):
+        book = load.load_file(runbook_ref)
+        values = variables.bind(book, variables.parse_var_args(var_pairs))
+        raw["profile"] = granted_profile(book, profile)
+        if report_path is not None:
+            report.check_report_path(report_path)
+
+    live = output == "text"  # text is printed step by step; markdown and json at the end
+    shown = []
+
+    def on_step(result):
+        shown.append(result)
+        if live:
+            click.echo(render.step_text(result, len(shown)))
+
+    with signals_as_exceptions():
+        with flow.exec_session(raw, record={"runbook": book.path, "runbook_sha256": book.sha256}) as session:
+            if live:
+                for line in render.header_lines(execute.Report(book, values,
+                                                               facts=execute.plan_facts(session.plan))):
+                    click.echo(line)
+            result = execute.execute(book, values, session, on_step=on_step)
+    if live:
+        click.echo(render.summary_line(result))
+    else:
+        click.echo(render.RENDERERS[output](result), nl=False)
+    if report_path:
+        report.write_atomically(report_path, render.RENDERERS[report.report_format_for(report_path)](result))
+    sys.exit(0 if result.passed else 1)
+
+
+@runbook.command("list")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def list_(output):
+    """Show the bundled runbooks with their descriptions, variables and profiles."""
+    from debugkit.runbook import load
+
+    books = load.bundled()
+    if output == "json":
+        click.echo(json.dumps([{"name": b.source, "title": b.name, "description": b.description,
+                                "profile": b.profile or "restricted", "file": b.path, "sha256": b.sha256,
+                                "vars": {k: v.default for k, v in b.vars.items()},
+                                "steps": [s.name for s in b.steps]} for b in books], indent=2))
+        return
+    import textwrap
+
+    width = max((len(b.source) for b in books), default=0)
+    for b in books:
+        about = " ".join(b.description.split()) or "-"
+        click.echo(textwrap.fill(about, width=100, initial_indent=f"{b.source:<{width}}  ",
+                                 subsequent_indent=" " * (width + 2)))
+        click.echo(f"{'':<{width}}  profile: {b.profile or 'restricted'}")
+        if b.vars:
+            shown = " ".join(f"{k}={'(required)' if v.default is None else v.default}" for k, v in b.vars.items())
+            click.echo(f"{'':<{width}}  vars: {shown}")
+
+
+@runbook.command("validate")
+@click.argument("runbook_ref", metavar="NAME|PATH")
+def validate(runbook_ref):
+    """Check a runbook (syntax, keys, types, regexes, variables) without running it."""
+    from debugkit.core.escape import safe
+    from debugkit.runbook import load, render
+
+    for line in render.describe(load.load_file(runbook_ref)):
+        click.echo(safe(line))

@@ -1,0 +1,203 @@
+"""What the person asked for, validated before any engine or cluster is contacted.
+
+Every flag a sidecar command takes is checked here, as pure functions over strings: a
+bad value is one InvalidInput line (exit 64), never an engine error or a traceback.
+`SidecarOptions` is what every runtime plans from.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+
+from debugkit.core.errors import InvalidInput
+from debugkit.core.identity import parse_user_flag
+from debugkit.core.imageref import validate_image_ref
+from debugkit.core.profiles import PROFILES
+from debugkit.core.spec import Resources
+from debugkit.core.targets import TargetRef
+
+# Docker refuses less than 6 MiB; more than a TiB for a debugger is a typo.
+MIN_MEMORY = 6 << 20
+MAX_MEMORY = 1 << 40
+MAX_PIDS = 4_194_304          # the kernel's highest pid_max
+MIN_CPUS, MAX_CPUS = 0.01, 1024.0
+MAX_TIMEOUT = 86_400.0
+NO_LIMIT = "none"
+DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_CPUS = "256m", "256", "1"
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_KEEP_ALIVE = "10m"
+
+_MEMORY = re.compile(r"([0-9]+)([bkmgt]?)", re.ASCII)
+_DURATION = re.compile(r"([0-9]+)([smhd]?)", re.ASCII)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the runtime is: the Docker engine (host or context) or the kube context."""
+
+    docker_host: str | None = None
+    docker_context: str | None = None
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+
+
+@dataclass(frozen=True)
+class UserOverride:
+    uid: int
+    gid: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class SidecarOptions:
+    """Validated options for one sidecar. Runtimes plan from this and nothing else."""
+
+    target: TargetRef
+    command: tuple[str, ...] = ()
+    stdin: bool = False
+    tty: bool = False
+    user: UserOverride | None = None
+    image: str | None = None            # None: the toolbox
+    toolbox: str = ""                   # the toolbox reference in effect (environment, config)
+    profile: str = "restricted"
+    resources: Resources = Resources()
+    custom: dict | None = None          # Kubernetes: a partial container spec, already loaded
+    custom_source: str | None = None
+    timeout: float = DEFAULT_TIMEOUT    # Kubernetes: seconds for the debug container to start
+    keep_alive: float | None = None     # seconds a reusable sidecar stays idle; None: not reused
+    new: bool = False                   # never reuse an existing sidecar
+    session_id: str | None = None
+    connection: Connection = field(default_factory=Connection)
+
+    def evolve(self, **changes) -> "SidecarOptions":
+        return replace(self, **changes)
+
+    @property
+    def sidecar_image(self) -> str:
+        from debugkit.core.imageref import toolbox_ref
+
+        return self.image or self.toolbox or toolbox_ref()
+
+
+def parse_memory(value: str, *, flag: str = "--memory") -> int | None:
+    """`256m`, `1g`, `512k`, bytes, or `none`. Docker's minimum of 6 MiB is checked here."""
+    text = value.strip().lower()
+    if text == NO_LIMIT:
+        return None
+    match = _MEMORY.fullmatch(text)
+    if not match:
+        raise InvalidInput(f"invalid {flag} {value!r}: use e.g. 256m or 1g, or {NO_LIMIT}")
+    size = int(match.group(1)) * _UNITS[match.group(2)]
+    if size < MIN_MEMORY:
+        raise InvalidInput(f"invalid {flag} {value!r}: at least 6m (the engine refuses less), or {NO_LIMIT}")
+    if size > MAX_MEMORY:
+        raise InvalidInput(f"invalid {flag} {value!r}: at most 1t")
+    return size
+
+
+def parse_pids(value: str, *, flag: str = "--pids-limit") -> int | None:
+    text = value.strip().lower()
+    if text == NO_LIMIT:
+        return None
+    if not re.fullmatch(r"[0-9]+", text, re.ASCII):
+        raise InvalidInput(f"invalid {flag} {value!r}: a whole number of processes, or {NO_LIMIT}")
+    pids = int(text)
+    if not 1 <= pids <= MAX_PIDS:
+        raise InvalidInput(f"invalid {flag} {value!r}: from 1 to {MAX_PIDS}, or {NO_LIMIT}")
+    return pids
+
+
+def parse_cpus(value: str, *, flag: str = "--cpus") -> int | None:
+    """CPUs as a decimal number -> billionths of a CPU (Docker's NanoCpus)."""
+    text = value.strip().lower()
+    if text == NO_LIMIT:
+        return None
+    if not re.fullmatch(r"[0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?", text, re.ASCII):
+        raise InvalidInput(f"invalid {flag} {value!r}: a number of CPUs such as 0.5 or 2, or {NO_LIMIT}")
+    cpus = float(text)
+    # A value that rounds to 0 nanocpus would silently remove the limit.
+    if not math.isfinite(cpus) or not MIN_CPUS <= cpus <= MAX_CPUS:
+        raise InvalidInput(f"invalid {flag} {value!r}: from {MIN_CPUS} to {MAX_CPUS:g} CPUs, or {NO_LIMIT}")
+    return round(cpus * 1e9)
+
+
+def parse_seconds(value: str | float, *, flag: str, allow_zero: bool = False, maximum: float = MAX_TIMEOUT) -> float:
+    """A positive number of seconds (`30`, `2.5`) or a duration (`90s`, `10m`, `2h`, `1d`)."""
+    text = str(value).strip().lower()
+    match = _DURATION.fullmatch(text)
+    if match:
+        seconds = float(int(match.group(1)) * _SECONDS[match.group(2)])
+    elif re.fullmatch(r"[0-9]*\.[0-9]+", text, re.ASCII):
+        seconds = float(text)
+    else:
+        raise InvalidInput(f"invalid {flag} {value!r}: a number of seconds or a duration such as 90s, 10m or 2h")
+    if seconds == 0 and allow_zero:
+        return 0.0
+    if not 0 < seconds <= maximum:
+        raise InvalidInput(f"invalid {flag} {value!r}: more than 0 and at most {maximum:g} seconds")
+    return seconds
+
+
+def parse_user(value: str | None) -> UserOverride | None:
+    if value is None:
+        return None
+    if not value:
+        raise InvalidInput("--user must not be empty: give UID or UID:GID")
+    uid, gid = parse_user_flag(value)
+    return UserOverride(uid, gid, value)
+
+
+def sidecar_options(
+    *,
+    target: TargetRef,
+    command: tuple[str, ...] = (),
+    stdin: bool = False,
+    tty: bool = False,
+    user: str | None = None,
+    image: str | None = None,
+    toolbox: str = "",
+    profile: str = "restricted",
+    memory: str = DEFAULT_MEMORY,
+    pids_limit: str = DEFAULT_PIDS,
+    cpus: str = DEFAULT_CPUS,
+    custom: dict | None = None,
+    custom_source: str | None = None,
+    timeout: str | float = DEFAULT_TIMEOUT,
+    keep_alive: str | None = None,
+    new: bool = False,
+    session_id: str | None = None,
+    connection: Connection | None = None,
+) -> SidecarOptions:
+    """Validate every flag (pure: no engine, no cluster, no file) into SidecarOptions."""
+    if profile not in PROFILES:
+        raise InvalidInput(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    return SidecarOptions(
+        target=target,
+        command=tuple(command),
+        stdin=stdin,
+        tty=tty,
+        user=parse_user(user),
+        image=None if image is None else validate_image_ref(image),
+        toolbox=validate_image_ref(toolbox, flag="the toolbox image") if toolbox else "",
+        profile=profile,
+        resources=Resources(memory_bytes=parse_memory(memory), pids=parse_pids(str(pids_limit)),
+                            nano_cpus=parse_cpus(str(cpus))),
+        custom=custom,
+        custom_source=custom_source,
+        timeout=parse_seconds(timeout, flag="--timeout"),
+        keep_alive=None if keep_alive is None else parse_seconds(keep_alive, flag="--keep-alive", allow_zero=True),
+        new=new,
+        session_id=session_id,
+        connection=connection or Connection(),
+    )
+
+
+def format_bytes(size: int) -> str:
+    """The shortest exact `docker run --memory` spelling of a byte count."""
+    for unit, factor in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}b"

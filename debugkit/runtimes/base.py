@@ -1,0 +1,157 @@
+"""The Runtime protocol: the few operations every runtime offers, and the types they return.
+
+A runtime turns validated options into a `Plan` without starting anything: it resolves
+the target, the identity it runs as and the image, builds the sidecar spec as plain data,
+applies the profile, and translates the spec into its own request with a pure function.
+Only `run` and `open_exec` start a sidecar. The session flow (debugkit.session) owns
+validation, auditing, signals and cleanup for all of them; runtimes never import it.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from typing import BinaryIO, Sequence
+
+from debugkit.core.identity import Identity
+from debugkit.core.options import SidecarOptions
+from debugkit.core.spec import SidecarSpec
+from debugkit.runtimes.execution import ExecResult
+
+# What a plan is for: a scripted command, an interactive terminal, or one sidecar for
+# many commands (runbooks, cp, port-forward).
+MODES = ("command", "interactive", "exec")
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """The one shape every runtime returns for the container being debugged."""
+
+    runtime: str
+    name: str                     # the container's name, or NAMESPACE/POD/CONTAINER
+    id: str                       # the container ID, or the pod's UID
+    image: str
+    namespace: str | None = None  # Kubernetes
+    pod: str | None = None
+    container: str | None = None
+
+
+@dataclass(frozen=True)
+class IdentitySource:
+    """One identity source as inspect shows it: what it said, or why it could not say."""
+
+    source: str
+    identity: Identity | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        if self.identity is not None:
+            return {**self.identity.as_dict(), "source": self.source}
+        return {"source": self.source, "error": self.error}
+
+
+@dataclass(frozen=True)
+class Plan:
+    runtime: str
+    mode: str
+    target: ResolvedTarget
+    spec: SidecarSpec
+    request: dict                               # the runtime's own request, from a pure translation
+    sources: tuple[IdentitySource, ...] = ()
+    warnings: tuple[str, ...] = ()
+    image: dict = field(default_factory=dict)   # image_id / image_digest, when the runtime knows them
+    facts: dict = field(default_factory=dict)   # runtime-specific facts for inspect
+    reuse: str | None = None                    # an existing sidecar to exec into instead of a new one
+
+    @property
+    def interactive(self) -> bool:
+        return self.mode == "interactive"
+
+
+@dataclass
+class Streams:
+    stdin: BinaryIO | None
+    stdout: BinaryIO
+    stderr: BinaryIO
+
+
+@dataclass
+class SessionRow:
+    """A debug sidecar as `ps` and `gc` see it."""
+
+    runtime: str
+    session: str
+    name: str
+    target: str
+    user: str
+    state: str
+    age_s: int
+    profile: str = ""
+    cli_pid: int | None = None
+    cli_host: str | None = None
+    cli_alive: bool | None = None
+    id: str = ""
+    namespace: str | None = None
+    idle_s: int | None = None
+    reusable: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class ExecSession(abc.ABC):
+    """A started sidecar that runs one command after another in the target's namespaces."""
+
+    plan: Plan
+
+    @abc.abstractmethod
+    def exec(self, argv: Sequence[str], *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
+        """Run argv; kill it after `timeout` seconds (then timed_out, no exit code)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop and remove what was started (idempotent)."""
+
+    def __enter__(self) -> "ExecSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Runtime(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def plan(self, options: SidecarOptions, *, mode: str) -> Plan:
+        """Resolve and translate; start and change nothing."""
+
+    @abc.abstractmethod
+    def run(self, plan: Plan, streams: Streams) -> int:
+        """Run the plan's command (or interactive shell) to its end; its exit code."""
+
+    @abc.abstractmethod
+    def open_exec(self, plan: Plan) -> ExecSession:
+        """Start one sidecar for many commands; the caller closes it."""
+
+    @abc.abstractmethod
+    def inspect(self, plan: Plan) -> dict:
+        """What inspect shows: the identity, every source, and the exact request."""
+
+    @abc.abstractmethod
+    def sessions(self) -> list[SessionRow]:
+        """debugkit's sidecars on this runtime, running or not."""
+
+    @abc.abstractmethod
+    def remove(self, row: SessionRow) -> None:
+        """Remove a sidecar found by `sessions` (gc); a runtime that cannot says why."""
+
+
+def local_user() -> str:
+    """Who runs debugkit on this machine, for labels and the audit log."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry for our own UID (containers, CI)
+        return str(os.getuid())

@@ -1,0 +1,433 @@
+"""A small Docker Engine API client on the standard library, for the hot path.
+
+Why not docker-py here: importing it (requests, urllib3, charset detection) costs
+about 120 ms, more than half of a whole `docker run`, and `debugkit attach` pays it
+on every call. This client speaks the same Engine API over the unix socket (or
+tcp://, with TLS when DOCKER_TLS_VERIFY is set) with only http.client, and offers the
+handful of calls the Docker backend makes, named as in docker-py's APIClient.
+docker-py stays for building the toolbox image and in the tests.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import urllib.parse
+from dataclasses import dataclass
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+API_VERSION = "1.41"  # Engine 20.10; every call used here exists since 1.30
+
+
+class EngineError(Exception):
+    """An answer from the engine that is not a success."""
+
+    def __init__(self, status: int, explanation: str):
+        super().__init__(f"{status}: {explanation}")
+        self.status_code = status
+        self.explanation = explanation
+
+
+class EngineNotFound(EngineError):
+    pass
+
+
+class EngineConnectionError(OSError):
+    """The engine could not be reached at all."""
+
+    def __init__(self, message: str, *, detail: str | None = None):
+        super().__init__(message)
+        self.detail = detail
+
+
+class EngineConfigError(ValueError):
+    """The engine's address or TLS settings cannot be used as given (a typo, not an outage)."""
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Client TLS for tcp:// engines: DOCKER_CERT_PATH's ca.pem, cert.pem and key.pem, or
+    a Docker context's TLS material."""
+
+    ca: str | None
+    cert: str | None
+    key: str | None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class EngineAddress:
+    """Where an engine listens, parsed and checked: unix, tcp (optionally TLS) or ssh."""
+
+    scheme: str                 # unix | tcp | ssh
+    path: str = ""              # unix socket path
+    netloc: str = ""            # host:port for tcp
+    tls: TLSConfig | None = None
+    ssh: tuple[str, ...] = ()   # argv of the ssh dialer (see hosts.py)
+    text: str = ""              # as the user gave it, for messages
+
+    @property
+    def local(self) -> bool:
+        """The engine's PIDs and paths are this machine's."""
+        return self.scheme == "unix"
+
+
+def parse_host(host: str, *, tls: TLSConfig | None = None) -> EngineAddress:
+    """`unix:///path`, `tcp://host:port`, `http(s)://host:port`. Raises EngineConfigError."""
+    try:
+        parsed = urllib.parse.urlparse(host)
+        port = parsed.port
+    except ValueError as exc:
+        raise EngineConfigError(f"invalid engine address {host!r}: {exc}") from None
+    scheme = parsed.scheme
+    if scheme == "unix":
+        if not parsed.path:
+            raise EngineConfigError(f"invalid engine address {host!r}: no socket path")
+        return EngineAddress("unix", path=parsed.path, text=host)
+    if scheme in ("tcp", "http", "https"):
+        if not parsed.hostname:
+            raise EngineConfigError(f"invalid engine address {host!r}: no host name")
+        if scheme == "https" and tls is None:
+            raise EngineConfigError(f"engine address {host!r} asks for TLS but no certificates are configured "
+                                    f"(set DOCKER_CERT_PATH and DOCKER_TLS_VERIFY, or use a Docker context)")
+        netloc = f"{parsed.hostname}:{port or (2376 if tls else 2375)}"
+        if ":" in parsed.hostname:
+            netloc = f"[{parsed.hostname}]:{port or (2376 if tls else 2375)}"
+        return EngineAddress("tcp", netloc=netloc, tls=tls, text=host)
+    raise EngineConfigError(f"unsupported engine address {host!r}: use unix://, tcp:// or ssh://")
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _DialedHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a socket that a dialer provides (ssh's `docker system dial-stdio`)."""
+
+    def __init__(self, dial, timeout: float | None):
+        super().__init__("localhost", timeout=timeout)
+        self._dial = dial
+
+    def connect(self) -> None:
+        self.sock = self._dial(self.timeout)
+
+
+class HijackedSocket:
+    """The raw stream of an attach or exec after the HTTP upgrade."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def recv(self, size: int) -> bytes:
+        return self._sock.recv(size)
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def settimeout(self, value: float | None) -> None:
+        self._sock.settimeout(value)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class EngineClient:
+    """The subset of the Engine API that debugkit's Docker and Podman runtimes use."""
+
+    def __init__(self, address: EngineAddress | str | None = None, *, timeout: float = 60, dial=None):
+        if address is None or isinstance(address, str):
+            address = parse_host(address or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}",
+                                 tls=tls_from_env())
+        self.address = address
+        self.host = address.text
+        self.timeout = timeout
+        self._dial = dial
+        if address.scheme == "ssh" and dial is None:
+            raise EngineConfigError("an ssh:// engine needs a dialer (see runtimes/docker/hosts.py)")
+        self._conn: http.client.HTTPConnection | None = None
+        self._ssl = None
+
+    @property
+    def local(self) -> bool:
+        return self.address.local
+
+    # -- transport --------------------------------------------------------------------
+
+    def _ssl_context(self):
+        if self._ssl is None:
+            import ssl
+
+            tls = self.address.tls
+            try:
+                ctx = ssl.create_default_context(cafile=tls.ca if tls.verify else None)
+                if not tls.verify:
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                if tls.cert and tls.key:
+                    ctx.load_cert_chain(tls.cert, tls.key)
+            except (OSError, ssl.SSLError) as exc:
+                raise EngineConnectionError(f"cannot use the TLS material for {self.host}",
+                                            detail=f"{getattr(exc, 'strerror', None) or exc}") from None
+            self._ssl = ctx
+        return self._ssl
+
+    def _new_connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        addr = self.address
+        if addr.scheme == "unix":
+            return _UnixHTTPConnection(addr.path, timeout)
+        if addr.scheme == "ssh":
+            return _DialedHTTPConnection(self._dial, timeout)
+        if addr.tls is not None:
+            return http.client.HTTPSConnection(addr.netloc, timeout=timeout, context=self._ssl_context())
+        return http.client.HTTPConnection(addr.netloc, timeout=timeout)
+
+    def _path(self, path: str, params: dict | None = None) -> str:
+        query = ""
+        if params:
+            clean = {k: (json.dumps(v) if isinstance(v, (dict, list)) else
+                         str(int(v)) if isinstance(v, bool) else str(v))
+                     for k, v in params.items() if v is not None}
+            query = "?" + urllib.parse.urlencode(clean)
+        return f"/v{API_VERSION}{path}{query}"
+
+    def _request(self, method: str, path: str, *, params=None, body=None, stream: bool = False,
+                 timeout: float | None = -1, headers: dict | None = None):
+        """stream=True: a connection of its own, left open for the caller to read and close.
+        Otherwise the shared keep-alive connection."""
+        data = None
+        hdrs = {"Host": "docker", **(headers or {})}
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        use_timeout = self.timeout if timeout == -1 else timeout
+        conn = self._new_connection(use_timeout) if stream else self._shared(use_timeout)
+        try:
+            conn.request(method, self._path(path, params), body=data, headers=hdrs)
+            resp = conn.getresponse()
+        except (ConnectionError, FileNotFoundError, socket.timeout, http.client.HTTPException, OSError) as exc:
+            conn.close()
+            if not stream:
+                self._conn = None
+            if isinstance(exc, (PermissionError, EngineConnectionError)):
+                raise
+            raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}",
+                                        detail=getattr(exc, "strerror", None) or str(exc) or None) from exc
+        if resp.status >= 400:
+            payload = resp.read()
+            try:
+                message = json.loads(payload).get("message", payload.decode(errors="replace"))
+            except (ValueError, AttributeError):
+                message = payload.decode(errors="replace")
+            if stream:
+                conn.close()
+            cls = EngineNotFound if resp.status == 404 else EngineError
+            raise cls(resp.status, str(message).strip())
+        return resp, conn
+
+    def _shared(self, timeout):
+        if self._conn is None:
+            self._conn = self._new_connection(timeout)
+        return self._conn
+
+    def _json(self, method: str, path: str, **kwargs):
+        try:
+            resp, _ = self._request(method, path, **kwargs)
+            payload = resp.read()
+        except BaseException:
+            # A signal (or any failure) mid-response leaves the shared connection unusable.
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            raise
+        return json.loads(payload) if payload else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- calls (named as in docker-py) ------------------------------------------------
+
+    def ping(self) -> bool:
+        resp, _ = self._request("GET", "/_ping")
+        return resp.read() == b"OK"
+
+    def version(self) -> dict:
+        return self._json("GET", "/version")
+
+    def inspect_container(self, container: str) -> dict:
+        return self._json("GET", f"/containers/{urllib.parse.quote(container)}/json")
+
+    def inspect_image(self, image: str) -> dict:
+        return self._json("GET", f"/images/{image}/json")
+
+    def containers(self, *, all: bool = False, filters: dict | None = None) -> list:  # noqa: A002
+        return self._json("GET", "/containers/json", params={"all": all, "filters": filters})
+
+    def top(self, container: str, ps_args: str | None = None) -> dict:
+        return self._json("GET", f"/containers/{container}/top", params={"ps_args": ps_args})
+
+    def get_archive(self, container: str, path: str, *, max_bytes: int | None = None):
+        """(tar bytes, stat) of a path; the bytes are None when larger than max_bytes."""
+        try:
+            resp, _ = self._request("GET", f"/containers/{container}/archive", params={"path": path})
+            stat = _path_stat(resp)
+            if max_bytes is not None and stat.get("size", 0) > max_bytes:
+                self.close()  # the body is not read: the connection cannot be reused
+                return None, stat
+            return resp.read(), stat
+        except BaseException:
+            self.close()
+            raise
+
+    def stat_path(self, container: str, path: str) -> dict:
+        """The engine's stat of a path in a container (HEAD: nothing is transferred)."""
+        resp, _ = self._request("HEAD", f"/containers/{container}/archive", params={"path": path})
+        resp.read()
+        return _path_stat(resp)
+
+    def create_container(self, body: dict, *, name: str | None = None) -> dict:
+        return self._json("POST", "/containers/create", params={"name": name}, body=body)
+
+    def start(self, container: str) -> None:
+        self._json("POST", f"/containers/{container}/start")
+
+    def kill(self, container: str, *, signal: str = "TERM") -> None:
+        self._json("POST", f"/containers/{container}/kill", params={"signal": signal})
+
+    def remove_container(self, container: str, *, force: bool = False) -> None:
+        # Cleanup runs in `finally` blocks, possibly right after a signal interrupted a
+        # request on the shared connection: use a connection of its own.
+        resp, conn = self._request("DELETE", f"/containers/{container}", params={"force": force}, stream=True)
+        try:
+            resp.read()
+        finally:
+            conn.close()
+
+    def resize(self, container: str, *, height: int, width: int) -> None:
+        self._json("POST", f"/containers/{container}/resize", params={"h": height, "w": width})
+
+    def exec_create(self, container: str, cmd: list[str], *, stdout=True, stderr=True, stdin=False,
+                    tty=False, environment: dict | None = None, user: str | None = None) -> dict:
+        body = {"Cmd": list(cmd), "AttachStdout": stdout, "AttachStderr": stderr, "AttachStdin": stdin,
+                "Tty": tty, "Env": [f"{k}={v}" for k, v in (environment or {}).items()]}
+        if user:
+            body["User"] = user
+        return self._json("POST", f"/containers/{container}/exec", body=body)
+
+    def exec_inspect(self, exec_id: str) -> dict:
+        return self._json("GET", f"/exec/{exec_id}/json")
+
+    def exec_resize(self, exec_id: str, *, height: int, width: int) -> None:
+        self._json("POST", f"/exec/{exec_id}/resize", params={"h": height, "w": width})
+
+    def attach_socket(self, container: str, params: dict) -> HijackedSocket:
+        return self._hijack("POST", f"/containers/{container}/attach", params=params)
+
+    def exec_start(self, exec_id: str, *, tty: bool = False, socket: bool = True) -> HijackedSocket:
+        return self._hijack("POST", f"/exec/{exec_id}/start", body={"Detach": False, "Tty": tty})
+
+    def wait_request(self, container: str, *, condition: str):
+        """Send a wait and return once dockerd has registered it (it flushes the headers
+        then); the caller reads the body (the exit status) whenever it likes."""
+        resp, conn = self._request("POST", f"/containers/{container}/wait", params={"condition": condition},
+                                   stream=True, timeout=None)
+        return resp, conn
+
+    # -- the HTTP upgrade for attach and exec ---------------------------------------------
+
+    def _hijack(self, method: str, path: str, *, params=None, body=None) -> HijackedSocket:
+        conn = self._new_connection(None)
+        try:
+            conn.connect()
+            sock = conn.sock
+            data = json.dumps(body).encode() if body is not None else b""
+            head = (f"{method} {self._path(path, params)} HTTP/1.1\r\nHost: docker\r\n"
+                    f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n").encode()
+            sock.sendall(head + data)
+            # Read the response head one byte at a time: not a byte of the stream that
+            # follows may be swallowed into a buffer.
+            raw = b""
+            while not raw.endswith(b"\r\n\r\n"):
+                chunk = sock.recv(1)
+                if not chunk:
+                    raise EngineConnectionError("the engine closed the connection during the upgrade")
+                raw += chunk
+        except OSError as exc:
+            conn.close()
+            if isinstance(exc, (PermissionError, EngineConnectionError)):
+                raise
+            raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}") from exc
+        status_line = raw.split(b"\r\n", 1)[0].decode(errors="replace")
+        status = int(status_line.split()[1])
+        if status >= 400:
+            # The error body follows the head; read what is there.
+            sock.settimeout(5)
+            rest = b""
+            try:
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    rest += chunk
+                    if rest.rstrip().endswith(b"}"):
+                        break
+            except OSError:
+                pass
+            conn.close()
+            text = rest.decode(errors="replace")
+            start = text.find("{")
+            try:
+                message = json.loads(text[start:]).get("message", text) if start >= 0 else text
+            except ValueError:
+                message = text
+            cls = EngineNotFound if status == 404 else EngineError
+            raise cls(status, message.strip())
+        sock.settimeout(None)
+        return HijackedSocket(sock)
+
+
+def _path_stat(resp) -> dict:
+    header = resp.getheader("X-Docker-Container-Path-Stat")
+    try:
+        return json.loads(base64.b64decode(header)) if header else {}
+    except ValueError:
+        return {}
+
+
+def tls_from_env() -> TLSConfig | None:
+    """DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as the docker CLI reads them."""
+    if not os.environ.get("DOCKER_TLS_VERIFY") and not (os.environ.get("DOCKER_HOST") or "").startswith("https:"):
+        return None
+    cert_path = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+    files = {name: os.path.join(cert_path, f"{name}.pem") for name in ("ca", "cert", "key")}
+    missing = [p for p in files.values() if not os.path.isfile(p)]
+    if missing:
+        raise EngineConfigError(f"TLS is requested for the engine but {', '.join(missing)} "
+                                f"{'is' if len(missing) == 1 else 'are'} missing (set DOCKER_CERT_PATH)")
+    return TLSConfig(ca=files["ca"], cert=files["cert"], key=files["key"],
+                     verify=bool(os.environ.get("DOCKER_TLS_VERIFY")))

@@ -1,0 +1,69 @@
+"""Engine failures as debugkit errors, for Docker and Podman alike."""
+from __future__ import annotations
+
+import contextlib
+import re
+
+from debugkit.core.errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    DebugkitError,
+    EngineUnreachable,
+    PermissionDenied,
+    TargetNotRunning,
+)
+
+
+class TransientStartFailure(DebugkitError):
+    """runc 1.1 occasionally fails a start with a nil error under load; one retry succeeds."""
+
+
+def engine_error(exc: BaseException, *, engine: str, host: str) -> DebugkitError:
+    """A transport failure (no socket, refused, TLS, SSH) as one clear error."""
+    text = str(exc)
+    if isinstance(exc, PermissionError) or "Permission denied" in text:
+        return PermissionDenied(
+            f"permission denied on the {engine} socket {host}",
+            hint="add your user to the group that owns the socket, or run with sudo",
+        )
+    detail = getattr(exc, "detail", None)
+    return EngineUnreachable(
+        f"cannot reach the {engine} engine at {host}" + (f": {detail}" if detail else ""),
+        hint="is the engine running? scripts/docker-testenv (or podman-testenv) starts one",
+    )
+
+
+@contextlib.contextmanager
+def engine_calls(*, engine: str, host: str):
+    """Turn transport failures mid-session (engine restarted, socket gone) into our errors.
+    Our own errors pass through untouched (a closed stdout is not the engine's fault)."""
+    from debugkit.runtimes.docker.engine import EngineConnectionError
+
+    try:
+        yield
+    except DebugkitError:
+        raise
+    except (EngineConnectionError, ConnectionError, PermissionError) as exc:
+        raise engine_error(exc, engine=engine, host=host) from exc
+
+
+_NOT_FOUND = re.compile(r'exec: "([^"]*)": (executable file not found|stat .*: no such file or directory)|'
+                        r'executable file `([^`]*)` not found')
+_NOT_EXEC = re.compile(r'exec: "([^"]*)": permission denied|exec format error')
+
+
+def start_error(text: str) -> DebugkitError:
+    """Why the engine would not start a sidecar, as the error a user can act on."""
+    match = _NOT_FOUND.search(text)
+    if match:
+        return CommandNotFound(f"command {match.group(1) or match.group(3)!r} not found in the sidecar image")
+    match = _NOT_EXEC.search(text)
+    if match:
+        what = match.group(1) if match.lastindex else "the command"
+        return CommandNotExecutable(f"command {what!r} cannot be executed in the sidecar image")
+    if "error during container init: %!w(<nil>)" in text:
+        return TransientStartFailure(f"the runtime failed to start the sidecar: {text}")
+    if ("is not running" in text or "of a non running container" in text
+            or re.search(r"namespace path: lstat /proc/\d+/ns/\w+: no such file", text)):
+        return TargetNotRunning(f"the target stopped before the sidecar could join it: {text}")
+    return DebugkitError(f"the engine refused to start the sidecar: {text}")

@@ -1,0 +1,294 @@
+"""The Docker runtime: a sidecar container joined to the target's PID and network namespaces.
+
+plan: find the target, resolve its identity (process, then config, then --user), check
+the image, build the spec, apply the profile, translate it (translate.create_request).
+run: create, attach, register the wait, start, stream, exit with the command's code.
+Podman's runtime is this class pointed at Podman's Docker-compatible service.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+
+from debugkit.core import identity as ident
+from debugkit.core.errors import DebugkitError, ImageMissing, InvalidInput
+from debugkit.core.imageref import toolbox_ref
+from debugkit.core.options import SidecarOptions
+from debugkit.core.profiles import apply_profile
+from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_SESSION, LABEL_TARGET,
+                                LABEL_MANAGED, LABEL_USER, base_spec)
+from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user
+from debugkit.runtimes.docker import translate
+from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls, engine_error, start_error
+from debugkit.runtimes.docker.probe import ContainerProbe
+from debugkit.runtimes.terminal import pump, terminal_size
+
+# The main process of a sidecar that serves execs (interactive shells, runbooks): it
+# lives exactly as long as our attach connection keeps its stdin open.
+KEEPALIVE_COMMAND = ("sh", "-c", "exec cat >/dev/null")
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+    engine = "Docker"
+    cli = "docker"
+
+    def __init__(self, api=None, *, address=None):
+        self._api = api
+        self._address = address
+
+    # -- the engine -----------------------------------------------------------------------
+
+    def connect(self):
+        """An engine client that has answered a ping, or a DebugkitError saying why not."""
+        from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
+
+        try:
+            client = EngineClient(self._address or self.default_address())
+        except EngineConfigError as exc:
+            raise InvalidInput(str(exc)) from None
+        try:
+            client.ping()
+        except (EngineConnectionError, EngineError, PermissionError) as exc:
+            raise engine_error(exc, engine=self.engine, host=client.host) from exc
+        return client
+
+    def default_address(self):
+        return None  # DOCKER_HOST, then the default socket (engine.EngineClient)
+
+    @property
+    def api(self):
+        if self._api is None:
+            self._api = self.connect()
+        return self._api
+
+    @property
+    def probe(self) -> ContainerProbe:
+        return ContainerProbe(self.api, engine=self.engine, local=self.api.local, cli=self.cli)
+
+    def calls(self):
+        return engine_calls(engine=self.engine, host=self.api.host)
+
+    # -- plan -----------------------------------------------------------------------------
+
+    def plan(self, options: SidecarOptions, *, mode: str, thorough: bool = False) -> Plan:
+        with self.calls():
+            probe = self.probe
+            info = probe.find_target(options.target.name)
+            if thorough:
+                probe.load_etc(info)  # names for every source, not just the winner
+            sources = probe.identity_sources(info, stop_at_first=not thorough)
+            identity = probe.resolve_identity(info, options.user, sources)
+            image_ref = options.sidecar_image
+            image = self.image_facts(image_ref, toolbox=options.image is None)
+        spec = base_spec(
+            image=image_ref, identity=identity, target_name=info.name, target_id=info.id, runtime=self.name,
+            command=options.command, stdin=options.stdin, tty=options.tty, session_id=options.session_id,
+            cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=local_user(),
+        )
+        spec = apply_profile(spec, options.profile).evolve(resources=options.resources)
+        if options.custom is not None:
+            raise InvalidInput(f"--custom is a Kubernetes option (a partial container spec); "
+                               f"{self.engine} sidecars take --memory, --pids-limit and --cpus instead")
+        container_spec = spec
+        exec_argv: tuple[str, ...] = ()
+        if mode in ("interactive", "exec"):
+            # The command becomes an exec in a sidecar whose main process is the keep-alive.
+            container_spec = spec.evolve(command=KEEPALIVE_COMMAND, stdin=True, tty=False)
+            if mode == "interactive":
+                exec_argv = spec.command or image.pop("default_command")
+        image.pop("default_command", None)
+        warnings = []
+        facts: dict = {"exec_argv": list(exec_argv)}
+        dumpable = probe.dumpable(info)
+        if dumpable is False and not spec.run_as_root:
+            warnings.append("the target changed UID at runtime and is not dumpable: /proc/1/root and "
+                            "/proc/1/environ stay root-only; use --profile ptrace to read them")
+        if thorough:
+            with self.calls():
+                shell = probe.shell(info)
+            facts.update(dumpable=dumpable, shell=shell, zombies=probe.zombies(info), pid=info.pid,
+                         configured_user=info.configured_user or None, image_id=info.image_id)
+        target = ResolvedTarget(runtime=self.name, name=info.name, id=info.id, image=info.image)
+        request = translate.create_request(container_spec, target_id=info.id)
+        return Plan(runtime=self.name, mode=mode, target=target, spec=spec, request=request,
+                    sources=tuple(sources), warnings=tuple(warnings), image=image, facts=facts)
+
+    def image_facts(self, image: str, *, toolbox: bool) -> dict:
+        """The image's ID, repo digest and default command; ImageMissing when it is not there."""
+        from debugkit.runtimes.docker.engine import EngineNotFound
+
+        try:
+            attrs = self.api.inspect_image(image)
+        except EngineNotFound as exc:
+            raise self.missing_image(image, toolbox=toolbox) from exc
+        digests = attrs.get("RepoDigests") or []
+        config = attrs.get("Config") or {}
+        return {"image_id": attrs["Id"], "image_digest": digests[0] if digests else None,
+                "default_command": tuple((config.get("Entrypoint") or []) + (config.get("Cmd") or ["sh"]))}
+
+    def missing_image(self, image: str, *, toolbox: bool) -> DebugkitError:
+        if toolbox:
+            standard = image == toolbox_ref()
+            hint = "build it with: debugkit toolbox build" + ("" if standard else f" --tag {image}")
+        else:
+            hint = f"{self.cli} pull {image}"
+        return ImageMissing(f"sidecar image {image!r} is not in the local {self.engine} engine", hint=hint)
+
+    # -- run ------------------------------------------------------------------------------
+
+    def create(self, plan: Plan) -> str:
+        request = plan.request
+        return self.api.create_container(request["body"], name=request["name"])["Id"]
+
+    def start(self, container_id: str) -> None:
+        from debugkit.runtimes.docker.engine import EngineError
+
+        try:
+            self.api.start(container_id)
+        except EngineError as exc:
+            raise start_error(exc.explanation) from exc
+
+    def remove_container(self, container_id: str) -> None:
+        from debugkit.runtimes.docker.engine import EngineError
+
+        with contextlib.suppress(EngineError, OSError, Exception):
+            self.api.remove_container(container_id, force=True)
+
+    def run(self, plan: Plan, streams: Streams) -> int:
+        if plan.mode == "interactive":
+            # A TTY does not close when its client dies, a non-TTY stdin does: so the shell
+            # is an exec in a sidecar whose main process lives on our attach's stdin.
+            from debugkit.runtimes.docker.exec import DockerExecSession
+
+            with DockerExecSession(self, plan) as live:
+                return live.exec_interactive(plan.facts["exec_argv"], stdin=streams.stdin, stdout=streams.stdout)
+        for attempt in (1, 2):
+            try:
+                return self._run_once(plan, streams)
+            except TransientStartFailure:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run_once(self, plan: Plan, streams: Streams) -> int:
+        spec = plan.spec
+        exited = False
+        with self.calls():
+            container_id = self.create(plan)
+            try:
+                sock = self.api.attach_socket(
+                    container_id,
+                    params={"stdin": int(spec.stdin), "stdout": 1, "stderr": 1, "stream": 1, "logs": 1},
+                )
+                waiter, result = self._wait_request(container_id)
+                self.start(container_id)
+                on_resize = None
+                if spec.tty:
+                    on_resize = lambda rows, cols: self._resize(container_id, rows, cols)  # noqa: E731
+                    on_resize(*terminal_size())
+                pump(sock, tty_mode=spec.tty, stdin=streams.stdin if spec.stdin else None,
+                     stdout=streams.stdout, stderr=streams.stderr, on_resize=on_resize)
+                waiter.join(timeout=30)
+                if waiter.is_alive() or "StatusCode" not in result:
+                    raise DebugkitError(f"lost track of sidecar {spec.name}'s exit status: {result or 'timeout'}")
+                exited = True
+                return int(result["StatusCode"])
+            finally:
+                # After a normal exit the engine removes it (AutoRemove); on every other
+                # path (errors, signals, a closed stdout) we remove it ourselves, at once.
+                if not exited:
+                    self.remove_container(container_id)
+
+    def _wait_request(self, container_id: str):
+        """Register a wait for the exit *before* start, so a fast command's exit code is
+        never missed. dockerd flushes the response headers once the waiter is registered,
+        and the body (the exit status) arrives when the process has exited. Removal is
+        the engine's job from then on (AutoRemove), so we do not wait for it."""
+        response, conn = self.api.wait_request(container_id, condition="next-exit")
+        result: dict = {}
+
+        def read():
+            try:
+                result.update(json.loads(response.read() or b"{}"))
+            except Exception as exc:  # surfaced to the caller through result
+                result["Error"] = {"Message": str(exc)}
+            finally:
+                conn.close()
+
+        reader = threading.Thread(target=read, daemon=True, name="debugkit-wait")
+        reader.start()
+        return reader, result
+
+    def _resize(self, container_id: str, rows: int, cols: int) -> None:
+        from debugkit.runtimes.docker.engine import EngineError
+
+        with contextlib.suppress(EngineError):
+            self.api.resize(container_id, height=rows, width=cols)
+
+    def open_exec(self, plan: Plan):
+        from debugkit.runtimes.docker.exec import DockerExecSession
+
+        return DockerExecSession(self, plan)
+
+    # -- inspect, ps, gc ----------------------------------------------------------------
+
+    def inspect(self, plan: Plan) -> dict:
+        facts = plan.facts
+        resolved = plan.spec.identity
+        return {
+            "runtime": self.name,
+            "engine": self.api.host,
+            "container": plan.target.name,
+            "container_id": plan.target.id,
+            "image": plan.target.image,
+            "pid": facts.get("pid"),
+            "uid": resolved.uid,
+            "gid": resolved.gid,
+            "groups": list(resolved.groups),
+            "user_name": resolved.user_name,
+            "source": resolved.source,
+            "notes": list(resolved.notes),
+            "sources": [s.as_dict() for s in plan.sources],
+            "configured_user": facts.get("configured_user"),
+            "target_dumpable": facts.get("dumpable"),
+            "zombies": facts.get("zombies"),
+            "has_shell": facts.get("shell") is not None,
+            "shell": facts.get("shell"),
+            "sidecar_image": plan.spec.image,
+            "profile": plan.spec.profile,
+            "warnings": list(plan.warnings),
+            "attach_command": translate.shell_join(
+                translate.run_argv(plan.request, names={plan.target.id: plan.target.name})),
+        }
+
+    def sessions(self) -> list[SessionRow]:
+        with self.calls():
+            containers = self.api.containers(all=True, filters={"label": [f"{LABEL_MANAGED}=true"]})
+        rows = []
+        now = time.time()
+        for ctr in containers:
+            labels = ctr.get("Labels") or {}
+            pid = labels.get(LABEL_CLI_PID, "")
+            rows.append(SessionRow(
+                runtime=self.name,
+                session=labels.get(LABEL_SESSION, "?"),
+                name=(ctr.get("Names") or ["?"])[0].lstrip("/"),
+                target=labels.get(LABEL_TARGET, "?"),
+                user=labels.get(LABEL_USER, "?"),
+                state=ctr.get("State", "?"),
+                age_s=max(0, int(now - (ctr.get("Created") or now))),
+                profile=labels.get(LABEL_PROFILE, ""),
+                cli_pid=int(pid) if ident.is_decimal(pid) else None,
+                cli_host=labels.get(LABEL_CLI_HOST),
+                id=ctr.get("Id", ""),
+            ))
+        return rows
+
+    def remove(self, row: SessionRow) -> None:
+        self.remove_container(row.id)
+

@@ -1,0 +1,192 @@
+"""Who a pod's container runs as, without running anything in it.
+
+Sources, most trusted first: the container's securityContext, then the pod's; the image
+config's User (from the local Docker engine when it provably holds the very image the node
+runs, otherwise from the registry). Names and a bare UID's primary group come from the
+image's own /etc/passwd and /etc/group, read from its layers.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from debugkit.core import identity as ident
+from debugkit.core.errors import IdentityUnresolved
+from debugkit.core.spec import LABEL_MANAGED
+from debugkit.runtimes.base import IdentitySource
+
+
+@dataclass
+class PodTarget:
+    namespace: str
+    pod_name: str
+    container: str
+    pod: dict  # camelCase, as the API serialises it
+
+    @property
+    def container_spec(self) -> dict:
+        return next(c for c in self.pod["spec"]["containers"] if c["name"] == self.container)
+
+    @property
+    def container_status(self) -> dict:
+        for st in self.pod.get("status", {}).get("containerStatuses") or []:
+            if st["name"] == self.container:
+                return st
+        return {}
+
+    @property
+    def pod_security_context(self) -> dict:
+        return self.pod["spec"].get("securityContext") or {}
+
+    @property
+    def name(self) -> str:
+        return f"{self.namespace}/{self.pod_name}/{self.container}"
+
+    @property
+    def uid(self) -> str:
+        return self.pod["metadata"].get("uid", "")
+
+
+class PodIdentity:
+    """Identity sources of one pod's container; reads the image at most once."""
+
+    def __init__(self, api, pt: PodTarget):
+        self.api = api
+        self.pt = pt
+        self._image: tuple[str, dict, str] | None = None
+        self._image_error: str | None = None
+
+    # -- the image ----------------------------------------------------------------------
+
+    def image_user(self) -> tuple[str, dict, str]:
+        """(User, {etc/passwd, etc/group}, where it was read); IdentityUnresolved if unreadable."""
+        if self._image is None and self._image_error is None:
+            try:
+                self._image = self._read_image()
+            except IdentityUnresolved as exc:
+                self._image_error = str(exc)
+        if self._image_error is not None:
+            raise IdentityUnresolved(self._image_error)
+        return self._image
+
+    def _read_image(self) -> tuple[str, dict, str]:
+        image = self.pt.container_spec["image"]
+        image_id = self.pt.container_status.get("imageID") or ""
+        local = local_engine_image(image, image_id)
+        if local is not None:
+            return local
+        from debugkit.runtimes.kubernetes.registry import RegistryError, image_user_and_etc
+
+        ref = image_id if "@sha256:" in image_id else image
+        ref = ref.removeprefix("docker-pullable://")
+        try:
+            user, files = image_user_and_etc(ref, architecture=self._node_architecture() or "amd64")
+        except RegistryError as exc:
+            raise IdentityUnresolved(f"cannot read the image config of {image}: {exc}") from exc
+        return user, files, f"registry {ref.split('/')[0]}"
+
+    def etc(self) -> tuple[dict, dict]:
+        """(passwd, group) of the image, empty when it cannot be read."""
+        try:
+            _user, files, _via = self.image_user()
+        except IdentityUnresolved:
+            return {}, {}
+        return ident.parse_passwd(files.get("etc/passwd", "")), ident.parse_group(files.get("etc/group", ""))
+
+    def _node_architecture(self) -> str | None:
+        node = self.pt.pod["spec"].get("nodeName")
+        if not node:
+            return None
+        with contextlib.suppress(Exception):
+            return self.api.read_node(node)["status"]["nodeInfo"]["architecture"]
+        return None
+
+    # -- sources --------------------------------------------------------------------------
+
+    def security_context_identity(self) -> ident.Identity:
+        ctr_sc = self.pt.container_spec.get("securityContext") or {}
+        pod_sc = self.pt.pod_security_context
+        uid = ctr_sc.get("runAsUser", pod_sc.get("runAsUser"))
+        gid = ctr_sc.get("runAsGroup", pod_sc.get("runAsGroup"))
+        if uid is None:
+            raise IdentityUnresolved("no runAsUser in the container's or the pod's securityContext")
+        where = "container" if "runAsUser" in ctr_sc else "pod"
+        extra = list(pod_sc.get("supplementalGroups") or [])
+        if pod_sc.get("fsGroup") is not None:
+            extra.append(pod_sc["fsGroup"])
+        user = f"{uid}:{gid}" if gid is not None else str(uid)
+        # A UID without a group takes its primary group from the image's passwd.
+        passwd, groups = self.etc() if gid is None else ({}, {})
+        resolved = ident.resolve_configured_user(user, passwd=passwd, groups=groups, missing_gid="zero",
+                                                 extra_groups=extra, source=ident.SOURCE_CONFIG)
+        return ident.name_identity(resolved.with_note(f"runAsUser from the {where} securityContext"), passwd)
+
+    def image_identity(self) -> ident.Identity:
+        user, files, via = self.image_user()
+        if not user:
+            raise IdentityUnresolved(f"image {self.pt.container_spec['image']} sets no USER (it would run as root)")
+        passwd = ident.parse_passwd(files.get("etc/passwd", ""))
+        groups = ident.parse_group(files.get("etc/group", ""))
+        resolved = ident.resolve_configured_user(user, passwd=passwd, groups=groups, missing_gid="zero",
+                                                 source=ident.SOURCE_IMAGE)
+        return resolved.with_note(f"image config User {user!r} read from {via}")
+
+    def sources(self, *, stop_at_first: bool = False) -> list[IdentitySource]:
+        out = []
+        for name, fn in ((ident.SOURCE_CONFIG, self.security_context_identity),
+                         (ident.SOURCE_IMAGE, self.image_identity)):
+            try:
+                out.append(IdentitySource(name, identity=fn()))
+            except IdentityUnresolved as exc:
+                out.append(IdentitySource(name, error=str(exc)))
+            if stop_at_first and out[-1].identity is not None:
+                break
+        return out
+
+    def resolve(self, user, sources: list[IdentitySource]) -> ident.Identity:
+        """--user wins (a bare UID takes its group from the image's passwd, else GID = UID,
+        as on every runtime); otherwise the first source that answered."""
+        if user is not None:
+            passwd = self.etc()[0] if user.gid is None else {}
+            return ident.name_identity(ident.identity_from_flag(user.text, passwd=passwd), passwd)
+        for source in sources:
+            if source.identity is not None:
+                return source.identity
+        errors = "; ".join(f"{s.source}: {s.error}" for s in sources)
+        raise IdentityUnresolved(f"cannot determine the target's user ({errors})", hint="pass --user UID[:GID]")
+
+
+def local_engine_image(image: str, image_id: str) -> tuple[str, dict[str, str], str] | None:
+    """(User, {etc/passwd, etc/group}, via) when the local Docker engine holds exactly the
+    image the node runs (same ID or repo digest); None otherwise. Creates, never starts, a
+    throwaway container to read /etc through the archive API."""
+    if not image_id:
+        return None
+    try:
+        from debugkit.runtimes.docker.engine import EngineClient
+        from debugkit.runtimes.docker.probe import ContainerProbe
+
+        api = EngineClient()
+        attrs = api.inspect_image(image)
+    except Exception:  # no engine, no such image, a bad DOCKER_HOST: the registry is the way
+        return None
+    digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
+    if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])):
+        return None
+    from debugkit.runtimes.kubernetes.registry import needs_etc
+
+    user = (attrs.get("Config") or {}).get("User") or ""
+    files: dict[str, str] = {}
+    if needs_etc(user):
+        created = api.create_container({"Image": image, "Cmd": ["/nonexistent"],
+                                        "Labels": {LABEL_MANAGED: "probe"}})
+        try:
+            probe = ContainerProbe(api)
+            for path in ("/etc/passwd", "/etc/group"):
+                text = probe.read_file(created["Id"], path)
+                if text is not None:
+                    files[path.lstrip("/")] = text
+        finally:
+            with contextlib.suppress(Exception):
+                api.remove_container(created["Id"], force=True)
+    return user, files, "the local engine"

@@ -1,0 +1,149 @@
+"""Moving bytes between the local terminal and a sidecar's attach socket.
+
+One select loop serves both directions: the local stdin (raw mode when it is a TTY)
+goes to the sidecar, and the sidecar's output comes back, demultiplexed into stdout
+and stderr when the sidecar has no TTY. SIGWINCH is turned into a resize callback
+through a self-pipe so the loop never blocks a signal handler.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import struct
+from typing import BinaryIO, Callable, Iterator
+
+from debugkit.core.errors import OutputClosed
+
+STDOUT_STREAM, STDERR_STREAM = 1, 2
+
+
+class FrameDemuxer:
+    """Docker's multiplexed attach stream: 8-byte header (stream, 0, 0, 0, size BE) + payload."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+        self._buffer += data
+        while len(self._buffer) >= 8:
+            stream, size = self._buffer[0], struct.unpack(">I", self._buffer[4:8])[0]
+            if len(self._buffer) < 8 + size:
+                break
+            payload = bytes(self._buffer[8:8 + size])
+            del self._buffer[:8 + size]
+            yield stream, payload
+
+
+def terminal_size() -> tuple[int, int]:
+    """(rows, columns) of the terminal on stdin or stdout; 24x80 when there is none."""
+    for fd in (0, 1, 2):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+        except OSError:
+            continue
+    return 24, 80
+
+
+@contextlib.contextmanager
+def raw_mode(fd: int) -> Iterator[None]:
+    """Put a TTY in raw mode for the session and always restore it."""
+    if not os.isatty(fd):
+        yield
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def raw_socket(sock) -> socket.socket:
+    """docker-py hands back a SocketIO around the real socket; we want the socket."""
+    return getattr(sock, "_sock", sock)
+
+
+def pump(
+    sock: socket.socket,
+    *,
+    tty_mode: bool,
+    stdin: BinaryIO | None,
+    stdout: BinaryIO,
+    stderr: BinaryIO,
+    on_resize: Callable[[int, int], None] | None = None,
+) -> None:
+    """Copy until the sidecar closes its side of the stream."""
+    sock = raw_socket(sock)
+    sock.setblocking(True)
+    demux = None if tty_mode else FrameDemuxer()
+    stdin_fd = stdin.fileno() if stdin is not None else None
+    wake_r, wake_w = os.pipe()
+    previous_winch = None
+    if on_resize is not None and threading_main():
+        os.set_blocking(wake_w, False)
+
+        def _winch(_signum, _frame):
+            with contextlib.suppress(OSError):
+                os.write(wake_w, b"w")
+
+        previous_winch = signal.signal(signal.SIGWINCH, _winch)
+    try:
+        while True:
+            watch = [sock, wake_r] + ([stdin_fd] if stdin_fd is not None else [])
+            readable, _, _ = select.select(watch, [], [])
+            if wake_r in readable:
+                os.read(wake_r, 1024)
+                if on_resize is not None:
+                    on_resize(*terminal_size())
+            if stdin_fd is not None and stdin_fd in readable:
+                data = os.read(stdin_fd, 65536)
+                if data:
+                    sock.sendall(data)
+                else:
+                    # Half-close: the sidecar's stdin sees EOF, its output keeps coming.
+                    stdin_fd = None
+                    if not tty_mode:
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_WR)
+            if sock in readable:
+                try:
+                    data = sock.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    return
+                if demux is None:
+                    write_output(stdout, data)
+                else:
+                    for stream, payload in demux.feed(data):
+                        write_output(stderr if stream == STDERR_STREAM else stdout, payload)
+    finally:
+        if previous_winch is not None:
+            signal.signal(signal.SIGWINCH, previous_winch)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def write_output(stream: BinaryIO, data: bytes) -> None:
+    """Write and flush to a local stream. A reader that went away (`| head`) is not the
+    engine's fault: it is OutputClosed (exit 141), never "engine unreachable"."""
+    try:
+        stream.write(data)
+        stream.flush()
+    except BrokenPipeError as exc:
+        raise OutputClosed("output closed by its reader") from exc
+    except ValueError as exc:  # write to a closed file object
+        raise OutputClosed("output closed") from exc
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,169 @@
+"""The one session flow for every runtime: validate -> plan -> audit -> run -> clean up.
+
+Validation is pure and runs before any client exists; a refusal at any point before
+launch leaves one `refused` audit record. The start record is written (and fsynced)
+before anything is launched, and the end record carries the exit code whatever happens.
+Signals become exceptions (session.signals), so every runtime's cleanup runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from typing import Callable, Iterator
+
+from debugkit import runtimes
+from debugkit.core.errors import DebugkitError, ExitCode, FileInvalid, Interrupted, OutputClosed
+from debugkit.core.options import SidecarOptions, sidecar_options
+from debugkit.core.spec import new_session_id
+from debugkit.core.targets import parse_target
+from debugkit.runtimes.base import ExecSession, Plan, Streams, local_user
+from debugkit.session import audit, defaults
+
+MAX_CUSTOM_BYTES = 1 << 20
+
+
+def load_custom(path: str) -> dict:
+    """A --custom file: one mapping of container fields, with the runbooks' YAML limits."""
+    from debugkit.core import yamlsafe
+
+    if not path:
+        raise FileInvalid("--custom must not be empty: give a YAML or JSON file")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_CUSTOM_BYTES + 1)
+    except OSError as exc:
+        raise FileInvalid(f"cannot read --custom {path}: {exc.strerror or exc}") from None
+    return yamlsafe.load_mapping(data, path, max_bytes=MAX_CUSTOM_BYTES, fail=FileInvalid,
+                                 what="a --custom file (a partial container spec)")
+
+
+def validate(*, target: str, namespace: str | None = None, container: str | None = None,
+             custom: str | None = None, **flags) -> SidecarOptions:
+    """Everything the person typed, checked with no engine or cluster contacted."""
+    ref = parse_target(target, namespace=namespace, container=container)
+    data = load_custom(custom) if custom is not None else None
+    return sidecar_options(target=ref, custom=data, custom_source=custom, toolbox=defaults.toolbox_image(), **flags)
+
+
+@contextlib.contextmanager
+def refusals_audited(raw: dict) -> Iterator[None]:
+    """A session refused before launch still leaves one complete record of the attempt."""
+    try:
+        yield
+    except DebugkitError as exc:
+        with contextlib.suppress(OSError):
+            audit.append({
+                "event": "refused", "session": raw.get("session_id") or new_session_id(),
+                "runtime": _runtime_of(raw.get("target")), "target": str(raw.get("target")),
+                "command": list(raw.get("command") or ()), "profile": raw.get("profile"),
+                "local_user": local_user(), "exit_code": int(exc.exit_code), "outcome": "refused",
+                "error": str(exc),
+            })
+        raise
+
+
+def _runtime_of(target) -> str | None:
+    try:
+        return parse_target(str(target)).runtime
+    except DebugkitError:
+        return None
+
+
+def privileges(plan: Plan) -> dict:
+    """What the sidecar may do, as sent: the audit record says it plainly."""
+    spec = plan.spec
+    out = {"user": f"{spec.uid}:{spec.gid}", "cap_add": list(spec.cap_add), "cap_drop": list(spec.cap_drop),
+           "privileged": spec.privileged, "no_new_privileges": spec.no_new_privileges,
+           "read_only_root": spec.read_only_root}
+    if "securityContext" in plan.request:  # Kubernetes: after --custom was merged
+        out["security_context"] = plan.request["securityContext"]
+    return out
+
+
+def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
+    """Write (and fsync) the start record before anything is launched."""
+    spec = plan.spec
+    audit.append({
+        "event": "start",
+        "session": spec.session_id,
+        "runtime": plan.runtime,
+        "target": plan.target.name,
+        "target_id": plan.target.id,
+        "identity": spec.identity.as_dict(),
+        "sidecar_user": f"{spec.uid}:{spec.gid}",
+        "image": spec.image,
+        **plan.image,
+        "profile": spec.profile,
+        "privileges": privileges(plan),
+        "mode": mode,
+        "command": list(spec.command),
+        "local_user": local_user(),
+        "cli_pid": os.getpid(),
+        "host": socket.gethostname(),
+        **(record or {}),
+    })
+    return time.monotonic()
+
+
+@contextlib.contextmanager
+def audited(plan: Plan, *, started: float) -> Iterator[dict]:
+    """The end record, whatever happens: the caller puts the exit code in the yielded dict."""
+    result: dict = {"exit_code": None, "outcome": "error"}
+    try:
+        yield result
+    except Interrupted as exc:
+        result.update(exit_code=int(exc.exit_code), outcome="interrupted", error=str(exc))
+        raise
+    except KeyboardInterrupt:
+        result.update(exit_code=int(ExitCode.INTERRUPTED), outcome="interrupted")
+        raise
+    except OutputClosed as exc:
+        result.update(exit_code=int(exc.exit_code), outcome="output closed")
+        raise
+    except DebugkitError as exc:
+        result.update(exit_code=int(exc.exit_code), outcome="error", error=str(exc))
+        raise
+    finally:
+        audit.append({"event": "end", "session": plan.spec.session_id,
+                      "duration_s": round(time.monotonic() - started, 3), **result})
+
+
+def plan(raw: dict, *, mode: str, thorough: bool = False) -> tuple[runtimes.base.Runtime, Plan]:
+    """Validate, pick the runtime, plan. Nothing is started; refusals are audited."""
+    with refusals_audited(raw):
+        options = validate(**raw)
+        runtime = runtimes.for_target(options.target, options.connection)
+        return runtime, runtime.plan(options, mode=mode, thorough=thorough)
+
+
+def attach(raw: dict, streams: Streams, *, announce: Callable[[Plan], None] | None = None) -> int:
+    """Run one command (or an interactive shell) in a sidecar; its exit code."""
+    mode = "interactive" if raw.get("tty") else "command"
+    runtime, the_plan = plan(raw, mode=mode)
+    if announce:
+        announce(the_plan)
+    started = audit_start(the_plan, mode=mode)
+    with audited(the_plan, started=started) as result:
+        result["exit_code"] = runtime.run(the_plan, streams)
+        result["outcome"] = "exited"
+    return result["exit_code"]
+
+
+def inspect(raw: dict) -> dict:
+    runtime, the_plan = plan(raw, mode="command", thorough=True)
+    return runtime.inspect(the_plan)
+
+
+@contextlib.contextmanager
+def exec_session(raw: dict, *, mode: str = "runbook", record: dict | None = None) -> Iterator[ExecSession]:
+    """One started sidecar whose `.exec(argv, timeout=...)` runs a command and returns an
+    ExecResult: runbooks, cp and port-forward use it for one start, many commands.
+    `record` adds fields to the audit start record (the runbook file and its SHA-256)."""
+    runtime, the_plan = plan(raw, mode="exec")
+    started = audit_start(the_plan, mode=mode, record=record)
+    with audited(the_plan, started=started) as result:
+        with runtime.open_exec(the_plan) as live:
+            yield live
+        result.update(exit_code=0, outcome="closed")

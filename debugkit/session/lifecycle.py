@@ -1,0 +1,120 @@
+"""Listing and collecting debug sessions on every runtime: `debugkit ps` and `debugkit gc`.
+
+A container sidecar is stale when the CLI that started it is gone (same host, PID no
+longer a debugkit process) or when it is older than a limit. Kubernetes ephemeral
+containers cannot be deleted (the API has no such verb); gc reports them instead.
+"""
+from __future__ import annotations
+
+import socket
+from typing import Callable
+
+from debugkit import runtimes
+from debugkit.core.errors import DebugkitError
+from debugkit.core.options import Connection
+from debugkit.runtimes.base import SessionRow
+from debugkit.session import audit
+
+Warn = Callable[[str], None]
+
+
+def cli_alive(host: str | None, pid: int | None) -> bool | None:
+    """True/False for a CLI on this host; None when it ran elsewhere (cannot tell)."""
+    if not pid or host != socket.gethostname():
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"debugkit" in fh.read()
+    except OSError:
+        return False
+
+
+def configured(name: str, connection: Connection) -> bool:
+    """Whether a runtime is set up here at all; `auto` skips the others quietly."""
+    if name == "kubernetes":
+        from debugkit.runtimes.kubernetes.kubeapi import config_available
+
+        return config_available(connection.kubeconfig)
+    if name == "podman":
+        from debugkit.runtimes.podman.runtime import podman_configured
+
+        return podman_configured()
+    return True
+
+
+def selected(choice: str) -> list[str]:
+    return list(runtimes.RUNTIMES) if choice == "auto" else [choice]
+
+
+def per_runtime(name: str, choice: str, call, warn: Warn):
+    """A runtime named with --runtime must work; under `auto` its failure is a warning,
+    so the other runtimes' answers still show."""
+    try:
+        return call()
+    except DebugkitError as exc:
+        if choice != "auto":
+            raise
+        warn(f"{name}: {exc}")
+        return []
+
+
+def sessions(choice: str, *, connection: Connection, namespace: str | None, warn: Warn) -> list[SessionRow]:
+    rows: list[SessionRow] = []
+    for name in selected(choice):
+        if choice == "auto" and not configured(name, connection):
+            continue
+        runtime = runtimes.get(name, connection)
+        if name == "kubernetes":
+            found = per_runtime(name, choice, lambda: runtime.sessions(namespace=namespace), warn)
+        else:
+            found = per_runtime(name, choice, runtime.sessions, warn)
+        for row in found:
+            row.cli_alive = cli_alive(row.cli_host, row.cli_pid)
+        rows += found
+    return rows
+
+
+def stale_reason(row: SessionRow, *, older_than_s: int) -> str | None:
+    if row.cli_alive is False:
+        return f"its CLI (pid {row.cli_pid}) is gone"
+    if row.age_s >= older_than_s:
+        return f"older than {older_than_s}s"
+    return None
+
+
+def collect(choice: str, *, connection: Connection, namespace: str | None, older_than_s: int, dry_run: bool,
+            warn: Warn) -> list[dict]:
+    actions = []
+    for row in sessions(choice, connection=connection, namespace=namespace, warn=warn):
+        if row.runtime == "kubernetes":
+            actions.append({"runtime": row.runtime, "session": row.session, "name": row.name,
+                            "target": f"{row.namespace}/{row.target}", "state": row.state,
+                            "reason": "ephemeral containers cannot be deleted; they end with their "
+                                      "process or their pod",
+                            "action": "kept (still running)" if row.state == "running" else "kept (terminated)"})
+            continue
+        reason = stale_reason(row, older_than_s=older_than_s)
+        if reason is None:
+            continue
+        if not dry_run:
+            runtimes.get(row.runtime, connection).remove(row)
+        actions.append({"runtime": row.runtime, "session": row.session, "name": row.name, "reason": reason,
+                        "action": "would remove" if dry_run else "removed"})
+    return actions + close_abandoned_audit_sessions(dry_run=dry_run)
+
+
+def close_abandoned_audit_sessions(*, dry_run: bool) -> list[dict]:
+    """Give a start record whose CLI died (SIGKILL, power loss) its end record."""
+    closed = []
+    host = socket.gethostname()
+    for entry in audit.sessions(audit.read()):
+        if "end" in entry or entry.get("host") != host:
+            continue
+        if cli_alive(host, entry.get("cli_pid")) is False:
+            if not dry_run:
+                audit.append({"event": "end", "session": entry["session"], "exit_code": None,
+                              "outcome": "abandoned", "closed_by": "gc"})
+            closed.append({"runtime": entry.get("runtime"), "session": entry["session"],
+                           "name": "audit record", "reason": f"its CLI (pid {entry.get('cli_pid')}) is gone",
+                           "action": "would close" if dry_run else "closed"})
+    return closed

@@ -1,0 +1,172 @@
+"""The layering of the package, checked from the source: layers only look down, runtimes
+do not reach into each other (but for the few edges allowed below), and no two modules
+import each other, even through imports placed inside functions."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "debugkit"
+
+# Lower ranks are lower layers. A module may import its own package and lower ranks.
+RANKS = {
+    "debugkit.core": 0,
+    "debugkit.runtimes": 1,
+    "debugkit.runbook": 2,
+    "debugkit.toolbox": 2,
+    "debugkit.session": 3,
+    "debugkit.cli": 4,
+}
+RUNTIME_PACKAGES = ("docker", "podman", "kubernetes")
+# Podman is Docker pointed at another socket; Kubernetes reads an image from the local
+# Docker engine when it holds the very image the node runs.
+ALLOWED_SIBLINGS = {("podman", "docker"), ("kubernetes", "docker")}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """Every debugkit module this file imports, at the top or inside functions."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    this = module_name(path)
+    package = this if path.name == "__init__.py" else this.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.startswith("debugkit.") and n in known)
+    found.discard(this)
+    return found
+
+
+def layer(module: str) -> str | None:
+    for prefix in RANKS:
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix
+    return None
+
+
+def runtime_package(module: str) -> str | None:
+    parts = module.split(".")
+    if len(parts) > 2 and parts[1] == "runtimes" and parts[2] in RUNTIME_PACKAGES:
+        return parts[2]
+    return None
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {name: imports(path, known) for name, path in mods.items()}
+
+
+def test_every_module_belongs_to_a_layer():
+    loose = [m for m in modules() if layer(m) is None and m not in ("debugkit", "debugkit.__main__")]
+    assert loose == [], f"modules outside the layers: {loose}"
+
+
+def test_layers_only_look_down():
+    wrong = []
+    for source, targets in graph().items():
+        src_layer = layer(source)
+        if src_layer is None:
+            continue
+        for target in targets:
+            dst_layer = layer(target)
+            if dst_layer is None or dst_layer == src_layer:
+                continue
+            if RANKS[dst_layer] >= RANKS[src_layer]:
+                wrong.append(f"{source} -> {target}")
+    assert wrong == [], "imports that look up or sideways:\n" + "\n".join(sorted(wrong))
+
+
+def test_runtimes_keep_to_themselves():
+    wrong = []
+    for source, targets in graph().items():
+        src = runtime_package(source)
+        # debugkit.runtimes itself is the factory that picks a runtime: it knows them all.
+        if layer(source) != "debugkit.runtimes" or source == "debugkit.runtimes":
+            continue
+        for target in targets:
+            dst = runtime_package(target)
+            if dst is None or dst == src:
+                continue
+            if src is None or (src, dst) not in ALLOWED_SIBLINGS:
+                wrong.append(f"{source} -> {target}")
+    assert wrong == [], "runtime modules reaching into another runtime:\n" + "\n".join(sorted(wrong))
+
+
+def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    counter = [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(edges):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles():
+    assert find_cycles(graph()) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_checks_see_imports_inside_functions(tmp_path):
+    """The cycle the old layout had (a backend importing the session inside a function)
+    must be visible to these checks: they are only as good as the import scan."""
+    mods = modules()
+    source = 'def f():\n    from debugkit.session import flow\n    from . import spec\n'
+    fake = PACKAGE / "core" / "_probe_for_test.py"
+    fake.write_text(source)
+    try:
+        found = imports(fake, set(mods) | {"debugkit.core._probe_for_test"})
+    finally:
+        fake.unlink()
+    assert found == {"debugkit.session.flow", "debugkit.core.spec"}
