@@ -168,3 +168,92 @@ def test_restricted_user_is_forbidden_to_patch_ephemeral_containers(k8s_cluster:
                 raise
         result = wait_for(patched, timeout=15, interval=0.25, what="the patch to be allowed")
         assert [c.name for c in result.spec.ephemeral_containers] == [body["spec"]["ephemeralContainers"][0]["name"]]
+
+
+# ---------------------------------------------------------------- controllers and scheduler
+def test_deployment_pods_are_created_by_the_controllers_and_placed_by_the_scheduler(
+        k8s_cluster: K8sCluster, target_image: str):
+    with k8s_cluster.namespace("restricted") as ns:
+        name = k8s_cluster.run_deployment(ns, target_image, replicas=6, labels={"tier": "web"},
+                                          run_as_user=65532, run_as_group=65532)
+        pods = k8s_cluster.pods_of(ns, "tier=web")
+        assert len(pods) == 6
+        assert len({p.status.pod_ip for p in pods}) == 6
+        (rs,) = k8s_cluster.apps.list_namespaced_replica_set(ns).items
+        assert [o.name for o in rs.metadata.owner_references] == [name]
+        for pod in pods:
+            assert pod.status.phase == "Running"
+            assert [o.name for o in pod.metadata.owner_references] == [rs.metadata.name]
+            # The template has no nodeName: the scheduler bound each pod to the node.
+            assert pod.spec.node_name == k8s_cluster.node_name
+            scheduled = {c.type: c.status for c in pod.status.conditions}["PodScheduled"]
+            assert scheduled == "True"
+            # ServiceAccount admission gave every pod the namespace's default account.
+            assert pod.spec.service_account_name == "default"
+        deployment = k8s_cluster.apps.read_namespaced_deployment(name, ns)
+        assert deployment.spec.template.spec.node_name is None
+        node = k8s_cluster.api.read_node(k8s_cluster.node_name)
+        assert not node.spec.taints, node.spec.taints
+
+
+def test_namespace_deletion_completes_without_finalizing_by_hand(k8s_cluster: K8sCluster, target_image: str):
+    from kubernetes.client.exceptions import ApiException
+    from tests.conftest import wait_for
+
+    with k8s_cluster.namespace("restricted") as ns:
+        k8s_cluster.run_deployment(ns, target_image, replicas=2, run_as_user=65532, run_as_group=65532)
+        k8s_cluster.api.delete_namespace(ns)
+
+        def gone():
+            try:
+                k8s_cluster.api.read_namespace(ns)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return True
+                raise
+            return False
+
+        # The namespace controller waits 5 s, then deletes the Deployment, its ReplicaSet
+        # and the pods (each with its 1 s grace period), then drops the finalizer.
+        wait_for(gone, timeout=60, interval=0.5, what=f"namespace {ns} to be deleted by its controller")
+
+
+def test_kube_root_ca_is_published_and_a_mounted_token_works(k8s_cluster: K8sCluster, busybox: str):
+    from tests.conftest import wait_for
+
+    ca = open(k8s_cluster.api_client.configuration.ssl_ca_cert).read()
+    with k8s_cluster.namespace("restricted") as ns:
+        cm = wait_for(lambda: next(iter(k8s_cluster.api.list_namespaced_config_map(
+            ns, field_selector="metadata.name=kube-root-ca.crt").items), None),
+            timeout=30, interval=0.25, what=f"kube-root-ca.crt in {ns}")
+        assert cm.data["ca.crt"].strip() == ca.strip()
+        sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+        pod = k8s_cluster.run_pod(
+            ns, busybox, run_as_user=65532, automountServiceAccountToken=True,
+            command=["sh", "-c", f"cat {sa_dir}/namespace; echo; cat {sa_dir}/ca.crt; "
+                                 f"echo TOKEN=$(cut -c1-20 {sa_dir}/token); echo DONE; sleep 3600"])
+        log = k8s_cluster.wait_logs(ns, pod.metadata.name, "app", "DONE")
+        assert log.splitlines()[0] == ns, log
+        assert ca.strip() in log, log
+        assert "TOKEN=eyJ" in log, log  # a JWT, issued for the pod by the TokenRequest API
+
+
+def test_service_account_admission_rejects_a_missing_service_account(k8s_cluster: K8sCluster, busybox: str):
+    from kubernetes.client.exceptions import ApiException
+
+    with k8s_cluster.namespace("restricted") as ns:
+        plain = k8s_cluster.pod_manifest(ns, busybox, command=["sleep", "60"], run_as_user=65532)
+        admitted = k8s_cluster.api.create_namespaced_pod(ns, plain, dry_run="All")
+        assert admitted.spec.service_account_name == "default"
+
+        missing = k8s_cluster.pod_manifest(ns, busybox, command=["sleep", "60"], run_as_user=65532,
+                                           serviceAccountName="dk-missing")
+        with pytest.raises(ApiException) as err:
+            k8s_cluster.api.create_namespaced_pod(ns, missing)
+        assert err.value.status == 403
+        message = json.loads(err.value.body)["message"]
+        assert 'serviceaccount "dk-missing" not found' in message, message
+
+        # Control: once the account exists, the same pod is admitted.
+        k8s_cluster.api.create_namespaced_service_account(ns, {"metadata": {"name": "dk-missing"}})
+        k8s_cluster.api.create_namespaced_pod(ns, missing, dry_run="All")
