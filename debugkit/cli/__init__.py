@@ -70,8 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="debugkit", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = f"{exc.ctx.command_path} --help" if exc.ctx is not None else "debugkit --help"
+        err(f"error: {exc.format_message()} (see {where})")
+        sys.exit(ExitCode.USAGE)
     except click.ClickException as exc:
-        exc.show()
+        err(f"error: {exc.format_message()}")
         sys.exit(ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code)
     except click.exceptions.Abort:
         err("interrupted")

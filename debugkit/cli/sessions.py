@@ -51,9 +51,12 @@ def ps_command(output, runtime, namespace, kube_context, kubeconfig):
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
 @click.option("--older-than", default="12h", show_default=True,
               help="Also collect sidecars older than this (30m, 12h, 2d), even if their CLI lives.")
+@click.option("--all", "by_label", is_flag=True,
+              help="Collect every stale container labelled io.debugkit.managed, even without an audit record "
+                   "of debugkit creating it.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_cluster_options
-def gc_command(dry_run, older_than, output, runtime, namespace, kube_context, kubeconfig):
+def gc_command(dry_run, older_than, by_label, output, runtime, namespace, kube_context, kubeconfig):
     """Remove stale sidecars; report Kubernetes debug containers (they cannot be deleted)."""
     from debugkit.core.escape import safe
     from debugkit.session import lifecycle
@@ -61,7 +64,7 @@ def gc_command(dry_run, older_than, output, runtime, namespace, kube_context, ku
 
     limit = parse_duration(older_than, flag="--older-than")
     actions = lifecycle.collect(runtime, connection=_connection(kube_context, kubeconfig), namespace=namespace,
-                                older_than_s=limit, dry_run=dry_run, warn=_warn)
+                                older_than_s=limit, dry_run=dry_run, warn=_warn, by_label=by_label)
     if output == "json":
         click.echo(json.dumps(actions, indent=2))
         return
@@ -80,7 +83,11 @@ def audit_command(since, output):
     from debugkit.core.escape import safe
     from debugkit.session import audit
 
-    sessions = audit.sessions(audit.read(), since=audit.parse_since(since) if since is not None else None)
+    cutoff = audit.parse_since(since) if since is not None else None
+    log = audit.read()
+    if log.skipped:
+        _warn(f"skipped {log.skipped} malformed line(s) in the audit log {audit.audit_path()}")
+    sessions = audit.sessions(log, since=cutoff)
     if output == "json":
         click.echo(json.dumps(sessions, indent=2))
         return

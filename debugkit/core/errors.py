@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     IDENTITY_UNRESOLVED = 68
     ENGINE_UNREACHABLE = 69
     INTERNAL = 70
+    AUDIT_UNWRITABLE = 73       # nothing is launched without its audit record
     IMAGE_MISSING = 71
     PERMISSION_DENIED = 77
     FORBIDDEN = 78

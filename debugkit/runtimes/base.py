@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import asdict, dataclass, field
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 from debugkit.core.identity import Identity
 from debugkit.core.options import SidecarOptions
@@ -120,6 +120,9 @@ class ExecSession(abc.ABC):
 
 class Runtime(abc.ABC):
     name: str
+    # Called with (plan, container ID) as soon as a container exists, so the session flow
+    # can record what debugkit itself created (gc collects nothing else by default).
+    on_created: Callable[[Plan, str], None] | None = None
 
     @abc.abstractmethod
     def plan(self, options: SidecarOptions, *, mode: str) -> Plan:

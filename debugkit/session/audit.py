@@ -14,9 +14,19 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from debugkit.core.errors import InvalidInput
+from debugkit.core.errors import DebugkitError, ExitCode, InvalidInput
 
 SCHEMA = 1
+
+
+class AuditUnreadable(DebugkitError):
+    """The audit log exists but cannot be read (permissions, a directory in its place)."""
+
+
+class AuditUnwritable(DebugkitError):
+    """No record can be written: nothing is launched without its start record."""
+
+    exit_code = ExitCode.AUDIT_UNWRITABLE
 
 
 def audit_path() -> Path:
@@ -33,10 +43,14 @@ def now() -> str:
 
 def append(record: dict, *, path: Path | None = None) -> None:
     path = path or audit_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     line = (json.dumps({"schema": SCHEMA, "ts": now(), **record}, sort_keys=False,
                        separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise AuditUnwritable(f"cannot write the audit log {path}: {exc.strerror or exc}",
+                              hint="set DEBUGKIT_AUDIT_LOG or XDG_STATE_HOME to a writable place") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         view = memoryview(line)
@@ -47,35 +61,75 @@ def append(record: dict, *, path: Path | None = None) -> None:
         os.close(fd)  # closing releases the lock
 
 
-def read(*, path: Path | None = None) -> Iterator[dict]:
+class Log:
+    """The records of an audit log, and how many lines had to be skipped as malformed
+    (a JSON array, a missing field, a bad timestamp): a damaged line never stops
+    `audit` or `gc`, it is counted and reported once."""
+
+    def __init__(self, records: list[dict], skipped: int):
+        self.records = records
+        self.skipped = skipped
+
+    def __iter__(self):
+        return iter(self.records)
+
+
+def _valid(record) -> bool:
+    if not isinstance(record, dict):
+        return False
+    if not isinstance(record.get("session"), str) or not isinstance(record.get("event"), str):
+        return False
+    ts = record.get("ts")
+    if not isinstance(ts, str):
+        return False
+    try:
+        when = dt.datetime.fromisoformat(ts)
+    except ValueError:
+        return False
+    return when.tzinfo is not None
+
+
+def read(*, path: Path | None = None) -> Log:
     path = path or audit_path()
-    if not path.exists():
-        return
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
+    records, skipped = [], 0
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return Log([], 0)
+    except OSError as exc:
+        raise AuditUnreadable(f"cannot read the audit log {path}: {exc.strerror or exc}") from None
+    with fh:
+        for raw in fh:
             try:
                 record = json.loads(raw)
             except ValueError:
-                yield {"event": "corrupt", "line": number}
-                continue
-            yield record
+                record = None
+            if _valid(record):
+                records.append(record)
+            elif raw.strip():
+                skipped += 1
+    return Log(records, skipped)
 
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
+_DURATION = re.compile(r"([0-9]+)([smhd])", re.ASCII)
+MAX_DURATION_S = 100 * 365 * 86400
 
 
 def parse_duration(value: str, *, flag: str) -> int:
-    """`90s`, `30m`, `12h`, `7d` in seconds."""
-    match = _DURATION.match(value.strip())
+    """`90s`, `30m`, `12h`, `7d` in seconds (at most a hundred years)."""
+    match = _DURATION.fullmatch(value.strip())
     if not match:
         raise InvalidInput(f"invalid {flag} {value!r}: use e.g. 90s, 30m, 12h or 7d")
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if seconds > MAX_DURATION_S:
+        raise InvalidInput(f"invalid {flag} {value!r}: at most 36500d")
+    return seconds
 
 
 def parse_since(value: str, *, reference: dt.datetime | None = None) -> dt.datetime:
     """`30m`, `12h`, `7d`, or an ISO-8601 time (UTC when no zone is given)."""
     reference = reference or dt.datetime.now(dt.timezone.utc)
-    if _DURATION.match(value.strip()):
+    if _DURATION.fullmatch(value.strip()):
         return reference - dt.timedelta(seconds=parse_duration(value, flag="--since"))
     try:
         when = dt.datetime.fromisoformat(value.strip())
@@ -89,17 +143,17 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
     by_id: dict[str, dict] = {}
     order: list[str] = []
     for rec in records:
-        sid = rec.get("session")
-        if not sid:
-            continue
+        sid = rec["session"]
         if sid not in by_id:
             by_id[sid] = {"session": sid}
             order.append(sid)
         entry = by_id[sid]
-        event = rec.get("event")
+        event = rec["event"]
         if event == "start":
-            entry.update({k: v for k, v in rec.items() if k not in ("event", "schema")})
+            entry.update({k: v for k, v in rec.items() if k not in ("event", "schema", "ts")})
             entry["start"] = rec["ts"]
+        elif event == "created":
+            entry.setdefault("containers", []).append(rec.get("container_id"))
         elif event in ("end", "refused"):
             for key in ("runtime", "target", "command", "local_user", "profile"):
                 if key in rec:
@@ -114,3 +168,9 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
     if since is not None:
         out = [s for s in out if s.get("start") and dt.datetime.fromisoformat(s["start"]) >= since]
     return out
+
+
+def created_containers(records: Iterable[dict]) -> set[str]:
+    """IDs of every container debugkit recorded creating: what `gc` may collect."""
+    return {rec["container_id"] for rec in records
+            if rec["event"] == "created" and isinstance(rec.get("container_id"), str)}

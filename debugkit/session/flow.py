@@ -130,11 +130,17 @@ def audited(plan: Plan, *, started: float) -> Iterator[dict]:
                       "duration_s": round(time.monotonic() - started, 3), **result})
 
 
+def record_created(plan: Plan, container_id: str) -> None:
+    audit.append({"event": "created", "session": plan.spec.session_id, "runtime": plan.runtime,
+                  "container_id": container_id, "name": plan.spec.name})
+
+
 def plan(raw: dict, *, mode: str, thorough: bool = False) -> tuple[runtimes.base.Runtime, Plan]:
     """Validate, pick the runtime, plan. Nothing is started; refusals are audited."""
     with refusals_audited(raw):
         options = validate(**raw)
         runtime = runtimes.for_target(options.target, options.connection)
+        runtime.on_created = record_created
         return runtime, runtime.plan(options, mode=mode, thorough=thorough)
 
 

@@ -83,7 +83,13 @@ def stale_reason(row: SessionRow, *, older_than_s: int) -> str | None:
 
 
 def collect(choice: str, *, connection: Connection, namespace: str | None, older_than_s: int, dry_run: bool,
-            warn: Warn) -> list[dict]:
+            warn: Warn, by_label: bool = False) -> list[dict]:
+    """Remove stale sidecars. Only containers this debugkit recorded creating (audit log)
+    are collected: a label is easy to forge. `by_label` (gc --all) trusts the label alone."""
+    log = audit.read()
+    if log.skipped:
+        warn(f"skipped {log.skipped} malformed line(s) in the audit log {audit.audit_path()}")
+    created = audit.created_containers(log)
     actions = []
     for row in sessions(choice, connection=connection, namespace=namespace, warn=warn):
         if row.runtime == "kubernetes":
@@ -96,18 +102,23 @@ def collect(choice: str, *, connection: Connection, namespace: str | None, older
         reason = stale_reason(row, older_than_s=older_than_s)
         if reason is None:
             continue
+        if not by_label and row.id not in created:
+            actions.append({"runtime": row.runtime, "session": row.session, "name": row.name,
+                            "reason": f"{reason}, but the audit log has no record of debugkit creating it "
+                                      f"(gc --all collects by label alone)", "action": "skipped"})
+            continue
         if not dry_run:
             runtimes.get(row.runtime, connection).remove(row)
         actions.append({"runtime": row.runtime, "session": row.session, "name": row.name, "reason": reason,
                         "action": "would remove" if dry_run else "removed"})
-    return actions + close_abandoned_audit_sessions(dry_run=dry_run)
+    return actions + close_abandoned_audit_sessions(log, dry_run=dry_run)
 
 
-def close_abandoned_audit_sessions(*, dry_run: bool) -> list[dict]:
+def close_abandoned_audit_sessions(log, *, dry_run: bool) -> list[dict]:
     """Give a start record whose CLI died (SIGKILL, power loss) its end record."""
     closed = []
     host = socket.gethostname()
-    for entry in audit.sessions(audit.read()):
+    for entry in audit.sessions(log):
         if "end" in entry or entry.get("host") != host:
             continue
         if cli_alive(host, entry.get("cli_pid")) is False:

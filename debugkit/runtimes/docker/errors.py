@@ -9,7 +9,9 @@ from debugkit.core.errors import (
     CommandNotFound,
     DebugkitError,
     EngineUnreachable,
+    InvalidInput,
     PermissionDenied,
+    TargetNotFound,
     TargetNotRunning,
 )
 
@@ -37,7 +39,7 @@ def engine_error(exc: BaseException, *, engine: str, host: str) -> DebugkitError
 def engine_calls(*, engine: str, host: str):
     """Turn transport failures mid-session (engine restarted, socket gone) into our errors.
     Our own errors pass through untouched (a closed stdout is not the engine's fault)."""
-    from debugkit.runtimes.docker.engine import EngineConnectionError
+    from debugkit.runtimes.docker.engine import EngineConnectionError, EngineError
 
     try:
         yield
@@ -45,6 +47,18 @@ def engine_calls(*, engine: str, host: str):
         raise
     except (EngineConnectionError, ConnectionError, PermissionError) as exc:
         raise engine_error(exc, engine=engine, host=host) from exc
+    except EngineError as exc:
+        raise api_error(exc, engine=engine) from exc
+
+
+def api_error(exc, *, engine: str) -> DebugkitError:
+    """An answer the engine refused with: 400 is something the user asked for (a limit the
+    host cannot give), 404 something that is gone, the rest the engine's own words."""
+    if exc.status_code == 400:
+        return InvalidInput(f"the {engine} engine refused the sidecar: {exc.explanation}")
+    if exc.status_code == 404:
+        return TargetNotFound(f"the {engine} engine no longer has it: {exc.explanation}")
+    return DebugkitError(f"the {engine} engine said: {exc.explanation}")
 
 
 _NOT_FOUND = re.compile(r'exec: "([^"]*)": (executable file not found|stat .*: no such file or directory)|'

@@ -143,7 +143,24 @@ class DockerRuntime(Runtime):
 
     def create(self, plan: Plan) -> str:
         request = plan.request
-        return self.api.create_container(request["body"], name=request["name"])["Id"]
+        try:
+            container_id = self.api.create_container(request["body"], name=request["name"])["Id"]
+        except BaseException as exc:
+            # A signal or a dropped connection while the answer was read: the container
+            # may exist and we do not know its ID, but we chose its (random) name. An
+            # answer from the engine (EngineError: a conflict, a bad request) created nothing.
+            from debugkit.runtimes.docker.engine import EngineError
+
+            if not isinstance(exc, EngineError):
+                self.remove_container(request["name"])
+            raise
+        if self.on_created is not None:
+            try:
+                self.on_created(plan, container_id)
+            except BaseException:
+                self.remove_container(container_id)  # nothing runs without its record
+                raise
+        return container_id
 
     def start(self, container_id: str) -> None:
         from debugkit.runtimes.docker.engine import EngineError

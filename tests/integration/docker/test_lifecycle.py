@@ -71,11 +71,11 @@ def test_sigkill_mid_command_leaves_no_sidecar_and_valid_audit(docker_client, st
     proc.wait(timeout=10)
     _gone(docker_client, target, timeout=3 + 10, what="the sidecar to go within 10 s of its command ending")
     records = audit_records(audit_log)  # parses every line: none is half-written
-    assert [r["event"] for r in records] == ["start"]
+    assert [r["event"] for r in records] == ["start", "created"]
     gc = run_cli("gc")
     assert gc.returncode == 0 and b"closed" in gc.stdout
     events = [(r["event"], r.get("outcome")) for r in audit_records(audit_log)]
-    assert events == [("start", None), ("end", "abandoned")]
+    assert events == [("start", None), ("created", None), ("end", "abandoned")]
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED),
@@ -118,7 +118,8 @@ def test_twenty_concurrent_sessions_on_one_target(docker_client, start_target, t
     sessions = {r[1].split()[0] for r in results}
     assert len(sessions) == 20 and all(r[1].split()[1] == b"65532" for r in results)
     records = audit_records(audit_log)
-    assert len(records) == 40
+    assert len(records) == 60  # start, created and end of each session, every line whole
+    assert {r["session"] for r in records if r["event"] == "created"} == {s.decode() for s in sessions}
     assert {r["session"] for r in records if r["event"] == "start"} == {s.decode() for s in sessions}
     assert {r["session"] for r in records if r["event"] == "end" and r["exit_code"] == 0} == \
         {s.decode() for s in sessions}
