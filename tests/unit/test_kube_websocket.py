@@ -449,9 +449,9 @@ def test_tls_pending_data_is_seen_without_select(server_cert):
         peer = Peer(tls)
         # many frames in one write: one TLS record, all of it in the SSL buffer after one read
         tls.sendall(b"".join(wsmod.encode_frame(wsmod.OP_BINARY, b"\x01%d" % i, mask=False) for i in range(50)))
+        ready.set()
         big = os.urandom(5 << 20)
         tls.sendall(wsmod.encode_frame(wsmod.OP_BINARY, b"\x02" + big, mask=False))
-        ready.set()
         assert peer.read_frame()[1] == wsmod.OP_CLOSE
         peer.send_frame(wsmod.OP_CLOSE, struct.pack("!H", 1000))
         tls.close()
