@@ -14,7 +14,6 @@ Errors: :class:`ApiError` for any non-2xx answer (with the Status body's message
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import select
@@ -24,7 +23,11 @@ import sys
 import threading
 import time
 import urllib.parse
-from typing import Callable, Iterable, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and http.client cost import time that an exec-only command need not pay
+    import http.client
+    from typing import Callable, Iterable, Iterator
 
 from debugkit import __version__
 from debugkit.runtimes.kubernetes.kubeconfig import ClusterAuth, KubeConfigError
@@ -34,6 +37,7 @@ from debugkit.runtimes.kubernetes.websocket import (
     ChannelStream,
     HandshakeError,
     ProtocolError,
+    _read_headers,
     handshake,
 )
 
@@ -44,8 +48,8 @@ EXEC_PLUGIN_TIMEOUT = 120.0
 MAX_WATCH_LINE = 16 << 20
 # Errors that on a reused keep-alive connection mean "the server had closed it": nothing
 # was answered, so the request is sent once more on a fresh connection.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError,
-          ssl.SSLEOFError, ssl.SSLZeroReturnError)
+# (http.client.RemoteDisconnected is a ConnectionResetError.)
+_STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 WORKLOADS = {
     "deployment": ("apps/v1", "deployments"),
     "statefulset": ("apps/v1", "statefulsets"),
@@ -124,16 +128,33 @@ class RateLimiter:
 
 # -- connections ----------------------------------------------------------------------------------
 
-class _HTTPSConnection(http.client.HTTPSConnection):
+_HTTPS_CONNECTION = None
+
+
+def _http_client():
+    """http.client, imported on first use (about 12 ms, mostly its email parser)."""
+    import http.client
+
+    return http.client
+
+
+def _https_connection_class():
     """HTTPSConnection whose TLS server name can differ from the address (tls-server-name)."""
+    global _HTTPS_CONNECTION
+    if _HTTPS_CONNECTION is None:
+        hc = _http_client()
 
-    def __init__(self, host, port, *, context, server_hostname, timeout):
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._sni = server_hostname
+        class _HTTPSConnection(hc.HTTPSConnection):
+            def __init__(self, host, port, *, context, server_hostname, timeout):
+                super().__init__(host, port, timeout=timeout, context=context)
+                self._sni = server_hostname
 
-    def connect(self):
-        http.client.HTTPConnection.connect(self)  # TCP, TCP_NODELAY, proxy CONNECT tunnel
-        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._sni)
+            def connect(self):
+                hc.HTTPConnection.connect(self)  # TCP, TCP_NODELAY, proxy CONNECT tunnel
+                self.sock = self._context.wrap_socket(self.sock, server_hostname=self._sni)
+
+        _HTTPS_CONNECTION = _HTTPSConnection
+    return _HTTPS_CONNECTION
 
 
 class _Pool:
@@ -520,13 +541,32 @@ class KubeClient:
         """A new (not yet connected) connection to the server, through the proxy if any."""
         host, port = self._proxy or (self.host, self.port)
         if self.scheme == "https":
-            conn = _HTTPSConnection(host, port, context=self.ssl_context(),
-                                    server_hostname=self.auth.tls_server_name or self.host, timeout=timeout)
+            conn = _https_connection_class()(host, port, context=self.ssl_context(),
+                                             server_hostname=self.auth.tls_server_name or self.host, timeout=timeout)
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn = _http_client().HTTPConnection(host, port, timeout=timeout)
         if self._proxy:
             conn.set_tunnel(self.host, self.port)
         return conn
+
+    def _open_socket(self, timeout: float):
+        """A connected (TLS) socket for a websocket, without http.client."""
+        host, port = self._proxy or (self.host, self.port)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._proxy:
+                target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+                sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode("latin-1"))
+                status, reason, _headers, _rest = _read_headers(sock, timeout)
+                if status != 200:
+                    raise TransportError(f"proxy {host}:{port} refused CONNECT {target}: {status} {reason}")
+            if self.scheme == "https":
+                sock = self.ssl_context().wrap_socket(sock, server_hostname=self.auth.tls_server_name or self.host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _headers(self, content_type: str | None = None, accept: str = "application/json") -> dict:
         headers = {"Accept": accept, "User-Agent": self.user_agent}
@@ -563,7 +603,8 @@ class KubeClient:
             return TransportError(f"TLS with {where} failed: {exc.reason or exc}")
         if isinstance(exc, socket.gaierror):
             return TransportError(f"cannot resolve {self.host}: {exc.strerror or exc}")
-        if isinstance(exc, http.client.HTTPException):
+        hc = sys.modules.get("http.client")
+        if hc is not None and isinstance(exc, hc.HTTPException):
             return TransportError(f"{method} {path} on {where}: bad HTTP answer: {exc.__class__.__name__} {exc}")
         if isinstance(exc, OSError):
             return TransportError(f"cannot talk to {where}: {exc.strerror or exc.__class__.__name__}")
@@ -595,6 +636,7 @@ class KubeClient:
                     content_type = JSON_PATCH if isinstance(body, list) else MERGE_PATCH
             content_type = content_type or "application/json"
         target = self.url(path, query)
+        hc = _http_client()
         self.limiter.wait()
         stale_retried = auth_retried = False
         while True:
@@ -617,7 +659,7 @@ class KubeClient:
                     stale_retried = True
                     continue
                 raise self._describe(exc, method, path, timeout) from None
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, hc.HTTPException) as exc:
                 self.pool.release(conn, gen, False)
                 raise self._describe(exc, method, path, timeout) from None
             except BaseException:
@@ -664,12 +706,9 @@ class KubeClient:
         while True:
             headers = self._headers()
             headers.pop("Accept", None)
-            conn = self._connect_lazy(timeout)
             try:
-                conn.connect()
-                sock, conn.sock = conn.sock, None
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
+                sock = self._open_socket(timeout)
+            except OSError as exc:
                 raise self._describe(exc, "GET", path, timeout) from None
             try:
                 return handshake(sock, host=self.host_header, path=target, headers=headers, protocols=protocols,
@@ -684,7 +723,7 @@ class KubeClient:
             except ProtocolError as exc:
                 sock.close()
                 raise TransportError(f"websocket to {self.host_header}{path}: {exc}") from None
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 sock.close()
                 raise self._describe(exc, "GET", path, timeout) from None
 
@@ -782,6 +821,8 @@ class WatchStream:
         self.client = client
         self.path = path
         self.timeout = timeout
+        hc = _http_client()
+        self._hc = hc
         client.limiter.wait()
         self._conn = client._connect_lazy(timeout if timeout is not None else 60)
         try:
@@ -789,13 +830,13 @@ class WatchStream:
             self._resp = self._conn.getresponse()
             if self._conn.sock is not None:
                 self._conn.sock.settimeout(timeout)
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, hc.HTTPException) as exc:
             self._conn.close()
             raise client._describe(exc, "GET", path, timeout or 0) from None
         if not 200 <= self._resp.status < 300:
             try:
                 data = self._resp.read(1 << 20)
-            except (OSError, http.client.HTTPException):
+            except (OSError, hc.HTTPException):
                 data = b""
             self._conn.close()
             raise ApiError.from_response(self._resp.status, self._resp.reason, data)
@@ -811,7 +852,7 @@ class WatchStream:
             except socket.timeout:
                 self.close()
                 raise TransportError(f"watch {self.path}: no event within {self.timeout:g} s") from None
-            except (OSError, http.client.HTTPException, ValueError) as exc:
+            except (OSError, self._hc.HTTPException, ValueError) as exc:
                 if self._done:
                     break
                 self.close()

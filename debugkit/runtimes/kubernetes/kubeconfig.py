@@ -25,7 +25,10 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_KUBECONFIG_BYTES = 4 << 20
 # Where the in-cluster service-account credentials live (tests point these elsewhere).
