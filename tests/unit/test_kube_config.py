@@ -277,3 +277,24 @@ def test_bare_host_server_gets_https(tmp_path):
     assert kc.load(write(tmp_path / "c", config(server="10.0.0.1:6443"))).server == "https://10.0.0.1:6443"
     with pytest.raises(KubeConfigError, match="must be an http"):
         kc.load(write(tmp_path / "d", config(server="ftp://x")))
+
+
+def test_json_kubeconfig_needs_no_yaml(tmp_path):
+    import json
+    import sys
+
+    data = {"clusters": [{"name": "c", "cluster": {"server": "https://j:1"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}], "current-context": "x"}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(data))
+    yaml = sys.modules.pop("yaml", None)
+    try:
+        assert kc.load(str(path)).server == "https://j:1"
+        assert "yaml" not in sys.modules
+    finally:
+        if yaml is not None:
+            sys.modules["yaml"] = yaml
+    path.write_text('{"clusters": [}')  # not JSON: YAML reports it with its line
+    with pytest.raises(KubeConfigError, match="invalid YAML at line 1"):
+        kc.load(str(path))

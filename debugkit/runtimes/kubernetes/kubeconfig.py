@@ -145,6 +145,15 @@ def _parse(path: str, raw: bytes) -> dict:
         raise KubeConfigError(f"{path}: not a kubeconfig (not UTF-8 text)") from None
     if not text.strip():
         return {}
+    if text.lstrip().startswith("{"):  # JSON is YAML too, and json parses it without importing yaml
+        import json
+
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            data = None
+        if isinstance(data, dict):
+            return data
     yaml, loader = _yaml_loader()
     try:
         data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
