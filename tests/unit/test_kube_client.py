@@ -642,3 +642,72 @@ def test_stream_upgrade_and_refusal(api):
     with pytest.raises(ApiError) as info:
         c.stream("/api/v1/namespaces/ns/pods/gone/exec", [("command", "x")])
     assert info.value.status == 404
+
+
+# -- proxy-url (HTTP CONNECT) ------------------------------------------------------------------------------
+
+class ConnectProxy:
+    """A tiny HTTP CONNECT proxy that counts the tunnels it opens."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.targets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
+
+    def _tunnel(self, conn):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return conn.close()
+            head += chunk
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        assert method == "CONNECT"
+        self.targets.append(target)
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host.strip("[]"), int(port)))
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pump(a, b):
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        threading.Thread(target=pump, args=(conn, upstream), daemon=True).start()
+        pump(upstream, conn)
+
+    def close(self):
+        self.listener.close()
+
+
+def test_proxy_url_tunnels_requests_and_streams(pki):
+    server = FakeAPI(server_tls(pki))
+    proxy = ConnectProxy()
+    try:
+        server.route("GET", "/version", body={"via": "proxy"})
+        c = client(server, ca_file=str(pki / "ca.crt"), proxy_url=proxy.url)
+        assert c.request("GET", "/version") == {"via": "proxy"}
+        with pytest.raises(ApiError) as info:  # the upgrade goes through the tunnel too (and is refused)
+            c.stream("/api/v1/namespaces/ns/pods/p/exec", [("command", "true")])
+        assert info.value.status == 404
+        port = server.server_address[1]
+        assert proxy.targets == [f"127.0.0.1:{port}", f"127.0.0.1:{port}"]
+    finally:
+        proxy.close()
+        server.stop()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import select
 import socket
 import ssl
 import sys
@@ -39,6 +38,7 @@ from debugkit.runtimes.kubernetes.websocket import (
     ProtocolError,
     _read_headers,
     handshake,
+    wait_io,
 )
 
 JSON_PATCH = "application/json-patch+json"
@@ -219,8 +219,7 @@ def _still_open(conn) -> bool:
     try:
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return False
-        readable, _, _ = select.select([sock], [], [], 0)
-        return not readable
+        return not wait_io(sock, read=True, timeout=0)[0]
     except (OSError, ValueError):
         return False
 
