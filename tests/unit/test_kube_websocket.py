@@ -148,6 +148,7 @@ def test_fragmented_message_with_interleaved_ping():
 def test_text_frames_and_empty_messages_and_pong():
     ws, peer = pair()
     peer.send_frame(wsmod.OP_BINARY, b"")
+    peer.send_frame(wsmod.OP_BINARY, b"\x01")  # a channel's empty opening message is no data
     peer.send_frame(wsmod.OP_PONG, b"")
     peer.send_frame(wsmod.OP_TEXT, b"\x01text")
     assert ws.recv(2) == (1, b"text")

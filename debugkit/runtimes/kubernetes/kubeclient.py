@@ -180,7 +180,8 @@ class _Pool:
                         break
                     conn, gen = self._idle.pop()
                 if gen == self._generation and _still_open(conn):
-                    self.reused += 1
+                    with self._lock:
+                        self.reused += 1
                     return conn, True, gen
                 conn.close()
             with self._lock:

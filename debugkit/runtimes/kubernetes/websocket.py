@@ -401,8 +401,8 @@ class ChannelStream:
             except ValueError:
                 pass
             return None
-        if channel == CLOSE_SIGNAL:
-            return None
+        if channel == CLOSE_SIGNAL or not payload:
+            return None  # the server opens each channel with an empty message: not data, not EOF
         return channel, payload
 
     def recv(self, timeout: float | None = None):
