@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
