@@ -1,0 +1,887 @@
+"""A small Kubernetes API client on the standard library: JSON over http.client, a
+thread-safe keep-alive pool, a client-side token-bucket rate limiter, watches, and
+websocket channel streams for exec/attach/portforward (see websocket.py).
+
+Credentials, in kubectl's order of precedence: a token file (re-read when it changes), a
+static token, an exec credential plugin (cached until its expirationTimestamp, refreshed
+once on a 401), basic auth; and TLS client certificates from files, base64 data or the
+exec plugin.
+
+Errors: :class:`ApiError` for any non-2xx answer (with the Status body's message),
+:class:`TransportError` when the server cannot be reached (connect, TLS, timeout), and
+:class:`ExecPluginError` (a KubeConfigError) when an exec plugin is missing or fails.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and http.client cost import time that an exec-only command need not pay
+    import http.client
+    from typing import Callable, Iterable, Iterator
+
+from debugkit import __version__
+from debugkit.runtimes.kubernetes.kubeconfig import ClusterAuth, KubeConfigError
+from debugkit.runtimes.kubernetes.websocket import (
+    EXEC_PROTOCOLS,
+    PORTFORWARD_PROTOCOLS,
+    ChannelStream,
+    HandshakeError,
+    ProtocolError,
+    _read_headers,
+    handshake,
+    wait_io,
+)
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+EXEC_PLUGIN_TIMEOUT = 120.0
+MAX_WATCH_LINE = 16 << 20
+# Errors that on a reused keep-alive connection mean "the server had closed it": nothing
+# was answered, so the request is sent once more on a fresh connection.
+# (http.client.RemoteDisconnected is a ConnectionResetError.)
+_STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+WORKLOADS = {
+    "deployment": ("apps/v1", "deployments"),
+    "statefulset": ("apps/v1", "statefulsets"),
+    "daemonset": ("apps/v1", "daemonsets"),
+    "replicaset": ("apps/v1", "replicasets"),
+    "job": ("batch/v1", "jobs"),
+}
+_WORKLOAD_ALIASES = {"deploy": "deployment", "deployments": "deployment", "sts": "statefulset",
+                     "statefulsets": "statefulset", "ds": "daemonset", "daemonsets": "daemonset",
+                     "rs": "replicaset", "replicasets": "replicaset", "jobs": "job"}
+
+
+class ApiError(Exception):
+    """The API server answered with a non-2xx status."""
+
+    def __init__(self, status: int, reason: str, message: str, body: dict | None = None):
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body
+
+    @classmethod
+    def from_response(cls, status: int, http_reason: str, data: bytes) -> "ApiError":
+        body = None
+        try:
+            parsed = json.loads(data) if data else None
+            if isinstance(parsed, dict):
+                body = parsed
+        except ValueError:
+            pass
+        if body is not None and body.get("kind") == "Status":
+            return cls(status, body.get("reason") or http_reason, body.get("message") or "", body)
+        text = data.decode("utf-8", "replace").strip() if data else ""
+        return cls(status, http_reason, " ".join(text.split())[:500], body)
+
+
+class TransportError(Exception):
+    """The API server could not be reached or spoken to: connect, TLS, timeout, protocol."""
+
+
+class ExecPluginError(KubeConfigError):
+    """An exec credential plugin is missing, failed, or printed something unusable."""
+
+
+# -- rate limiting --------------------------------------------------------------------------------
+
+class RateLimiter:
+    """A token bucket shared by every thread: ``burst`` requests at once, ``qps`` sustained.
+    Callers reserve a token in order and sleep until it is theirs (like Go's rate.Limiter)."""
+
+    def __init__(self, qps: float, burst: int):
+        self.qps = float(qps)
+        self.burst = max(1, int(burst))
+        self._tokens = float(self.burst)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        """Take a token; returns how long to wait before using it."""
+        if self.qps <= 0:
+            return 0.0
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            self._tokens -= 1.0
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
+
+    def wait(self) -> float:
+        delay = self.reserve()
+        if delay > 0:
+            time.sleep(delay)
+        return delay
+
+
+# -- connections ----------------------------------------------------------------------------------
+
+_HTTPS_CONNECTION = None
+
+
+def _http_client():
+    """http.client, imported on first use (about 12 ms, mostly its email parser)."""
+    import http.client
+
+    return http.client
+
+
+def _https_connection_class():
+    """HTTPSConnection whose TLS server name can differ from the address (tls-server-name)."""
+    global _HTTPS_CONNECTION
+    if _HTTPS_CONNECTION is None:
+        hc = _http_client()
+
+        class _HTTPSConnection(hc.HTTPSConnection):
+            def __init__(self, host, port, *, context, server_hostname, timeout):
+                super().__init__(host, port, timeout=timeout, context=context)
+                self._sni = server_hostname
+
+            def connect(self):
+                hc.HTTPConnection.connect(self)  # TCP, TCP_NODELAY, proxy CONNECT tunnel
+                self.sock = self._context.wrap_socket(self.sock, server_hostname=self._sni)
+
+        _HTTPS_CONNECTION = _HTTPSConnection
+    return _HTTPS_CONNECTION
+
+
+class _Pool:
+    """Idle keep-alive connections (LIFO), and at most ``size`` in use at once."""
+
+    def __init__(self, size: int, factory: Callable[[float], http.client.HTTPConnection]):
+        self.size = max(1, int(size))
+        self._factory = factory
+        self._idle: list = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.size)
+        self._generation = 0
+        self.opened = 0  # connections made, for tests and diagnostics
+        self.reused = 0
+
+    def acquire(self, timeout: float):
+        if not self._slots.acquire(timeout=timeout):
+            raise TransportError(f"no free connection in the pool of {self.size} within {timeout:g} s")
+        try:
+            while True:
+                with self._lock:
+                    if not self._idle:
+                        break
+                    conn, gen = self._idle.pop()
+                if gen == self._generation and _still_open(conn):
+                    with self._lock:
+                        self.reused += 1
+                    return conn, True, gen
+                conn.close()
+            with self._lock:
+                self.opened += 1
+                gen = self._generation
+            return self._factory(timeout), False, gen
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release(self, conn, gen: int, reusable: bool) -> None:
+        try:
+            if reusable and gen == self._generation and conn.sock is not None:
+                with self._lock:
+                    if len(self._idle) < self.size:
+                        self._idle.append((conn, gen))
+                        return
+            conn.close()
+        finally:
+            self._slots.release()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            idle, self._idle = self._idle, []
+        for conn, _gen in idle:
+            conn.close()
+
+
+def _still_open(conn) -> bool:
+    """An idle keep-alive connection is usable when nothing is readable on it: readable
+    means the server closed it (EOF) or sent something we did not ask for."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return False
+        return not wait_io(sock, read=True, timeout=0)[0]
+    except (OSError, ValueError):
+        return False
+
+
+# -- credentials -----------------------------------------------------------------------------------
+
+def _parse_rfc3339(value: str) -> float:
+    import datetime as dt
+    import re
+
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:?\d\d)", value.strip())
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {value!r}")
+    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    frac = float(m.group(7)) if m.group(7) else 0.0
+    tz = m.group(8)
+    offset = 0
+    if tz not in ("Z", "z"):
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return dt.datetime(y, mo, d, h, mi, s, tzinfo=dt.timezone.utc).timestamp() + frac - offset
+
+
+class _ExecCredential:
+    __slots__ = ("token", "cert", "key", "expires")
+
+    def __init__(self, token, cert, key, expires):
+        self.token, self.cert, self.key, self.expires = token, cert, key, expires
+
+    def valid(self) -> bool:
+        return self.expires is None or time.time() < self.expires
+
+
+class _Credentials:
+    """Authorization header and client certificate, refreshed as the source demands."""
+
+    def __init__(self, auth: ClusterAuth):
+        self.auth = auth
+        self._lock = threading.Lock()
+        self._file_stamp = None
+        self._file_token: str | None = None
+        self._exec: _ExecCredential | None = None
+        self.exec_runs = 0
+
+    def _token_from_file(self) -> str | None:
+        path = self.auth.token_file
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if self.auth.token:
+                return None  # client-go falls back to the static token
+            raise KubeConfigError(f"{self.auth.source}: cannot read tokenFile {path}: {exc.strerror}") from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._lock:
+            if stamp != self._file_stamp:
+                try:
+                    with open(path, encoding="utf-8") as fh:
+                        self._file_token = fh.read(1 << 16).strip() or None
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise KubeConfigError(f"{self.auth.source}: cannot read tokenFile {path}: {exc}") from None
+                self._file_stamp = stamp
+            return self._file_token
+
+    def authorization(self) -> str | None:
+        auth = self.auth
+        if auth.token_file:
+            token = self._token_from_file()
+            if token:
+                return "Bearer " + token
+        if auth.token:
+            return "Bearer " + auth.token
+        if auth.exec_config is not None:
+            cred = self.exec_credential()
+            if cred.token:
+                return "Bearer " + cred.token
+            return None
+        if auth.username or auth.password:
+            raw = f"{auth.username or ''}:{auth.password or ''}".encode()
+            return "Basic " + base64.b64encode(raw).decode()
+        return None
+
+    @property
+    def uses_exec(self) -> bool:
+        return self.auth.exec_config is not None and not (self.auth.token or self.auth.token_file)
+
+    def client_cert(self) -> tuple[bytes, bytes] | None:
+        """A (cert PEM, key PEM) from the exec plugin, when it issues certificates."""
+        if self.auth.exec_config is None:
+            return None
+        cred = self.exec_credential()
+        return (cred.cert, cred.key) if cred.cert else None
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._exec = None
+
+    def exec_credential(self) -> _ExecCredential:
+        with self._lock:
+            if self._exec is None or not self._exec.valid():
+                self._exec = self._run_exec()
+            return self._exec
+
+    def _run_exec(self) -> _ExecCredential:
+        import subprocess
+
+        ec = self.auth.exec_config
+        where = f"{ec.source}: user {self.auth.user!r}: exec plugin {ec.command!r}"
+        if ec.interactive_mode == "Always":
+            raise ExecPluginError(f"{where} needs an interactive terminal (interactiveMode: Always), "
+                                  "which debugkit does not provide")
+        spec: dict = {"interactive": False}
+        if ec.provide_cluster_info:
+            cluster: dict = {"server": self.auth.server}
+            ca = self.auth.ca_data
+            if ca is None and self.auth.ca_file:
+                try:
+                    with open(self.auth.ca_file, "rb") as fh:
+                        ca = fh.read()
+                except OSError:
+                    ca = None
+            if ca:
+                cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
+            if self.auth.insecure:
+                cluster["insecure-skip-tls-verify"] = True
+            if self.auth.tls_server_name:
+                cluster["tls-server-name"] = self.auth.tls_server_name
+            spec["cluster"] = cluster
+        env = dict(os.environ)
+        env.update(dict(ec.env))
+        env["KUBERNETES_EXEC_INFO"] = json.dumps({"apiVersion": ec.api_version, "kind": "ExecCredential",
+                                                  "spec": spec})
+        self.exec_runs += 1
+        try:
+            proc = subprocess.run([ec.command, *ec.args], env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=EXEC_PLUGIN_TIMEOUT)
+        except FileNotFoundError:
+            hint = f" ({' '.join(ec.install_hint.split())})" if ec.install_hint else ""
+            raise ExecPluginError(f"{where} not found{hint}") from None
+        except PermissionError:
+            raise ExecPluginError(f"{where} is not executable") from None
+        except subprocess.TimeoutExpired:
+            raise ExecPluginError(f"{where} did not finish within {EXEC_PLUGIN_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise ExecPluginError(f"{where} cannot run: {exc.strerror or exc}") from None
+        if proc.returncode != 0:
+            lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            tail = f": {lines[-1].strip()[:300]}" if lines else ""
+            raise ExecPluginError(f"{where} exited with status {proc.returncode}{tail}")
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            raise ExecPluginError(f"{where} did not print an ExecCredential (no JSON on stdout)") from None
+        if not isinstance(data, dict) or data.get("kind") != "ExecCredential":
+            raise ExecPluginError(f"{where} printed something other than an ExecCredential")
+        if data.get("apiVersion") != ec.api_version:
+            raise ExecPluginError(f"{where} answered apiVersion {data.get('apiVersion')!r}, "
+                                  f"but the kubeconfig asks for {ec.api_version!r}")
+        status = data.get("status")
+        if not isinstance(status, dict):
+            raise ExecPluginError(f"{where} printed an ExecCredential without a status")
+        token = status.get("token") or None
+        cert = status.get("clientCertificateData") or None
+        key = status.get("clientKeyData") or None
+        if bool(cert) != bool(key):
+            raise ExecPluginError(f"{where} printed a client certificate without a key, or a key without one")
+        if not token and not cert:
+            raise ExecPluginError(f"{where} printed neither a token nor a client certificate")
+        expires = None
+        if status.get("expirationTimestamp"):
+            try:
+                expires = _parse_rfc3339(str(status["expirationTimestamp"]))
+            except ValueError:
+                raise ExecPluginError(f"{where} printed an invalid expirationTimestamp "
+                                      f"{status['expirationTimestamp']!r}") from None
+        return _ExecCredential(token, cert.encode() if cert else None, key.encode() if key else None, expires)
+
+
+def _load_cert_chain(ctx: ssl.SSLContext, cert_file, cert_data, key_file, key_data) -> None:
+    """load_cert_chain needs paths: base64 data goes through a private temporary file
+    (0600 in a 0700 directory) that is deleted as soon as OpenSSL has read it."""
+    if cert_data is None and key_data is None:
+        ctx.load_cert_chain(cert_file, key_file)
+        return
+    import tempfile
+
+    if cert_data is None:
+        with open(cert_file, "rb") as fh:
+            cert_data = fh.read()
+    if key_data is None:
+        with open(key_file, "rb") as fh:
+            key_data = fh.read()
+    tmpdir = tempfile.mkdtemp(prefix="debugkit-tls-")  # mode 0700
+    path = os.path.join(tmpdir, "client.pem")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(cert_data.rstrip(b"\n") + b"\n" + key_data)
+        ctx.load_cert_chain(path)
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.rmdir(tmpdir)
+
+
+def _default_warn(message: str) -> None:
+    sys.stderr.write(f"debugkit: warning: {message}\n")
+
+
+# -- the client ---------------------------------------------------------------------------------------
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(str(segment), safe="")
+
+
+class KubeClient:
+    """JSON requests, watches and channel streams against one API server."""
+
+    def __init__(self, auth: ClusterAuth, *, qps: float = 50, burst: int = 100, pool_size: int = 8,
+                 user_agent: str | None = None, warn: Callable[[str], None] | None = _default_warn):
+        self.auth = auth
+        parts = urllib.parse.urlsplit(auth.server)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise KubeConfigError(f"{auth.source}: server {auth.server!r} is not an http(s) URL")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.scheme == "https" else 80)
+        self.base_path = parts.path.rstrip("/")
+        default_port = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if self.port == default_port else f"{host}:{self.port}"
+        self.user_agent = user_agent or f"debugkit/{__version__} (python-stdlib)"
+        self.limiter = RateLimiter(qps, burst)
+        self.credentials = _Credentials(auth)
+        self._warn = warn or (lambda message: None)
+        self._warned: set[str] = set()
+        self._ssl_lock = threading.Lock()
+        self._ssl: ssl.SSLContext | None = None
+        self._ssl_cert: tuple | None = None
+        self._proxy = None
+        if auth.proxy_url:
+            p = urllib.parse.urlsplit(auth.proxy_url)
+            self._proxy = (p.hostname, p.port or 80)
+        self.pool = _Pool(pool_size, self._connect_lazy)
+        self._closed = False
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def __enter__(self) -> "KubeClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.pool.clear()
+
+    def warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self._warn(message)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS settings (built once; again when an exec plugin issues a new certificate)."""
+        cert = self.credentials.client_cert() if self.auth.exec_config is not None else None
+        with self._ssl_lock:
+            if self._ssl is not None and cert == self._ssl_cert:
+                return self._ssl
+            rebuilt = self._ssl is not None
+            self._ssl = self._build_ssl(cert)
+            self._ssl_cert = cert
+        if rebuilt:
+            self.pool.clear()  # connections made with the old certificate
+        return self._ssl
+
+    def _build_ssl(self, exec_cert) -> ssl.SSLContext:
+        auth = self.auth
+        where = f"{auth.source}: cluster {auth.cluster!r}" if auth.cluster else str(auth.source)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.set_alpn_protocols(["http/1.1"])
+        except NotImplementedError:
+            pass
+        if auth.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.warn_once(f"TLS certificate verification is off for {auth.server} (insecure-skip-tls-verify)")
+        else:
+            try:
+                if auth.ca_data:
+                    ctx.load_verify_locations(cadata=auth.ca_data.decode("ascii", "replace"))
+                elif auth.ca_file:
+                    ctx.load_verify_locations(cafile=auth.ca_file)
+                else:
+                    ctx.load_default_certs()
+            except FileNotFoundError:
+                raise KubeConfigError(f"{where}: certificate-authority {auth.ca_file} does not exist") from None
+            except (ssl.SSLError, ValueError, OSError) as exc:
+                raise KubeConfigError(f"{where}: the certificate authority cannot be loaded: {exc}") from None
+        uw = f"{auth.source}: user {auth.user!r}"
+        try:
+            if exec_cert is not None:
+                _load_cert_chain(ctx, None, exec_cert[0], None, exec_cert[1])
+            elif auth.client_cert_file or auth.client_cert_data:
+                _load_cert_chain(ctx, auth.client_cert_file, auth.client_cert_data,
+                                 auth.client_key_file, auth.client_key_data)
+        except FileNotFoundError as exc:
+            raise KubeConfigError(f"{uw}: client certificate or key {exc.filename} does not exist") from None
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            raise KubeConfigError(f"{uw}: the client certificate and key cannot be loaded: {exc}") from None
+        return ctx
+
+    def _connect_lazy(self, timeout: float) -> http.client.HTTPConnection:
+        """A new (not yet connected) connection to the server, through the proxy if any."""
+        host, port = self._proxy or (self.host, self.port)
+        if self.scheme == "https":
+            conn = _https_connection_class()(host, port, context=self.ssl_context(),
+                                             server_hostname=self.auth.tls_server_name or self.host, timeout=timeout)
+        else:
+            conn = _http_client().HTTPConnection(host, port, timeout=timeout)
+        if self._proxy:
+            conn.set_tunnel(self.host, self.port)
+        return conn
+
+    def _open_socket(self, timeout: float):
+        """A connected (TLS) socket for a websocket, without http.client."""
+        host, port = self._proxy or (self.host, self.port)
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._proxy:
+                target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+                sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode("latin-1"))
+                status, reason, _headers, _rest = _read_headers(sock, timeout)
+                if status != 200:
+                    raise TransportError(f"proxy {host}:{port} refused CONNECT {target}: {status} {reason}")
+            if self.scheme == "https":
+                sock = self.ssl_context().wrap_socket(sock, server_hostname=self.auth.tls_server_name or self.host)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _headers(self, content_type: str | None = None, accept: str = "application/json") -> dict:
+        headers = {"Accept": accept, "User-Agent": self.user_agent}
+        authorization = self.credentials.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def url(self, path: str, query=None) -> str:
+        """The request target: base path + path + query (a dict or (key, value) pairs;
+        None values dropped, booleans as true/false, list values repeated)."""
+        if not path.startswith("/"):
+            path = "/" + path
+        pairs: list[tuple[str, str]] = []
+        items = query.items() if isinstance(query, dict) else (query or ())
+        for key, value in items:
+            if value is None:
+                continue
+            values = value if isinstance(value, (list, tuple)) else (value,)
+            for v in values:
+                pairs.append((key, ("true" if v else "false") if isinstance(v, bool) else str(v)))
+        target = self.base_path + path
+        return target + ("?" + urllib.parse.urlencode(pairs) if pairs else "")
+
+    def _describe(self, exc: BaseException, method: str, path: str, timeout: float) -> TransportError:
+        where = f"{self.scheme}://{self.host_header}"
+        if isinstance(exc, socket.timeout):
+            return TransportError(f"{method} {path} on {where}: no answer within {timeout:g} s")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return TransportError(f"TLS verification of {where} failed: {exc.verify_message or exc.reason}")
+        if isinstance(exc, ssl.SSLError):
+            return TransportError(f"TLS with {where} failed: {exc.reason or exc}")
+        if isinstance(exc, socket.gaierror):
+            return TransportError(f"cannot resolve {self.host}: {exc.strerror or exc}")
+        hc = sys.modules.get("http.client")
+        if hc is not None and isinstance(exc, hc.HTTPException):
+            return TransportError(f"{method} {path} on {where}: bad HTTP answer: {exc.__class__.__name__} {exc}")
+        if isinstance(exc, OSError):
+            return TransportError(f"cannot talk to {where}: {exc.strerror or exc.__class__.__name__}")
+        return TransportError(f"{method} {path} on {where}: {exc}")
+
+    def _check_warnings(self, resp) -> None:
+        for value in resp.headers.get_all("Warning") or ():
+            text = value
+            if '"' in value:  # 299 - "message"
+                text = value.split('"', 1)[1].rsplit('"', 1)[0]
+            self.warn_once(f"the API server says: {text}")
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, query=None, body=None, content_type: str | None = None,
+                timeout: float = 30, accept: str = "application/json"):
+        """One request; the decoded JSON answer ({} when empty). Non-JSON answers (accept
+        text/plain, for logs) come back as str. Raises ApiError or TransportError."""
+        method = method.upper()
+        payload = None
+        if body is not None:
+            if isinstance(body, (bytes, bytearray)):
+                payload = bytes(body)
+            elif isinstance(body, str):
+                payload = body.encode()
+            else:
+                payload = json.dumps(body, separators=(",", ":")).encode()
+                if content_type is None and method == "PATCH":
+                    content_type = JSON_PATCH if isinstance(body, list) else MERGE_PATCH
+            content_type = content_type or "application/json"
+        target = self.url(path, query)
+        hc = _http_client()
+        self.limiter.wait()
+        stale_retried = auth_retried = False
+        while True:
+            headers = self._headers(content_type, accept)
+            if self.auth.exec_config is not None and self.scheme == "https":
+                self.ssl_context()  # a new exec certificate retires the pooled connections
+            conn, reused, gen = self.pool.acquire(timeout)
+            got_response = False
+            try:
+                conn.timeout = timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
+                conn.request(method, target, body=payload, headers=headers)
+                resp = conn.getresponse()
+                got_response = True
+                data = resp.read()
+            except _STALE as exc:
+                self.pool.release(conn, gen, False)
+                if reused and not got_response and not stale_retried:
+                    stale_retried = True
+                    continue
+                raise self._describe(exc, method, path, timeout) from None
+            except (OSError, hc.HTTPException) as exc:
+                self.pool.release(conn, gen, False)
+                raise self._describe(exc, method, path, timeout) from None
+            except BaseException:
+                self.pool.release(conn, gen, False)
+                raise
+            self.pool.release(conn, gen, not resp.will_close)
+            self._check_warnings(resp)
+            if resp.status == 401 and self.credentials.uses_exec and not auth_retried:
+                auth_retried = True  # client-go's rule: a 401 refreshes exec credentials once
+                self.credentials.invalidate()
+                continue
+            if not 200 <= resp.status < 300:
+                raise ApiError.from_response(resp.status, resp.reason, data)
+            if not data:
+                return {}
+            if accept != "application/json" and not resp.getheader("Content-Type", "").startswith("application/json"):
+                return data.decode("utf-8", "replace")
+            try:
+                return json.loads(data)
+            except ValueError:
+                raise TransportError(f"{method} {path}: the API server sent invalid JSON") from None
+
+    def get(self, path: str, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def watch(self, path: str, *, query=None, timeout: float | None = 60) -> "WatchStream":
+        """Watch events ({"type", "object"}) from ``path``; ``timeout`` bounds the wait for
+        each event. Iterate it; close it (or use ``with``) to stop early."""
+        q = dict(query) if isinstance(query, dict) else dict(query or {})
+        q.setdefault("watch", "true")
+        return WatchStream(self, path, q, timeout)
+
+    def stream(self, path: str, query, *, protocols: Iterable[str] | None = None,
+               timeout: float = 30) -> ChannelStream:
+        """Open a websocket to exec, attach or portforward. ``protocols`` defaults to
+        v5/v4.channel.k8s.io, and for portforward to websocket.PORTFORWARD_PROTOCOLS."""
+        portforward = path.rstrip("/").endswith("/portforward")
+        if protocols is None:
+            protocols = PORTFORWARD_PROTOCOLS if portforward else EXEC_PROTOCOLS
+        protocols = tuple(protocols)
+        target = self.url(path, query)
+        self.limiter.wait()
+        auth_retried = False
+        while True:
+            headers = self._headers()
+            headers.pop("Accept", None)
+            try:
+                sock = self._open_socket(timeout)
+            except OSError as exc:
+                raise self._describe(exc, "GET", path, timeout) from None
+            try:
+                return handshake(sock, host=self.host_header, path=target, headers=headers, protocols=protocols,
+                                 timeout=timeout, portforward=portforward)
+            except HandshakeError as exc:
+                sock.close()
+                if exc.status == 401 and self.credentials.uses_exec and not auth_retried:
+                    auth_retried = True
+                    self.credentials.invalidate()
+                    continue
+                raise ApiError.from_response(exc.status, exc.reason, exc.body) from None
+            except ProtocolError as exc:
+                sock.close()
+                raise TransportError(f"websocket to {self.host_header}{path}: {exc}") from None
+            except OSError as exc:
+                sock.close()
+                raise self._describe(exc, "GET", path, timeout) from None
+
+    # -- the calls debugkit makes -----------------------------------------------------------------
+
+    def read_pod(self, namespace: str, name: str) -> dict:
+        return self.request("GET", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}")
+
+    def read_node(self, name: str) -> dict:
+        return self.request("GET", f"/api/v1/nodes/{_quote(name)}")
+
+    def read_namespace(self, name: str) -> dict:
+        return self.request("GET", f"/api/v1/namespaces/{_quote(name)}")
+
+    def list_pods(self, namespace: str | None = None, label_selector: str | None = None,
+                  field_selector: str | None = None, *, limit: int | None = None) -> dict:
+        path = f"/api/v1/namespaces/{_quote(namespace)}/pods" if namespace else "/api/v1/pods"
+        return self.request("GET", path, query={"labelSelector": label_selector, "fieldSelector": field_selector,
+                                                "limit": limit})
+
+    def patch_ephemeral_containers(self, namespace: str, name: str, patch: list) -> dict:
+        return self.request("PATCH", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}/ephemeralcontainers",
+                            body=patch, content_type=JSON_PATCH)
+
+    def watch_pod(self, namespace: str, name: str, *, resource_version: str | None = None,
+                  timeout_seconds: int = 60) -> "WatchStream":
+        return self.watch(f"/api/v1/namespaces/{_quote(namespace)}/pods",
+                          query={"fieldSelector": f"metadata.name={name}", "resourceVersion": resource_version,
+                                 "timeoutSeconds": int(timeout_seconds), "allowWatchBookmarks": "false"},
+                          timeout=timeout_seconds + 15)
+
+    def self_subject_access_review(self, verb: str, resource: str, namespace: str | None,
+                                   subresource: str | None = None, group: str = "") -> bool:
+        attrs = {"verb": verb, "resource": resource, "group": group}
+        if namespace:
+            attrs["namespace"] = namespace
+        if subresource:
+            attrs["subresource"] = subresource
+        answer = self.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                              body={"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                                    "spec": {"resourceAttributes": attrs}})
+        return bool((answer.get("status") or {}).get("allowed"))
+
+    def read_workload(self, kind: str, namespace: str, name: str) -> dict:
+        """deployment, statefulset, daemonset, replicaset (apps/v1) or job (batch/v1)."""
+        key = _WORKLOAD_ALIASES.get(kind.lower(), kind.lower())
+        if key not in WORKLOADS:
+            raise ValueError(f"unknown workload kind {kind!r} (one of {', '.join(WORKLOADS)})")
+        group_version, plural = WORKLOADS[key]
+        return self.request("GET", f"/apis/{group_version}/namespaces/{_quote(namespace)}/{plural}/{_quote(name)}")
+
+    def read_deployment(self, namespace: str, name: str) -> dict:
+        return self.read_workload("deployment", namespace, name)
+
+    def read_statefulset(self, namespace: str, name: str) -> dict:
+        return self.read_workload("statefulset", namespace, name)
+
+    def read_daemonset(self, namespace: str, name: str) -> dict:
+        return self.read_workload("daemonset", namespace, name)
+
+    def read_replicaset(self, namespace: str, name: str) -> dict:
+        return self.read_workload("replicaset", namespace, name)
+
+    def read_job(self, namespace: str, name: str) -> dict:
+        return self.read_workload("job", namespace, name)
+
+    def exec_stream(self, namespace: str, pod: str, command, *, container: str | None = None,
+                    stdin: bool = False, stdout: bool = True, stderr: bool = True, tty: bool = False,
+                    timeout: float = 30) -> ChannelStream:
+        query = [("command", c) for c in command]
+        query += [("container", container)] if container else []
+        query += [("stdin", "true" if stdin else "false"), ("stdout", "true" if stdout else "false"),
+                  ("stderr", "true" if stderr and not tty else "false"), ("tty", "true" if tty else "false")]
+        return self.stream(f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(pod)}/exec", query, timeout=timeout)
+
+    def attach_stream(self, namespace: str, pod: str, *, container: str | None = None, stdin: bool = True,
+                      stdout: bool = True, stderr: bool = True, tty: bool = False,
+                      timeout: float = 30) -> ChannelStream:
+        query = [("container", container)] if container else []
+        query += [("stdin", "true" if stdin else "false"), ("stdout", "true" if stdout else "false"),
+                  ("stderr", "true" if stderr and not tty else "false"), ("tty", "true" if tty else "false")]
+        return self.stream(f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(pod)}/attach", query,
+                           timeout=timeout)
+
+    def portforward_stream(self, namespace: str, pod: str, ports, *, timeout: float = 30) -> ChannelStream:
+        query = [("ports", str(int(p))) for p in ports]
+        return self.stream(f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(pod)}/portforward", query,
+                           timeout=timeout)
+
+
+class WatchStream:
+    """An open watch: iterate for events; the server ends it at timeoutSeconds."""
+
+    def __init__(self, client: KubeClient, path: str, query: dict, timeout: float | None):
+        self.client = client
+        self.path = path
+        self.timeout = timeout
+        hc = _http_client()
+        self._hc = hc
+        client.limiter.wait()
+        self._conn = client._connect_lazy(timeout if timeout is not None else 60)
+        try:
+            self._conn.request("GET", client.url(path, query), headers=client._headers())
+            self._resp = self._conn.getresponse()
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(timeout)
+        except (OSError, hc.HTTPException) as exc:
+            self._conn.close()
+            raise client._describe(exc, "GET", path, timeout or 0) from None
+        if not 200 <= self._resp.status < 300:
+            try:
+                data = self._resp.read(1 << 20)
+            except (OSError, hc.HTTPException):
+                data = b""
+            self._conn.close()
+            raise ApiError.from_response(self._resp.status, self._resp.reason, data)
+        self._done = False
+
+    def __iter__(self) -> Iterator[dict]:
+        return self
+
+    def __next__(self) -> dict:
+        while not self._done:
+            try:
+                line = self._resp.readline(MAX_WATCH_LINE)
+            except socket.timeout:
+                self.close()
+                raise TransportError(f"watch {self.path}: no event within {self.timeout:g} s") from None
+            except (OSError, self._hc.HTTPException, ValueError) as exc:
+                if self._done:
+                    break
+                self.close()
+                raise self.client._describe(exc, "GET", self.path, self.timeout or 0) from None
+            if not line:
+                self.close()
+                break
+            if line.strip():
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    self.close()
+                    raise TransportError(f"watch {self.path}: invalid event from the API server") from None
+        raise StopIteration
+
+    def close(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a watch cut short is never reused
+            except OSError:
+                pass
+        self._conn.close()
+
+    def __enter__(self) -> "WatchStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
