@@ -15,6 +15,7 @@ import click
 from debugkit import __version__
 from debugkit.cli.attach import attach, inspect
 from debugkit.cli.common import err
+from debugkit.cli.config import config_group
 from debugkit.cli.runbook import runbook
 from debugkit.cli.sessions import audit_command, gc_command, ps_command
 from debugkit.cli.toolbox import toolbox
@@ -30,7 +31,9 @@ def _debug_requested() -> bool:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="debugkit")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def cli(debug: bool) -> None:
+@click.option("--config", "config_file", metavar="FILE", envvar="DEBUGKIT_CONFIG",
+              help="Configuration file (default: $XDG_CONFIG_HOME/debugkit/config.yaml).")
+def cli(debug: bool, config_file: str | None) -> None:
     """Debug shell-less containers (distroless, FROM scratch) with a tools sidecar.
 
     The sidecar shares the target's PID and network namespaces and runs as the
@@ -38,9 +41,13 @@ def cli(debug: bool) -> None:
     its localhost ports and (through /proc/1/root) its files.
     """
     _DEBUG["on"] = debug
+    if config_file is not None:
+        from debugkit.session import config
+
+        config.use(config_file)
 
 
-for _command in (attach, inspect, ps_command, gc_command, audit_command, runbook, toolbox):
+for _command in (attach, inspect, ps_command, gc_command, audit_command, runbook, toolbox, config_group):
     cli.add_command(_command)
 
 

@@ -69,7 +69,7 @@ def attach(target, command, stdin, tty, **kwargs):
 @target_options
 @click.option("--user", "-u", metavar="UID[:GID]", help="Show the result of this override.")
 @click.option("--image", metavar="REF", help="Sidecar image to show in the attach command.")
-@click.option("--profile", default="restricted", show_default=True, help="Profile to show.")
+@click.option("--profile", default=None, help="Profile to show (default: restricted).")
 @click.option("--custom", metavar="FILE", help="Kubernetes: the partial container spec to show merged.")
 def inspect(target, output, **kwargs):
     """Show who TARGET runs as, where that came from, and how attach would run."""

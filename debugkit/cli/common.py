@@ -34,19 +34,24 @@ def sidecar_options(func):
     func = click.option("--user", "-u", metavar="UID[:GID]",
                         help="Run the sidecar as this numeric user instead of the target's.")(func)
     func = click.option("--image", metavar="REF", help="Sidecar image (default: the bundled toolbox).")(func)
-    func = click.option("--profile", type=click.Choice(PROFILE_NAMES), default="restricted", show_default=True,
-                        help="Security profile of the sidecar.")(func)
-    func = click.option("--memory", default="256m", show_default=True, metavar="SIZE",
-                        help="Docker/Podman: memory limit of the sidecar (e.g. 512m, or none).")(func)
-    func = click.option("--pids-limit", default="256", show_default=True, metavar="N",
-                        help="Docker/Podman: process limit of the sidecar (or none).")(func)
-    func = click.option("--cpus", default="1", show_default=True, metavar="N",
-                        help="Docker/Podman: CPU limit of the sidecar (e.g. 0.5, or none).")(func)
+    func = click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
+                        help="Security profile of the sidecar (default: restricted).")(func)
+    func = click.option("--memory", metavar="SIZE",
+                        help="Docker/Podman: memory limit of the sidecar (default: 256m; e.g. 512m, or none).")(func)
+    func = click.option("--pids-limit", metavar="N",
+                        help="Docker/Podman: process limit of the sidecar (default: 256, or none).")(func)
+    func = click.option("--cpus", metavar="N",
+                        help="Docker/Podman: CPU limit of the sidecar (default: 1; e.g. 0.5, or none).")(func)
+    func = click.option("--keep-alive", metavar="DURATION",
+                        help="Keep the sidecar for reuse until idle this long (10m, 0 = end with the command). "
+                             "Kubernetes default: 10m; Docker/Podman: removed after each command unless "
+                             "given.")(func)
+    func = click.option("--new", is_flag=True, help="Start a new sidecar even if a reusable one exists.")(func)
     func = click.option("--custom", metavar="FILE",
                         help="Kubernetes: partial container spec (YAML/JSON) merged last; it cannot "
                              "raise privileges.")(func)
-    func = click.option("--timeout", default="120", show_default=True, metavar="SECONDS",
-                        help="Kubernetes: seconds to wait for the debug container to start.")(func)
+    func = click.option("--timeout", metavar="SECONDS",
+                        help="Kubernetes: seconds to wait for the debug container to start (default: 120).")(func)
     return func
 
 

@@ -10,6 +10,7 @@ anything above `restricted` runs only when the same `--profile` is typed.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -70,15 +71,15 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, **kwargs):
     failed (the report says which and why), 65 if the runbook is invalid.
     """
     from debugkit.runbook import execute, load, render, report, variables
-    from debugkit.session import flow
+    from debugkit.session import config, flow
     from debugkit.session.signals import signals_as_exceptions
 
-    raw = raw_options(target, profile=profile or "restricted", **kwargs)
+    raw = raw_options(target, profile=profile, **kwargs)
     # Everything that can be refused is refused here, before any engine is contacted.
     with flow.refusals_audited(raw):
-        book = load.load_file(runbook_ref)
+        book = load.load_file(runbook_ref, search_paths=config.current().runbook_paths)
         values = variables.bind(book, variables.parse_var_args(var_pairs))
-        raw["profile"] = granted_profile(book, profile)
+        raw["profile"] = granted_profile(book, profile) if book.profile not in (None, "restricted") else profile
         if report_path is not None:
             report.check_report_path(report_path)
 
@@ -109,27 +110,48 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, **kwargs):
 @runbook.command("list")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_(output):
-    """Show the bundled runbooks with their descriptions, variables and profiles."""
+    """Show the bundled runbooks and those in the configured runbook_paths, with their
+    descriptions, variables and profiles."""
+    from debugkit.core.errors import DebugkitError
+    from debugkit.core.escape import safe
     from debugkit.runbook import load
+    from debugkit.session import config
 
-    books = load.bundled()
+    entries = [(book, "bundled", None) for book in load.bundled()]
+    bundled = {book.source for book, _o, _e in entries}
+    for name, path in load.search_path_entries(config.current().runbook_paths).items():
+        if name in bundled:
+            entries.append((None, str(path), f"hidden: the bundled {name!r} wins for the bare name; run ./PATH"))
+            continue
+        try:
+            entries.append((load.load_file(str(path)), str(path), None))
+        except DebugkitError as exc:
+            entries.append((None, str(path), f"invalid: {exc}"))
     if output == "json":
-        click.echo(json.dumps([{"name": b.source, "title": b.name, "description": b.description,
-                                "profile": b.profile or "restricted", "file": b.path, "sha256": b.sha256,
-                                "vars": {k: v.default for k, v in b.vars.items()},
-                                "steps": [s.name for s in b.steps]} for b in books], indent=2))
+        click.echo(json.dumps([
+            {"name": b.source if b.path.endswith("(bundled)") else os.path.splitext(os.path.basename(origin))[0],
+             "origin": origin, "title": b.name, "description": b.description, "profile": b.profile or "restricted",
+             "file": b.path, "sha256": b.sha256, "vars": {k: v.default for k, v in b.vars.items()},
+             "steps": [s.name for s in b.steps]} if b is not None else {"origin": origin, "problem": problem}
+            for b, origin, problem in entries], indent=2))
         return
     import textwrap
 
-    width = max((len(b.source) for b in books), default=0)
-    for b in books:
+    names = [os.path.splitext(os.path.basename(o))[0] if b is None or o != "bundled" else b.source
+             for b, o, _p in entries]
+    width = max((len(n) for n in names), default=0)
+    for name, (b, origin, problem) in zip(names, entries):
+        if b is None:
+            click.echo(safe(f"{name:<{width}}  {origin}: {problem}"))
+            continue
         about = " ".join(b.description.split()) or "-"
-        click.echo(textwrap.fill(about, width=100, initial_indent=f"{b.source:<{width}}  ",
+        click.echo(textwrap.fill(safe(about), width=100, initial_indent=f"{safe(name):<{width}}  ",
                                  subsequent_indent=" " * (width + 2)))
-        click.echo(f"{'':<{width}}  profile: {b.profile or 'restricted'}")
+        where = "" if origin == "bundled" else f"  ({origin})"
+        click.echo(safe(f"{'':<{width}}  profile: {b.profile or 'restricted'}{where}"))
         if b.vars:
             shown = " ".join(f"{k}={'(required)' if v.default is None else v.default}" for k, v in b.vars.items())
-            click.echo(f"{'':<{width}}  vars: {shown}")
+            click.echo(safe(f"{'':<{width}}  vars: {shown}"))
 
 
 @runbook.command("validate")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 RUNTIMES = ("docker", "podman", "kubernetes")
 
 
-def get(name: str, connection: "Connection | None" = None) -> "Runtime":
+def get(name: str, connection: "Connection | None" = None, *, namespace_fallback: str = "default") -> "Runtime":
     from debugkit.core.options import Connection
 
     connection = connection or Connection()
@@ -29,9 +29,10 @@ def get(name: str, connection: "Connection | None" = None) -> "Runtime":
     if name == "kubernetes":
         from debugkit.runtimes.kubernetes.runtime import KubernetesRuntime
 
-        return KubernetesRuntime(kubeconfig=connection.kubeconfig, context=connection.kube_context)
+        return KubernetesRuntime(kubeconfig=connection.kubeconfig, context=connection.kube_context,
+                                 namespace_fallback=namespace_fallback)
     raise ValueError(f"unknown runtime {name!r}")
 
 
-def for_target(target, connection: "Connection | None" = None) -> "Runtime":
-    return get(target.runtime, connection)
+def for_target(target, connection: "Connection | None" = None, *, namespace_fallback: str = "default") -> "Runtime":
+    return get(target.runtime, connection, namespace_fallback=namespace_fallback)

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 from debugkit import runtimes
 from debugkit.core.errors import DebugkitError, ExitCode, FileInvalid, Interrupted, OutputClosed
-from debugkit.core.options import SidecarOptions, sidecar_options
+from debugkit.core.options import Connection, SidecarOptions, sidecar_options
 from debugkit.core.spec import new_session_id
 from debugkit.core.targets import parse_target
 from debugkit.runtimes.base import ExecSession, Plan, Streams, local_user
@@ -40,11 +40,14 @@ def load_custom(path: str) -> dict:
 
 
 def validate(*, target: str, namespace: str | None = None, container: str | None = None,
-             custom: str | None = None, **flags) -> SidecarOptions:
-    """Everything the person typed, checked with no engine or cluster contacted."""
+             custom: str | None = None, connection: Connection | None = None, **flags) -> SidecarOptions:
+    """Everything the person typed, checked with no engine or cluster contacted; what they
+    did not type comes from the environment, the config file or the built-in defaults."""
+    connection = connection or Connection()
     ref = parse_target(target, namespace=namespace, container=container)
+    filled = defaults.fill(flags, runtime=ref.runtime, kube_context=connection.kube_context)
     data = load_custom(custom) if custom is not None else None
-    return sidecar_options(target=ref, custom=data, custom_source=custom, toolbox=defaults.toolbox_image(), **flags)
+    return sidecar_options(target=ref, custom=data, custom_source=custom, connection=connection, **filled)
 
 
 @contextlib.contextmanager
@@ -97,6 +100,8 @@ def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
         **plan.image,
         "profile": spec.profile,
         "privileges": privileges(plan),
+        "sidecar": plan.reuse or spec.name,
+        "reused": plan.reuse is not None,
         "mode": mode,
         "command": list(spec.command),
         "local_user": local_user(),
@@ -139,7 +144,10 @@ def plan(raw: dict, *, mode: str, thorough: bool = False) -> tuple[runtimes.base
     """Validate, pick the runtime, plan. Nothing is started; refusals are audited."""
     with refusals_audited(raw):
         options = validate(**raw)
-        runtime = runtimes.for_target(options.target, options.connection)
+        runtime = runtimes.for_target(options.target, options.connection,
+                                      namespace_fallback=defaults.namespace_fallback())
+        if options.target.runtime == "kubernetes":
+            options = defaults.apply_context(raw, options, kube_context=runtime.context_name)
         runtime.on_created = record_created
         return runtime, runtime.plan(options, mode=mode, thorough=thorough)
 

@@ -32,7 +32,7 @@ def cli_alive(host: str | None, pid: int | None) -> bool | None:
 def configured(name: str, connection: Connection) -> bool:
     """Whether a runtime is set up here at all; `auto` skips the others quietly."""
     if name == "kubernetes":
-        from debugkit.runtimes.kubernetes.kubeapi import config_available
+        from debugkit.runtimes.kubernetes.kubeconfig import config_available
 
         return config_available(connection.kubeconfig)
     if name == "podman":

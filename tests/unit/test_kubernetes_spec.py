@@ -3,7 +3,8 @@ import pytest
 
 from debugkit.runtimes.kubernetes import podsecurity
 from debugkit.runtimes.kubernetes.errors import summarize_pod_security
-from debugkit.runtimes.kubernetes.translate import GATE, ephemeral_container
+from debugkit.runtimes.kubernetes import translate
+from debugkit.runtimes.kubernetes.translate import ephemeral_container
 from debugkit.core.errors import InvalidInput
 from debugkit.core.identity import Identity
 from debugkit.core.profiles import apply_profile
@@ -19,9 +20,12 @@ def spec(profile="restricted", **kw):
 
 
 def test_restricted_container_matches_the_design():
-    c = ephemeral_container(spec(command=GATE + ("id",), stdin=True), target_container="app")
+    keepalive = tuple(translate.keepalive_command("debugkit-abcd1234", idle=600, helper=True))
+    c = ephemeral_container(spec(command=keepalive), target_container="app")
     assert c["name"] == "debugkit-abcd1234" and c["targetContainerName"] == "app"
-    assert c["command"][-1] == "id" and c["stdin"] and c["stdinOnce"] and not c["tty"]
+    assert c["command"] == [translate.HELPER, "keepalive", "--socket", "debugkit-abcd1234", "--idle", "600",
+                            "--first", "120"]
+    assert not c["stdin"] and not c["tty"]
     assert {"name": "DEBUGKIT_SESSION", "value": "abcd1234"} in c["env"]
     assert c["securityContext"] == {
         "runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
@@ -74,3 +78,41 @@ def test_pod_security_message_is_summarised_to_the_violating_fields():
                'runAsNonRoot != true (pod or container "debugger-abc" must set securityContext.runAsNonRoot=true)')
     assert summarize_pod_security(message) == (
         "restricted: allowPrivilegeEscalation != false; unrestricted capabilities; runAsNonRoot != true")
+
+
+def test_commands_run_under_the_reaper_holding_the_keepalive():
+    assert translate.exec_command("debugkit-1", ["sh", "-c", "exit 3"], helper=True) == [
+        translate.HELPER, "reap", "--hold", "debugkit-1", "--", "sh", "-c", "exit 3"]
+    # A foreign image: the helper when it has one, the bare command otherwise.
+    fallback = translate.exec_command("debugkit-1", ["id"], helper=False)
+    assert fallback[:2] == ["sh", "-c"] and fallback[3:] == ["debugkit-1", "id"]
+    assert "debugkit-helper reap --hold" in fallback[2]
+
+
+def test_the_reuse_key_separates_people_identities_images_and_profiles():
+    base = dict(target_container="app", custom=None, local_user="alice")
+    key = translate.reuse_key(spec(), **base)
+    assert key == translate.reuse_key(spec(), **base)  # a later attach of the same kind matches
+    assert key != translate.reuse_key(spec(), **{**base, "local_user": "bob"})
+    assert key != translate.reuse_key(spec(), **{**base, "target_container": "sidecar"})
+    assert key != translate.reuse_key(spec("ptrace"), **base)
+    assert key != translate.reuse_key(spec(), **{**base, "custom": {"workingDir": "/tmp"}})
+    other_image = apply_profile(base_spec(image="other:1", identity=TARGET, target_name="ns/pod/app",
+                                          target_id="uid-1", runtime="kubernetes", cli_pid=1, cli_host="h",
+                                          local_user="me", session_id="abcd1234"), "restricted")
+    assert key != translate.reuse_key(other_image, **base)
+
+
+def test_only_a_running_container_with_the_same_key_is_reused():
+    from debugkit.runtimes.kubernetes.runtime import reusable_container
+
+    def ctr(name, key):
+        return {"name": name, "env": [{"name": translate.ENV_REUSE, "value": key}]}
+
+    pod = {"spec": {"ephemeralContainers": [ctr("debugkit-a", "k1"), ctr("debugkit-b", "k1"), ctr("other", "k1")]},
+           "status": {"ephemeralContainerStatuses": [
+               {"name": "debugkit-a", "state": {"running": {}}},
+               {"name": "debugkit-b", "state": {"terminated": {"exitCode": 0}}},
+               {"name": "other", "state": {"running": {}}}]}}
+    assert reusable_container(pod, "k1") == "debugkit-a"
+    assert reusable_container(pod, "k2") is None

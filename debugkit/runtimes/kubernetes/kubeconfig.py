@@ -61,6 +61,7 @@ class ClusterAuth:
 
     server: str
     namespace: str = DEFAULT_NAMESPACE
+    namespace_set: bool = False   # the context (or the service account) named it; False: the default
     context: str | None = None
     ca_file: str | None = None
     ca_data: bytes | None = None  # PEM
@@ -354,7 +355,8 @@ def _resolve(merged: _Merged, context: str | None) -> ClusterAuth:
         user = merged.users.get(user_name)
         if user is None:
             raise KubeConfigError(f"{ctx_where}: user {user_name!r} not found")
-    namespace = _str(ctx.body, "namespace", ctx_where) or DEFAULT_NAMESPACE
+    named = _str(ctx.body, "namespace", ctx_where)
+    namespace = named or DEFAULT_NAMESPACE
 
     cw = f"{cluster.source}: cluster {cluster_name!r}"
     cbase = os.path.dirname(os.path.abspath(cluster.source))
@@ -366,7 +368,7 @@ def _resolve(merged: _Merged, context: str | None) -> ClusterAuth:
             raise KubeConfigError(f"{cw}: server {server!r} must be an http:// or https:// URL")
         server = "https://" + server  # kubectl accepts a bare host:port
     kwargs: dict[str, Any] = dict(
-        server=server.rstrip("/"), namespace=namespace, context=name, cluster=cluster_name, user=user_name,
+        server=server.rstrip("/"), namespace=namespace, namespace_set=bool(named), context=name, cluster=cluster_name, user=user_name,
         source=ctx.source,
         ca_file=_path(cluster.body, "certificate-authority", cw, cbase),
         ca_data=_b64(cluster.body, "certificate-authority-data", cw),
@@ -424,6 +426,6 @@ def load_in_cluster() -> ClusterAuth:
     except OSError:
         pass
     ca_file = os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt")
-    return ClusterAuth(server=f"https://{host}:{port}", namespace=namespace, context=None,
+    return ClusterAuth(server=f"https://{host}:{port}", namespace=namespace, namespace_set=True, context=None,
                        ca_file=ca_file if os.path.exists(ca_file) else None, token_file=token_file,
                        source="in-cluster", in_cluster=True)

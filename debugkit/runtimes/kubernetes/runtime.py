@@ -8,15 +8,17 @@ attach, and exit with the container's real exit code.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
 import socket
+import sys
 import time
+from dataclasses import replace
 from typing import Callable
 
 from debugkit.core.errors import (
     DebugkitError,
     EphemeralContainersUnavailable,
+    FileInvalid,
     InvalidInput,
     PolicyRejected,
     TargetNotFound,
@@ -31,10 +33,12 @@ from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, St
 from debugkit.runtimes.kubernetes import podsecurity, translate
 from debugkit.runtimes.kubernetes.errors import api_error
 from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
-from debugkit.runtimes.kubernetes.stream import KubeExecSession, pump
+from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSession, exit_code_of, pump
 from debugkit.runtimes.terminal import write_output
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+DEFAULT_KEEP_ALIVE = 600.0   # a reusable debug container stays this long once idle (--keep-alive)
+INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
 # Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
 ROUTINE_REASONS = {"ContainerCreating", "PodInitializing"}
 
@@ -43,24 +47,32 @@ class KubernetesRuntime(Runtime):
     name = "kubernetes"
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, api=None,
-                 default_namespace: str = "default"):
+                 namespace_fallback: str = "default"):
         self._kubeconfig = kubeconfig
         self._context = context
         self._api = api
-        self._default_namespace = default_namespace
+        self._auth = None
+        # The namespace when the kube context names none (the config file's `namespace`).
+        self._fallback = namespace_fallback
 
     @property
     def api(self):
         if self._api is None:
-            from debugkit.runtimes.kubernetes.kubeapi import connect
-
-            self._api, self._default_namespace = connect(kubeconfig=self._kubeconfig, context=self._context)
+            self._api, self._auth = connect(kubeconfig=self._kubeconfig, context=self._context)
         return self._api
 
     @property
+    def context_name(self) -> str | None:
+        """The kube context in use (the flag's, else the kubeconfig's current context)."""
+        self.api  # noqa: B018 - loading the kubeconfig sets it
+        return self._auth.context if self._auth is not None else self._context
+
+    @property
     def default_namespace(self) -> str:
-        self.api  # noqa: B018 - loading the config sets it
-        return self._default_namespace
+        self.api  # noqa: B018
+        if self._auth is not None and self._auth.namespace_set:
+            return self._auth.namespace
+        return self._fallback
 
     def call(self, fn, *args, verb: str, resource: str, namespace: str, name: str = "", **kwargs):
         try:
@@ -108,38 +120,46 @@ class KubernetesRuntime(Runtime):
         identities = PodIdentity(self.api, pt)
         sources = identities.sources(stop_at_first=not thorough)
         identity = identities.resolve(options.user, sources)
+        me = local_user()
         spec = base_spec(
             image=options.sidecar_image, identity=identity, target_name=pt.name, target_id=pt.uid,
             runtime=self.name, command=options.command, stdin=options.stdin, tty=options.tty,
-            session_id=options.session_id, cli_pid=os.getpid(), cli_host=socket.gethostname(),
-            local_user=local_user(),
+            session_id=options.session_id, cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me,
         )
         spec = apply_profile(spec, options.profile)
-        scripted = bool(options.command) and not options.tty
-        if mode == "exec":
-            container_spec = spec.evolve(command=translate.KEEPALIVE, stdin=True, tty=False)
-        elif scripted:
-            # Scripted commands go through the gate and always attach stdin.
-            gated = translate.gate(spec.command, seconds=int(options.timeout) + 60)
-            container_spec = spec.evolve(command=gated, stdin=True)
-        else:
-            container_spec = spec.evolve(stdin=True)
+        keep_alive = DEFAULT_KEEP_ALIVE if options.keep_alive is None else options.keep_alive
+        helper = options.image is None  # the toolbox carries debugkit-helper; a foreign image may not
+        key = translate.reuse_key(spec, target_container=pt.container, custom=options.custom, local_user=me)
+        reuse = None if options.new else reusable_container(pt.pod, key)
+        name = reuse or spec.name
+        container_spec = spec.evolve(
+            command=tuple(translate.keepalive_command(name, idle=keep_alive, helper=helper)), stdin=False, tty=False,
+        ).with_env(**{translate.ENV_REUSE: key, translate.ENV_KEEP_ALIVE: str(int(keep_alive)),
+                      translate.ENV_LOCAL_USER: me})
         container = translate.ephemeral_container(container_spec, target_container=pt.container,
                                                   custom=options.custom)
-        level = self.enforce_level(pt.namespace)
-        found = podsecurity.violations(level, container, pt.pod_security_context)
-        facts = {"pod_target": pt, "timeout": options.timeout, "scripted": scripted, "level": level,
-                 "admitted": not found}
+        warnings = []
+        if not helper:
+            warnings.append(f"the image {spec.image} may lack debugkit-helper: without it the debug container "
+                            f"lives a fixed {max(60, int(keep_alive))} s and orphaned processes go to the target's "
+                            f"PID 1")
+        level, found = None, []
+        if reuse is None or thorough:
+            level = self.enforce_level(pt.namespace)
+            found = podsecurity.violations(level, container, pt.pod_security_context)
         if found and not thorough:
             raise PolicyRejected(
                 f"namespace {pt.namespace} enforces PodSecurity {level!r}, which rejects profile "
                 f"{spec.profile!r}: " + "; ".join(found),
                 hint="use --profile restricted" if spec.profile != "restricted" else None,
             )
+        facts = {"pod_target": pt, "timeout": options.timeout, "helper": helper, "keep_alive": keep_alive,
+                 "level": level, "admitted": not found, "container": name}
         target = ResolvedTarget(runtime=self.name, name=pt.name, id=pt.uid, image=pt.container_spec.get("image", ""),
                                 namespace=pt.namespace, pod=pt.pod_name, container=pt.container)
         return Plan(runtime=self.name, mode=mode, target=target, spec=spec, request=container,
-                    sources=tuple(sources), image={"image_id": None, "image_digest": None}, facts=facts)
+                    sources=tuple(sources), warnings=tuple(warnings),
+                    image={"image_id": None, "image_digest": None}, facts=facts, reuse=reuse)
 
     # -- policy -----------------------------------------------------------------------
 
@@ -181,76 +201,105 @@ class KubernetesRuntime(Runtime):
                 return st
         return {}
 
-    def wait_for(self, pt: PodTarget, name: str, *, until: str, timeout: float,
-                 on_reason: Callable[[str], None] | None = None) -> dict:
-        """Watch the pod until the debug container is `running` (or already terminated)
-        or, with until="terminated", has terminated; return its state."""
-        deadline = time.monotonic() + timeout
-        last_reason = "not yet created"
-        while True:
-            pod = self.read_pod(pt.namespace, pt.pod_name)
-            state = self.debug_status(pod, name).get("state") or {}
-            if "terminated" in state or (until == "running" and "running" in state):
-                return state
-            if "waiting" in state:
-                reason = state["waiting"].get("reason") or "Waiting"
-                message = state["waiting"].get("message")
-                if reason != last_reason:
-                    last_reason = reason
-                    if on_reason and reason not in ROUTINE_REASONS:
-                        on_reason(f"{reason}: {message}" if message else reason)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Timeout(f"debug container {name} did not {'start' if until == 'running' else 'finish'} "
-                              f"within {timeout:g}s (last state: {last_reason})")
-            events = self.api.watch_pod(pt.namespace, pt.pod_name,
-                                        resource_version=pod["metadata"]["resourceVersion"],
-                                        timeout_seconds=max(1, math.ceil(min(remaining, 30))))
-            try:
-                for _event in events:
-                    break  # something changed: re-read and re-check
-            except Exception:  # noqa: BLE001 - a dropped watch is not fatal: poll again
-                time.sleep(0.2)
-            finally:
-                events.close()
+    def waiting_state(self, pt: PodTarget, name: str) -> dict:
+        return self.debug_status(self.read_pod(pt.namespace, pt.pod_name), name).get("state") or {}
 
-    def open_stream(self, pt: PodTarget, name: str, *, tty: bool, stdin: bool = True, command=None):
-        """A websocket attached to (or exec'd in, with command) the debug container."""
-        flag = {True: "true", False: "false"}
-        query = [("container", name), ("stdin", flag[stdin]), ("stdout", "true"), ("stderr", flag[not tty]),
-                 ("tty", flag[tty])] + [("command", part) for part in (command or ())]
-        path = f"/api/v1/namespaces/{pt.namespace}/pods/{pt.pod_name}/{'exec' if command else 'attach'}"
+    def stream(self, pt: PodTarget, container: str, argv, *, stdin: bool, tty: bool):
+        """An exec stream; API refusals (RBAC, a missing pod) as debugkit errors."""
+        from debugkit.runtimes.kubernetes.kubeclient import ApiError
+
         try:
-            return self.api.websocket(path, query)
-        except Exception as exc:  # noqa: BLE001 - API or websocket errors
-            raise api_error(exc, verb="create", resource="pods/exec" if command else "pods/attach",
-                            namespace=pt.namespace, name=pt.pod_name) from exc
+            return self.api.exec_stream(pt.namespace, pt.pod_name, list(argv), container=container, stdin=stdin,
+                                        tty=tty)
+        except ApiError as exc:
+            if exc.status == 500 and "container not found" in exc.message:  # v4 says it at the handshake
+                raise ContainerNotReady(f"debug container {container} is not running yet") from None
+            raise api_error(exc, verb="get", resource="pods/exec", namespace=pt.namespace, name=pt.pod_name) from None
+        except Exception as exc:  # noqa: BLE001 - transport failures
+            raise api_error(exc, verb="get", resource="pods/exec", namespace=pt.namespace, name=pt.pod_name) from exc
+
+    def exec(self, plan: Plan, container: str, argv, *, stdin: bool, tty: bool):
+        """argv in the debug container, under the reaper, holding the keep-alive."""
+        command = translate.exec_command(container, argv, helper=plan.facts["helper"])
+        return self.stream(plan.facts["pod_target"], container, command, stdin=stdin, tty=tty)
+
+    def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
+        """The running debug container the plan uses: the one it reuses, or a new one."""
+        if plan.reuse is not None:
+            return plan.reuse
+        self.launch(plan.facts["pod_target"], plan.request)
+        self.wait_ready(plan, on_waiting=on_waiting)
+        return plan.spec.name
+
+    def wait_ready(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> None:
+        """Exec a no-op until it runs. The kubelet finds a new container in the runtime about
+        a second before the API status says `running`, so this beats watching the pod; the
+        pod is read every half second only for waiting reasons (ErrImagePull...)."""
+        from debugkit.runtimes.kubernetes.websocket import container_not_found
+
+        pt, name, timeout = plan.facts["pod_target"], plan.spec.name, plan.facts["timeout"]
+        probe = [translate.HELPER, "--version"] if plan.facts["helper"] else ["true"]
+        deadline = time.monotonic() + timeout
+        next_look, last_reason = time.monotonic() + 0.5, "not yet created"
+        while True:
+            try:
+                ws = self.stream(pt, name, probe, stdin=False, tty=False)
+                try:
+                    while ws.recv(5) is not None:
+                        pass
+                except EOFError:
+                    pass
+                finally:
+                    ws.close(wait=0.1)
+                if ws.exit_code() is not None or ws.exec_failure_code() is not None:
+                    return  # it ran (a foreign image without `true` still proves the container runs)
+                if not container_not_found(ws.status()):
+                    raise DebugkitError(f"debug container {name}: {ws.status()}")
+            except ContainerNotReady:
+                pass
+            now = time.monotonic()
+            if now >= next_look:
+                next_look = now + 0.5
+                state = self.waiting_state(pt, name)
+                if "terminated" in state:
+                    ended = state["terminated"]
+                    raise DebugkitError(f"debug container {name} ended at once: "
+                                        f"{ended.get('reason')} (exit {ended.get('exitCode')})")
+                reason = (state.get("waiting") or {}).get("reason")
+                if reason and reason != last_reason:
+                    last_reason = reason
+                    message = state["waiting"].get("message")
+                    if on_waiting and reason not in ROUTINE_REASONS:
+                        on_waiting(f"{reason}: {message}" if message else reason)
+            if now >= deadline:
+                raise Timeout(f"debug container {name} did not start within {timeout:g}s "
+                              f"(last state: {last_reason})")
+            time.sleep(0.05)
 
     # -- run ------------------------------------------------------------------------------
 
     def run(self, plan: Plan, streams: Streams) -> int:
-        pt, name, facts = plan.facts["pod_target"], plan.spec.name, plan.facts
-
         def on_waiting(reason: str) -> None:
             write_output(streams.stderr, f"debugkit: waiting: {safe(reason)}\n".encode())
 
-        self.launch(pt, plan.request)
-        state = self.wait_for(pt, name, until="running", timeout=facts["timeout"], on_reason=on_waiting)
-        if "running" in state:
-            ws = self.open_stream(pt, name, tty=plan.spec.tty, stdin=True)
+        tty = plan.spec.tty
+        argv = plan.spec.command or INTERACTIVE_SHELL
+        wants_stdin = plan.spec.stdin or tty
+        for attempt in (1, 2):
+            container = self.ensure_container(plan, on_waiting=on_waiting)
+            ws = self.exec(plan, container, argv, stdin=wants_stdin, tty=tty)
             try:
-                pump(ws, tty=plan.spec.tty, gate=facts["scripted"],
-                     stdin=streams.stdin if (plan.spec.stdin or plan.spec.tty) else None,
-                     stdout=streams.stdout, stderr=streams.stderr)
+                pump(ws, stdin_fd=streams.stdin.fileno() if (wants_stdin and streams.stdin) else None,
+                     stdout=streams.stdout, stderr=streams.stderr, tty=tty)
+                return exit_code_of(ws, what=f"debug container {container}")
+            except ContainerNotReady:
+                # The reused container expired between the plan and the exec: start a new one.
+                if attempt == 2 or plan.reuse is None:
+                    raise
+                plan = replace(plan, reuse=None, facts={**plan.facts, "container": plan.spec.name})
             finally:
-                ws.close()
-        # After the stream ends the container is finishing; the exit code is in its status.
-        final = self.wait_for(pt, name, until="terminated", timeout=max(facts["timeout"], 30))
-        code = int(final["terminated"].get("exitCode", 1))
-        if facts["scripted"] and code == 125 and final["terminated"].get("reason") == "Error" \
-                and "running" not in state:
-            raise DebugkitError("the debug container ended before debugkit could attach to it")
-        return code
+                ws.close(wait=0.2)
+        raise AssertionError("unreachable")
 
     def open_exec(self, plan: Plan) -> KubeExecSession:
         return KubeExecSession(self, plan)
@@ -259,7 +308,7 @@ class KubernetesRuntime(Runtime):
 
     def inspect(self, plan: Plan) -> dict:
         pt, winner, facts = plan.facts["pod_target"], plan.spec.identity, plan.facts
-        ctx = f" --context {self._context}" if self._context else ""
+        ctx = f" --context {self.context_name}" if self.context_name else ""
         return {
             "runtime": self.name,
             "namespace": pt.namespace,
@@ -278,6 +327,10 @@ class KubernetesRuntime(Runtime):
             "profile": plan.spec.profile,
             "admitted_by_namespace": facts["admitted"],
             "zombies": None,
+            "debug_container": facts["container"],
+            "reuses": plan.reuse,
+            "keep_alive_s": int(facts["keep_alive"]),
+            "warnings": list(plan.warnings),
             "ephemeral_container": plan.request,
             "attach_command": (f"debugkit attach k8s://{pt.namespace}/{pt.pod_name}/{pt.container}{ctx}"
                                f" --profile {plan.spec.profile}"),
@@ -301,15 +354,48 @@ class KubernetesRuntime(Runtime):
                 age = int((now - dt.datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()) \
                     if started else 0
                 label = kind if kind != "terminated" else f"exited({state[kind].get('exitCode')})"
+                keep_alive = env.get(translate.ENV_KEEP_ALIVE)
                 rows.append(SessionRow(
                     runtime=self.name, session=env.get(ENV_SESSION, ctr["name"][len(translate.NAME_PREFIX):]),
                     name=ctr["name"], target=f"{pod['metadata']['name']}/{ctr.get('targetContainerName', '')}",
                     user=f"{sc.get('runAsUser', '?')}:{sc.get('runAsGroup', '?')}",
                     state="running" if kind == "running" else label, age_s=age,
-                    namespace=pod["metadata"]["namespace"],
+                    namespace=pod["metadata"]["namespace"], reusable=keep_alive is not None,
                 ))
         return rows
 
     def remove(self, row: SessionRow) -> None:
         raise DebugkitError("ephemeral containers cannot be deleted; they end with their process or their pod")
 
+
+
+def connect(*, kubeconfig: str | None, context: str | None):
+    """(client, the context's namespace) as kubectl resolves them: --kubeconfig, else
+    KUBECONFIG (merged), else ~/.kube/config, else the in-cluster service account."""
+    from debugkit.runtimes.kubernetes.kubeclient import KubeClient
+    from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError, load
+
+    if kubeconfig is not None and not os.path.isfile(kubeconfig):
+        raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+    try:
+        auth = load(kubeconfig, context)
+        return KubeClient(auth, warn=_warn), auth
+    except KubeConfigError as exc:
+        raise FileInvalid(f"cannot use the Kubernetes configuration: {exc}") from None
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"debugkit: warning: {safe(message)}\n")
+
+
+def reusable_container(pod: dict, key: str) -> str | None:
+    """A running debug container in this pod that debugkit made for the same person,
+    identity, image, profile and target container (its reuse key), if there is one."""
+    running = {st["name"] for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []
+               if "running" in (st.get("state") or {})}
+    for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
+        env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
+        if ctr["name"] in running and ctr["name"].startswith(translate.NAME_PREFIX) \
+                and env.get(translate.ENV_REUSE) == key:
+            return ctr["name"]
+    return None

@@ -1,95 +1,156 @@
-"""Streams to a debug container over the attach and exec subresources (channel protocol)."""
+"""Commands in a debug container over the exec subresource (the channel protocol).
+
+Every command, scripted or interactive, is an exec: its exit status arrives in-stream on
+the error channel (v5/v4), so nothing waits for the kubelet to publish a terminated
+state. stdin is forwarded and half-closed (v5) on EOF; a terminal is resized on SIGWINCH.
+"""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
+import signal
+import threading
+import time
 
-from debugkit.core.errors import DebugkitError
+from debugkit.core.errors import CommandNotExecutable, CommandNotFound, DebugkitError
 from debugkit.runtimes.base import ExecSession, Plan
 from debugkit.runtimes.execution import ExecResult, StepRun
-from debugkit.runtimes.terminal import write_output
+from debugkit.runtimes.terminal import terminal_size, write_output
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 
 
-def pump(ws, *, tty: bool, gate: bool, stdin, stdout, stderr) -> None:
-    """Copy between the websocket and local streams until the container's stream ends."""
-    from debugkit.runtimes.terminal import terminal_size
+class ContainerNotReady(DebugkitError):
+    """The kubelet does not know the debug container (yet, or any more)."""
 
-    if gate:
-        ws.write_channel(STDIN, b"\n")
-    stdin_fd = stdin.fileno() if stdin is not None else None
-    if stdin_fd is None and gate:
-        ws.close_channel(STDIN)  # the command sees EOF on stdin, as with docker run without -i
-    last_size = None
-    while ws.is_open():
-        if tty:
-            size = terminal_size()
-            if size != last_size:
-                last_size = size
-                ws.write_channel(RESIZE, json.dumps({"Width": size[1], "Height": size[0]}))
-        if stdin_fd is not None:
-            ready, _, _ = select.select([stdin_fd], [], [], 0)
-            if ready:
+
+def exit_code_of(ws, *, what: str) -> int:
+    """The exit code the exec's Status carries; the shell's 127/126 when the runtime could not
+    start the command; an error for anything else (a stopped container, say)."""
+    from debugkit.runtimes.kubernetes.websocket import container_not_found
+
+    code = ws.exit_code()
+    if code is not None:
+        return code
+    status = ws.status()
+    failure = ws.exec_failure_code()
+    message = str((status or {}).get("message") or "the stream ended without an exit status")
+    if failure == 127:
+        raise CommandNotFound(f"{what}: command not found in the debug container ({_runc_words(message)})")
+    if failure == 126:
+        raise CommandNotExecutable(f"{what}: command cannot be executed in the debug container "
+                                   f"({_runc_words(message)})")
+    if container_not_found(status) or "stopped state" in message:
+        raise ContainerNotReady(f"{what}: the debug container is not running ({_runc_words(message)})")
+    raise DebugkitError(f"{what}: {_runc_words(message)}")
+
+
+def _runc_words(message: str) -> str:
+    """The useful end of a kubelet/runc error: 'exec: "x": executable file not found in $PATH'."""
+    for marker in ("exec: ", "unable to upgrade connection: "):
+        if marker in message:
+            return marker + message.rsplit(marker, 1)[1].removesuffix(": unknown")
+    return message.removeprefix("Internal error occurred: ")
+
+
+def pump(ws, *, stdin_fd: int | None, stdout, stderr, tty: bool) -> None:
+    """Copy between an exec stream and local streams until the command's stream ends."""
+    wake_r, wake_w = os.pipe()
+    previous = None
+    if tty and threading.current_thread() is threading.main_thread():
+        os.set_blocking(wake_w, False)
+
+        def on_winch(_signum, _frame):
+            with contextlib.suppress(OSError):
+                os.write(wake_w, b"w")
+
+        previous = signal.signal(signal.SIGWINCH, on_winch)
+        ws.resize(*terminal_size())
+    try:
+        while True:
+            while True:  # what the stream already holds (TLS buffers it where select cannot see)
+                try:
+                    item = ws.recv(0)
+                except EOFError:
+                    return
+                if item is None:
+                    break
+                channel, data = item
+                write_output(stderr if channel == STDERR else stdout, data)
+            watch = [ws.fileno(), wake_r] + ([stdin_fd] if stdin_fd is not None else [])
+            readable, _, _ = select.select(watch, [], [])
+            if wake_r in readable:
+                os.read(wake_r, 1024)
+                ws.resize(*terminal_size())
+            if stdin_fd is not None and stdin_fd in readable:
                 data = os.read(stdin_fd, 65536)
                 if data:
-                    ws.write_channel(STDIN, data)
+                    ws.send(STDIN, data)
                 else:
                     stdin_fd = None
-                    ws.close_channel(STDIN)
-        ws.update(timeout=0.05)
-        for channel, stream in ((STDOUT, stdout), (STDERR, stderr)):
-            data = ws.read_channel(channel)
-            if data:
-                write_output(stream, data if isinstance(data, bytes) else data.encode())
+                    ws.close_channel(STDIN)  # v5: the command sees EOF; v4 cannot say it
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGWINCH, previous)
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 class KubeExecSession(ExecSession):
-    """One debug container whose main process is a keep-alive; commands are execs in it."""
+    """Commands in one debug container (started, or reused) for a runbook, cp or forward.
+
+    A holder exec (`cat` under the reaper, its stdin open) counts as a connection to the
+    keep-alive for the whole session, so a container started with --keep-alive 0 lives
+    exactly as long as the session, and a killed CLI closes it (stdin EOF)."""
 
     def __init__(self, runtime, plan: Plan):
         self.runtime = runtime
         self.plan = plan
         self.spec = plan.spec
-        self.pt = plan.facts["pod_target"]
-        self._keepalive = None
+        self._holder = None
+        self.container: str | None = None
 
     def __enter__(self) -> "KubeExecSession":
-        rt, name = self.runtime, self.spec.name
-        rt.launch(self.pt, self.plan.request)
-        state = rt.wait_for(self.pt, name, until="running", timeout=self.plan.facts["timeout"])
-        if "running" not in state:
-            raise DebugkitError(f"debug container {name} ended at once: {state}")
-        self._keepalive = rt.open_stream(self.pt, name, tty=False, stdin=True)
+        self.container = self.runtime.ensure_container(self.plan)
+        self._holder = self.runtime.exec(self.plan, self.container, ["cat"], stdin=True, tty=False)
         return self
 
     def close(self) -> None:
-        if self._keepalive is not None:
+        if self._holder is not None:
             with contextlib.suppress(Exception):
-                self._keepalive.close_channel(STDIN)
-                self._keepalive.close()
-            self._keepalive = None
+                self._holder.close_channel(STDIN)
+                self._holder.close(wait=0.5)
+            self._holder = None
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
         step = StepRun(argv, timeout=timeout, max_output=max_output)
-        ws = self.runtime.open_stream(self.pt, self.spec.name, tty=False, stdin=False, command=step.wrapped)
+        ws = self.runtime.exec(self.plan, self.container, step.wrapped, stdin=False, tty=False)
         try:
-            while ws.is_open():
-                if step.remaining() <= 0:
+            while True:
+                remaining = step.remaining()
+                if remaining <= 0:
                     step.timed_out = True
                     break
-                ws.update(timeout=0.2)
-                for channel in (STDOUT, STDERR):
-                    data = ws.read_channel(channel)
-                    if data:
-                        step.add(data if isinstance(data, bytes) else data.encode(), stderr=channel == STDERR)
-            try:
-                code = None if step.timed_out else ws.returncode
-            except (ValueError, KeyError, TypeError) as exc:
-                status = ws.read_channel(ERROR)
-                raise DebugkitError(f"exec in debug container {self.spec.name} failed: {status or exc}") from exc
+                try:
+                    item = ws.recv(min(remaining, 0.5))
+                except EOFError:
+                    break
+                if item is not None:
+                    channel, data = item
+                    step.add(data, stderr=channel == STDERR)
+            code = None if step.timed_out else _step_code(ws)
         finally:
-            ws.close()
+            ws.close(wait=0.2)
         return step.result(code)
+
+
+def _step_code(ws) -> int:
+    try:
+        return exit_code_of(ws, what="runbook step")
+    except (CommandNotFound, CommandNotExecutable) as exc:
+        return exc.exit_code  # a step's verdict says "command not found" from 127
+
+
+def wait_until(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())

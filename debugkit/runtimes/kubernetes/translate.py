@@ -11,15 +11,14 @@ from debugkit.core.errors import InvalidInput
 from debugkit.core.spec import SidecarSpec
 
 NAME_PREFIX = "debugkit-"
-# Gate for scripted commands: the container waits for one line on stdin before it execs
-# the command, so our attach is in place first and no output is lost; stdout and stderr
-# then arrive on their own channels. The wait is bounded: a CLI that dies before it
-# attaches must not leave a container waiting for ever (ephemeral ones cannot be deleted).
-GATE_SECONDS = 300
-# Runbooks: a main process that lives as long as our attach keeps its stdin open (and
-# never longer than 10 minutes without it). Not `cat >/dev/null`: under containerd that
-# sees EOF at once; nothing is ever written, so stdout is as quiet.
-KEEPALIVE = ("sh", "-c", "exec timeout 600 cat")
+# The toolbox's helper: the reaper and the keep-alive (toolbox-image/helper).
+HELPER = "/usr/local/bin/debugkit-helper"
+ENV_REUSE = "DEBUGKIT_REUSE"            # what a later attach must match to exec into this container
+ENV_KEEP_ALIVE = "DEBUGKIT_KEEP_ALIVE"  # seconds the keep-alive stays up once idle
+ENV_LOCAL_USER = "DEBUGKIT_LOCAL_USER"
+# How long a keep-alive waits for its first command before it gives up (a CLI that died
+# between the PATCH and its first exec must not leave a container for ever).
+FIRST_COMMAND_SECONDS = 120
 # Fields of the securityContext that decide privilege: --custom may not touch them
 # unless the profile already grants as much (see check_custom).
 PRIVILEGE_FIELDS = ("privileged", "runAsUser", "runAsGroup", "runAsNonRoot", "allowPrivilegeEscalation",
@@ -27,12 +26,39 @@ PRIVILEGE_FIELDS = ("privileged", "runAsUser", "runAsGroup", "runAsNonRoot", "al
                     "windowsOptions")
 
 
-def gate(command: tuple[str, ...], *, seconds: int = GATE_SECONDS) -> tuple[str, ...]:
-    script = f'timeout {int(seconds)} sh -c "read -r _" || exit 125; exec "$@"'
-    return ("sh", "-c", script, "debugkit", *command)
+def keepalive_command(name: str, *, idle: float, helper: bool) -> list[str]:
+    """The debug container's main process. With the helper: a keep-alive that counts the
+    commands holding its socket and exits once none has for `idle` seconds (0: as soon as
+    the last one ends). Without it (a foreign --image): a fixed lifetime of `idle`
+    seconds, at least a minute, and no reaping."""
+    seconds = str(int(idle))
+    if helper:
+        return [HELPER, "keepalive", "--socket", name, "--idle", seconds, "--first", str(FIRST_COMMAND_SECONDS)]
+    script = ('if command -v debugkit-helper >/dev/null 2>&1; then '
+              'exec debugkit-helper keepalive --socket "$0" --idle "$1" --first "$2"; fi; exec sleep "$3"')
+    return ["sh", "-c", script, name, seconds, str(FIRST_COMMAND_SECONDS), str(max(60, int(idle)))]
 
 
-GATE = gate(())
+def exec_command(name: str, argv, *, helper: bool) -> list[str]:
+    """A command as an exec: under the reaper (orphans come to it, not to the target's PID
+    1, and the tree is ended and reaped when the command ends), holding the keep-alive's
+    socket while it runs."""
+    if helper:
+        return [HELPER, "reap", "--hold", name, "--", *argv]
+    script = ('if command -v debugkit-helper >/dev/null 2>&1; then '
+              'exec debugkit-helper reap --hold "$0" -- "$@"; fi; exec "$@"')
+    return ["sh", "-c", script, name, *argv]
+
+
+def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, local_user: str) -> str:
+    """What two attaches must share to use one debug container: the target container, the
+    person, the sidecar's identity, image and profile, and any --custom."""
+    import hashlib
+    import json
+
+    facts = [target_container, local_user, spec.uid, spec.gid, list(spec.supplementary_groups), spec.image,
+             spec.profile, custom or {}]
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def security_context(spec: SidecarSpec) -> dict:

@@ -91,9 +91,21 @@ CASES = [
     ("docker socket missing", ["attach", "{T}", "--", "true"], {"DOCKER_HOST": "unix:///nonexistent/d.sock"}, {},
      UNREACHABLE),
     ("kubeconfig binary", ["attach", "pod/x", "--", "true"], {"KUBECONFIG": "{D}/kc"}, {"kc": b"\x00\x01\xff"},
-     INPUT),
+     FILE),
     ("kubeconfig malformed", ["attach", "pod/x", "--", "true"], {"KUBECONFIG": "{D}/kc"},
-     {"kc": "clusters: [\n"}, INPUT),
+     {"kc": "clusters: [\n"}, FILE),
+    ("kubeconfig context missing", ["attach", "pod/x", "--context", "nope", "--", "true"],
+     {"KUBECONFIG": "{D}/kc"}, {"kc": "apiVersion: v1\nkind: Config\ncontexts: []\n"}, FILE),
+    ("config unknown key", ["attach", "{T}", "--", "true"], {"DEBUGKIT_CONFIG": "{D}/c.yaml"},
+     {"c.yaml": "bogus: 1\n"}, 74),
+    ("config bad limit", ["attach", "{T}", "--", "true"], {"DEBUGKIT_CONFIG": "{D}/c.yaml"},
+     {"c.yaml": "limits: {memory: 1}\n"}, 74),
+    ("config asks for sysadmin", ["attach", "{T}", "--", "true"], {"DEBUGKIT_CONFIG": "{D}/c.yaml"},
+     {"c.yaml": "profile: sysadmin\n"}, 74),
+    ("config missing", ["--config", "{D}/absent.yaml", "attach", "{T}", "--", "true"], {}, {}, 74),
+    ("config binary", ["attach", "{T}", "--", "true"], {"DEBUGKIT_CONFIG": "{D}/c.yaml"}, {"c.yaml": b"\x00\x01"},
+     74),
+    ("environment memory", ["attach", "{T}", "--", "true"], {"DEBUGKIT_MEMORY": "lots"}, {}, INPUT),
     ("kubeconfig missing", ["attach", "pod/x", "--kubeconfig", "{D}/absent", "--", "true"], {}, {}, INPUT),
     # audit, gc
     ("since overflow", ["audit", "--since", "99999999999999999999d"], {}, {}, INPUT),
@@ -189,8 +201,9 @@ def test_bad_input(case, targets, docker_client, tmp_path, audit_log):
 
     before_files = snapshot(work)
     before_sidecars = {c.id for c in leaked_sidecars(docker_client)}
-    tmp_before = set(os.listdir("/tmp"))
-    full_env = {**os.environ, **{k: fill(v) for k, v in env.items()}}
+    private_tmp = tmp_path / "tmp"  # what debugkit creates as temporary files lands here
+    private_tmp.mkdir()
+    full_env = {**os.environ, "TMPDIR": str(private_tmp), **{k: fill(v) for k, v in env.items()}}
     result = subprocess.run([sys.executable, "-m", "debugkit", *[fill(a) for a in argv]], env=full_env,
                             cwd=work, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
     stderr = result.stderr.decode(errors="replace")
@@ -204,8 +217,7 @@ def test_bad_input(case, targets, docker_client, tmp_path, audit_log):
     wait_for(lambda: {c.id for c in leaked_sidecars(docker_client)} <= before_sidecars, timeout=15,
              what="no sidecar left")
     assert snapshot(work) == before_files
-    leftovers = {n for n in set(os.listdir("/tmp")) - tmp_before if n.startswith(("debugkit", ".debugkit", "tmp"))}
-    assert not leftovers, leftovers
+    assert list(private_tmp.iterdir()) == []
 
 
 def test_the_table_is_large_enough():
