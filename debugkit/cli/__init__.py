@@ -19,6 +19,7 @@ from debugkit.cli.config import config_group
 from debugkit.cli.runbook import runbook
 from debugkit.cli.sessions import audit_command, gc_command, ps_command
 from debugkit.cli.toolbox import toolbox
+from debugkit.cli.transfer import cp, port_forward
 from debugkit.core.errors import DebugkitError, ExitCode, Interrupted, OutputClosed
 
 _DEBUG = {"on": False}
@@ -47,7 +48,8 @@ def cli(debug: bool, config_file: str | None) -> None:
         config.use(config_file)
 
 
-for _command in (attach, inspect, ps_command, gc_command, audit_command, runbook, toolbox, config_group):
+for _command in (attach, inspect, cp, port_forward, ps_command, gc_command, audit_command, runbook, toolbox,
+                 config_group):
     cli.add_command(_command)
 
 

@@ -6,16 +6,20 @@ import sys
 import click
 
 from debugkit.cli.common import OUTPUT_FORMATS, err, raw_options, render, sidecar_options, target_options
+from debugkit.cli.fleet import fleet_options
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.argument("target")
+@click.argument("target", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("-i", "--interactive", "stdin", is_flag=True, help="Keep stdin open and forward it.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a TTY for the sidecar.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Many targets: plain lines, or one JSON object per target.")
 @target_options
+@fleet_options
 @sidecar_options
-def attach(target, command, stdin, tty, **kwargs):
+def attach(target, command, stdin, tty, output, selector, all_namespaces, filters, parallel, fail_fast, **kwargs):
     """Start a debug sidecar next to TARGET; run COMMAND in it, or a shell.
 
     \b
@@ -25,7 +29,28 @@ def attach(target, command, stdin, tty, **kwargs):
     debugkit exits with its exit code. Without one, on a terminal, you get
     an interactive shell. The target's filesystem is at /proc/1/root
     (also $DEBUGKIT_TARGET_ROOT).
+
+    \b
+    Many targets at once, in parallel, each with its own line and exit code:
+      deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME   (Kubernetes workloads)
+      -l SELECTOR [-A]                                (pods by label, no TARGET)
+      --filter label=K=V, compose/PROJECT[/SERVICE]   (Docker, Podman)
     """
+    from debugkit.core.targets import parse_many
+
+    if selector is not None or filters:
+        # No TARGET with -l or --filter: every positional argument is the command.
+        command = ((target,) if target else ()) + tuple(command)
+        target = None
+    elif target is None:
+        raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
+    many = parse_many(target, namespace=kwargs.get("namespace"), container=kwargs.get("container"),
+                      selector=selector, all_namespaces=all_namespaces, filters=tuple(filters))
+    if many is not None:
+        from debugkit.cli.fleet import attach_many
+
+        sys.exit(attach_many(many, tuple(command), stdin=stdin, tty=tty, output=output, parallel=parallel,
+                             fail_fast=fail_fast, **kwargs))
     from debugkit.core.escape import safe
     from debugkit.runtimes.base import Streams
     from debugkit.runtimes.terminal import raw_mode

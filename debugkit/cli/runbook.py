@@ -16,6 +16,7 @@ import sys
 import click
 
 from debugkit.cli.common import PROFILE_NAMES, raw_options, target_options
+from debugkit.cli.fleet import fleet_options
 
 OUTPUTS = click.Choice(["text", "markdown", "json"])
 
@@ -52,7 +53,7 @@ def granted_profile(book, flag: str | None) -> str:
 
 @runbook.command("run")
 @click.argument("runbook_ref", metavar="NAME|PATH")
-@click.argument("target")
+@click.argument("target", required=False)
 @click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE",
               help="Set a variable declared in the runbook's vars (repeatable).")
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True,
@@ -64,17 +65,24 @@ def granted_profile(book, flag: str | None) -> str:
 @click.option("--image", metavar="REF", help="Sidecar image (default: the bundled toolbox).")
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="Security profile. A runbook that asks for more than restricted runs only with this flag.")
-def run(runbook_ref, target, var_pairs, output, report_path, profile, **kwargs):
+@fleet_options
+def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters, parallel,
+        fail_fast, **kwargs):
     """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
 
     Exit status: 0 if every step not marked continue_on_failure passed, 1 if one
     failed (the report says which and why), 65 if the runbook is invalid.
     """
+    from debugkit.core.targets import parse_many
     from debugkit.runbook import execute, load, render, report, variables
     from debugkit.session import config, flow
     from debugkit.session.signals import signals_as_exceptions
 
-    raw = raw_options(target, profile=profile, **kwargs)
+    if target is None and selector is None and not filters:
+        raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
+    many = parse_many(target, namespace=kwargs.get("namespace"), container=kwargs.get("container"),
+                      selector=selector, all_namespaces=all_namespaces, filters=tuple(filters))
+    raw = raw_options(target if many is None else str(many), profile=profile, **kwargs)
     # Everything that can be refused is refused here, before any engine is contacted.
     with flow.refusals_audited(raw):
         book = load.load_file(runbook_ref, search_paths=config.current().runbook_paths)
@@ -83,6 +91,11 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, **kwargs):
         if report_path is not None:
             report.check_report_path(report_path)
 
+    if many is not None:
+        from debugkit.cli.fleet import runbook_many
+
+        sys.exit(runbook_many(many, book, values, output=output, report_path=report_path, parallel=parallel,
+                              fail_fast=fail_fast, profile=raw["profile"], **kwargs))
     live = output == "text"  # text is printed step by step; markdown and json at the end
     shown = []
 

@@ -29,6 +29,12 @@ class ExitCode(IntEnum):
     FORBIDDEN = 78
     EPHEMERAL_UNAVAILABLE = 79
     POLICY_REJECTED = 80
+    PATH_NOT_FOUND = 81         # cp: no such path in the target (or locally)
+    PATH_FORBIDDEN = 82         # cp: the target's user may not read (or write) it
+    DESTINATION_EXISTS = 83     # cp: the destination exists and --force was not given
+    NOT_A_DIRECTORY = 84        # cp: a directory onto a file, or a parent that is a file
+    PORT_UNAVAILABLE = 85       # port-forward: the local port is taken
+    NOTHING_LISTENING = 86      # port-forward: nothing listens on the target's port
     CONFIG_INVALID = 74         # the config file: unreadable, unknown key, wrong type
     TIMEOUT = 124
     COMMAND_NOT_EXECUTABLE = 126
@@ -142,3 +148,27 @@ class OutputClosed(DebugkitError):
     """Our stdout (or stderr) was closed by its reader, as `| head` does: end quietly."""
 
     exit_code = ExitCode.BROKEN_PIPE
+
+
+class PathNotFound(DebugkitError):
+    exit_code = ExitCode.PATH_NOT_FOUND
+
+
+class PathForbidden(DebugkitError):
+    exit_code = ExitCode.PATH_FORBIDDEN
+
+
+class DestinationExists(DebugkitError):
+    exit_code = ExitCode.DESTINATION_EXISTS
+
+
+class NotADirectory(DebugkitError):
+    exit_code = ExitCode.NOT_A_DIRECTORY
+
+
+class PortUnavailable(DebugkitError):
+    exit_code = ExitCode.PORT_UNAVAILABLE
+
+
+class NothingListening(DebugkitError):
+    exit_code = ExitCode.NOTHING_LISTENING

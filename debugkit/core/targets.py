@@ -44,7 +44,145 @@ class PodRef:
         return f"pod/{self.pod}{ctr}"
 
 
+@dataclass(frozen=True)
+class WorkloadRef:
+    """Every running pod of a Kubernetes workload, found through its own selector."""
+
+    kind: str                       # deployments, statefulsets, daemonsets, replicasets, jobs
+    name: str
+    container: str | None = None
+    namespace: str | None = None
+    runtime: str = "kubernetes"
+
+    def __str__(self) -> str:
+        return f"{WORKLOAD_SHORT[self.kind]}/{self.name}"
+
+
+@dataclass(frozen=True)
+class SelectorRef:
+    """Pods matching a label selector (-l), in a namespace or in all of them."""
+
+    selector: str
+    container: str | None = None
+    namespace: str | None = None
+    all_namespaces: bool = False
+    runtime: str = "kubernetes"
+
+    def __str__(self) -> str:
+        return f"-l {self.selector}"
+
+
+@dataclass(frozen=True)
+class ContainerSetRef:
+    """Containers on a Docker or Podman engine chosen by labels (--filter label=K=V, or a
+    Compose project and service, which are labels too)."""
+
+    labels: tuple[str, ...]         # "K=V" or "K"
+    runtime: str = "docker"
+    description: str = ""
+
+    def __str__(self) -> str:
+        return self.description or " ".join(f"label={label}" for label in self.labels)
+
+
 TargetRef = Union[ContainerRef, PodRef]
+ManyRef = Union[WorkloadRef, SelectorRef, ContainerSetRef]
+
+WORKLOAD_KINDS = {
+    "deploy": "deployments", "deployment": "deployments", "deployments": "deployments",
+    "sts": "statefulsets", "statefulset": "statefulsets", "statefulsets": "statefulsets",
+    "ds": "daemonsets", "daemonset": "daemonsets", "daemonsets": "daemonsets",
+    "rs": "replicasets", "replicaset": "replicasets", "replicasets": "replicasets",
+    "job": "jobs", "jobs": "jobs",
+}
+WORKLOAD_SHORT = {"deployments": "deploy", "statefulsets": "sts", "daemonsets": "ds", "replicasets": "rs",
+                  "jobs": "job"}
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_SELECTOR_TERM = re.compile(r"^!?[A-Za-z0-9./_-]+(\s*(=|==|!=)\s*[A-Za-z0-9._-]*|\s+(in|notin)\s+\([A-Za-z0-9._,\s-]*\))?$")
+
+
+def parse_many(ref: str | None, *, namespace: str | None = None, container: str | None = None,
+               selector: str | None = None, all_namespaces: bool = False,
+               filters: tuple[str, ...] = ()) -> ManyRef | None:
+    """A reference that names many targets, or None when `ref` names one (parse_target).
+    deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME; -l SELECTOR [--all-namespaces];
+    --filter label=K=V (Docker, Podman); compose/PROJECT[/SERVICE] (podman://compose/... too)."""
+    chosen = [bool(ref), selector is not None, bool(filters)]
+    if sum(chosen) > 1:
+        raise InvalidInput("give one of: a TARGET, -l/--selector, or --filter")
+    if all_namespaces and selector is None:
+        raise InvalidInput("--all-namespaces goes with -l/--selector")
+    if all_namespaces and namespace:
+        raise InvalidInput("--all-namespaces and --namespace contradict each other")
+    if selector is not None:
+        check_selector(selector)
+        if container is not None:
+            check_k8s_name("container", container, selector, label=True)
+        if namespace is not None:
+            check_k8s_name("namespace", namespace, selector, label=True)
+        return SelectorRef(selector=selector, container=container, namespace=namespace, all_namespaces=all_namespaces)
+    if filters:
+        labels = []
+        for item in filters:
+            key, sep, value = item.partition("=")
+            if key != "label" or not sep or not value:
+                raise InvalidInput(f"invalid --filter {item!r}: use label=KEY or label=KEY=VALUE")
+            check_label(value.partition("=")[0], item)
+            labels.append(value)
+        return ContainerSetRef(labels=tuple(labels), runtime="docker")
+    if not ref:
+        return None
+    runtime = "docker"
+    text = ref
+    if text.startswith("podman://"):
+        runtime, text = "podman", text[len("podman://"):]
+    elif text.startswith("docker://"):
+        text = text[len("docker://"):]
+    if text.startswith("compose/"):
+        parts = text.split("/")[1:]
+        if len(parts) not in (1, 2) or not all(parts):
+            raise InvalidInput(f"invalid target {ref!r}: expected compose/PROJECT[/SERVICE]")
+        labels = [f"{COMPOSE_PROJECT}={parts[0]}"] + ([f"{COMPOSE_SERVICE}={parts[1]}"] if len(parts) == 2 else [])
+        return ContainerSetRef(labels=tuple(labels), runtime=runtime, description=text)
+    kind, sep, rest = ref.partition("/")
+    if sep and kind in WORKLOAD_KINDS:
+        if not rest or "/" in rest:
+            raise InvalidInput(f"invalid target {ref!r}: expected {kind}/NAME")
+        check_k8s_name(kind, rest, ref)
+        if namespace:
+            check_k8s_name("namespace", namespace, ref, label=True)
+        if container:
+            check_k8s_name("container", container, ref, label=True)
+        return WorkloadRef(kind=WORKLOAD_KINDS[kind], name=rest, container=container, namespace=namespace)
+    return None
+
+
+def check_selector(selector: str) -> str:
+    """Kubernetes' label selector syntax: terms separated by commas (=, ==, !=, in, notin, !key)."""
+    if not selector.strip():
+        raise InvalidInput("-l/--selector must not be empty")
+    depth, terms, current = 0, [], ""
+    for ch in selector:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += ch
+    terms.append(current)
+    for term in terms:
+        if not _SELECTOR_TERM.match(term.strip()):
+            raise InvalidInput(f"invalid label selector {selector!r} (at {term.strip()!r})")
+    return selector
+
+
+def check_label(key: str, where: str) -> str:
+    if not key or len(key) > 316 or not _LABEL_KEY.match(key):
+        raise InvalidInput(f"invalid label key {key!r} in {where!r}")
+    return key
 
 
 def check_k8s_name(kind: str, value: str, ref: str, *, label: bool = False) -> str:

@@ -143,3 +143,50 @@ def describe(runbook: Runbook) -> Iterator[str]:
         kind = "sh -c" if step.is_shell else "argv"
         extra = ", continue_on_failure" if step.continue_on_failure else ""
         yield f"  step {step.name!r} ({kind}, timeout {step.timeout:g}s{extra})"
+
+
+# -- a runbook over many targets ------------------------------------------------------------------------
+
+def fleet_summary_rows(entries: list[dict]) -> list[str]:
+    """entries: {"target", "status", "error", "report" (a Report or None), "duration_s"}."""
+    rows = ["| target | result | steps passed | failed | time | note |", "|--------|--------|-----:|-----:|-----:|------|"]
+    for e in entries:
+        report = e.get("report")
+        totals = report.totals() if report is not None else {}
+        note = (e.get("error") or {}).get("message", "")
+        rows.append(f"| {_md_cell(e['target'])} | {e['status'].upper()} | {totals.get('passed', '-')} | "
+                    f"{totals.get('failed', '-')} | {e.get('duration_s', 0):.2f}s | {_md_cell(note)} |")
+    return rows
+
+
+def render_fleet_markdown(runbook: Runbook, entries: list[dict]) -> str:
+    passed = sum(1 for e in entries if e["status"] == "passed")
+    out = [f"# Runbook `{runbook.name}` over {len(entries)} targets: {passed} passed", ""]
+    if runbook.description:
+        out += [runbook.description, ""]
+    out += [f"- **Source:** `{runbook.path or runbook.source}`" + (f" (sha256 `{runbook.sha256}`)" if runbook.sha256
+                                                                    else ""), ""]
+    out += fleet_summary_rows(entries)
+    for e in entries:
+        out += ["", f"## {e['target']}: {e['status'].upper()}", ""]
+        if e.get("report") is not None:
+            body = render_markdown(e["report"]).split("\n", 2)[2]  # without its own title
+            out.append(body.replace("\n## ", "\n### "))
+        elif e.get("error"):
+            out.append(f"Not run: {e['error']['message']} (exit {e['error']['exit_code']})")
+    return "\n".join(out) + "\n"
+
+
+def render_fleet_json(runbook: Runbook, entries: list[dict]) -> str:
+    return json.dumps({
+        "runbook": {"name": runbook.name, "source": runbook.source, "file": runbook.path, "sha256": runbook.sha256},
+        "targets": len(entries),
+        "passed": sum(1 for e in entries if e["status"] == "passed"),
+        "results": [{"target": e["target"], "namespace": e.get("namespace"), "container": e.get("container"),
+                     "status": e["status"], "duration_s": round(e.get("duration_s", 0), 3), "error": e.get("error"),
+                     "report": e["report"].as_dict() if e.get("report") is not None else None}
+                    for e in entries],
+    }, indent=2) + "\n"
+
+
+FLEET_RENDERERS = {"markdown": render_fleet_markdown, "json": render_fleet_json}

@@ -20,6 +20,10 @@ from debugkit.runtimes.execution import ExecResult
 # What a plan is for: a scripted command, an interactive terminal, or one sidecar for
 # many commands (runbooks, cp, port-forward).
 MODES = ("command", "interactive", "exec")
+# The toolbox's helper (toolbox-image/helper): reaper, keep-alive, copies, relay. Every
+# runtime puts it at this path (the toolbox has it; Docker and Podman mount it into a
+# foreign image when they can); plan.facts["helper"] says whether the sidecar has it.
+HELPER_PATH = "/usr/local/bin/debugkit-helper"
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,16 @@ class ExecSession(abc.ABC):
         """Run argv; kill it after `timeout` seconds (then timed_out, no exit code)."""
 
     @abc.abstractmethod
+    def exec_io(self, argv: Sequence[str], *, stdin_fd: int | None, stdout: BinaryIO, stderr: BinaryIO) -> int:
+        """Run argv with no time limit, streaming: stdin from a file descriptor (half-closed
+        at its EOF), stdout and stderr to file objects; the exit code. cp and port-forward
+        move their bytes this way, in constant memory."""
+
+    @abc.abstractmethod
+    def alive(self) -> bool:
+        """Whether the sidecar still runs (it ends with its target)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Stop and remove what was started (idempotent)."""
 
@@ -123,6 +137,9 @@ class Runtime(abc.ABC):
     # Called with (plan, container ID) as soon as a container exists, so the session flow
     # can record what debugkit itself created (gc collects nothing else by default).
     on_created: Callable[[Plan, str], None] | None = None
+    # Called with every stream opened to a sidecar (an object with close()), so that a
+    # fleet interrupted by Ctrl-C can end them from the main thread.
+    on_stream: Callable[[object], None] | None = None
 
     @abc.abstractmethod
     def plan(self, options: SidecarOptions, *, mode: str) -> Plan:
@@ -147,6 +164,12 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def remove(self, row: SessionRow) -> None:
         """Remove a sidecar found by `sessions` (gc); a runtime that cannot says why."""
+
+    def direct_forward(self, plan: Plan):
+        """A way to reach the target's localhost ports without a sidecar (Kubernetes'
+        portforward subresource, when RBAC allows it), or None: then port-forward relays
+        through the sidecar."""
+        return None
 
 
 def local_user() -> str:

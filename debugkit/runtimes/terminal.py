@@ -37,6 +37,16 @@ class FrameDemuxer:
             yield stream, payload
 
 
+class FdReader:
+    """A bare file descriptor where pump() expects a stream with fileno()."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+
 def terminal_size() -> tuple[int, int]:
     """(rows, columns) of the terminal on stdin or stdout; 24x80 when there is none."""
     for fd in (0, 1, 2):

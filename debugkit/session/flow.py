@@ -140,22 +140,27 @@ def record_created(plan: Plan, container_id: str) -> None:
                   "container_id": container_id, "name": plan.spec.name})
 
 
-def plan(raw: dict, *, mode: str, thorough: bool = False) -> tuple[runtimes.base.Runtime, Plan]:
-    """Validate, pick the runtime, plan. Nothing is started; refusals are audited."""
+def plan(raw: dict, *, mode: str, thorough: bool = False,
+         runtime: runtimes.base.Runtime | None = None) -> tuple[runtimes.base.Runtime, Plan]:
+    """Validate, pick the runtime (or use the one given: a fleet shares one, and so one API
+    connection pool), plan. Nothing is started; refusals are audited."""
     with refusals_audited(raw):
         options = validate(**raw)
-        runtime = runtimes.for_target(options.target, options.connection,
-                                      namespace_fallback=defaults.namespace_fallback())
+        if runtime is None:
+            runtime = runtimes.for_target(options.target, options.connection,
+                                          namespace_fallback=defaults.namespace_fallback())
         if options.target.runtime == "kubernetes":
             options = defaults.apply_context(raw, options, kube_context=runtime.context_name)
-        runtime.on_created = record_created
+        if runtime.on_created is None:
+            runtime.on_created = record_created
         return runtime, runtime.plan(options, mode=mode, thorough=thorough)
 
 
-def attach(raw: dict, streams: Streams, *, announce: Callable[[Plan], None] | None = None) -> int:
+def attach(raw: dict, streams: Streams, *, announce: Callable[[Plan], None] | None = None,
+           runtime: runtimes.base.Runtime | None = None) -> int:
     """Run one command (or an interactive shell) in a sidecar; its exit code."""
     mode = "interactive" if raw.get("tty") else "command"
-    runtime, the_plan = plan(raw, mode=mode)
+    runtime, the_plan = plan(raw, mode=mode, runtime=runtime)
     if announce:
         announce(the_plan)
     started = audit_start(the_plan, mode=mode)
@@ -170,14 +175,46 @@ def inspect(raw: dict) -> dict:
     return runtime.inspect(the_plan)
 
 
+class LazySession:
+    """A planned sidecar that starts only when asked (port-forward may not need one)."""
+
+    def __init__(self, runtime, plan: Plan):
+        self.runtime = runtime
+        self.plan = plan
+        self._live: ExecSession | None = None
+
+    def direct_forward(self):
+        return self.runtime.direct_forward(self.plan)
+
+    def start(self) -> ExecSession:
+        if self._live is None:
+            live = self.runtime.open_exec(self.plan)
+            self._live = live.__enter__()
+        return self._live
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
+            self._live = None
+
+
 @contextlib.contextmanager
-def exec_session(raw: dict, *, mode: str = "runbook", record: dict | None = None) -> Iterator[ExecSession]:
+def exec_session(raw: dict, *, mode: str = "runbook", record: dict | None = None, lazy: bool = False,
+                 runtime: runtimes.base.Runtime | None = None) -> Iterator[ExecSession]:
     """One started sidecar whose `.exec(argv, timeout=...)` runs a command and returns an
     ExecResult: runbooks, cp and port-forward use it for one start, many commands.
-    `record` adds fields to the audit start record (the runbook file and its SHA-256)."""
-    runtime, the_plan = plan(raw, mode="exec")
+    `record` adds fields to the audit start record (the runbook file and its SHA-256).
+    `lazy`: yield a LazySession that starts the sidecar only when asked."""
+    runtime, the_plan = plan(raw, mode="exec", runtime=runtime)
     started = audit_start(the_plan, mode=mode, record=record)
     with audited(the_plan, started=started) as result:
-        with runtime.open_exec(the_plan) as live:
-            yield live
+        if lazy:
+            holder = LazySession(runtime, the_plan)
+            try:
+                yield holder
+            finally:
+                holder.close()
+        else:
+            with runtime.open_exec(the_plan) as live:
+                yield live
         result.update(exit_code=0, outcome="closed")

@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import urllib.parse
 from dataclasses import dataclass
 
@@ -167,7 +168,8 @@ class EngineClient:
         self._dial = dial
         if address.scheme == "ssh" and dial is None:
             raise EngineConfigError("an ssh:// engine needs a dialer (see runtimes/docker/hosts.py)")
-        self._conn: http.client.HTTPConnection | None = None
+        # One keep-alive connection per thread: cp, port-forward and fleets call from several.
+        self._local = threading.local()
         self._ssl = None
 
     @property
@@ -246,6 +248,14 @@ class EngineClient:
             cls = EngineNotFound if resp.status == 404 else EngineError
             raise cls(resp.status, str(message).strip())
         return resp, conn
+
+    @property
+    def _conn(self) -> http.client.HTTPConnection | None:
+        return getattr(self._local, "conn", None)
+
+    @_conn.setter
+    def _conn(self, value) -> None:
+        self._local.conn = value
 
     def _shared(self, timeout):
         if self._conn is None:

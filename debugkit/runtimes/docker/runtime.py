@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 
 from debugkit.core import identity as ident
 from debugkit.core.errors import DebugkitError, ImageMissing, InvalidInput
@@ -27,9 +28,6 @@ from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls,
 from debugkit.runtimes.docker.probe import ContainerProbe
 from debugkit.runtimes.terminal import pump, terminal_size
 
-# The main process of a sidecar that serves execs (interactive shells, runbooks): it
-# lives exactly as long as our attach connection keeps its stdin open.
-KEEPALIVE_COMMAND = ("sh", "-c", "exec cat >/dev/null")
 
 
 class DockerRuntime(Runtime):
@@ -85,38 +83,78 @@ class DockerRuntime(Runtime):
             identity = probe.resolve_identity(info, options.user, sources)
             image_ref = options.sidecar_image
             image = self.image_facts(image_ref, toolbox=options.image is None)
+            helper, mounts, helper_warning = self.helper_for(image)
+        me = local_user()
         spec = base_spec(
             image=image_ref, identity=identity, target_name=info.name, target_id=info.id, runtime=self.name,
             command=options.command, stdin=options.stdin, tty=options.tty, session_id=options.session_id,
-            cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=local_user(),
+            cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me,
         )
         spec = apply_profile(spec, options.profile).evolve(resources=options.resources)
         if options.custom is not None:
             raise InvalidInput(f"--custom is a Kubernetes option (a partial container spec); "
                                f"{self.engine} sidecars take --memory, --pids-limit and --cpus instead")
-        container_spec = spec
-        exec_argv: tuple[str, ...] = ()
-        if mode in ("interactive", "exec"):
-            # The command becomes an exec in a sidecar whose main process is the keep-alive.
-            container_spec = spec.evolve(command=KEEPALIVE_COMMAND, stdin=True, tty=False)
-            if mode == "interactive":
-                exec_argv = spec.command or image.pop("default_command")
-        image.pop("default_command", None)
-        warnings = []
-        facts: dict = {"exec_argv": list(exec_argv)}
+        keep_alive = options.keep_alive or None  # 0: end with the command, as without the flag
+        exec_argv = tuple(spec.command) or (image["default_command"] if mode == "interactive" else ())
+        reuse = None
+        if keep_alive:
+            key = translate.reuse_key(spec, target_id=info.id, image_id=image["image_id"], local_user=me)
+            spec = spec.with_labels(**{translate.LABEL_REUSE: key, translate.LABEL_KEEP_ALIVE: str(int(keep_alive))})
+            with self.calls():
+                reuse = None if options.new else self.reusable(key)
+        main = translate.main_command(spec.name, spec.command, mode=mode, helper=helper, keep_alive=keep_alive)
+        scripted_main = mode == "command" and not keep_alive
+        container_spec = spec.evolve(command=main, stdin=spec.stdin if scripted_main else not keep_alive,
+                                     tty=spec.tty if scripted_main else False)
+        warnings = [helper_warning] if helper_warning else []
         dumpable = probe.dumpable(info)
         if dumpable is False and not spec.run_as_root:
             warnings.append("the target changed UID at runtime and is not dumpable: /proc/1/root and "
                             "/proc/1/environ stay root-only; use --profile ptrace to read them")
+        facts: dict = {"exec_argv": list(exec_argv), "helper": helper, "keep_alive": keep_alive}
         if thorough:
             with self.calls():
                 shell = probe.shell(info)
             facts.update(dumpable=dumpable, shell=shell, zombies=probe.zombies(info), pid=info.pid,
                          configured_user=info.configured_user or None, image_id=info.image_id)
+        image = {k: v for k, v in image.items() if k in ("image_id", "image_digest")}
         target = ResolvedTarget(runtime=self.name, name=info.name, id=info.id, image=info.image)
-        request = translate.create_request(container_spec, target_id=info.id)
+        request = translate.create_request(container_spec, target_id=info.id, mounts=mounts)
         return Plan(runtime=self.name, mode=mode, target=target, spec=spec, request=request,
-                    sources=tuple(sources), warnings=tuple(warnings), image=image, facts=facts)
+                    sources=tuple(sources), warnings=tuple(warnings), image=image, facts=facts, reuse=reuse)
+
+    def helper_for(self, image: dict) -> tuple[bool, tuple, str | None]:
+        """(the sidecar has debugkit-helper, read-only mounts that give it one, a warning).
+        The toolbox carries it; a foreign image gets the local toolbox's copy bind-mounted
+        when the engine is on this machine; otherwise there is no reaper."""
+        if image["labels"].get(translate.HELPER_LABEL) == translate.HELPER:
+            return True, (), None
+        if self.api.local:
+            copy = self.helper_copy()
+            if copy is not None:
+                return True, ((copy, translate.HELPER),), None
+        return False, (), ("the sidecar image has no debugkit-helper (and none can be mounted into it): "
+                           "processes the command leaves behind become zombies of the target's PID 1")
+
+    def helper_copy(self) -> str | None:
+        """The local toolbox's helper, copied once into ~/.cache/debugkit, for bind mounts."""
+        from debugkit.runtimes.docker.engine import EngineError
+        from debugkit.runtimes.docker.helper import cached_helper
+
+        try:
+            toolbox = self.api.inspect_image(toolbox_ref())
+        except EngineError:
+            return None
+        if ((toolbox.get("Config") or {}).get("Labels") or {}).get(translate.HELPER_LABEL) != translate.HELPER:
+            return None
+        return cached_helper(self.api, toolbox["Id"], translate.HELPER)
+
+    def reusable(self, key: str) -> str | None:
+        """A running kept-alive sidecar made for the same target, person, identity, image,
+        profile and limits (its reuse key), by name."""
+        found = self.api.containers(filters={"label": [f"{LABEL_MANAGED}=true", f"{translate.LABEL_REUSE}={key}"],
+                                             "status": ["running"]})
+        return (found[0].get("Names") or ["/"])[0].lstrip("/") or None if found else None
 
     def image_facts(self, image: str, *, toolbox: bool) -> dict:
         """The image's ID, repo digest and default command; ImageMissing when it is not there."""
@@ -129,7 +167,8 @@ class DockerRuntime(Runtime):
         digests = attrs.get("RepoDigests") or []
         config = attrs.get("Config") or {}
         return {"image_id": attrs["Id"], "image_digest": digests[0] if digests else None,
-                "default_command": tuple((config.get("Entrypoint") or []) + (config.get("Cmd") or ["sh"]))}
+                "default_command": tuple((config.get("Entrypoint") or []) + (config.get("Cmd") or ["sh"])),
+                "labels": config.get("Labels") or {}}
 
     def missing_image(self, image: str, *, toolbox: bool) -> DebugkitError:
         if toolbox:
@@ -170,6 +209,24 @@ class DockerRuntime(Runtime):
         except EngineError as exc:
             raise start_error(exc.explanation) from exc
 
+    def stop_container(self, container_id: str, *, graceful: bool, grace: float = 3.0) -> None:
+        """SIGTERM first when a reaper (or keep-alive) is the main process: it ends its tree
+        and reaps it; SIGKILL from the engine would orphan them to the target's PID 1. Then
+        remove, whatever is left."""
+        from debugkit.runtimes.docker.engine import EngineError
+
+        if graceful:
+            try:
+                self.api.kill(container_id, signal="TERM")
+                deadline = time.monotonic() + grace
+                while time.monotonic() < deadline:
+                    if not (self.api.inspect_container(container_id).get("State") or {}).get("Running"):
+                        break
+                    time.sleep(0.02)
+            except (EngineError, OSError):
+                pass  # gone already, or the engine is: the removal below says which
+        self.remove_container(container_id)
+
     def remove_container(self, container_id: str) -> None:
         from debugkit.runtimes.docker.engine import EngineError
 
@@ -177,11 +234,13 @@ class DockerRuntime(Runtime):
             self.api.remove_container(container_id, force=True)
 
     def run(self, plan: Plan, streams: Streams) -> int:
+        from debugkit.runtimes.docker.exec import DockerExecSession
+
+        if plan.facts["keep_alive"]:
+            return self._run_reusable(plan, streams)
         if plan.mode == "interactive":
             # A TTY does not close when its client dies, a non-TTY stdin does: so the shell
             # is an exec in a sidecar whose main process lives on our attach's stdin.
-            from debugkit.runtimes.docker.exec import DockerExecSession
-
             with DockerExecSession(self, plan) as live:
                 return live.exec_interactive(plan.facts["exec_argv"], stdin=streams.stdin, stdout=streams.stdout)
         for attempt in (1, 2):
@@ -190,6 +249,33 @@ class DockerRuntime(Runtime):
             except TransientStartFailure:
                 if attempt == 2:
                     raise
+        raise AssertionError("unreachable")
+
+    def _run_reusable(self, plan: Plan, streams: Streams) -> int:
+        """--keep-alive: exec into the kept-alive sidecar, starting it first if there is none."""
+        from debugkit.runtimes.docker.exec import DockerExecSession, SidecarGone
+
+        for attempt in (1, 2):
+            name = plan.reuse
+            if name is None:
+                with self.calls():
+                    container_id = self.create(plan)
+                    try:
+                        self.start(container_id)
+                    except BaseException:
+                        self.remove_container(container_id)
+                        raise
+                name = plan.spec.name
+            live = DockerExecSession(self, plan, container=name)
+            try:
+                if plan.mode == "interactive" or plan.spec.tty:
+                    return live.exec_interactive(plan.facts["exec_argv"], stdin=streams.stdin, stdout=streams.stdout)
+                return live.exec_streaming(plan.facts["exec_argv"], streams)
+            except SidecarGone:
+                # It reached its idle limit between the plan and the exec: start a new one.
+                if attempt == 2 or plan.reuse is None:
+                    raise
+                plan = replace(plan, reuse=None)
         raise AssertionError("unreachable")
 
     def _run_once(self, plan: Plan, streams: Streams) -> int:
@@ -217,9 +303,10 @@ class DockerRuntime(Runtime):
                 return int(result["StatusCode"])
             finally:
                 # After a normal exit the engine removes it (AutoRemove); on every other
-                # path (errors, signals, a closed stdout) we remove it ourselves, at once.
+                # path (errors, signals, a closed stdout) we stop it ourselves, at once:
+                # gracefully when the reaper runs it, so no orphan is left to the target.
                 if not exited:
-                    self.remove_container(container_id)
+                    self.stop_container(container_id, graceful=plan.facts["helper"])
 
     def _wait_request(self, container_id: str):
         """Register a wait for the exit *before* start, so a fast command's exit code is

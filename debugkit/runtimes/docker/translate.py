@@ -10,6 +10,55 @@ import shlex
 
 from debugkit.core.options import format_bytes
 from debugkit.core.spec import LABEL_USER, SidecarSpec
+from debugkit.runtimes.base import HELPER_PATH
+
+# The toolbox's helper (toolbox-image/helper): the reaper and the keep-alive. A foreign
+# --image gets it as a read-only single-file mount at the same path, when the engine is local.
+HELPER = HELPER_PATH
+HELPER_LABEL = "io.debugkit.helper"          # set on the toolbox image: it carries HELPER
+LABEL_REUSE = "io.debugkit.reuse-key"        # a reusable sidecar (--keep-alive), and what it is for
+LABEL_KEEP_ALIVE = "io.debugkit.keep-alive"
+# Without the helper: a main process that lives exactly as long as our attach keeps its
+# stdin open, so a killed CLI still takes its sidecar with it (EOF -> exit -> auto-remove).
+KEEPALIVE_COMMAND = ("sh", "-c", "exec cat >/dev/null")
+# With --stdin the keep-alive ends on our attach's EOF; the idle bound is only a backstop.
+SESSION_IDLE_SECONDS = 86400
+
+
+def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: float | None) -> tuple[str, ...]:
+    """The sidecar container's main process.
+
+    - reusable (--keep-alive D): a keep-alive that outlives this CLI until idle for D seconds;
+    - a scripted command: the command itself, under the reaper (orphans come to it, not to
+      the target's PID 1; the whole tree is ended and reaped when the command ends);
+    - an interactive shell or a runbook: a keep-alive tied to our attach's stdin; the
+      commands are execs in it."""
+    if keep_alive:
+        if helper:
+            return (HELPER, "keepalive", "--socket", name, "--idle", str(int(keep_alive)), "--first", "60")
+        return ("sh", "-c", f"exec sleep {max(60, int(keep_alive))}")
+    if mode == "command":
+        return (HELPER, "reap", "--", *command) if helper else tuple(command)
+    if helper:
+        return (HELPER, "keepalive", "--socket", name, "--stdin", "--idle", str(SESSION_IDLE_SECONDS))
+    return KEEPALIVE_COMMAND
+
+
+def exec_command(name: str, argv, *, helper: bool) -> list[str]:
+    """An exec in a sidecar: under the reaper, holding the keep-alive while it runs."""
+    return [HELPER, "reap", "--hold", name, "--", *argv] if helper else list(argv)
+
+
+def reuse_key(spec: SidecarSpec, *, target_id: str, image_id: str, local_user: str) -> str:
+    """What two attaches must share to use one kept-alive sidecar: the target, the person,
+    the sidecar's identity, image, profile and limits."""
+    import hashlib
+    import json
+
+    res = spec.resources
+    facts = [target_id, local_user, spec.uid, spec.gid, list(spec.supplementary_groups), image_id, spec.profile,
+             res.memory_bytes, res.pids, res.nano_cpus]
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def create_request(spec: SidecarSpec, *, target_id: str, mounts: tuple[tuple[str, str], ...] = ()) -> dict:

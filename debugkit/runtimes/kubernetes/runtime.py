@@ -209,8 +209,11 @@ class KubernetesRuntime(Runtime):
         from debugkit.runtimes.kubernetes.kubeclient import ApiError
 
         try:
-            return self.api.exec_stream(pt.namespace, pt.pod_name, list(argv), container=container, stdin=stdin,
-                                        tty=tty)
+            ws = self.api.exec_stream(pt.namespace, pt.pod_name, list(argv), container=container, stdin=stdin,
+                                      tty=tty)
+            if self.on_stream is not None:
+                self.on_stream(ws)
+            return ws
         except ApiError as exc:
             if exc.status == 500 and "container not found" in exc.message:  # v4 says it at the handshake
                 raise ContainerNotReady(f"debug container {container} is not running yet") from None
@@ -363,6 +366,20 @@ class KubernetesRuntime(Runtime):
                     namespace=pod["metadata"]["namespace"], reusable=keep_alive is not None,
                 ))
         return rows
+
+    def direct_forward(self, plan: Plan):
+        """The portforward subresource, when RBAC allows `get pods/portforward` here."""
+        pt = plan.facts["pod_target"]
+        try:
+            # A websocket portforward is a GET (1.32): that is the verb RBAC must allow.
+            allowed = self.api.self_subject_access_review("get", "pods", pt.namespace, subresource="portforward")
+        except Exception:  # noqa: BLE001 - cannot ask: relay through the debug container instead
+            return None
+        if not allowed:
+            return None
+        from debugkit.runtimes.kubernetes.portforward import PodPortForward
+
+        return PodPortForward(self, pt)
 
     def remove(self, row: SessionRow) -> None:
         raise DebugkitError("ephemeral containers cannot be deleted; they end with their process or their pod")

@@ -11,7 +11,6 @@ import os
 import select
 import signal
 import threading
-import time
 
 from debugkit.core.errors import CommandNotExecutable, CommandNotFound, DebugkitError
 from debugkit.runtimes.base import ExecSession, Plan
@@ -123,6 +122,21 @@ class KubeExecSession(ExecSession):
                 self._holder.close(wait=0.5)
             self._holder = None
 
+    def alive(self) -> bool:
+        try:
+            state = self.runtime.waiting_state(self.plan.facts["pod_target"], self.container)
+        except DebugkitError:
+            return False
+        return "running" in state
+
+    def exec_io(self, argv, *, stdin_fd: int | None, stdout, stderr) -> int:
+        ws = self.runtime.exec(self.plan, self.container, argv, stdin=stdin_fd is not None, tty=False)
+        try:
+            pump(ws, stdin_fd=stdin_fd, stdout=stdout, stderr=stderr, tty=False)
+            return exit_code_of(ws, what=argv[0])
+        finally:
+            ws.close(wait=0.2)
+
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
         step = StepRun(argv, timeout=timeout, max_output=max_output)
         ws = self.runtime.exec(self.plan, self.container, step.wrapped, stdin=False, tty=False)
@@ -151,6 +165,3 @@ def _step_code(ws) -> int:
     except (CommandNotFound, CommandNotExecutable) as exc:
         return exc.exit_code  # a step's verdict says "command not found" from 127
 
-
-def wait_until(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())

@@ -9,10 +9,11 @@ import copy
 
 from debugkit.core.errors import InvalidInput
 from debugkit.core.spec import SidecarSpec
+from debugkit.runtimes.base import HELPER_PATH
 
 NAME_PREFIX = "debugkit-"
 # The toolbox's helper: the reaper and the keep-alive (toolbox-image/helper).
-HELPER = "/usr/local/bin/debugkit-helper"
+HELPER = HELPER_PATH
 ENV_REUSE = "DEBUGKIT_REUSE"            # what a later attach must match to exec into this container
 ENV_KEEP_ALIVE = "DEBUGKIT_KEEP_ALIVE"  # seconds the keep-alive stays up once idle
 ENV_LOCAL_USER = "DEBUGKIT_LOCAL_USER"

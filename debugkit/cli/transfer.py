@@ -1,0 +1,115 @@
+"""`debugkit cp` and `debugkit port-forward`: evidence out, ports in, through the sidecar."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from debugkit.cli.common import err, raw_options, sidecar_options, target_options
+
+
+@click.command("cp")
+@click.argument("src")
+@click.argument("dst")
+@click.option("--from-sidecar", is_flag=True,
+              help="Read the sidecar's own filesystem (e.g. /tmp/capture.pcap) instead of the target's.")
+@click.option("--write", is_flag=True, help="Allow copying INTO the target (as the target's user, no more).")
+@click.option("--force", is_flag=True, help="Replace an existing destination.")
+@click.option("--checksum", is_flag=True, help="Print the SHA-256 of every file copied.")
+@target_options
+@sidecar_options
+def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
+    """Copy between TARGET:PATH and a local path, as the target's own user.
+
+    \b
+    debugkit cp web:/etc/app/config.yaml ./config.yaml
+    debugkit cp pod/api:/tmp/heap.pprof . -n shop
+    debugkit cp --from-sidecar web:/tmp/capture.pcap .
+    debugkit cp --write ./fix.json web:/tmp/fix.json
+
+    Nothing is needed in the target. Symlinks are copied as links, never followed out
+    of the target's root; an interrupted copy leaves nothing half-written.
+    """
+    from debugkit.core.errors import InvalidInput
+    from debugkit.core.escape import safe
+    from debugkit.session import copy, flow
+    from debugkit.session.signals import signals_as_exceptions
+
+    source, dest = copy.endpoints(src, dst)
+    inbound = dest.target is not None
+    remote = dest if inbound else source
+    raw = raw_options(remote.target, **kwargs)
+    if inbound and not write:
+        with flow.refusals_audited(raw):
+            raise InvalidInput("cp into a target changes its files: pass --write to allow it")
+    if inbound and from_sidecar:
+        raise InvalidInput("--from-sidecar reads from the sidecar; it cannot be a destination")
+    record = {"cp": {"direction": "in" if inbound else "out", "remote_path": remote.path,
+                     "local_path": (source if inbound else dest).path, "from_sidecar": from_sidecar}}
+    with signals_as_exceptions():
+        with flow.exec_session(raw, mode="cp", record=record) as session:
+            if not session.plan.facts.get("helper"):
+                raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
+            progress = copy.is_terminal()
+            if inbound:
+                done = copy.copy_in(session, source.path, dest.path, force=force, progress=progress)
+            else:
+                done = copy.copy_out(session, source.path, dest.path, from_sidecar=from_sidecar, force=force,
+                                     progress=progress)
+    if checksum:
+        for digest, name in done.files:
+            click.echo(f"{digest}  {safe(name)}")
+    err(f"copied {len(done.files)} file(s), {done.bytes} bytes, to {safe(done.path)}")
+
+
+@click.command("port-forward")
+@click.argument("target")
+@click.argument("ports", nargs=-1, required=True, metavar="[LOCAL:]REMOTE...")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Local address to listen on.")
+@click.option("--via", type=click.Choice(["auto", "sidecar", "portforward"]), default="auto", show_default=True,
+              help="Kubernetes: the pod's portforward subresource (auto: when RBAC allows it) or the sidecar.")
+@target_options
+@sidecar_options
+def port_forward(target, ports, address, via, **kwargs):
+    """Forward local ports to ports on TARGET's localhost (even ones bound to 127.0.0.1 only).
+
+    \b
+    debugkit port-forward web 6060            # pprof on the target's 127.0.0.1:6060
+    debugkit port-forward pod/api 9000:8080 -n shop
+
+    Ends with Ctrl-C (130) or SIGTERM (143), or when the target stops (67); the sidecar
+    is removed either way.
+    """
+    from debugkit.core.errors import InvalidInput
+    from debugkit.session import flow
+    from debugkit.session.forward import ExecRelay, Forwarder, parse_mappings
+    from debugkit.session.signals import signals_as_exceptions
+
+    mappings = parse_mappings(ports)
+    raw = raw_options(target, **kwargs)
+    if via == "portforward" and not target.startswith(("pod/", "pods/", "po/", "k8s://")):
+        raise InvalidInput("--via portforward is the Kubernetes pod subresource: the target is not a pod")
+    with signals_as_exceptions():
+        forwarder = None
+        try:
+            with flow.exec_session(raw, mode="port-forward", record={"ports": list(ports)}, lazy=True) as opened:
+                relay = opened.direct_forward() if via in ("auto", "portforward") else None
+                if relay is None:
+                    if via == "portforward":
+                        raise InvalidInput("the pod's portforward subresource is not allowed here (RBAC): use "
+                                           "--via sidecar")
+                    session = opened.start()
+                    if not session.plan.facts.get("helper"):
+                        raise InvalidInput("port-forward through the sidecar needs debugkit-helper in its image: "
+                                           "use the toolbox (drop --image)")
+                    relay = ExecRelay(session)
+                for mapping in mappings:
+                    relay.check(mapping.remote)
+                forwarder = Forwarder(relay, mappings, address=address, log=lambda m: err(m))
+                for addr, local, remote in forwarder.bind():
+                    click.echo(f"Forwarding from {addr}:{local} -> {remote} (via {relay.via})")
+                sys.stdout.flush()
+                forwarder.serve_forever()
+        finally:
+            if forwarder is not None:
+                forwarder.close()
