@@ -73,7 +73,7 @@ def test_stages_are_tagged_so_that_a_prune_keeps_the_cache(docker_client, built_
     from debugkit.toolbox import CACHE_REPOSITORY
 
     tags = {t for image in docker_client.images.list(name=CACHE_REPOSITORY) for t in image.tags}
-    assert {f"{CACHE_REPOSITORY}:{stage}" for stage in ("curl-build", "slim-rootfs", "rootfs")} <= tags
+    assert {f"{CACHE_REPOSITORY}:{stage}" for stage in ("curl-build", "helper-build", "slim-rootfs", "rootfs")} <= tags
 
 
 # --------------------------------------------------------------------------- image config
