@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from .conftest import RESTRICTED, SESSION, SUITE_LABELS, image_members, tar_of, wait_for
+from .conftest import RESTRICTED, SUITE_LABELS, image_members, tar_of, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.toolbox]
 
@@ -330,6 +330,21 @@ def test_symlinks_resolve_inside_the_targets_root(image, target):
     assert f'"size":{len(targets_passwd)},' in stat.stdout.decode(), stat
 
 
+def test_tar_in_writes_into_the_targets_root(image, target):
+    archive = tar_of({"copied/notes.txt": b"from the sidecar\n"}, mode=0o640)
+    result = docker_run(image, [HELPER, "tar-in", "/home/nonroot"], target=target, stdin=archive)
+    assert result.returncode == 0 and result.stdout == b"", result
+    assert file_from(target, "/home/nonroot/copied/notes.txt") == b"from the sidecar\n"
+    stat = docker_run(image, [HELPER, "stat", "/home/nonroot/copied/notes.txt"], target=target)
+    assert '"mode":"0640"' in stat.stdout.decode() and '"uid":65532' in stat.stdout.decode(), stat
+    again = docker_run(image, [HELPER, "tar-in", "/home/nonroot"], target=target, stdin=archive)
+    assert again.returncode == 5, again
+    assert again.stderr.decode() == "debugkit-helper: exists: copied/notes.txt\n"
+    # The sidecar's user cannot write to the target's /etc (root's).
+    denied = docker_run(image, [HELPER, "tar-in", "/etc"], target=target, stdin=tar_of({"x": b"x"}))
+    assert denied.returncode == 3, denied
+
+
 # --------------------------------------------------------------------------- relay
 
 
@@ -343,5 +358,3 @@ def test_relay_to_the_targets_port(image, target):
     assert refused.stderr.decode() == (
         "debugkit-helper: nothing is listening on 127.0.0.1:8081 (connection refused)\n")
 
-
-__all__ = ["tar_of", "SESSION"]
