@@ -213,26 +213,47 @@ def test_docker_kill_term_ends_the_tree_through_the_reaper(started, image, targe
     assert len(zombies_of(pid1)) == before
 
 
+def test_reap_as_pid_1_of_its_own_container(started, image):
+    # PID 1 only gets the signals it has a handler for: docker stop's SIGTERM must reach
+    # CMD at once (not the SIGKILL after stop's timeout: that would be 137 after 30 s).
+    ctr = started(image, [HELPER, "reap", "--", "sh", "-c", "echo started; sleep 100 & sleep 200 & wait"],
+                  **RESTRICTED)
+    wait_for(lambda: b"started" in ctr.logs(), timeout=30, what="the command to start")
+    top = ctr.top(ps_args="-o pid,ppid,comm")["Processes"]
+    assert len(top) == 4, top  # the reaper, sh and the two sleeps
+    began = time.monotonic()
+    ctr.stop(timeout=30)
+    assert ctr.wait(timeout=60)["StatusCode"] == 143
+    assert time.monotonic() - began < 20
+
+
+def docker_exec(ctr, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", ctr.id, *args], capture_output=True, timeout=timeout)
+
+
 def test_reap_in_docker_exec_into_a_keepalive_sidecar(started, image, target):
     pid1 = host_pid(target)
     before = len(zombies_of(pid1))
     name = f"debugkit-test-{uuid.uuid4().hex[:8]}"
-    sidecar = started(image, [HELPER, "keepalive", "--socket", name, "--idle", "0", "--first", "120"],
+    # --idle 1, not 0: a container that stops while `docker exec` is still being
+    # completed has been seen to leave the exec hanging on this engine (see the report
+    # of the helper-binary branch); the --idle 0 behaviour is tested in one container.
+    sidecar = started(image, [HELPER, "keepalive", "--socket", name, "--idle", "1", "--first", "120"],
                       **sidecar_options(target))
     wait_for(lambda: sidecar.reload() or sidecar.status == "running", timeout=20, what="the keepalive")
 
     # Without the reaper, what an exec leaves behind is reparented to the target's PID 1
     # (the engine's shim is outside the namespace) and ends there as a zombie.
-    bare = sidecar.exec_run(["sh", "-c", "sleep 1 & sleep 1 & echo started"], user=RESTRICTED["user"])
-    assert bare.exit_code == 0 and bare.output.strip() == b"started", bare
+    bare = docker_exec(sidecar, ["sh", "-c", "sleep 1 & sleep 1 & echo started"])
+    assert bare.returncode == 0 and bare.stdout.strip() == b"started", bare
     wait_for(lambda: len(zombies_of(pid1)) == before + 2, timeout=20, what="two zombies from the bare exec")
 
-    reaped = sidecar.exec_run([HELPER, "reap", "--hold", name, "--", "sh", "-c", REAP_SCRIPT],
-                              user=RESTRICTED["user"])
-    assert reaped.exit_code == 0 and reaped.output.strip() == b"started", reaped
+    reaped = docker_exec(sidecar, [HELPER, "reap", "--hold", name, "--", "sh", "-c", REAP_SCRIPT])
+    assert reaped.returncode == 0 and reaped.stdout.strip() == b"started", reaped
     time.sleep(1)
     assert len(zombies_of(pid1)) == before + 2, "the reaped exec added zombies"
-    # --idle 0: the reaper's --hold connection was the keepalive's first, and it closed.
+    # The reaper's --hold connection was the keepalive's first; a second after it closed,
+    # the keepalive ends the sidecar.
     assert sidecar.wait(timeout=30)["StatusCode"] == 0
     assert sidecar.logs() == b"", "keepalive must write nothing"
 
@@ -256,6 +277,19 @@ def test_keepalive_idle_expiry_and_first(run, image):
     elapsed = time.monotonic() - started_at
     assert "alive-after-hold" in result.stdout and "keepalive-rc=0" in result.stdout, result
     assert elapsed < 30, f"took {elapsed:.1f}s: the hold did not count as a connection"
+
+
+def test_keepalive_idle_zero_ends_with_the_last_hold(run, image):
+    # Two overlapping holds: it stays while either runs, and exits as the last one ends.
+    script = (f"{HELPER} keepalive --socket k --idle 0 --first 60 & k=$!; sleep 1; "
+              f"{HELPER} reap --hold k -- sleep 3 & a=$!; sleep 1; "
+              f"{HELPER} reap --hold k -- sleep 1; "
+              "kill -0 $k && echo alive-while-first-holds; wait $a; "
+              "for i in $(seq 50); do kill -0 $k 2>/dev/null || break; sleep 0.1; done; "
+              "kill -0 $k 2>/dev/null && echo still-running; wait $k; echo keepalive-rc=$?")
+    result = run(["sh", "-c", script], image=image)
+    assert result.exit_code == 0, result
+    assert result.stdout.split() == ["alive-while-first-holds", "keepalive-rc=0"], result
 
 
 def test_keepalive_exits_on_stdin_eof(image):
