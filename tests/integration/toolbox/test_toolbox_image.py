@@ -73,7 +73,7 @@ def test_stages_are_tagged_so_that_a_prune_keeps_the_cache(docker_client, built_
     from debugkit.toolbox.build import CACHE_REPOSITORY
 
     tags = {t for image in docker_client.images.list(name=CACHE_REPOSITORY) for t in image.tags}
-    assert {f"{CACHE_REPOSITORY}:{stage}" for stage in ("curl-build", "slim-rootfs", "rootfs")} <= tags
+    assert {f"{CACHE_REPOSITORY}:{stage}" for stage in ("curl-build", "helper-build", "slim-rootfs", "rootfs")} <= tags
 
 
 # --------------------------------------------------------------------------- image config
@@ -175,7 +175,8 @@ def test_restricted_sidecar_has_no_capabilities(run):
 TOOL_CHECKS = {
     # name: (shell command, regex the stdout must match)
     "sh": ("echo hello from $0", r"hello from sh"),
-    "coreutils": ("id -u; ls /usr/local/bin; printf '%s\\n' abc | wc -c; date -u +%Y", r"65532\n.*curl.*\n4\n20\d\d"),
+    "coreutils": ("id -u; ls /usr/local/bin; printf '%s\\n' abc | wc -c; date -u +%Y",
+                  r"65532\ncurl\ndebugkit-helper\n4\n20\d\d"),
     "ps": ("ps -eo pid,user,comm", r"\b1 nonroot +sh\b"),
     "top": ("top -b -n 1 | head -n 12", r"PID +USER.*\n(.|\n)*\bnonroot\b"),
     "ip": ("ip -o addr show lo; ip route show table local | head -n 3", r"\blo +inet 127\.0\.0\.1/8"),

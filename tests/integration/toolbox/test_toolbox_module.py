@@ -55,6 +55,7 @@ def test_context_dir_holds_the_dockerfile():
     context = toolbox_context_dir()
     assert (context / "Dockerfile").is_file()
     assert (context / "dpkg-nodoc.cfg").is_file()
+    assert (context / "helper" / "go.mod").is_file()  # debugkit-helper's source (package data too)
 
 
 def test_pinned_base_is_a_digest():

@@ -1,0 +1,3 @@
+module debugkit.invalid/helper
+
+go 1.19

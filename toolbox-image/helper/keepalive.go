@@ -1,0 +1,157 @@
+package main
+
+import (
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+const keepaliveUsage = `keepalive --socket NAME [--idle SECONDS] [--first SECONDS] [--stdin]
+The main process of a reusable sidecar. Listens on the abstract unix socket @NAME
+and counts open connections (reap --hold NAME). Exits 0 when there has been none
+for --idle seconds (default 600; 0: as soon as the count drops to 0 after a first
+connection), when no connection came within --first seconds (default: --idle, or
+60 with --idle 0), on SIGTERM/SIGINT, and with --stdin when stdin reaches EOF.
+Reaps whatever is reparented to it. Exit 1 when @NAME is already in use.
+`
+
+const (
+	defaultIdle      = 600 * time.Second
+	defaultFirstIdle = 60 * time.Second // --first when --idle is 0
+)
+
+func cmdKeepalive(args []string) int {
+	fs := newFlags("keepalive")
+	socket := fs.String("socket", "", "")
+	idle := seconds{d: defaultIdle}
+	first := seconds{}
+	fs.Var(&idle, "idle", "")
+	fs.Var(&first, "first", "")
+	watchStdin := fs.Bool("stdin", false, "")
+	if code, ok := parseFlags(fs, args, keepaliveUsage, exitUsage); !ok {
+		return code
+	}
+	if *socket == "" {
+		return usageErrorf("keepalive", keepaliveUsage, exitUsage, "--socket NAME is required")
+	}
+	if fs.NArg() != 0 {
+		return usageErrorf("keepalive", keepaliveUsage, exitUsage, "unexpected argument %q", fs.Arg(0))
+	}
+	if !first.set {
+		first.d = idle.d
+		if idle.d == 0 {
+			first.d = defaultFirstIdle
+		}
+	}
+	ln, err := net.Listen("unix", "@"+*socket)
+	if err != nil {
+		if isErrno(err, syscall.EADDRINUSE) {
+			errorf("the socket @%s is already in use (another keepalive is running)", *socket)
+		} else {
+			errorf("cannot listen on @%s: %v", *socket, err)
+		}
+		return exitFailure
+	}
+	defer ln.Close()
+	if err := setChildSubreaper(); err != nil {
+		warnf("cannot become a child subreaper: %v", err)
+	}
+	var stdinEOF <-chan struct{}
+	if *watchStdin {
+		stdinEOF = watchEOF(os.Stdin)
+	}
+	return keepalive(ln, idle.d, first.d, stdinEOF)
+}
+
+// watchEOF reads r to its end (discarding what it reads) and then closes the channel.
+func watchEOF(r io.Reader) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, r)
+		close(done)
+	}()
+	return done
+}
+
+func keepalive(ln net.Listener, idle, first time.Duration, stdinEOF <-chan struct{}) int {
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
+	defer signal.Stop(sigs)
+
+	// +1 when a connection opens, -1 when it closes (in that order for each).
+	events := make(chan int, 64)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Temporary() {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				return
+			}
+			events <- 1
+			go func() {
+				_, _ = io.Copy(io.Discard, conn)
+				conn.Close()
+				events <- -1
+			}()
+		}
+	}()
+
+	timer := time.NewTimer(first)
+	defer timer.Stop()
+	timerOn := true
+	stopTimer := func() {
+		if timerOn && !timer.Stop() {
+			<-timer.C
+		}
+		timerOn = false
+	}
+	open := 0
+	for {
+		select {
+		case d := <-events:
+			open += d
+			if d > 0 {
+				stopTimer()
+			} else if open == 0 {
+				if idle == 0 {
+					return exitOK
+				}
+				stopTimer()
+				timer.Reset(idle)
+				timerOn = true
+			}
+		case <-timer.C:
+			timerOn = false
+			return exitOK
+		case <-stdinEOF:
+			return exitOK
+		case s := <-sigs:
+			if s == syscall.SIGCHLD {
+				reapOrphans()
+				continue
+			}
+			return exitOK
+		}
+	}
+}
+
+// reapOrphans collects every exited child (keepalive starts none itself: these are
+// processes reparented to it as a subreaper).
+func reapOrphans() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || pid <= 0 {
+			return
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+const relayUsage = `relay [--host HOST] PORT
+Connects to HOST:PORT over TCP (HOST defaults to 127.0.0.1, in the sidecar's network
+namespace: the target's) and copies stdin to the connection and the connection to
+stdout. EOF on stdin half-closes the connection; EOF from it closes stdout. Exit 0
+when both directions are done, 2 when nothing listens (connection refused) or the
+host is unreachable, 1 on other errors.
+`
+
+const (
+	relayBufferSize  = 1 << 20
+	relayDialTimeout = 30 * time.Second
+	exitUnreachable  = 2
+)
+
+func cmdRelay(args []string) int {
+	fs := newFlags("relay")
+	host := fs.String("host", "127.0.0.1", "")
+	if code, ok := parseFlags(fs, args, relayUsage, exitUsage); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("relay", relayUsage, exitUsage, "exactly one PORT is needed")
+	}
+	port, err := strconv.Atoi(fs.Arg(0))
+	if err != nil || port < 1 || port > 65535 {
+		return usageErrorf("relay", relayUsage, exitUsage, "not a TCP port: %q", fs.Arg(0))
+	}
+	return report(relay(*host, port, os.Stdin, os.Stdout))
+}
+
+// halfCloser is the write side of stdout, closed when the connection reaches EOF.
+type halfCloser interface {
+	io.Writer
+	Close() error
+}
+
+func relay(host string, port int, in io.Reader, out halfCloser) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	c, err := net.DialTimeout("tcp", addr, relayDialTimeout)
+	if err != nil {
+		switch {
+		case isErrno(err, syscall.ECONNREFUSED):
+			return failf(exitUnreachable, "nothing is listening on %s (connection refused)", addr)
+		case isErrno(err, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EADDRNOTAVAIL):
+			return failf(exitUnreachable, "cannot reach %s (%s)", addr, errnoText(err))
+		case isTimeout(err):
+			return failf(exitUnreachable, "cannot reach %s (connection timed out)", addr)
+		}
+		return failf(exitFailure, "cannot connect to %s: %v", addr, err)
+	}
+	conn := c.(*net.TCPConn)
+	defer conn.Close()
+
+	upstream := make(chan error, 1)
+	go func() {
+		buf := make([]byte, relayBufferSize)
+		// Plain Reader/Writer wrappers: no ReadFrom/WriteTo shortcuts with small buffers.
+		_, err := io.CopyBuffer(struct{ io.Writer }{conn}, struct{ io.Reader }{in}, buf)
+		if err == nil {
+			err = conn.CloseWrite()
+		}
+		upstream <- err
+	}()
+
+	buf := make([]byte, relayBufferSize)
+	received, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{conn}, buf)
+	closeErr := out.Close()
+	if isErrno(err, syscall.ECONNRESET) {
+		// Nothing can be sent on a reset connection: stdin is not waited for. A
+		// reset after data is how some servers end; before any, it is a refusal.
+		if received > 0 {
+			return nil
+		}
+		return failf(exitFailure, "%s reset the connection", addr)
+	}
+	if err != nil {
+		return failf(exitFailure, "reading from %s: %v", addr, err)
+	}
+	if closeErr != nil && !errors.Is(closeErr, os.ErrClosed) {
+		return failf(exitFailure, "closing stdout: %v", closeErr)
+	}
+	if err := <-upstream; err != nil {
+		if isErrno(err, syscall.EPIPE, syscall.ECONNRESET, syscall.ENOTCONN) {
+			return nil // the peer closed its side: what we had left to send has no reader
+		}
+		return failf(exitFailure, "writing to %s: %v", addr, err)
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
