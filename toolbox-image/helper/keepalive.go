@@ -13,7 +13,7 @@ const keepaliveUsage = `keepalive --socket NAME [--idle SECONDS] [--first SECOND
 The main process of a reusable sidecar. Listens on the abstract unix socket @NAME
 and counts open connections (reap --hold NAME). Exits 0 when there has been none
 for --idle seconds (default 600; 0: as soon as the count drops to 0 after a first
-connection), when no connection came within --first seconds (default: --idle, or
+connection, within 0.1 s), when no connection came within --first seconds (default: --idle, or
 60 with --idle 0), on SIGTERM/SIGINT, and with --stdin when stdin reaches EOF.
 Reaps whatever is reparented to it. Exit 1 when @NAME is already in use.
 `
@@ -21,6 +21,10 @@ Reaps whatever is reparented to it. Exit 1 when @NAME is already in use.
 const (
 	defaultIdle      = 600 * time.Second
 	defaultFirstIdle = 60 * time.Second // --first when --idle is 0
+	// settle is how long --idle 0 waits after the count dropped to 0: a connection
+	// made at that moment (the next reap --hold) is not yet counted, and must not be
+	// dropped by an exit.
+	settle = 100 * time.Millisecond
 )
 
 func cmdKeepalive(args []string) int {
@@ -119,15 +123,15 @@ func keepalive(ln net.Listener, idle, first time.Duration, stdinEOF <-chan struc
 			if d > 0 {
 				stopTimer()
 			} else if open == 0 {
-				if idle == 0 {
-					return exitOK
-				}
 				stopTimer()
-				timer.Reset(idle)
+				timer.Reset(maxDuration(idle, settle))
 				timerOn = true
 			}
 		case <-timer.C:
 			timerOn = false
+			if pendingConnection(ln) {
+				continue // accepted in a moment: its +1 follows
+			}
 			return exitOK
 		case <-stdinEOF:
 			return exitOK
@@ -154,4 +158,26 @@ func reapOrphans() {
 			return
 		}
 	}
+}
+
+func maxDuration(a, b time.Duration) time.Duration {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// pendingConnection tells whether a connection waits in the listener's backlog.
+func pendingConnection(ln net.Listener) bool {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	pending := false
+	_ = rc.Control(func(fd uintptr) { pending = readable(int(fd)) })
+	return pending
 }

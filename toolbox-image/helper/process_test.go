@@ -406,3 +406,30 @@ func TestRelayRefusedAndReset(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q", code, out.String())
 	}
 }
+
+func TestPendingConnectionSeesTheBacklog(t *testing.T) {
+	ln, err := net.Listen("unix", "@"+socketName(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if pendingConnection(ln) {
+		t.Fatal("pending before any connection")
+	}
+	c, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !pendingConnection(ln) {
+		t.Fatal("a connection in the backlog is not seen")
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if pendingConnection(ln) {
+		t.Fatal("still pending after the accept")
+	}
+}

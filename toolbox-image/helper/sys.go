@@ -221,3 +221,18 @@ func closeFd(fd int) {
 		_ = syscall.Close(fd)
 	}
 }
+
+// readable polls fd once, without waiting.
+func readable(fd int) bool {
+	type pollFd struct {
+		fd      int32
+		events  int16
+		revents int16
+	}
+	const pollIn = 0x1
+	fds := [1]pollFd{{fd: int32(fd), events: pollIn}}
+	var ts syscall.Timespec
+	n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 1,
+		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	return errno == 0 && n > 0 && fds[0].revents&pollIn != 0
+}
