@@ -62,7 +62,8 @@ class SidecarSpec:
     privileged: bool = False
     no_new_privileges: bool = True
     read_only_root: bool = True
-    tmpfs: tuple[tuple[str, str], ...] = (("/tmp", "rw,nosuid,nodev,size=64m,mode=1777"),)
+    # noexec stated, not assumed: Docker adds it to a tmpfs by default, Podman does not.
+    tmpfs: tuple[tuple[str, str], ...] = (("/tmp", "rw,noexec,nosuid,nodev,size=64m,mode=1777"),)
     seccomp_runtime_default: bool = True
     resources: Resources = Resources()
     env: tuple[tuple[str, str], ...] = ()

@@ -18,6 +18,7 @@ from typing import BinaryIO, Callable, Iterator
 from debugkit.core.errors import OutputClosed
 
 STDOUT_STREAM, STDERR_STREAM = 1, 2
+RESIZE_POLL = 0.25  # seconds between terminal size checks when no SIGWINCH comes
 
 
 class FrameDemuxer:
@@ -105,13 +106,18 @@ def pump(
 
         previous_winch = signal.signal(signal.SIGWINCH, _winch)
     try:
+        last_size = terminal_size() if on_resize is not None else None
         while True:
             watch = [sock, wake_r] + ([stdin_fd] if stdin_fd is not None else [])
-            readable, _, _ = select.select(watch, [], [])
+            # SIGWINCH needs a controlling terminal; a short timeout notices a resize without one.
+            readable, _, _ = select.select(watch, [], [], RESIZE_POLL if on_resize is not None else None)
             if wake_r in readable:
                 os.read(wake_r, 1024)
-                if on_resize is not None:
-                    on_resize(*terminal_size())
+            if on_resize is not None:
+                size = terminal_size()
+                if size != last_size:
+                    last_size = size
+                    on_resize(*size)
             if stdin_fd is not None and stdin_fd in readable:
                 data = os.read(stdin_fd, 65536)
                 if data:

@@ -78,9 +78,9 @@ class ExecRelay:
         self.session = session
 
     def check(self, port: int) -> None:
-        """Nothing listening is a clear error now, not a hang at the first connection. A
-        relay that is still connected after a moment found a listener."""
-        result = self.session.exec([HELPER_PATH, "relay", str(port)], timeout=PROBE_SECONDS, max_output=4096)
+        """Nothing listening is a clear error now, not a hang at the first connection."""
+        result = self.session.exec([HELPER_PATH, "relay", "--probe", str(port)], timeout=PROBE_SECONDS,
+                                   max_output=4096)
         if result.exit_code == RELAY_NOTHING_LISTENING:
             raise NothingListening(f"nothing is listening on 127.0.0.1:{port} in the target")
 

@@ -103,7 +103,7 @@ def test_the_reuse_key_separates_people_identities_images_and_profiles():
     assert key != translate.reuse_key(other_image, **base)
 
 
-def test_only_a_running_container_with_the_same_key_is_reused():
+def test_only_a_live_container_with_the_same_key_is_reused():
     from debugkit.runtimes.kubernetes.runtime import reusable_container
 
     def ctr(name, key):
@@ -116,3 +116,7 @@ def test_only_a_running_container_with_the_same_key_is_reused():
                {"name": "other", "state": {"running": {}}}]}}
     assert reusable_container(pod, "k1") == "debugkit-a"
     assert reusable_container(pod, "k2") is None
+    # Just added and not yet reported running: still the one to use (the exec probe checks).
+    pod["spec"]["ephemeralContainers"].append(ctr("debugkit-c", "k1"))
+    pod["status"]["ephemeralContainerStatuses"].append({"name": "debugkit-c", "state": {"waiting": {}}})
+    assert reusable_container(pod, "k1") == "debugkit-c"

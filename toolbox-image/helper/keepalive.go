@@ -19,6 +19,8 @@ Reaps whatever is reparented to it. Exit 1 when @NAME is already in use.
 `
 
 const (
+	// How long the commands holding a stopping keepalive get to end (reap's grace, 2 s, and a margin).
+	windDownGrace    = 3 * time.Second
 	defaultIdle      = 600 * time.Second
 	defaultFirstIdle = 60 * time.Second // --first when --idle is 0
 	// settle is how long --idle 0 waits after the count dropped to 0: a connection
@@ -85,8 +87,12 @@ func keepalive(ln net.Listener, idle, first time.Duration, stdinEOF <-chan struc
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
 	defer signal.Stop(sigs)
 
-	// +1 when a connection opens, -1 when it closes (in that order for each).
-	events := make(chan int, 64)
+	// A connection as it opens (+1) and closes (-1), in that order for each.
+	type event struct {
+		conn  net.Conn
+		delta int
+	}
+	events := make(chan event, 64)
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -97,14 +103,53 @@ func keepalive(ln net.Listener, idle, first time.Duration, stdinEOF <-chan struc
 				}
 				return
 			}
-			events <- 1
+			events <- event{conn, 1}
 			go func() {
 				_, _ = io.Copy(io.Discard, conn)
 				conn.Close()
-				events <- -1
+				events <- event{conn, -1}
 			}()
 		}
 	}()
+	held := map[net.Conn]bool{}
+
+	// windDown: before exiting while commands still hold us, close their connections
+	// (each `reap --hold` takes that as SIGTERM, ends its command's tree and reaps it)
+	// and wait for them to go, up to windDownGrace. Otherwise the engine would SIGKILL
+	// the whole container at once and orphan their children to the target's PID 1.
+	windDown := func() int {
+		if len(held) == 0 {
+			return exitOK
+		}
+		for conn := range held {
+			if uc, ok := conn.(*net.UnixConn); ok {
+				_ = uc.CloseWrite()
+			} else {
+				_ = conn.Close()
+			}
+		}
+		deadline := time.After(windDownGrace)
+		for len(held) > 0 {
+			select {
+			case e := <-events:
+				if e.delta < 0 {
+					delete(held, e.conn)
+				} else {
+					held[e.conn] = true
+					_ = e.conn.Close()
+				}
+			case s := <-sigs:
+				if s == syscall.SIGCHLD {
+					reapOrphans()
+				}
+			case <-deadline:
+				warnf("%d command(s) still running after %s: the engine ends them", len(held), windDownGrace)
+				return exitOK
+			}
+		}
+		reapOrphans()
+		return exitOK
+	}
 
 	timer := time.NewTimer(first)
 	defer timer.Stop()
@@ -115,14 +160,16 @@ func keepalive(ln net.Listener, idle, first time.Duration, stdinEOF <-chan struc
 		}
 		timerOn = false
 	}
-	open := 0
 	for {
 		select {
-		case d := <-events:
-			open += d
-			if d > 0 {
+		case e := <-events:
+			if e.delta > 0 {
+				held[e.conn] = true
 				stopTimer()
-			} else if open == 0 {
+			} else {
+				delete(held, e.conn)
+			}
+			if e.delta < 0 && len(held) == 0 {
 				stopTimer()
 				timer.Reset(maxDuration(idle, settle))
 				timerOn = true
@@ -134,13 +181,13 @@ func keepalive(ln net.Listener, idle, first time.Duration, stdinEOF <-chan struc
 			}
 			return exitOK
 		case <-stdinEOF:
-			return exitOK
+			return windDown()
 		case s := <-sigs:
 			if s == syscall.SIGCHLD {
 				reapOrphans()
 				continue
 			}
-			return exitOK
+			return windDown()
 		}
 	}
 }

@@ -57,6 +57,7 @@ func init() {
 		{"tar-in", tarInUsage, cmdTarIn},
 		{"relay", relayUsage, cmdRelay},
 		{"zombies", zombiesUsage, cmdZombies},
+		{"env", envUsage, cmdEnv},
 	}
 }
 
@@ -112,6 +113,11 @@ func errorf(format string, args ...interface{}) {
 // warnf is errorf for conditions that do not fail the command.
 func warnf(format string, args ...interface{}) {
 	errorf("warning: "+format, args...)
+}
+
+// infof says, on stderr, something a person should know about what is about to run.
+func infof(format string, args ...interface{}) {
+	errorf(format, args...)
 }
 
 // cliError carries the exit code a failure maps to.

@@ -43,17 +43,22 @@ func cmdReap(args []string) int {
 	if len(argv) == 0 {
 		return usageErrorf("reap", reapUsage, exitReapError, "no command given")
 	}
+	var windDown <-chan struct{}
 	if *hold != "" {
-		// Tells a keepalive that a command is running; closed when this process ends.
+		// Tells a keepalive that a command is running; closed when this process ends. When
+		// the keepalive has to stop (its CLI is gone, or SIGTERM), it closes the connection
+		// first: that is our SIGTERM, so the command's tree is ended and reaped here,
+		// before the engine kills whatever is left in the container at once.
 		if conn, err := net.Dial("unix", "@"+*hold); err == nil {
 			defer conn.Close()
+			windDown = watchEOF(conn)
 		}
 	}
 	if err := setChildSubreaper(); err != nil {
 		errorf("cannot become a child subreaper: %v", err)
 		return exitReapError
 	}
-	r := &reaper{self: os.Getpid(), grace: grace.d, procDir: "/proc"}
+	r := &reaper{self: os.Getpid(), grace: grace.d, procDir: "/proc", windDown: windDown}
 	return r.run(argv)
 }
 
@@ -66,6 +71,8 @@ type reaper struct {
 	cmd       int // CMD's PID
 	cmdDone   bool
 	cmdStatus syscall.WaitStatus
+
+	windDown <-chan struct{} // closed when the keepalive we hold asks us to stop
 }
 
 func (r *reaper) run(argv []string) int {
@@ -215,6 +222,13 @@ func (r *reaper) waitForCmd() {
 				escalate = time.After(r.grace)
 			}
 			_ = syscall.Kill(r.cmd, sig)
+		case <-r.windDown:
+			r.windDown = nil // a closed channel would fire for ever
+			if !stopping {
+				stopping = true
+				escalate = time.After(r.grace)
+				_ = syscall.Kill(r.cmd, syscall.SIGTERM)
+			}
 		case <-escalate:
 			escalate = nil
 			r.reapAll()

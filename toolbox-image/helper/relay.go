@@ -10,12 +10,13 @@ import (
 	"time"
 )
 
-const relayUsage = `relay [--host HOST] PORT
+const relayUsage = `relay [--host HOST] [--probe] PORT
 Connects to HOST:PORT over TCP (HOST defaults to 127.0.0.1, in the sidecar's network
 namespace: the target's) and copies stdin to the connection and the connection to
 stdout. EOF on stdin half-closes the connection; EOF from it closes stdout. Exit 0
 when both directions are done, 2 when nothing listens (connection refused) or the
-host is unreachable, 1 on other errors.
+host is unreachable, 1 on other errors. --probe only connects, then closes: exit 0
+when something listens.
 `
 
 const (
@@ -27,6 +28,7 @@ const (
 func cmdRelay(args []string) int {
 	fs := newFlags("relay")
 	host := fs.String("host", "127.0.0.1", "")
+	probe := fs.Bool("probe", false, "")
 	if code, ok := parseFlags(fs, args, relayUsage, exitUsage); !ok {
 		return code
 	}
@@ -37,7 +39,32 @@ func cmdRelay(args []string) int {
 	if err != nil || port < 1 || port > 65535 {
 		return usageErrorf("relay", relayUsage, exitUsage, "not a TCP port: %q", fs.Arg(0))
 	}
+	if *probe {
+		conn, err := dial(*host, port)
+		if err == nil {
+			conn.Close()
+		}
+		return report(err)
+	}
 	return report(relay(*host, port, os.Stdin, os.Stdout))
+}
+
+// dial connects to host:port, with the exit codes relay reports for what went wrong.
+func dial(host string, port int) (*net.TCPConn, error) {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	c, err := net.DialTimeout("tcp", addr, relayDialTimeout)
+	if err != nil {
+		switch {
+		case isErrno(err, syscall.ECONNREFUSED):
+			return nil, failf(exitUnreachable, "nothing is listening on %s (connection refused)", addr)
+		case isErrno(err, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EADDRNOTAVAIL):
+			return nil, failf(exitUnreachable, "cannot reach %s (%s)", addr, errnoText(err))
+		case isTimeout(err):
+			return nil, failf(exitUnreachable, "cannot reach %s (connection timed out)", addr)
+		}
+		return nil, failf(exitFailure, "cannot connect to %s: %v", addr, err)
+	}
+	return c.(*net.TCPConn), nil
 }
 
 // halfCloser is the write side of stdout, closed when the connection reaches EOF.
@@ -48,19 +75,10 @@ type halfCloser interface {
 
 func relay(host string, port int, in io.Reader, out halfCloser) error {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	c, err := net.DialTimeout("tcp", addr, relayDialTimeout)
+	conn, err := dial(host, port)
 	if err != nil {
-		switch {
-		case isErrno(err, syscall.ECONNREFUSED):
-			return failf(exitUnreachable, "nothing is listening on %s (connection refused)", addr)
-		case isErrno(err, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EADDRNOTAVAIL):
-			return failf(exitUnreachable, "cannot reach %s (%s)", addr, errnoText(err))
-		case isTimeout(err):
-			return failf(exitUnreachable, "cannot reach %s (connection timed out)", addr)
-		}
-		return failf(exitFailure, "cannot connect to %s: %v", addr, err)
+		return err
 	}
-	conn := c.(*net.TCPConn)
 	defer conn.Close()
 
 	upstream := make(chan error, 1)

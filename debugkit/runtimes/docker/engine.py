@@ -325,6 +325,26 @@ class EngineClient:
     def start(self, container: str) -> None:
         self._json("POST", f"/containers/{container}/start")
 
+    def events(self, *, since: float, filters: dict, until: float | None = None) -> list[dict]:
+        """Past events (no streaming): one JSON object per line of the answer."""
+        params = {"since": f"{since:.3f}", "filters": filters, "stream": False}
+        if until is not None:
+            params["until"] = f"{until:.3f}"
+        resp, conn = self._request("GET", "/events", params=params, stream=True, timeout=10)
+        try:
+            raw = resp.read()
+        finally:
+            conn.close()
+        out = []
+        for line in raw.splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        return out
+
     def kill(self, container: str, *, signal: str = "TERM") -> None:
         self._json("POST", f"/containers/{container}/kill", params={"signal": signal})
 

@@ -44,8 +44,7 @@ class DockerExecSession(ExecSession):
         with self.runtime.calls():
             self.container_id = self.runtime.create(self.plan)
             try:
-                self._keepalive = self.api.attach_socket(
-                    self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+                self._keepalive = self.runtime.attach(self.container_id, stdin=True)
                 self.runtime.start(self.container_id)
             except BaseException:
                 self.close()

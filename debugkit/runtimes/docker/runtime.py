@@ -201,6 +201,13 @@ class DockerRuntime(Runtime):
                 raise
         return container_id
 
+    def attach(self, container_id: str, *, stdin: bool, logs: bool = False):
+        """The container's attach stream (hijacked), before it starts."""
+        params = {"stdin": int(stdin), "stdout": 1, "stderr": 1, "stream": 1}
+        if logs:
+            params["logs"] = 1
+        return self.api.attach_socket(container_id, params=params)
+
     def start(self, container_id: str) -> None:
         from debugkit.runtimes.docker.engine import EngineError
 
@@ -261,6 +268,9 @@ class DockerRuntime(Runtime):
                 with self.calls():
                     container_id = self.create(plan)
                     try:
+                        # Attach before start: Podman would otherwise restart a target that
+                        # stopped in the meantime (its attach is where that is refused).
+                        self.attach(container_id, stdin=False).close()
                         self.start(container_id)
                     except BaseException:
                         self.remove_container(container_id)
@@ -284,11 +294,8 @@ class DockerRuntime(Runtime):
         with self.calls():
             container_id = self.create(plan)
             try:
-                sock = self.api.attach_socket(
-                    container_id,
-                    params={"stdin": int(spec.stdin), "stdout": 1, "stderr": 1, "stream": 1, "logs": 1},
-                )
-                waiter, result = self._wait_request(container_id)
+                sock = self.attach(container_id, stdin=spec.stdin, logs=True)
+                waiting = self.expect_exit(container_id)
                 self.start(container_id)
                 on_resize = None
                 if spec.tty:
@@ -296,11 +303,9 @@ class DockerRuntime(Runtime):
                     on_resize(*terminal_size())
                 pump(sock, tty_mode=spec.tty, stdin=streams.stdin if spec.stdin else None,
                      stdout=streams.stdout, stderr=streams.stderr, on_resize=on_resize)
-                waiter.join(timeout=30)
-                if waiter.is_alive() or "StatusCode" not in result:
-                    raise DebugkitError(f"lost track of sidecar {spec.name}'s exit status: {result or 'timeout'}")
+                code = self.exit_status(container_id, waiting, name=spec.name)
                 exited = True
-                return int(result["StatusCode"])
+                return code
             finally:
                 # After a normal exit the engine removes it (AutoRemove); on every other
                 # path (errors, signals, a closed stdout) we stop it ourselves, at once:
@@ -308,7 +313,7 @@ class DockerRuntime(Runtime):
                 if not exited:
                     self.stop_container(container_id, graceful=plan.facts["helper"])
 
-    def _wait_request(self, container_id: str):
+    def expect_exit(self, container_id: str):
         """Register a wait for the exit *before* start, so a fast command's exit code is
         never missed. dockerd flushes the response headers once the waiter is registered,
         and the body (the exit status) arrives when the process has exited. Removal is
@@ -327,6 +332,14 @@ class DockerRuntime(Runtime):
         reader = threading.Thread(target=read, daemon=True, name="debugkit-wait")
         reader.start()
         return reader, result
+
+    def exit_status(self, container_id: str, waiting, *, name: str) -> int:
+        """The sidecar's exit code, once its output has ended."""
+        reader, result = waiting
+        reader.join(timeout=30)
+        if reader.is_alive() or "StatusCode" not in result:
+            raise DebugkitError(f"lost track of sidecar {name}'s exit status: {result or 'timeout'}")
+        return int(result["StatusCode"])
 
     def _resize(self, container_id: str, rows: int, cols: int) -> None:
         from debugkit.runtimes.docker.engine import EngineError

@@ -229,18 +229,21 @@ class KubernetesRuntime(Runtime):
     def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
         """The running debug container the plan uses: the one it reuses, or a new one."""
         if plan.reuse is not None:
+            state = self.debug_status(plan.facts["pod_target"].pod, plan.reuse).get("state") or {}
+            if "running" not in state:
+                self.wait_ready(plan, name=plan.reuse, on_waiting=on_waiting)
             return plan.reuse
         self.launch(plan.facts["pod_target"], plan.request)
-        self.wait_ready(plan, on_waiting=on_waiting)
+        self.wait_ready(plan, name=plan.spec.name, on_waiting=on_waiting)
         return plan.spec.name
 
-    def wait_ready(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> None:
+    def wait_ready(self, plan: Plan, *, name: str, on_waiting: Callable[[str], None] | None = None) -> None:
         """Exec a no-op until it runs. The kubelet finds a new container in the runtime about
         a second before the API status says `running`, so this beats watching the pod; the
         pod is read every half second only for waiting reasons (ErrImagePull...)."""
         from debugkit.runtimes.kubernetes.websocket import container_not_found
 
-        pt, name, timeout = plan.facts["pod_target"], plan.spec.name, plan.facts["timeout"]
+        pt, timeout = plan.facts["pod_target"], plan.facts["timeout"]
         probe = [translate.HELPER, "--version"] if plan.facts["helper"] else ["true"]
         deadline = time.monotonic() + timeout
         next_look, last_reason = time.monotonic() + 0.5, "not yet created"
@@ -406,13 +409,15 @@ def _warn(message: str) -> None:
 
 
 def reusable_container(pod: dict, key: str) -> str | None:
-    """A running debug container in this pod that debugkit made for the same person,
-    identity, image, profile and target container (its reuse key), if there is one."""
-    running = {st["name"] for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []
-               if "running" in (st.get("state") or {})}
+    """A debug container in this pod that debugkit made for the same person, identity,
+    image, profile and target container (its reuse key) and that has not ended. The API
+    reports `running` about a second after the container really runs: one still reported
+    as waiting is taken too, and the first exec into it finds out (wait_ready)."""
+    states = {st["name"]: (st.get("state") or {}) for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []}
     for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
         env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
-        if ctr["name"] in running and ctr["name"].startswith(translate.NAME_PREFIX) \
-                and env.get(translate.ENV_REUSE) == key:
+        state = states.get(ctr["name"], {})
+        if ctr["name"].startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
+                and "terminated" not in state:
             return ctr["name"]
     return None

@@ -18,6 +18,7 @@ from debugkit.runtimes.execution import ExecResult, StepRun
 from debugkit.runtimes.terminal import terminal_size, write_output
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
+RESIZE_POLL = 0.25  # seconds between terminal size checks when no SIGWINCH comes
 
 
 class ContainerNotReady(DebugkitError):
@@ -65,7 +66,9 @@ def pump(ws, *, stdin_fd: int | None, stdout, stderr, tty: bool) -> None:
                 os.write(wake_w, b"w")
 
         previous = signal.signal(signal.SIGWINCH, on_winch)
-        ws.resize(*terminal_size())
+    last_size = terminal_size() if tty else None
+    if tty:
+        ws.resize(*last_size)
     try:
         while True:
             while True:  # what the stream already holds (TLS buffers it where select cannot see)
@@ -78,10 +81,16 @@ def pump(ws, *, stdin_fd: int | None, stdout, stderr, tty: bool) -> None:
                 channel, data = item
                 write_output(stderr if channel == STDERR else stdout, data)
             watch = [ws.fileno(), wake_r] + ([stdin_fd] if stdin_fd is not None else [])
-            readable, _, _ = select.select(watch, [], [])
+            # A terminal's size changes with SIGWINCH, which only a controlling terminal
+            # delivers: a short timeout also notices a change without one.
+            readable, _, _ = select.select(watch, [], [], RESIZE_POLL if tty else None)
             if wake_r in readable:
                 os.read(wake_r, 1024)
-                ws.resize(*terminal_size())
+            if tty:
+                size = terminal_size()
+                if size != last_size:
+                    last_size = size
+                    ws.resize(*size)
             if stdin_fd is not None and stdin_fd in readable:
                 data = os.read(stdin_fd, 65536)
                 if data:

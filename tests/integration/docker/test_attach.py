@@ -182,9 +182,14 @@ def test_missing_toolbox_image_says_how_to_get_it(start_target):
 
 
 def test_command_not_found_in_toolbox(start_target, toolbox_image):
+    """The reaper starts the command, so it reports, as a shell does: 127 / 126, one line."""
     target = start_target("named-user")
-    _assert_clean_error(run_cli("attach", target.name, "--", "no-such-tool"), ExitCode.COMMAND_NOT_FOUND, "no-such-tool")
-    _assert_clean_error(run_cli("attach", target.name, "--", "/etc/passwd"), ExitCode.COMMAND_NOT_EXECUTABLE)
+    for argv, code, needle in ((["no-such-tool"], ExitCode.COMMAND_NOT_FOUND, "no-such-tool: command not found"),
+                               (["/etc/passwd"], ExitCode.COMMAND_NOT_EXECUTABLE, "/etc/passwd")):
+        result = run_cli("attach", target.name, "--", *argv)
+        out, errout = text(result)
+        assert result.returncode == code, errout
+        assert errout.splitlines() == [errout.strip()] and needle in errout and "Traceback" not in errout, errout
 
 
 def test_engine_unreachable(tmp_path):

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import REPO, run_cli, text
+from tests.conftest import wait_for, REPO, run_cli, text
 
 pytestmark = pytest.mark.kubernetes
 REGISTRY = "127.0.0.1:5000"
@@ -158,14 +158,28 @@ def test_missing_pod_container_and_ambiguous_container(k8s_cluster, restricted_n
 
 
 def test_ps_lists_debug_containers(k8s_cluster, target_pod, restricted_ns, toolbox_on_node):
-    assert kube(k8s_cluster, "attach", f"pod/{target_pod.metadata.name}", "-n", restricted_ns, "--",
+    """A debug container stays for reuse (--keep-alive, 10m by default): ps lists it as
+    reusable; with --keep-alive 0 it ends with its command."""
+    pod = target_pod.metadata.name
+    assert kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--",
                 "sh", "-c", "exit 9", timeout=180).returncode == 9
-    rows = json.loads(kube(k8s_cluster, "ps", "--runtime", "kubernetes", "-n", restricted_ns, "-o", "json").stdout)
-    (row,) = rows
-    assert (row["runtime"], row["user"], row["state"], row["target"]) == (
-        "kubernetes", "65532:65532", "exited(9)", f"{target_pod.metadata.name}/app")
+
+    def rows():
+        return json.loads(kube(k8s_cluster, "ps", "--runtime", "kubernetes", "-n", restricted_ns, "-o",
+                               "json").stdout)
+
+    (row,) = wait_for(lambda: [r for r in rows() if r["state"] == "running"], timeout=30,
+                      what="the kept-alive debug container to be reported running")
+    assert (row["runtime"], row["user"], row["target"], row["reusable"]) == (
+        "kubernetes", "65532:65532", f"{pod}/app", True)
     gc = json.loads(kube(k8s_cluster, "gc", "--runtime", "kubernetes", "-n", restricted_ns, "-o", "json").stdout)
-    assert [a["action"] for a in gc if a["runtime"] == "kubernetes"] == ["kept (terminated)"]
+    assert [a["action"] for a in gc if a["runtime"] == "kubernetes"] == ["kept (still running)"]
+    # --keep-alive 0 and --new: a fresh container that ends with the command.
+    assert kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--new", "--keep-alive", "0", "--",
+                "true", timeout=180).returncode == 0
+    ended = wait_for(lambda: [r for r in rows() if r["state"].startswith("exited")], timeout=30,
+                     what="the --keep-alive 0 container to end")
+    assert [r["state"] for r in ended] == ["exited(0)"]
 
 
 def test_runbook_runs_in_one_debug_container(k8s_cluster, target_pod, restricted_ns, toolbox_on_node, tmp_path):
@@ -181,9 +195,14 @@ def test_runbook_runs_in_one_debug_container(k8s_cluster, target_pod, restricted
     assert "status=200" in report["steps"][1]["stdout"]
     pod = k8s_cluster.api.read_namespaced_pod(target_pod.metadata.name, restricted_ns)
     assert len(pod.spec.ephemeral_containers) == 1  # one sidecar served every step
-    # The keep-alive ends when debugkit closes its stdin: the container terminates.
-    k8s_cluster.kubectl("wait", "-n", restricted_ns, f"pod/{target_pod.metadata.name}", "--timeout=60s",
-                        "--for=jsonpath={.status.ephemeralContainerStatuses[0].state.terminated.reason}=Completed")
+    # A second run, and an attach, reuse it: the pod still carries one debug container.
+    again = run_cli("runbook", "run", "--kubeconfig", k8s_cluster.kubeconfig, "http-health",
+                    f"pod/{target_pod.metadata.name}", "-n", restricted_ns, "--var", "URL_PATH=/healthz", timeout=300)
+    assert again.returncode == 0, text(again)
+    assert kube(k8s_cluster, "attach", f"pod/{target_pod.metadata.name}", "-n", restricted_ns, "--", "true",
+                timeout=180).returncode == 0
+    pod = k8s_cluster.api.read_namespaced_pod(target_pod.metadata.name, restricted_ns)
+    assert len(pod.spec.ephemeral_containers) == 1
 
 
 def test_interactive_shell_over_the_websocket(k8s_cluster, target_pod, restricted_ns, toolbox_on_node):

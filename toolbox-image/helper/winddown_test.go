@@ -1,0 +1,128 @@
+package main
+
+import (
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A keepalive told to stop while commands hold it asks them to end first: each
+// `reap --hold` takes the closed connection as SIGTERM, ends its command's tree and
+// reaps it, and only then does the keepalive exit (so the engine kills nothing).
+func TestStoppingKeepaliveWindsDownItsHolders(t *testing.T) {
+	for _, stop := range []string{"stdin EOF", "SIGTERM"} {
+		t.Run(stop, func(t *testing.T) {
+			name := socketName(t)
+			pr, pw, _ := os.Pipe()
+			keep := helperCmd(t, runOpts{}, "keepalive", "--socket", name, "--stdin", "--idle", "600")
+			keep.Stdin = pr
+			if err := keep.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pr.Close()
+			dialWhenUp(t, name).Close()
+			// The command leaves a grandchild behind and ignores nothing: both must go.
+			reap, out, _ := startReap(t, "--hold", name, "--", "sh", "-c", "sleep 300 & echo $!; echo ready; wait")
+			grandchild, err := strconv.Atoi(strings.TrimSpace(readLine(t, out)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			expectLine(t, out, "ready")
+			if stop == "SIGTERM" {
+				_ = keep.Process.Signal(syscall.SIGTERM)
+			} else {
+				pw.Close()
+			}
+			code, took := waitExit(t, reap, 10*time.Second)
+			if code != 128+int(syscall.SIGTERM) {
+				t.Fatalf("reap exit %d, want 143 (its command got SIGTERM)", code)
+			}
+			if kcode, _ := waitExit(t, keep, 10*time.Second); kcode != 0 {
+				t.Fatalf("keepalive exit %d", kcode)
+			}
+			if running(grandchild) {
+				t.Fatalf("the command's background job %d outlived the wind-down", grandchild)
+			}
+			if took > windDownGrace {
+				t.Fatalf("wind-down took %v", took)
+			}
+			pw.Close()
+		})
+	}
+}
+
+func TestKeepaliveWithoutHoldersStopsAtOnce(t *testing.T) {
+	cmd, _, _ := startKeepalive(t, "--socket", socketName(t))
+	time.Sleep(100 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if code, took := waitExit(t, cmd, 5*time.Second); code != 0 || took > time.Second {
+		t.Fatalf("exit %d after %v", code, took)
+	}
+}
+
+func TestRelayProbe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	// The listener never accepts nor answers: the probe must not wait for it.
+	r := runHelper(t, runOpts{}, "relay", "--probe", port)
+	if r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Fatalf("probe of a listening port: %+v", r)
+	}
+	ln.Close()
+	r = runHelper(t, runOpts{}, "relay", "--probe", port)
+	if r.code != exitUnreachable {
+		t.Fatalf("probe of a closed port: %+v", r)
+	}
+	assertOneErrorLine(t, r, "nothing is listening")
+}
+
+func TestTargetEnvironment(t *testing.T) {
+	target := []byte("PATH=/app/bin\x00LANG=C\x00TERM=dumb\x00SECRET=a=b\x00\x00bogus\x00")
+	got := targetEnv(target, []string{"PATH=/usr/bin", "TERM=xterm", "DEBUGKIT_SESSION=1", "HOME=/tmp"})
+	want := "PATH=/app/bin:/usr/bin LANG=C TERM=xterm SECRET=a=b DEBUGKIT_SESSION=1"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("got %q\nwant %q", strings.Join(got, " "), want)
+	}
+	dir := t.TempDir()
+	writeFile(t, dir+"/environ", "FROM_TARGET=yes\x00PATH=/nowhere\x00", 0644)
+	r := runHelper(t, runOpts{}, "env", "--from", dir+"/environ", "--", "sh", "-c", "echo $FROM_TARGET; echo $PATH")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "yes\n/nowhere:") {
+		t.Fatalf("%+v", r)
+	}
+	assertOneErrorLine(t, r, "environment of the target's process from "+dir+"/environ (")
+	os.Chmod(dir+"/environ", 0)
+	if os.Geteuid() != 0 {
+		r = runHelper(t, runOpts{}, "env", "--from", dir+"/environ", "--", "true")
+		if r.code != exitPermission {
+			t.Fatalf("%+v", r)
+		}
+	}
+	r = runHelper(t, runOpts{}, "env", "--from", dir+"/absent", "--or-continue", "--", "sh", "-c", "echo ran")
+	if r.code != 0 || r.stdout != "ran\n" {
+		t.Fatalf("%+v", r)
+	}
+	assertOneErrorLine(t, r, "warning: cannot read the target's environment")
+}
+
+func readLine(t *testing.T, r interface{ ReadString(byte) (string, error) }) string {
+	t.Helper()
+	got := make(chan string, 1)
+	go func() {
+		line, _ := r.ReadString('\n')
+		got <- line
+	}()
+	select {
+	case line := <-got:
+		return line
+	case <-time.After(20 * time.Second):
+		t.Fatal("timed out waiting for a line")
+	}
+	return ""
+}
