@@ -419,15 +419,17 @@ def _path_stat(resp) -> dict:
         return {}
 
 
-def tls_from_env() -> TLSConfig | None:
-    """DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as the docker CLI reads them."""
-    if not os.environ.get("DOCKER_TLS_VERIFY") and not (os.environ.get("DOCKER_HOST") or "").startswith("https:"):
+def tls_from_env(environ=None, *, default_cert_path: str | None = None) -> TLSConfig | None:
+    """DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as the docker CLI reads them. The certificates
+    default to the docker CLI's config directory (~/.docker, or $DOCKER_CONFIG)."""
+    env = os.environ if environ is None else environ
+    if not env.get("DOCKER_TLS_VERIFY") and not (env.get("DOCKER_HOST") or "").startswith("https:"):
         return None
-    cert_path = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+    cert_path = env.get("DOCKER_CERT_PATH") or default_cert_path or os.path.expanduser("~/.docker")
     files = {name: os.path.join(cert_path, f"{name}.pem") for name in ("ca", "cert", "key")}
     missing = [p for p in files.values() if not os.path.isfile(p)]
     if missing:
         raise EngineConfigError(f"TLS is requested for the engine but {', '.join(missing)} "
                                 f"{'is' if len(missing) == 1 else 'are'} missing (set DOCKER_CERT_PATH)")
     return TLSConfig(ca=files["ca"], cert=files["cert"], key=files["key"],
-                     verify=bool(os.environ.get("DOCKER_TLS_VERIFY")))
+                     verify=bool(env.get("DOCKER_TLS_VERIFY")))
