@@ -42,6 +42,11 @@ class EngineConnectionError(OSError):
         self.detail = detail
 
 
+class SSHConnectionError(EngineConnectionError):
+    """ssh could not connect, authenticate or keep the connection to an ssh:// engine;
+    `detail` is ssh's own reason as one line (see sshdial.explain)."""
+
+
 class EngineConfigError(ValueError):
     """The engine's address or TLS settings cannot be used as given (a typo, not an outage)."""
 
@@ -134,6 +139,12 @@ class HijackedSocket:
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def transport_failure(self) -> str | None:
+        """After the stream ended: why its transport failed (an ssh connection that
+        dropped), or None when it simply ended."""
+        check = getattr(self._sock, "ssh_failure", None)
+        return check() if check is not None else None
 
     def recv(self, size: int) -> bytes:
         return self._sock.recv(size)
@@ -231,6 +242,7 @@ class EngineClient:
             conn.close()
             if not stream:
                 self._conn = None
+            self._raise_dial_failure(exc)
             if isinstance(exc, (PermissionError, EngineConnectionError)):
                 raise
             raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}",
@@ -246,6 +258,22 @@ class EngineClient:
             cls = EngineNotFound if resp.status == 404 else EngineError
             raise cls(resp.status, str(message).strip())
         return resp, conn
+
+    def _raise_dial_failure(self, exc: BaseException) -> None:
+        """A connection through a dialer (ssh) failed: raise with the dialer's own reason
+        ("Permission denied (publickey)", "Host key verification failed", ...) if it has one.
+        Called after the connection was closed, so its process has been reaped."""
+        if isinstance(exc, SSHConnectionError):
+            raise exc
+        failure = getattr(self._dial, "failure", None)
+        reason = failure() if failure is not None else None
+        if reason:
+            raise SSHConnectionError(f"cannot reach the engine at {self.host}: {reason}", detail=reason) from exc
+
+    def transport_failure(self) -> str | None:
+        """Why the most recent connection through the dialer failed, if it did."""
+        failure = getattr(self._dial, "failure", None)
+        return failure() if failure is not None else None
 
     def _shared(self, timeout):
         if self._conn is None:
@@ -268,6 +296,19 @@ class EngineClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def prefetch(self, count: int, *, spare: bool = False) -> None:
+        """A dialer (ssh) may start the next `count` connections now, so their setup
+        overlaps; `spare`: keep one started ahead for a run of many execs."""
+        if self._dial is not None and hasattr(self._dial, "prefetch"):
+            self._dial.spare = spare
+            self._dial.prefetch(count)
+
+    def release(self) -> None:
+        """Drop connections started ahead and not used (the session is over)."""
+        close = getattr(self._dial, "close", None)
+        if close is not None:
+            close()
 
     # -- calls (named as in docker-py) ------------------------------------------------
 
@@ -320,7 +361,14 @@ class EngineClient:
 
     def remove_container(self, container: str, *, force: bool = False) -> None:
         # Cleanup runs in `finally` blocks, possibly right after a signal interrupted a
-        # request on the shared connection: use a connection of its own.
+        # request on the shared connection; such a request closes that connection (see
+        # _json), so the shared one is clean or absent here. A new connection is one more
+        # ssh handshake on an ssh:// engine: use it only if the shared one was dropped.
+        try:
+            self._json("DELETE", f"/containers/{container}", params={"force": force})
+            return
+        except EngineConnectionError:
+            pass
         resp, conn = self._request("DELETE", f"/containers/{container}", params={"force": force}, stream=True)
         try:
             resp.read()
@@ -337,6 +385,10 @@ class EngineClient:
         if user:
             body["User"] = user
         return self._json("POST", f"/containers/{container}/exec", body=body)
+
+    def exec_start_detached(self, exec_id: str) -> None:
+        """Start an exec and return at once (no stream: the shared connection serves)."""
+        self._json("POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": False})
 
     def exec_inspect(self, exec_id: str) -> dict:
         return self._json("GET", f"/exec/{exec_id}/json")
@@ -379,6 +431,7 @@ class EngineClient:
                 raw += chunk
         except OSError as exc:
             conn.close()
+            self._raise_dial_failure(exc)
             if isinstance(exc, (PermissionError, EngineConnectionError)):
                 raise
             raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}") from exc
