@@ -1,21 +1,38 @@
-"""One sidecar, many commands, on a Docker-API engine: runbooks, interactive shells, cp.
+"""One sidecar, many commands, on a Docker-API engine: runbooks, interactive shells, cp,
+and scripted commands on remote engines.
 
 The sidecar's main process is a keep-alive that lives exactly as long as our attach
-connection keeps its stdin open, so a killed CLI takes its sidecar with it (EOF -> exit
--> auto-remove). Commands are execs in it.
+connection keeps its stdin open, so a killed CLI (or a dropped ssh connection) takes its
+sidecar with it (EOF -> exit -> auto-remove). Commands are execs in it.
+
+Two things the engine does not do for us, and what we do instead:
+- When a sidecar that shares the target's PID namespace ends while an exec runs, the
+  runtime kills the exec's processes but the engine (Docker 20.10 with containerd 1.6)
+  never closes the exec's stream nor records its exit. So every wait on an exec stream
+  also watches the keep-alive stream: if that closes, the sidecar is gone.
+- For the same reason, ending the sidecar is not how a running exec is stopped: on an
+  error or a signal the exec's processes are killed first (they carry a marker in their
+  environment, DEBUGKIT_EXEC=<random tag>, and only processes with that marker are
+  signalled), so the engine sees them exit and closes their streams, and nothing is left
+  waiting on the engine's side (on an ssh engine: a `docker system dial-stdio`).
 """
 from __future__ import annotations
 
 import contextlib
+import secrets
 import select
 import socket as socketlib
 import time
 from typing import Sequence
 
-from debugkit.core.errors import DebugkitError
+from debugkit.core.errors import DebugkitError, TargetNotRunning
 from debugkit.runtimes.base import ExecSession, Plan
+from debugkit.runtimes.docker.errors import start_error
 from debugkit.runtimes.execution import ExecResult, StepRun
-from debugkit.runtimes.terminal import STDERR_STREAM, FrameDemuxer, pump, terminal_size
+from debugkit.runtimes.terminal import STDERR_STREAM, FrameDemuxer, pump, terminal_size, write_output
+
+EXEC_MARKER = "DEBUGKIT_EXEC"
+KILLED_WITH_SIDECAR = 137  # the runtime kills a sidecar's execs with SIGKILL
 
 
 class DockerExecSession(ExecSession):
@@ -26,6 +43,8 @@ class DockerExecSession(ExecSession):
         self.api = runtime.api
         self.container_id: str | None = None
         self._keepalive = None
+        self._running: str | None = None   # the marker of the exec that runs now
+        self.finished = False   # the work ended normally: see close()
 
     def __enter__(self) -> "DockerExecSession":
         with self.runtime.calls():
@@ -39,52 +58,104 @@ class DockerExecSession(ExecSession):
                 raise
         return self
 
+    def __exit__(self, exc_type, *exc) -> None:
+        self.finished = exc_type is None
+        self.close()
+
     def close(self) -> None:
+        if self._running is not None and self.container_id:
+            self._kill_marked(self._running)
+        self._running = None
         if self._keepalive is not None:
             with contextlib.suppress(Exception):
                 self._keepalive.close()
             self._keepalive = None
         if self.container_id:
-            self.runtime.remove_container(self.container_id)
+            # Closing the keep-alive stream ends the sidecar (EOF -> exit -> auto-remove).
+            # After a normal end on a remote engine that is all: the same mechanism a
+            # dropped connection relies on, without a removal round trip. Otherwise
+            # (errors, signals, a local engine) remove it at once.
+            if not (self.finished and not self.api.local):
+                self.runtime.remove_container(self.container_id)
             self.container_id = None
+        with contextlib.suppress(Exception):
+            self.api.release()
 
-    def _env(self) -> dict[str, str]:
-        return self.spec.env_dict()
+    def _kill_marked(self, tag: str) -> None:
+        self.runtime.stop_execs(self.container_id, tag)
+
+    def _env(self, tag: str | None = None) -> dict[str, str]:
+        env = self.spec.env_dict()
+        if tag is not None:
+            env[EXEC_MARKER] = tag
+        return env
+
+    def _start(self, argv: Sequence[str], *, stdin: bool, tty: bool):
+        """Create and start an exec of argv, marked; (exec ID, its stream)."""
+        tag = f"{self.spec.session_id}.{secrets.token_hex(6)}"
+        with self.runtime.calls():
+            exec_id = self.api.exec_create(self.container_id, list(argv), stdin=stdin, stdout=True, stderr=True,
+                                           tty=tty, environment=self._env(tag))["Id"]
+            self._running = tag
+            return exec_id, self.api.exec_start(exec_id, tty=tty)
 
     def exec_interactive(self, argv: Sequence[str], *, stdin, stdout) -> int:
         """A TTY exec of argv; its exit code."""
         api = self.api
-        with self.runtime.calls():
-            exec_id = api.exec_create(self.container_id, list(argv), stdin=True, stdout=True, stderr=True,
-                                      tty=True, environment=self._env())["Id"]
-            sock = api.exec_start(exec_id, tty=True)
+        exec_id, sock = self._start(argv, stdin=True, tty=True)
+        with contextlib.closing(sock):
+            with self.runtime.calls():
+                def resize(rows, cols):
+                    with contextlib.suppress(Exception):
+                        api.exec_resize(exec_id, height=rows, width=cols)
 
-            def resize(rows, cols):
-                with contextlib.suppress(Exception):
-                    api.exec_resize(exec_id, height=rows, width=cols)
-
-            resize(*terminal_size())
-            pump(sock, tty_mode=True, stdin=stdin, stdout=stdout, stderr=stdout, on_resize=resize)
-        code = self._exit_code(exec_id)
+                resize(*terminal_size())
+                ended = pump(sock, tty_mode=True, stdin=stdin, stdout=stdout, stderr=stdout, on_resize=resize,
+                             until_closed=self._keepalive)
+            code = self._exit_code(exec_id, stream=sock) if ended else self._sidecar_ended(sock)
         if code is None:
             raise DebugkitError("the interactive shell's exit status never arrived")
+        self._running = None
+        return int(code)
+
+    def exec_streamed(self, argv: Sequence[str], *, stdin, stdout, stderr) -> int:
+        """A scripted command as an exec (no TTY): stdout and stderr kept apart, stdin
+        forwarded when given, and its exit code. A command the image cannot run is the
+        same error as when it is a sidecar's main process (127 / 126)."""
+        exec_id, sock = self._start(argv, stdin=stdin is not None, tty=False)
+        out = _StartFailureCatcher(stdout)
+        with contextlib.closing(sock):
+            with self.runtime.calls():
+                ended = pump(sock, tty_mode=False, stdin=stdin, stdout=out, stderr=stderr,
+                             until_closed=self._keepalive)
+            code = self._exit_code(exec_id, stream=sock) if ended else self._sidecar_ended(sock)
+        if code is None:
+            raise DebugkitError("the command's exit status never arrived")
+        self._running = None
+        if out.held is not None:
+            if code in (126, 127):
+                raise start_error(out.held.decode("utf-8", "replace").strip())
+            out.release()
         return int(code)
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
         step = StepRun(argv, timeout=timeout, max_output=max_output)
-        with self.runtime.calls():
-            exec_id = self.api.exec_create(self.container_id, step.wrapped, stdout=True, stderr=True,
-                                           environment=self._env())["Id"]
-            sock = self.api.exec_start(exec_id)
+        exec_id, sock = self._start(step.wrapped, stdin=False, tty=False)
         demux = FrameDemuxer()
+        watch = [sock] + ([self._keepalive] if self._keepalive is not None else [])
         try:
             while True:
                 remaining = step.remaining()
                 if remaining <= 0:
                     step.timed_out = True
                     break
-                readable, _, _ = select.select([sock], [], [], remaining)
+                readable, _, _ = select.select(watch, [], [], remaining)
                 if not readable:
+                    continue
+                if sock not in readable:
+                    if self._keepalive_closed():
+                        self._sidecar_ended(sock)
+                        raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
                     continue
                 try:
                     data = sock.recv(65536)
@@ -94,17 +165,85 @@ class DockerExecSession(ExecSession):
                     break
                 for stream, payload in demux.feed(data):
                     step.add(payload, stderr=stream == STDERR_STREAM)
+            result = step.result(None if step.timed_out else self._exit_code(exec_id, stream=sock))
+            if not step.timed_out:
+                self._running = None
+            return result
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
-        return step.result(None if step.timed_out else self._exit_code(exec_id))
 
-    def _exit_code(self, exec_id: str) -> int | None:
-        """The exit code once the engine has seen the exec end (a moment after its stream)."""
+    def _keepalive_closed(self) -> bool:
+        try:
+            self._keepalive.setblocking(False)
+            return not self._keepalive.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def _sidecar_ended(self, stream) -> int:
+        """The keep-alive closed under a running exec: a dropped connection (an error of
+        its own), or the sidecar ended (target stopped, gc): then the runtime killed the
+        exec with it, and the engine will never report its status."""
+        self._raise_if_lost(self._keepalive, stream)
+        self._running = None
+        return KILLED_WITH_SIDECAR
+
+    def _raise_if_lost(self, *streams) -> None:
+        for stream in streams:
+            reason = stream.transport_failure() if stream is not None else None
+            if reason:
+                raise self.runtime.lost_connection(reason)
+
+    def _exit_code(self, exec_id: str, *, stream=None) -> int | None:
+        """The exit code once the engine has seen the exec end (a moment after its stream).
+        If the engine still says it runs, the stream may have ended because its connection
+        dropped (an ssh engine): that is an error of its own, not a missing exit status."""
+        from debugkit.runtimes.docker.engine import EngineNotFound
+
         with self.runtime.calls():
-            for _ in range(300):
-                info = self.api.exec_inspect(exec_id)
-                if not info.get("Running"):
+            for attempt in range(300):
+                try:
+                    info = self.api.exec_inspect(exec_id)
+                except EngineNotFound:
+                    info = None  # the sidecar (and its execs) are gone
+                if info is not None and not info.get("Running"):
                     return info.get("ExitCode")
+                if attempt == 0 and stream is not None:
+                    self._raise_if_lost(stream, self._keepalive)
+                if info is None:
+                    return None
                 time.sleep(0.01)
         return None
+
+
+class _StartFailureCatcher:
+    """Holds back the first output of an exec if it is the runtime's own start failure
+    ("OCI runtime exec failed: ... executable file not found"), so that it can become
+    the same one-line error a sidecar's main process gets; anything else passes."""
+
+    MARK = b"OCI runtime exec failed"
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.held: bytes | None = None
+        self._first = True
+
+    def write(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            if data.startswith(self.MARK):
+                self.held = bytes(data)
+                return
+        if self.held is not None:
+            self.release()
+        write_output(self.stream, data)
+
+    def flush(self) -> None:
+        pass
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        if held:
+            write_output(self.stream, held)

@@ -15,7 +15,7 @@ import threading
 import time
 
 from debugkit.core import identity as ident
-from debugkit.core.errors import DebugkitError, ImageMissing, InvalidInput
+from debugkit.core.errors import DebugkitError, EngineUnreachable, ImageMissing, InvalidInput
 from debugkit.core.imageref import toolbox_ref
 from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
@@ -27,9 +27,23 @@ from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls,
 from debugkit.runtimes.docker.probe import ContainerProbe
 from debugkit.runtimes.terminal import pump, terminal_size
 
-# The main process of a sidecar that serves execs (interactive shells, runbooks): it
-# lives exactly as long as our attach connection keeps its stdin open.
-KEEPALIVE_COMMAND = ("sh", "-c", "exec cat >/dev/null")
+# Every exec debugkit starts carries DEBUGKIT_EXEC=<session>.<random> in its environment
+# (exec.py). This script, run in the sidecar as the sidecar's user, SIGKILLs exactly the
+# processes whose environment has DEBUGKIT_EXEC=$1 (a whole tag, or "<session>." for all
+# of a session's execs), never a target process: none carries the marker. The engine
+# closes an exec's stream only when it sees the exec exit, which it does not when the
+# sidecar (sharing the target's PID namespace) ends first: so execs go before the sidecar.
+STOP_EXECS = ('for p in /proc/[0-9]*; do '
+              'case "$(tr "\\0" "\\n" <"$p/environ" 2>/dev/null)" in '
+              '*"DEBUGKIT_EXEC=$1"*) kill -KILL "${p#/proc/}" 2>/dev/null;; esac; done')
+
+
+def keepalive_command(session_id: str) -> tuple[str, ...]:
+    """The main process of a sidecar that serves execs (interactive shells, runbooks,
+    remote scripted commands): it lives exactly as long as our attach connection keeps
+    its stdin open; at EOF (we closed it, we died, the connection dropped) it stops the
+    session's execs, then exits, and the engine removes the sidecar."""
+    return ("sh", "-c", f"cat >/dev/null; {STOP_EXECS}", "debugkit-keepalive", f"{session_id}.")
 
 
 class DockerRuntime(Runtime):
@@ -37,28 +51,66 @@ class DockerRuntime(Runtime):
     engine = "Docker"
     cli = "docker"
 
-    def __init__(self, api=None, *, address=None):
+    def __init__(self, api=None, *, address=None, host: str | None = None, context: str | None = None):
+        """`host` and `context` are -H and --docker-context as typed (None: not given);
+        `address` (an EngineAddress or a host string) skips the resolution."""
         self._api = api
         self._address = address
+        self._host = host
+        self._context = context
+        self._resolution = None
+        self._prefetch: tuple[int, bool] = (0, False)
 
     # -- the engine -----------------------------------------------------------------------
+
+    def resolve(self):
+        """Which engine, and why (hosts.resolve: -H, DOCKER_HOST, contexts, as the docker CLI)."""
+        from debugkit.runtimes.docker import hosts
+
+        if self._address is not None:
+            address = self._address
+            if isinstance(address, str):
+                from debugkit.runtimes.docker.engine import tls_from_env
+
+                address = hosts.address_for(address, tls=tls_from_env())
+            return hosts.Resolution(address, "given by the caller")
+        return hosts.resolve(host=self._host, context=self._context)
+
+    @property
+    def resolution(self):
+        if self._resolution is None:
+            from debugkit.runtimes.docker.engine import EngineConfigError
+
+            try:
+                self._resolution = self.resolve()
+            except EngineConfigError as exc:
+                raise InvalidInput(str(exc)) from None
+        return self._resolution
 
     def connect(self):
         """An engine client that has answered a ping, or a DebugkitError saying why not."""
         from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
 
+        address = self.resolution.address
+        dial = None
+        if address.scheme == "ssh":
+            from debugkit.runtimes.docker.sshdial import SSHDialer  # subprocess: only for ssh://
+
+            dial = SSHDialer(address)
         try:
-            client = EngineClient(self._address or self.default_address())
+            client = EngineClient(address, dial=dial)
         except EngineConfigError as exc:
             raise InvalidInput(str(exc)) from None
+        count, spare = self._prefetch
+        if count:
+            client.prefetch(count, spare=spare)
         try:
             client.ping()
         except (EngineConnectionError, EngineError, PermissionError) as exc:
+            client.close()
+            client.release()
             raise engine_error(exc, engine=self.engine, host=client.host) from exc
         return client
-
-    def default_address(self):
-        return None  # DOCKER_HOST, then the default socket (engine.EngineClient)
 
     @property
     def api(self):
@@ -76,6 +128,10 @@ class DockerRuntime(Runtime):
     # -- plan -----------------------------------------------------------------------------
 
     def plan(self, options: SidecarOptions, *, mode: str, thorough: bool = False) -> Plan:
+        if self._api is None and not thorough:
+            # A session needs three connections (the API calls, the keep-alive stream,
+            # the first exec) when the engine is remote; a dialer (ssh) starts them at once.
+            self._prefetch = (3, mode == "exec")
         with self.calls():
             probe = self.probe
             info = probe.find_target(options.target.name)
@@ -96,14 +152,19 @@ class DockerRuntime(Runtime):
                                f"{self.engine} sidecars take --memory, --pids-limit and --cpus instead")
         container_spec = spec
         exec_argv: tuple[str, ...] = ()
-        if mode in ("interactive", "exec"):
+        # On a remote engine a scripted command runs as an exec too: its sidecar's main
+        # process is the keep-alive on our attach stream, so a dropped connection ends
+        # the sidecar (EOF -> exit -> auto-remove) even when nothing can reach the engine
+        # to remove it. Locally the command is the main process (one round trip less).
+        streamed = mode == "command" and not self.api.local
+        if mode in ("interactive", "exec") or streamed:
             # The command becomes an exec in a sidecar whose main process is the keep-alive.
-            container_spec = spec.evolve(command=KEEPALIVE_COMMAND, stdin=True, tty=False)
-            if mode == "interactive":
+            container_spec = spec.evolve(command=keepalive_command(spec.session_id), stdin=True, tty=False)
+            if mode == "interactive" or streamed:
                 exec_argv = spec.command or image.pop("default_command")
         image.pop("default_command", None)
-        warnings = []
-        facts: dict = {"exec_argv": list(exec_argv)}
+        warnings = list(self.resolution.warnings)
+        facts: dict = {"exec_argv": list(exec_argv), "streamed": streamed}
         dumpable = probe.dumpable(info)
         if dumpable is False and not spec.run_as_root:
             warnings.append("the target changed UID at runtime and is not dumpable: /proc/1/root and "
@@ -167,13 +228,25 @@ class DockerRuntime(Runtime):
 
             with DockerExecSession(self, plan) as live:
                 return live.exec_interactive(plan.facts["exec_argv"], stdin=streams.stdin, stdout=streams.stdout)
+        run_once = self._run_streamed if plan.facts.get("streamed") else self._run_once
         for attempt in (1, 2):
             try:
-                return self._run_once(plan, streams)
+                return run_once(plan, streams)
             except TransientStartFailure:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def _run_streamed(self, plan: Plan, streams: Streams) -> int:
+        """A scripted command as an exec in a keep-alive sidecar (remote engines)."""
+        from debugkit.runtimes.docker.exec import DockerExecSession
+
+        with DockerExecSession(self, plan) as live:
+            return live.exec_streamed(plan.facts["exec_argv"], stdin=streams.stdin if plan.spec.stdin else None,
+                                      stdout=streams.stdout, stderr=streams.stderr)
+
+    def lost_connection(self, reason: str) -> DebugkitError:
+        return EngineUnreachable(f"lost the connection to the {self.engine} engine at {self.api.host}: ssh: {reason}")
 
     def _run_once(self, plan: Plan, streams: Streams) -> int:
         spec = plan.spec
@@ -240,9 +313,16 @@ class DockerRuntime(Runtime):
     def inspect(self, plan: Plan) -> dict:
         facts = plan.facts
         resolved = plan.spec.identity
+        notes = list(resolved.notes)
+        if not self.api.local:
+            notes.append(f"the engine is remote ({self.api.address.scheme}://): the target's process identity comes "
+                         f"from the engine's top API, its files from the archive API, not from this machine's /proc")
+        if facts.get("streamed"):
+            notes.append("commands run as execs in a keep-alive sidecar, which ends when the connection does")
         return {
             "runtime": self.name,
             "engine": self.api.host,
+            "engine_source": self.resolution.why,
             "container": plan.target.name,
             "container_id": plan.target.id,
             "image": plan.target.image,
@@ -252,7 +332,7 @@ class DockerRuntime(Runtime):
             "groups": list(resolved.groups),
             "user_name": resolved.user_name,
             "source": resolved.source,
-            "notes": list(resolved.notes),
+            "notes": notes,
             "sources": [s.as_dict() for s in plan.sources],
             "configured_user": facts.get("configured_user"),
             "target_dumpable": facts.get("dumpable"),
@@ -262,9 +342,20 @@ class DockerRuntime(Runtime):
             "sidecar_image": plan.spec.image,
             "profile": plan.spec.profile,
             "warnings": list(plan.warnings),
-            "attach_command": translate.shell_join(
-                translate.run_argv(plan.request, names={plan.target.id: plan.target.name})),
+            "attach_command": translate.shell_join(self.cli_argv(
+                translate.run_argv(plan.request, names={plan.target.id: plan.target.name}))),
         }
+
+    def cli_argv(self, argv: list[str]) -> list[str]:
+        """`docker run ...` pointed at the engine this runtime uses (a context by name)."""
+        from debugkit.runtimes.docker.engine import DEFAULT_SOCKET
+
+        found = self.resolution
+        if argv[:1] != [self.cli] or (found.context is None and found.address.text == f"unix://{DEFAULT_SOCKET}"):
+            return argv
+        if found.context:
+            return [argv[0], "--context", found.context, *argv[1:]]
+        return [argv[0], "-H", found.address.text, *argv[1:]]
 
     def sessions(self) -> list[SessionRow]:
         with self.calls():
@@ -289,6 +380,21 @@ class DockerRuntime(Runtime):
             ))
         return rows
 
+    def stop_execs(self, container_id: str, marker: str) -> None:
+        """SIGKILL the execs marked `marker` in a running sidecar, before it is ended: the
+        engine closes an exec's stream only when it sees the exec exit, which it does not
+        when the sidecar (sharing the target's PID namespace) ends first. Best effort and
+        bounded (3 s); a sidecar without sh, tr and kill keeps the old behaviour."""
+        deadline = time.monotonic() + 3
+        with contextlib.suppress(Exception):
+            killer = self.api.exec_create(container_id, ["sh", "-c", STOP_EXECS, "debugkit-stop", marker],
+                                          stdout=False, stderr=False)["Id"]
+            self.api.exec_start_detached(killer)
+            while time.monotonic() < deadline and self.api.exec_inspect(killer).get("Running"):
+                time.sleep(0.02)
+
     def remove(self, row: SessionRow) -> None:
+        if row.state == "running" and row.session != "?":
+            self.stop_execs(row.id, f"{row.session}.")
         self.remove_container(row.id)
 
