@@ -364,11 +364,13 @@ class EngineClient:
         # request on the shared connection; such a request closes that connection (see
         # _json), so the shared one is clean or absent here. A new connection is one more
         # ssh handshake on an ssh:// engine: use it only if the shared one was dropped.
+        fresh = self._conn is None
         try:
             self._json("DELETE", f"/containers/{container}", params={"force": force})
             return
         except EngineConnectionError:
-            pass
+            if fresh:
+                raise  # a new connection failed: another one would wait as long again
         resp, conn = self._request("DELETE", f"/containers/{container}", params={"force": force}, stream=True)
         try:
             resp.read()

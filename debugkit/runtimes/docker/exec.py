@@ -22,10 +22,11 @@ import contextlib
 import secrets
 import select
 import socket as socketlib
+import threading
 import time
 from typing import Sequence
 
-from debugkit.core.errors import DebugkitError, TargetNotRunning
+from debugkit.core.errors import DebugkitError, EngineUnreachable, TargetNotRunning
 from debugkit.runtimes.base import ExecSession, Plan
 from debugkit.runtimes.docker.errors import start_error
 from debugkit.runtimes.execution import ExecResult, StepRun
@@ -45,6 +46,8 @@ class DockerExecSession(ExecSession):
         self._keepalive = None
         self._running: str | None = None   # the marker of the exec that runs now
         self.finished = False   # the work ended normally: see close()
+        self.lost = False       # the engine could not be reached
+        self._heartbeat = None
 
     def __enter__(self) -> "DockerExecSession":
         with self.runtime.calls():
@@ -56,14 +59,23 @@ class DockerExecSession(ExecSession):
             except BaseException:
                 self.close()
                 raise
+        interval = self.plan.facts.get("heartbeat_s")
+        if interval:
+            self._heartbeat = _Heartbeat(self._keepalive, interval)
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
         self.finished = exc_type is None
+        # The engine cannot be reached: one attempt to remove the sidecar (it ends by
+        # itself anyway, execs first, when its keep-alive sees EOF), no more waiting.
+        self.lost = exc_type is not None and issubclass(exc_type, EngineUnreachable)
         self.close()
 
     def close(self) -> None:
-        if self._running is not None and self.container_id:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        if self._running is not None and self.container_id and not self.lost:
             self._kill_marked(self._running)
         self._running = None
         if self._keepalive is not None:
@@ -92,12 +104,20 @@ class DockerExecSession(ExecSession):
 
     def _start(self, argv: Sequence[str], *, stdin: bool, tty: bool):
         """Create and start an exec of argv, marked; (exec ID, its stream)."""
+        from debugkit.runtimes.docker.engine import EngineError
+
         tag = f"{self.spec.session_id}.{secrets.token_hex(6)}"
         with self.runtime.calls():
-            exec_id = self.api.exec_create(self.container_id, list(argv), stdin=stdin, stdout=True, stderr=True,
-                                           tty=tty, environment=self._env(tag))["Id"]
-            self._running = tag
-            return exec_id, self.api.exec_start(exec_id, tty=tty)
+            try:
+                exec_id = self.api.exec_create(self.container_id, list(argv), stdin=stdin, stdout=True, stderr=True,
+                                               tty=tty, environment=self._env(tag))["Id"]
+                self._running = tag
+                return exec_id, self.api.exec_start(exec_id, tty=tty)
+            except EngineError as exc:
+                # The sidecar ended before the command could start (the target stopped,
+                # the engine restarted): the same errors a sidecar's start gets.
+                self._running = None
+                raise start_error(exc.explanation) from exc
 
     def exec_interactive(self, argv: Sequence[str], *, stdin, stdout) -> int:
         """A TTY exec of argv; its exit code."""
@@ -216,6 +236,29 @@ class DockerExecSession(ExecSession):
                     return None
                 time.sleep(0.01)
         return None
+
+
+class _Heartbeat:
+    """One byte on the keep-alive stream every `interval` seconds (remote engines): the
+    keep-alive ends the sidecar when they stop arriving (runtime.keepalive_command)."""
+
+    def __init__(self, sock, interval: float):
+        self._sock = sock
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="debugkit-heartbeat")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._sock.sendall(b"\n")
+            except (OSError, ValueError):
+                return  # the stream is closed: nothing left to keep alive
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=2)
 
 
 class _StartFailureCatcher:

@@ -35,9 +35,9 @@ from debugkit.runtimes.docker.engine import (DEFAULT_SOCKET, EngineAddress, Engi
 
 DEFAULT_CONTEXT = "default"
 # How long ssh may take to connect and authenticate before it gives up (the docker CLI
-# uses 30 s); then how it notices a server that went silent: 3 unanswered probes 10 s apart.
+# uses 30 s); then how it notices a server that went silent: 3 unanswered probes 5 s apart.
 SSH_CONNECT_TIMEOUT = 10
-SSH_ALIVE_INTERVAL = 10
+SSH_ALIVE_INTERVAL = 5
 SSH_ALIVE_COUNT = 3
 # A host name ssh will take as a host name: letters, digits, dots, dashes, underscores,
 # colons and % (IPv6 and its zone). Never an option (a leading dash), never whitespace.

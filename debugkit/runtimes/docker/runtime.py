@@ -32,18 +32,42 @@ from debugkit.runtimes.terminal import pump, terminal_size
 # processes whose environment has DEBUGKIT_EXEC=$1 (a whole tag, or "<session>." for all
 # of a session's execs), never a target process: none carries the marker. The engine
 # closes an exec's stream only when it sees the exec exit, which it does not when the
-# sidecar (sharing the target's PID namespace) ends first: so execs go before the sidecar.
-STOP_EXECS = ('for p in /proc/[0-9]*; do '
-              'case "$(tr "\\0" "\\n" <"$p/environ" 2>/dev/null)" in '
-              '*"DEBUGKIT_EXEC=$1"*) kill -KILL "${p#/proc/}" 2>/dev/null;; esac; done')
+# sidecar (sharing the target's PID namespace) ends first: so execs go before the
+# sidecar, and the script returns once they are dead (zombies count: the target's init
+# may never reap them; at most 3 s), plus a moment for the engine to see it.
+STOP_EXECS = "; ".join((
+    'killed=""',
+    'for p in /proc/[0-9]*; do '
+    'case "$(tr "\\0" "\\n" 2>/dev/null <"$p/environ")" in '
+    '*"DEBUGKIT_EXEC=$1"*) kill -KILL "${p#/proc/}" 2>/dev/null && killed="$killed ${p#/proc/}";; esac; done',
+    'n=0',
+    'while [ -n "$killed" ] && [ $n -lt 30 ]; do '
+    'left=""; for q in $killed; do case "$(cat 2>/dev/null "/proc/$q/stat")" in ""|*") Z "*) ;; '
+    '*) left="$left $q";; esac; done; killed=$left; '
+    'n=$((n+1)); [ -n "$killed" ] && sleep 0.1; done',
+    '[ $n -gt 0 ] && sleep 0.3',
+    'true',
+))
 
 
-def keepalive_command(session_id: str) -> tuple[str, ...]:
+# On a remote engine the CLI sends a heartbeat byte on the keep-alive stream every
+# HEARTBEAT_S seconds, and the keep-alive ends when none arrives for HEARTBEAT_TIMEOUT_S:
+# a connection that goes silent (a network partition, a suspended laptop) ends the
+# sidecar within that bound, whatever the server's sshd or TCP keep-alive settings.
+HEARTBEAT_S = 5
+HEARTBEAT_TIMEOUT_S = 30
+
+
+def keepalive_command(session_id: str, *, heartbeat: bool = False) -> tuple[str, ...]:
     """The main process of a sidecar that serves execs (interactive shells, runbooks,
     remote scripted commands): it lives exactly as long as our attach connection keeps
-    its stdin open; at EOF (we closed it, we died, the connection dropped) it stops the
-    session's execs, then exits, and the engine removes the sidecar."""
-    return ("sh", "-c", f"cat >/dev/null; {STOP_EXECS}", "debugkit-keepalive", f"{session_id}.")
+    its stdin open (and, with `heartbeat`, keeps sending); at EOF (we closed it, we died,
+    the connection dropped) or silence it stops the session's execs, then exits, and the
+    engine removes the sidecar."""
+    wait = "cat >/dev/null"
+    if heartbeat:
+        wait = f'while [ "$(timeout {HEARTBEAT_TIMEOUT_S} head -c 1 | wc -c)" = 1 ]; do :; done'
+    return ("sh", "-c", f"{wait}; {STOP_EXECS}", "debugkit-keepalive", f"{session_id}.")
 
 
 class DockerRuntime(Runtime):
@@ -159,12 +183,14 @@ class DockerRuntime(Runtime):
         streamed = mode == "command" and not self.api.local
         if mode in ("interactive", "exec") or streamed:
             # The command becomes an exec in a sidecar whose main process is the keep-alive.
-            container_spec = spec.evolve(command=keepalive_command(spec.session_id), stdin=True, tty=False)
+            container_spec = spec.evolve(command=keepalive_command(spec.session_id, heartbeat=not self.api.local),
+                                         stdin=True, tty=False)
             if mode == "interactive" or streamed:
                 exec_argv = spec.command or image.pop("default_command")
         image.pop("default_command", None)
         warnings = list(self.resolution.warnings)
-        facts: dict = {"exec_argv": list(exec_argv), "streamed": streamed}
+        facts: dict = {"exec_argv": list(exec_argv), "streamed": streamed,
+                       "heartbeat_s": HEARTBEAT_S if not self.api.local else None}
         dumpable = probe.dumpable(info)
         if dumpable is False and not spec.run_as_root:
             warnings.append("the target changed UID at runtime and is not dumpable: /proc/1/root and "

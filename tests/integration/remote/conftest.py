@@ -151,11 +151,10 @@ def sshd_restored(ssh_server):
 
 
 def kill_server(server: dict) -> None:
-    """The connection drops as if the server vanished: the listener goes (no reconnect),
-    then every session process is killed, which closes each TCP connection."""
-    sessions = server_sessions(server)
-    testenv("down")
-    for pid in sessions:
+    """The connection drops as if the server vanished: the listener and every session
+    process are SIGKILLed at once (no reconnect is possible; each TCP connection closes)."""
+    listener = listener_pid(server)
+    for pid in ([listener] if listener else []) + server_sessions(server):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
