@@ -252,7 +252,7 @@ class _Heartbeat:
     def _run(self) -> None:
         while not self._stopped.wait(self._interval):
             try:
-                self._sock.sendall(b"\n")
+                self._sock.sendall(b".")
             except (OSError, ValueError):
                 return  # the stream is closed: nothing left to keep alive
 

@@ -66,7 +66,11 @@ def keepalive_command(session_id: str, *, heartbeat: bool = False) -> tuple[str,
     engine removes the sidecar."""
     wait = "cat >/dev/null"
     if heartbeat:
-        wait = f'while [ "$(timeout {HEARTBEAT_TIMEOUT_S} head -c 1 | wc -c)" = 1 ]; do :; done'
+        # Each heartbeat is one "." (a newline would vanish in $(...)). An image without
+        # timeout or head keeps the plain keep-alive (EOF only).
+        wait = (f'if command -v timeout && command -v head; then '
+                f'while [ -n "$(timeout {HEARTBEAT_TIMEOUT_S} head -c 1)" ]; do :; done; '
+                f'else cat; fi >/dev/null 2>&1')
     return ("sh", "-c", f"{wait}; {STOP_EXECS}", "debugkit-keepalive", f"{session_id}.")
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,7 +124,7 @@ def test_ps_gc_and_audit_over_ssh(docker_client, start_target, toolbox_image, ss
     target = start_target("named-user")
     proc = subprocess.Popen(CLI + ["attach", "-H", ssh_url, target.name, "--", "sleep", "60"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**__import__("os").environ, **ssh_env})
+                            env={**os.environ, **ssh_env})
     try:
         wait_for(lambda: [c for c in sidecars_of(docker_client, target) if c.status == "running"], timeout=30,
                  what="the sidecar to run")
@@ -167,7 +169,7 @@ def test_server_gone_mid_command_ends_the_sidecar_and_exits_69(docker_client, st
     target = start_target("named-user")
     proc = subprocess.Popen(CLI + ["attach", "-H", ssh_url, target.name, "--", "sh", "-c", "echo started; sleep 120"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**__import__("os").environ, **ssh_env})
+                            env={**os.environ, **ssh_env})
     try:
         assert proc.stdout.readline() == b"started\n"
         dropped = time.monotonic()
@@ -191,12 +193,62 @@ def test_server_gone_mid_command_ends_the_sidecar_and_exits_69(docker_client, st
         proc.wait()
 
 
+@pytest.fixture
+def partition():
+    """Drop every packet to and from the test sshd (127.0.0.1:2222) until the test ends:
+    a connection that goes silent without a FIN or RST, as on a network partition."""
+    if os.geteuid() != 0 or not shutil.which("iptables"):
+        pytest.skip("needs root and iptables")
+    rules = [["INPUT", "-i", "lo", "-p", "tcp", "--dport", "2222", "-j", "DROP"],
+             ["INPUT", "-i", "lo", "-p", "tcp", "--sport", "2222", "-j", "DROP"]]
+    added = []
+
+    def cut():
+        for rule in rules:
+            subprocess.run(["iptables", "-I", *rule], check=True)
+            added.append(rule)
+
+    yield cut
+    for rule in added:
+        subprocess.run(["iptables", "-D", *rule], check=False)
+
+
+def test_a_silent_partition_ends_the_sidecar_within_the_heartbeat_bound(docker_client, start_target, toolbox_image,
+                                                                       ssh_env, ssh_url, partition):
+    from debugkit.runtimes.docker.runtime import HEARTBEAT_S, HEARTBEAT_TIMEOUT_S
+
+    target = start_target("named-user")
+    proc = subprocess.Popen(CLI + ["attach", "-H", ssh_url, target.name, "--", "sh", "-c", "echo started; sleep 300"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **ssh_env})
+    try:
+        assert proc.stdout.readline() == b"started\n"
+        cut = time.monotonic()
+        partition()
+        bound = HEARTBEAT_TIMEOUT_S + DROP_BOUND_S
+        gone_s = cli_s = None
+        while (gone_s is None or cli_s is None) and time.monotonic() - cut < bound + 30:
+            if cli_s is None and proc.poll() is not None:
+                cli_s = time.monotonic() - cut
+            if gone_s is None and not sidecars_of(docker_client, target):
+                gone_s = time.monotonic() - cut
+            time.sleep(0.2)
+        print(f"\npartition -> sidecar gone {gone_s}s, CLI exit {cli_s}s")
+        assert gone_s is not None and HEARTBEAT_TIMEOUT_S - HEARTBEAT_S - 1 <= gone_s <= bound, gone_s
+        errout = proc.stderr.read().decode()
+        assert proc.returncode == ExitCode.ENGINE_UNREACHABLE and "not responding" in errout, errout
+        assert len(errout.strip().splitlines()) == 1
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_sigkill_of_the_cli_mid_command_leaves_no_ssh_and_no_sidecar(docker_client, start_target, toolbox_image,
                                                                     ssh_env, ssh_url):
     target = start_target("named-user")
     proc = subprocess.Popen(CLI + ["attach", "-H", ssh_url, target.name, "--", "sh", "-c", "echo started; sleep 120"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env={**__import__("os").environ, **ssh_env})
+                            env={**os.environ, **ssh_env})
     assert proc.stdout.readline() == b"started\n"
     assert ssh_clients(), "the session's ssh processes should be running"
     killed = time.monotonic()
@@ -214,7 +266,7 @@ def test_signals_clean_up_over_ssh(docker_client, start_target, toolbox_image, s
     target = start_target("named-user")
     proc = subprocess.Popen(CLI + ["attach", "-H", ssh_url, target.name, "--", "sh", "-c", "echo started; sleep 120"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**__import__("os").environ, **ssh_env})
+                            env={**os.environ, **ssh_env})
     try:
         assert proc.stdout.readline() == b"started\n"
         proc.send_signal(sig)
@@ -276,7 +328,7 @@ def test_contexts_are_followed_and_overridden_as_by_the_docker_cli(start_target,
 
     def docker(*args):
         result = subprocess.run(["docker", *args], capture_output=True, text=True,
-                                env={**__import__("os").environ, **ssh_env})
+                                env={**os.environ, **ssh_env})
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
