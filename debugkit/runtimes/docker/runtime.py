@@ -193,7 +193,7 @@ class DockerRuntime(Runtime):
                 exec_argv = spec.command or image.pop("default_command")
         image.pop("default_command", None)
         warnings = list(self.resolution.warnings)
-        facts: dict = {"exec_argv": list(exec_argv), "streamed": streamed,
+        facts: dict = {"exec_argv": list(exec_argv), "streamed": streamed, "engine": self.api.host,
                        "heartbeat_s": HEARTBEAT_S if not self.api.local else None}
         dumpable = probe.dumpable(info)
         if dumpable is False and not spec.run_as_root:

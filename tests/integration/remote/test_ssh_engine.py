@@ -160,6 +160,7 @@ def test_the_audit_log_records_a_remote_session(start_target, toolbox_image, ssh
     events = audit_records(audit_log)
     assert [e["event"] for e in events] == ["start", "end"]
     assert events[0]["identity"]["source"] == "process-top" and events[1]["exit_code"] == 7
+    assert events[0]["engine"] == ssh_url  # which server, not only which container name
 
 
 # -- the connection drops -----------------------------------------------------------------
