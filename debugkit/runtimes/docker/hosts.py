@@ -21,11 +21,9 @@ with its TLS material in `contexts/tls/<sha256>/docker/{ca,cert,key}.pem`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shlex
 import urllib.parse
 from dataclasses import dataclass
 from typing import Mapping
@@ -65,6 +63,8 @@ def config_dir(environ: Mapping[str, str], home: str | None = None) -> str:
 
 def context_dir_name(name: str) -> str:
     """The directory a context is stored under: the SHA-256 of its name (hex)."""
+    import hashlib  # only when a context is named: the default path stays light
+
     return hashlib.sha256(name.encode()).hexdigest()
 
 
@@ -226,6 +226,8 @@ def parse_ssh(text: str) -> EngineAddress:
     # The remote side runs the command through the login shell: quote what is not ours.
     remote = ["docker", "system", "dial-stdio"]
     if path.strip("/"):
+        import shlex
+
         remote = ["docker", shlex.quote(f"--host=unix://{path}"), "system", "dial-stdio"]
     argv += ["--", raw_host, *remote]
     shown_host = f"[{raw_host}]" if ":" in raw_host else raw_host
