@@ -67,11 +67,11 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "c
 class Pty:
     """The CLI on a real pseudo-terminal, as a person at a terminal runs it."""
 
-    def __init__(self, args, rows=40, cols=120):
+    def __init__(self, args, rows=40, cols=120, env: dict | None = None):
         self.master, slave = pty.openpty()
         self.resize(rows, cols)
         self.proc = subprocess.Popen([sys.executable, "-m", "debugkit", *args], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                     env={**os.environ, "TERM": "xterm"})
+                                     env={**os.environ, "TERM": "xterm", **(env or {})})
         os.close(slave)
         self.buffer = b""
 

@@ -20,13 +20,24 @@ def err(message: str) -> None:
     click.echo(f"debugkit: {safe(message)}", err=True)
 
 
+def engine_options(func):
+    """-H/--host and --docker-context: which Docker engine (as the docker CLI picks it)."""
+    func = click.option("-H", "--host", "docker_host", metavar="URL",
+                        help="Docker engine: unix://PATH, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT] "
+                             "(default: DOCKER_HOST, then the Docker context).")(func)
+    func = click.option("--docker-context", metavar="NAME",
+                        help="Docker context to use (default: DOCKER_CONTEXT, then `docker context use`).")(func)
+    return func
+
+
 def target_options(func):
-    """-n/-c/--context/--kubeconfig: where a pod target lives."""
+    """-n/-c/--context/--kubeconfig: where a pod target lives; -H/--docker-context: which
+    Docker engine a container target is on."""
     func = click.option("-n", "--namespace", help="Kubernetes namespace (pod targets).")(func)
     func = click.option("-c", "--container", help="Target container in the pod.")(func)
     func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context to use.")(func)
     func = click.option("--kubeconfig", help="Path to a kubeconfig file.")(func)
-    return func
+    return engine_options(func)
 
 
 def sidecar_options(func):
@@ -55,12 +66,19 @@ def sidecar_options(func):
     return func
 
 
-def raw_options(target: str, command=(), *, kube_context=None, kubeconfig=None, **flags) -> dict:
-    """The flags as typed, in the shape session.flow.validate takes."""
+def connection(*, kube_context=None, kubeconfig=None, docker_host=None, docker_context=None):
     from debugkit.core.options import Connection
 
+    return Connection(docker_host=docker_host, docker_context=docker_context, kube_context=kube_context,
+                      kubeconfig=kubeconfig)
+
+
+def raw_options(target: str, command=(), *, kube_context=None, kubeconfig=None, docker_host=None,
+                docker_context=None, **flags) -> dict:
+    """The flags as typed, in the shape session.flow.validate takes."""
     return {"target": target, "command": tuple(command), **flags,
-            "connection": Connection(kube_context=kube_context, kubeconfig=kubeconfig)}
+            "connection": connection(kube_context=kube_context, kubeconfig=kubeconfig, docker_host=docker_host,
+                                     docker_context=docker_context)}
 
 
 def render(data: dict, output: str) -> None:

@@ -5,13 +5,7 @@ import json
 
 import click
 
-from debugkit.cli.common import RUNTIME_CHOICE, age, err
-
-
-def _connection(kube_context, kubeconfig):
-    from debugkit.core.options import Connection
-
-    return Connection(kube_context=kube_context, kubeconfig=kubeconfig)
+from debugkit.cli.common import RUNTIME_CHOICE, age, connection, engine_options, err
 
 
 def _cluster_options(func):
@@ -19,7 +13,7 @@ def _cluster_options(func):
     func = click.option("-n", "--namespace", help="Kubernetes namespace (default: all namespaces).")(func)
     func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context.")(func)
     func = click.option("--kubeconfig", help="Path to a kubeconfig file.")(func)
-    return func
+    return engine_options(func)
 
 
 def _warn(message: str) -> None:
@@ -29,13 +23,12 @@ def _warn(message: str) -> None:
 @click.command("ps")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_cluster_options
-def ps_command(output, runtime, namespace, kube_context, kubeconfig):
+def ps_command(output, runtime, namespace, **where):
     """List debug sessions: Docker and Podman sidecars, Kubernetes debug containers."""
     from debugkit.core.escape import safe
     from debugkit.session import lifecycle
 
-    rows = lifecycle.sessions(runtime, connection=_connection(kube_context, kubeconfig), namespace=namespace,
-                              warn=_warn)
+    rows = lifecycle.sessions(runtime, connection=connection(**where), namespace=namespace, warn=_warn)
     if output == "json":
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
@@ -56,14 +49,14 @@ def ps_command(output, runtime, namespace, kube_context, kubeconfig):
                    "of debugkit creating it.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_cluster_options
-def gc_command(dry_run, older_than, by_label, output, runtime, namespace, kube_context, kubeconfig):
+def gc_command(dry_run, older_than, by_label, output, runtime, namespace, **where):
     """Remove stale sidecars; report Kubernetes debug containers (they cannot be deleted)."""
     from debugkit.core.escape import safe
     from debugkit.session import lifecycle
     from debugkit.session.audit import parse_duration
 
     limit = parse_duration(older_than, flag="--older-than")
-    actions = lifecycle.collect(runtime, connection=_connection(kube_context, kubeconfig), namespace=namespace,
+    actions = lifecycle.collect(runtime, connection=connection(**where), namespace=namespace,
                                 older_than_s=limit, dry_run=dry_run, warn=_warn, by_label=by_label)
     if output == "json":
         click.echo(json.dumps(actions, indent=2))

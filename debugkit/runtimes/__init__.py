@@ -21,7 +21,7 @@ def get(name: str, connection: "Connection | None" = None, *, namespace_fallback
     if name == "docker":
         from debugkit.runtimes.docker.runtime import DockerRuntime
 
-        return DockerRuntime(address=connection.docker_host)
+        return DockerRuntime(host=connection.docker_host, context=connection.docker_context)
     if name == "podman":
         from debugkit.runtimes.podman.runtime import PodmanRuntime
 

@@ -89,8 +89,11 @@ def pump(
     stdout: BinaryIO,
     stderr: BinaryIO,
     on_resize: Callable[[int, int], None] | None = None,
-) -> None:
-    """Copy until the sidecar closes its side of the stream."""
+    until_closed=None,
+) -> bool:
+    """Copy until the sidecar closes its side of the stream: True. `until_closed`, a
+    socket that never carries data (an exec session's keep-alive stream), ends the copy
+    too when it closes: False (the sidecar ended under the stream)."""
     sock = raw_socket(sock)
     sock.setblocking(True)
     demux = None if tty_mode else FrameDemuxer()
@@ -109,8 +112,12 @@ def pump(
         last_size = terminal_size() if on_resize is not None else None
         while True:
             watch = [sock, wake_r] + ([stdin_fd] if stdin_fd is not None else [])
+            if until_closed is not None:
+                watch.append(until_closed)
             # SIGWINCH needs a controlling terminal; a short timeout notices a resize without one.
             readable, _, _ = select.select(watch, [], [], RESIZE_POLL if on_resize is not None else None)
+            if until_closed is not None and until_closed in readable and not _drain(until_closed):
+                return False
             if wake_r in readable:
                 os.read(wake_r, 1024)
             if on_resize is not None:
@@ -134,7 +141,7 @@ def pump(
                 except ConnectionResetError:
                     data = b""
                 if not data:
-                    return
+                    return True
                 if demux is None:
                     write_output(stdout, data)
                 else:
@@ -145,6 +152,17 @@ def pump(
             signal.signal(signal.SIGWINCH, previous_winch)
         os.close(wake_r)
         os.close(wake_w)
+
+
+def _drain(sock) -> bool:
+    """Read and drop what a watched socket carries; False once it is closed."""
+    try:
+        sock.setblocking(False)
+        return bool(sock.recv(65536))
+    except (BlockingIOError, InterruptedError):
+        return True
+    except OSError:
+        return False
 
 
 def write_output(stream: BinaryIO, data: bytes) -> None:

@@ -107,6 +107,7 @@ def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
         "local_user": local_user(),
         "cli_pid": os.getpid(),
         "host": socket.gethostname(),
+        **({"engine": plan.facts["engine"]} if plan.facts.get("engine") else {}),
         **(record or {}),
     })
     return time.monotonic()

@@ -9,18 +9,22 @@ import (
 	"time"
 )
 
-const keepaliveUsage = `keepalive --socket NAME [--idle SECONDS] [--first SECONDS] [--stdin]
+const keepaliveUsage = `keepalive --socket NAME [--idle SECONDS] [--first SECONDS] [--stdin [--stdin-timeout SECONDS]]
 The main process of a reusable sidecar. Listens on the abstract unix socket @NAME
 and counts open connections (reap --hold NAME). Exits 0 when there has been none
 for --idle seconds (default 600; 0: as soon as the count drops to 0 after a first
 connection, within 0.1 s), when no connection came within --first seconds (default: --idle, or
-60 with --idle 0), on SIGTERM/SIGINT, and with --stdin when stdin reaches EOF.
+60 with --idle 0), on SIGTERM/SIGINT, and with --stdin when stdin reaches EOF (or, with
+--stdin-timeout, when nothing arrived on it for that long: the CLI's heartbeat stopped).
+Before it exits it asks the commands holding it to end (their connection closes; each
+reap --hold takes that as SIGTERM) and waits for them, a few seconds at most.
 Reaps whatever is reparented to it. Exit 1 when @NAME is already in use.
 `
 
 const (
 	// How long the commands holding a stopping keepalive get to end (reap's grace, 2 s, and a margin).
 	windDownGrace    = 3 * time.Second
+	windDownSettle   = 300 * time.Millisecond // after the holders are gone, for the engine
 	defaultIdle      = 600 * time.Second
 	defaultFirstIdle = 60 * time.Second // --first when --idle is 0
 	// settle is how long --idle 0 waits after the count dropped to 0: a connection
@@ -37,6 +41,8 @@ func cmdKeepalive(args []string) int {
 	fs.Var(&idle, "idle", "")
 	fs.Var(&first, "first", "")
 	watchStdin := fs.Bool("stdin", false, "")
+	silence := seconds{}
+	fs.Var(&silence, "stdin-timeout", "")
 	if code, ok := parseFlags(fs, args, keepaliveUsage, exitUsage); !ok {
 		return code
 	}
@@ -67,9 +73,57 @@ func cmdKeepalive(args []string) int {
 	}
 	var stdinEOF <-chan struct{}
 	if *watchStdin {
-		stdinEOF = watchEOF(os.Stdin)
+		stdinEOF = watchStdinFor(os.Stdin, silence.d)
+	} else if silence.set {
+		return usageErrorf("keepalive", keepaliveUsage, exitUsage, "--stdin-timeout goes with --stdin")
 	}
 	return keepalive(ln, idle.d, first.d, stdinEOF)
+}
+
+// watchStdinFor is watchEOF that also gives up when nothing arrives for `silence` (0: never).
+func watchStdinFor(r io.Reader, silence time.Duration) <-chan struct{} {
+	if silence <= 0 {
+		return watchEOF(r)
+	}
+	done := make(chan struct{})
+	activity := make(chan struct{}, 1)
+	eof := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				select {
+				case activity <- struct{}{}:
+				default:
+				}
+			}
+			if err != nil {
+				close(eof)
+				return
+			}
+		}
+	}()
+	go func() {
+		t := time.NewTimer(silence)
+		defer t.Stop()
+		for {
+			select {
+			case <-activity:
+				if !t.Stop() {
+					<-t.C
+				}
+				t.Reset(silence)
+			case <-eof:
+				close(done)
+				return
+			case <-t.C:
+				close(done)
+				return
+			}
+		}
+	}()
+	return done
 }
 
 // watchEOF reads r to its end (discarding what it reads) and then closes the channel.
@@ -148,6 +202,10 @@ func keepalive(ln net.Listener, idle, first time.Duration, stdinEOF <-chan struc
 			}
 		}
 		reapOrphans()
+		// The commands have exited; give the engine a moment to see their execs end
+		// before the container does. A container that ends first leaves the engine
+		// (Docker 20.10, containerd 1.6) with exec streams it never closes.
+		time.Sleep(windDownSettle)
 		return exitOK
 	}
 

@@ -126,3 +126,31 @@ func readLine(t *testing.T, r interface{ ReadString(byte) (string, error) }) str
 	}
 	return ""
 }
+
+// With --stdin-timeout the keepalive ends when its stdin goes quiet (a heartbeat that
+// stopped: a dropped connection that sends no EOF), and not while bytes keep coming.
+func TestKeepaliveStdinTimeout(t *testing.T) {
+	name := socketName(t)
+	pr, pw, _ := os.Pipe()
+	defer pw.Close()
+	keep := helperCmd(t, runOpts{}, "keepalive", "--socket", name, "--stdin", "--stdin-timeout", "1")
+	keep.Stdin = pr
+	if err := keep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	dialWhenUp(t, name).Close()
+	for i := 0; i < 4; i++ { // 2 s of heartbeats, one every half second
+		time.Sleep(500 * time.Millisecond)
+		if _, err := pw.Write([]byte(".")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !running(keep.Process.Pid) {
+		t.Fatal("the keepalive ended while the heartbeat went on")
+	}
+	code, took := waitExit(t, keep, 10*time.Second)
+	if code != 0 || took > 3*time.Second {
+		t.Fatalf("after the heartbeat stopped: exit %d after %v", code, took)
+	}
+}

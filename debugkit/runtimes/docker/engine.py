@@ -43,6 +43,11 @@ class EngineConnectionError(OSError):
         self.detail = detail
 
 
+class SSHConnectionError(EngineConnectionError):
+    """ssh could not connect, authenticate or keep the connection to an ssh:// engine;
+    `detail` is ssh's own reason as one line (see sshdial.explain)."""
+
+
 class EngineConfigError(ValueError):
     """The engine's address or TLS settings cannot be used as given (a typo, not an outage)."""
 
@@ -135,6 +140,12 @@ class HijackedSocket:
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def transport_failure(self) -> str | None:
+        """After the stream ended: why its transport failed (an ssh connection that
+        dropped), or None when it simply ended."""
+        check = getattr(self._sock, "ssh_failure", None)
+        return check() if check is not None else None
 
     def recv(self, size: int) -> bytes:
         return self._sock.recv(size)
@@ -233,6 +244,7 @@ class EngineClient:
             conn.close()
             if not stream:
                 self._conn = None
+            self._raise_dial_failure(exc)
             if isinstance(exc, (PermissionError, EngineConnectionError)):
                 raise
             raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}",
@@ -257,6 +269,22 @@ class EngineClient:
     def _conn(self, value) -> None:
         self._local.conn = value
 
+    def _raise_dial_failure(self, exc: BaseException) -> None:
+        """A connection through a dialer (ssh) failed: raise with the dialer's own reason
+        ("Permission denied (publickey)", "Host key verification failed", ...) if it has one.
+        Called after the connection was closed, so its process has been reaped."""
+        if isinstance(exc, SSHConnectionError):
+            raise exc
+        failure = getattr(self._dial, "failure", None)
+        reason = failure() if failure is not None else None
+        if reason:
+            raise SSHConnectionError(f"cannot reach the engine at {self.host}: {reason}", detail=reason) from exc
+
+    def transport_failure(self) -> str | None:
+        """Why the most recent connection through the dialer failed, if it did."""
+        failure = getattr(self._dial, "failure", None)
+        return failure() if failure is not None else None
+
     def _shared(self, timeout):
         if self._conn is None:
             self._conn = self._new_connection(timeout)
@@ -278,6 +306,19 @@ class EngineClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def prefetch(self, count: int, *, spare: bool = False) -> None:
+        """A dialer (ssh) may start the next `count` connections now, so their setup
+        overlaps; `spare`: keep one started ahead for a run of many execs."""
+        if self._dial is not None and hasattr(self._dial, "prefetch"):
+            self._dial.spare = spare
+            self._dial.prefetch(count)
+
+    def release(self) -> None:
+        """Drop connections started ahead and not used (the session is over)."""
+        close = getattr(self._dial, "close", None)
+        if close is not None:
+            close()
 
     # -- calls (named as in docker-py) ------------------------------------------------
 
@@ -350,7 +391,16 @@ class EngineClient:
 
     def remove_container(self, container: str, *, force: bool = False) -> None:
         # Cleanup runs in `finally` blocks, possibly right after a signal interrupted a
-        # request on the shared connection: use a connection of its own.
+        # request on the shared connection; such a request closes that connection (see
+        # _json), so the shared one is clean or absent here. A new connection is one more
+        # ssh handshake on an ssh:// engine: use it only if the shared one was dropped.
+        fresh = self._conn is None
+        try:
+            self._json("DELETE", f"/containers/{container}", params={"force": force})
+            return
+        except EngineConnectionError:
+            if fresh:
+                raise  # a new connection failed: another one would wait as long again
         resp, conn = self._request("DELETE", f"/containers/{container}", params={"force": force}, stream=True)
         try:
             resp.read()
@@ -367,6 +417,10 @@ class EngineClient:
         if user:
             body["User"] = user
         return self._json("POST", f"/containers/{container}/exec", body=body)
+
+    def exec_start_detached(self, exec_id: str) -> None:
+        """Start an exec and return at once (no stream: the shared connection serves)."""
+        self._json("POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": False})
 
     def exec_inspect(self, exec_id: str) -> dict:
         return self._json("GET", f"/exec/{exec_id}/json")
@@ -409,6 +463,7 @@ class EngineClient:
                 raw += chunk
         except OSError as exc:
             conn.close()
+            self._raise_dial_failure(exc)
             if isinstance(exc, (PermissionError, EngineConnectionError)):
                 raise
             raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}") from exc
@@ -449,15 +504,17 @@ def _path_stat(resp) -> dict:
         return {}
 
 
-def tls_from_env() -> TLSConfig | None:
-    """DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as the docker CLI reads them."""
-    if not os.environ.get("DOCKER_TLS_VERIFY") and not (os.environ.get("DOCKER_HOST") or "").startswith("https:"):
+def tls_from_env(environ=None, *, default_cert_path: str | None = None) -> TLSConfig | None:
+    """DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as the docker CLI reads them. The certificates
+    default to the docker CLI's config directory (~/.docker, or $DOCKER_CONFIG)."""
+    env = os.environ if environ is None else environ
+    if not env.get("DOCKER_TLS_VERIFY") and not (env.get("DOCKER_HOST") or "").startswith("https:"):
         return None
-    cert_path = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+    cert_path = env.get("DOCKER_CERT_PATH") or default_cert_path or os.path.expanduser("~/.docker")
     files = {name: os.path.join(cert_path, f"{name}.pem") for name in ("ca", "cert", "key")}
     missing = [p for p in files.values() if not os.path.isfile(p)]
     if missing:
         raise EngineConfigError(f"TLS is requested for the engine but {', '.join(missing)} "
                                 f"{'is' if len(missing) == 1 else 'are'} missing (set DOCKER_CERT_PATH)")
     return TLSConfig(ca=files["ca"], cert=files["cert"], key=files["key"],
-                     verify=bool(os.environ.get("DOCKER_TLS_VERIFY")))
+                     verify=bool(env.get("DOCKER_TLS_VERIFY")))

@@ -22,6 +22,12 @@ class TransientStartFailure(DebugkitError):
 
 def engine_error(exc: BaseException, *, engine: str, host: str) -> DebugkitError:
     """A transport failure (no socket, refused, TLS, SSH) as one clear error."""
+    from debugkit.runtimes.docker.engine import SSHConnectionError
+
+    if isinstance(exc, SSHConnectionError):
+        # ssh's own reason says what to do ("Permission denied (publickey)" is about the
+        # key, not the socket): one line, exit 69.
+        return EngineUnreachable(f"cannot reach the {engine} engine at {host}: ssh: {exc.detail}")
     text = str(exc)
     if isinstance(exc, PermissionError) or "Permission denied" in text:
         return PermissionDenied(

@@ -1,24 +1,44 @@
 """One sidecar, many commands, on a Docker-API engine: runbooks, interactive shells, cp,
-port-forward, and commands in a kept-alive (--keep-alive) sidecar.
+port-forward, scripted commands on remote engines, and commands in a kept-alive
+(--keep-alive) sidecar.
 
 A session's sidecar has a keep-alive as its main process that lives exactly as long as
-our attach connection keeps its stdin open, so a killed CLI takes its sidecar with it
-(EOF -> exit -> auto-remove). A kept-alive sidecar outlives the CLI until it has been
-idle for its --keep-alive. Commands are execs, under the reaper when the image has it.
+our attach connection keeps its stdin open, so a killed CLI (or a dropped ssh connection)
+takes its sidecar with it (EOF -> exit -> auto-remove). A kept-alive sidecar outlives the
+CLI until it has been idle for its --keep-alive. Commands are execs, under the reaper
+when the image has it (`reap --hold`: when the keep-alive stops, it asks them to end
+first, and they end and reap their trees).
+
+Two things the engine does not do for us, and what we do instead:
+- When a sidecar that shares the target's PID namespace ends while an exec runs, the
+  runtime kills the exec's processes but the engine (Docker 20.10 with containerd 1.6)
+  never closes the exec's stream nor records its exit. So every wait on an exec stream
+  also watches the keep-alive stream: if that closes, the sidecar is gone.
+- For the same reason, ending the sidecar is not how a running exec is stopped: on an
+  error or a signal the exec's processes are killed first (they carry a marker in their
+  environment, DEBUGKIT_EXEC=<random tag>, and only processes with that marker are
+  signalled), so the engine sees them exit and closes their streams, and nothing is left
+  waiting on the engine's side (on an ssh engine: a `docker system dial-stdio`).
 """
 from __future__ import annotations
 
 import contextlib
+import secrets
 import select
 import socket as socketlib
+import threading
 import time
 from typing import Sequence
 
-from debugkit.core.errors import DebugkitError
-from debugkit.runtimes.base import ExecSession, Plan, Streams
+from debugkit.core.errors import DebugkitError, EngineUnreachable, TargetNotRunning
+from debugkit.runtimes.base import ExecSession, Plan
 from debugkit.runtimes.docker import translate
+from debugkit.runtimes.docker.errors import start_error
 from debugkit.runtimes.execution import ExecResult, StepRun
-from debugkit.runtimes.terminal import STDERR_STREAM, FrameDemuxer, pump, terminal_size
+from debugkit.runtimes.terminal import STDERR_STREAM, FdReader, FrameDemuxer, pump, terminal_size, write_output
+
+EXEC_MARKER = "DEBUGKIT_EXEC"
+KILLED_WITH_SIDECAR = 137  # the runtime kills a sidecar's execs with SIGKILL
 
 
 class SidecarGone(DebugkitError):
@@ -37,6 +57,10 @@ class DockerExecSession(ExecSession):
         self.name = container or plan.spec.name
         self._owned = container is None
         self._keepalive = None
+        self._running: str | None = None   # the marker of the exec that runs now
+        self.finished = False   # the work ended normally: see close()
+        self.lost = False       # the engine could not be reached
+        self._heartbeat = None
 
     def __enter__(self) -> "DockerExecSession":
         if not self._owned:
@@ -49,9 +73,25 @@ class DockerExecSession(ExecSession):
             except BaseException:
                 self.close()
                 raise
+        interval = self.plan.facts.get("heartbeat_s")
+        if interval:
+            self._heartbeat = _Heartbeat(self._keepalive, interval)
         return self
 
+    def __exit__(self, exc_type, *exc) -> None:
+        self.finished = exc_type is None
+        # The engine cannot be reached: one attempt to remove the sidecar (it ends by
+        # itself anyway, execs first, when its keep-alive sees EOF), no more waiting.
+        self.lost = exc_type is not None and issubclass(exc_type, EngineUnreachable)
+        self.close()
+
     def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        if self._running is not None and self.container_id and not self.lost:
+            self._kill_marked(self._running)
+        self._running = None
         if not self._owned:
             return
         if self._keepalive is not None:
@@ -59,8 +99,19 @@ class DockerExecSession(ExecSession):
                 self._keepalive.close()  # stdin EOF: the keep-alive ends its commands and exits
             self._keepalive = None
         if self.container_id:
-            self.runtime.stop_container(self.container_id, graceful=self.plan.facts["helper"])
+            # Closing the keep-alive stream ends the sidecar (EOF -> exit -> auto-remove).
+            # After a normal end on a remote engine that is all: the same mechanism a
+            # dropped connection relies on, without a removal round trip. Otherwise
+            # (errors, signals, a local engine) stop it at once, gracefully when the
+            # helper's keep-alive runs it (it winds its commands down first).
+            if not (self.finished and not self.api.local):
+                if self.lost:
+                    self.runtime.remove_container(self.container_id)
+                else:
+                    self.runtime.stop_container(self.container_id, graceful=self.plan.facts["helper"])
             self.container_id = None
+        with contextlib.suppress(Exception):
+            self.api.release()
 
     def alive(self) -> bool:
         from debugkit.runtimes.docker.engine import EngineError
@@ -70,81 +121,97 @@ class DockerExecSession(ExecSession):
         except (EngineError, OSError):
             return False
 
-    def _env(self) -> dict[str, str]:
-        return self.spec.env_dict()
+    def _kill_marked(self, tag: str) -> None:
+        self.runtime.stop_execs(self.container_id, tag)
 
-    def _argv(self, argv: Sequence[str]) -> list[str]:
-        return translate.exec_command(self.name, argv, helper=self.plan.facts["helper"])
+    def _env(self, tag: str | None = None) -> dict[str, str]:
+        env = self.spec.env_dict()
+        if tag is not None:
+            env[EXEC_MARKER] = tag
+        return env
 
-    def _create(self, argv, *, stdin: bool, tty: bool) -> str:
+    def _start(self, argv: Sequence[str], *, stdin: bool, tty: bool):
+        """Create and start an exec of argv (under the reaper when the sidecar has it),
+        marked; (exec ID, its stream)."""
         from debugkit.runtimes.docker.engine import EngineError
 
-        try:
-            return self.api.exec_create(self.container_id, self._argv(argv), stdin=stdin, stdout=True, stderr=True,
-                                        tty=tty, environment=self._env())["Id"]
-        except EngineError as exc:
-            if exc.status_code in (404, 409):
-                raise SidecarGone(f"sidecar {self.name} is not running: {exc.explanation}") from None
-            raise
+        tag = f"{self.spec.session_id}.{secrets.token_hex(6)}"
+        command = translate.exec_command(self.name, argv, helper=self.plan.facts["helper"])
+        with self.runtime.calls():
+            try:
+                exec_id = self.api.exec_create(self.container_id, command, stdin=stdin, stdout=True, stderr=True,
+                                               tty=tty, environment=self._env(tag))["Id"]
+                self._running = tag
+                return exec_id, self.api.exec_start(exec_id, tty=tty)
+            except EngineError as exc:
+                self._running = None
+                if not self._owned and exc.status_code in (404, 409):
+                    raise SidecarGone(f"sidecar {self.name} is not running: {exc.explanation}") from None
+                # The sidecar ended before the command could start (the target stopped,
+                # the engine restarted): the same errors a sidecar's start gets.
+                raise start_error(exc.explanation) from exc
 
     def exec_interactive(self, argv: Sequence[str], *, stdin, stdout) -> int:
         """A TTY exec of argv; its exit code."""
         api = self.api
-        with self.runtime.calls():
-            exec_id = self._create(argv, stdin=True, tty=True)
-            sock = api.exec_start(exec_id, tty=True)
+        exec_id, sock = self._start(argv, stdin=True, tty=True)
+        with contextlib.closing(sock):
+            with self.runtime.calls():
+                def resize(rows, cols):
+                    with contextlib.suppress(Exception):
+                        api.exec_resize(exec_id, height=rows, width=cols)
 
-            def resize(rows, cols):
-                with contextlib.suppress(Exception):
-                    api.exec_resize(exec_id, height=rows, width=cols)
+                resize(*terminal_size())
+                ended = pump(sock, tty_mode=True, stdin=stdin, stdout=stdout, stderr=stdout, on_resize=resize,
+                             until_closed=self._keepalive)
+            code = self._exit_code(exec_id, stream=sock) if ended else self._sidecar_ended(sock)
+        if code is None:
+            raise DebugkitError("the interactive shell's exit status never arrived")
+        self._running = None
+        return int(code)
 
-            resize(*terminal_size())
-            pump(sock, tty_mode=True, stdin=stdin, stdout=stdout, stderr=stdout, on_resize=resize)
-        return self._final_code(exec_id, what="the interactive shell")
-
-    def exec_streaming(self, argv: Sequence[str], streams: Streams) -> int:
-        """A scripted command as an exec: stdout and stderr apart, stdin when given."""
-        with self.runtime.calls():
-            exec_id = self._create(argv, stdin=streams.stdin is not None and self.spec.stdin, tty=False)
-            sock = self.api.exec_start(exec_id)
-            pump(sock, tty_mode=False, stdin=streams.stdin if self.spec.stdin else None,
-                 stdout=streams.stdout, stderr=streams.stderr)
-        return self._final_code(exec_id, what="the command")
+    def exec_streamed(self, argv: Sequence[str], *, stdin, stdout, stderr) -> int:
+        """A scripted command as an exec (no TTY): stdout and stderr kept apart, stdin
+        forwarded when given, and its exit code. A command the image cannot run is the
+        same error as when it is a sidecar's main process (127 / 126)."""
+        exec_id, sock = self._start(argv, stdin=stdin is not None, tty=False)
+        out = _StartFailureCatcher(stdout)
+        with contextlib.closing(sock):
+            with self.runtime.calls():
+                ended = pump(sock, tty_mode=False, stdin=stdin, stdout=out, stderr=stderr,
+                             until_closed=self._keepalive)
+            code = self._exit_code(exec_id, stream=sock) if ended else self._sidecar_ended(sock)
+        if code is None:
+            raise DebugkitError("the command's exit status never arrived")
+        self._running = None
+        if out.held is not None:
+            if code in (126, 127):
+                raise start_error(out.held.decode("utf-8", "replace").strip())
+            out.release()
+        return int(code)
 
     def exec_io(self, argv, *, stdin_fd: int | None, stdout, stderr) -> int:
-        from debugkit.runtimes.terminal import FdReader
-
-        with self.runtime.calls():
-            exec_id = self._create(argv, stdin=stdin_fd is not None, tty=False)
-            sock = self.api.exec_start(exec_id)
-            try:
-                pump(sock, tty_mode=False, stdin=FdReader(stdin_fd) if stdin_fd is not None else None,
-                     stdout=stdout, stderr=stderr)
-            finally:
-                with contextlib.suppress(OSError):
-                    sock.close()
-        return self._final_code(exec_id, what=argv[0])
-
-    def _final_code(self, exec_id: str, *, what: str) -> int:
-        code = self._exit_code(exec_id)
-        if code is None:
-            raise DebugkitError(f"{what}'s exit status never arrived")
-        return int(code)
+        return self.exec_streamed(argv, stdin=FdReader(stdin_fd) if stdin_fd is not None else None,
+                                  stdout=stdout, stderr=stderr)
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
         step = StepRun(argv, timeout=timeout, max_output=max_output)
-        with self.runtime.calls():
-            exec_id = self._create(step.wrapped, stdin=False, tty=False)
-            sock = self.api.exec_start(exec_id)
+        exec_id, sock = self._start(step.wrapped, stdin=False, tty=False)
         demux = FrameDemuxer()
+        watch = [sock] + ([self._keepalive] if self._keepalive is not None else [])
         try:
             while True:
                 remaining = step.remaining()
                 if remaining <= 0:
                     step.timed_out = True
                     break
-                readable, _, _ = select.select([sock], [], [], remaining)
+                readable, _, _ = select.select(watch, [], [], remaining)
                 if not readable:
+                    continue
+                if sock not in readable:
+                    if self._keepalive_closed():
+                        self._sidecar_ended(sock)
+                        raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
                     continue
                 try:
                     data = sock.recv(65536)
@@ -154,17 +221,108 @@ class DockerExecSession(ExecSession):
                     break
                 for stream, payload in demux.feed(data):
                     step.add(payload, stderr=stream == STDERR_STREAM)
+            result = step.result(None if step.timed_out else self._exit_code(exec_id, stream=sock))
+            if not step.timed_out:
+                self._running = None
+            return result
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
-        return step.result(None if step.timed_out else self._exit_code(exec_id))
 
-    def _exit_code(self, exec_id: str) -> int | None:
-        """The exit code once the engine has seen the exec end (a moment after its stream)."""
+    def _keepalive_closed(self) -> bool:
+        try:
+            self._keepalive.setblocking(False)
+            return not self._keepalive.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def _sidecar_ended(self, stream) -> int:
+        """The keep-alive closed under a running exec: a dropped connection (an error of
+        its own), or the sidecar ended (target stopped, gc): then the runtime killed the
+        exec with it, and the engine will never report its status."""
+        self._raise_if_lost(self._keepalive, stream)
+        self._running = None
+        return KILLED_WITH_SIDECAR
+
+    def _raise_if_lost(self, *streams) -> None:
+        for stream in streams:
+            reason = stream.transport_failure() if stream is not None else None
+            if reason:
+                raise self.runtime.lost_connection(reason)
+
+    def _exit_code(self, exec_id: str, *, stream=None) -> int | None:
+        """The exit code once the engine has seen the exec end (a moment after its stream).
+        If the engine still says it runs, the stream may have ended because its connection
+        dropped (an ssh engine): that is an error of its own, not a missing exit status."""
+        from debugkit.runtimes.docker.engine import EngineNotFound
+
         with self.runtime.calls():
-            for _ in range(300):
-                info = self.api.exec_inspect(exec_id)
-                if not info.get("Running"):
+            for attempt in range(300):
+                try:
+                    info = self.api.exec_inspect(exec_id)
+                except EngineNotFound:
+                    info = None  # the sidecar (and its execs) are gone
+                if info is not None and not info.get("Running"):
                     return info.get("ExitCode")
+                if attempt == 0 and stream is not None:
+                    self._raise_if_lost(stream, self._keepalive)
+                if info is None:
+                    return None
                 time.sleep(0.01)
         return None
+
+
+class _Heartbeat:
+    """One byte on the keep-alive stream every `interval` seconds (remote engines): the
+    keep-alive ends the sidecar when they stop arriving (translate.main_command)."""
+
+    def __init__(self, sock, interval: float):
+        self._sock = sock
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="debugkit-heartbeat")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._sock.sendall(b".")
+            except (OSError, ValueError):
+                return  # the stream is closed: nothing left to keep alive
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=2)
+
+
+class _StartFailureCatcher:
+    """Holds back the first output of an exec if it is the runtime's own start failure
+    ("OCI runtime exec failed: ... executable file not found"), so that it can become
+    the same one-line error a sidecar's main process gets; anything else passes."""
+
+    MARK = b"OCI runtime exec failed"
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.held: bytes | None = None
+        self._first = True
+
+    def write(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            if data.startswith(self.MARK):
+                self.held = bytes(data)
+                return
+        if self.held is not None:
+            self.release()
+        write_output(self.stream, data)
+
+    def flush(self) -> None:
+        pass
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        if held:
+            write_output(self.stream, held)

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 
 from debugkit.core import identity as ident
-from debugkit.core.errors import DebugkitError, ImageMissing, InvalidInput
+from debugkit.core.errors import DebugkitError, EngineUnreachable, ImageMissing, InvalidInput
 from debugkit.core.imageref import toolbox_ref
 from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
@@ -35,28 +35,66 @@ class DockerRuntime(Runtime):
     engine = "Docker"
     cli = "docker"
 
-    def __init__(self, api=None, *, address=None):
+    def __init__(self, api=None, *, address=None, host: str | None = None, context: str | None = None):
+        """`host` and `context` are -H and --docker-context as typed (None: not given);
+        `address` (an EngineAddress or a host string) skips the resolution."""
         self._api = api
         self._address = address
+        self._host = host
+        self._context = context
+        self._resolution = None
+        self._prefetch: tuple[int, bool] = (0, False)
 
     # -- the engine -----------------------------------------------------------------------
+
+    def resolve(self):
+        """Which engine, and why (hosts.resolve: -H, DOCKER_HOST, contexts, as the docker CLI)."""
+        from debugkit.runtimes.docker import hosts
+
+        if self._address is not None:
+            address = self._address
+            if isinstance(address, str):
+                from debugkit.runtimes.docker.engine import tls_from_env
+
+                address = hosts.address_for(address, tls=tls_from_env())
+            return hosts.Resolution(address, "given by the caller")
+        return hosts.resolve(host=self._host, context=self._context)
+
+    @property
+    def resolution(self):
+        if self._resolution is None:
+            from debugkit.runtimes.docker.engine import EngineConfigError
+
+            try:
+                self._resolution = self.resolve()
+            except EngineConfigError as exc:
+                raise InvalidInput(str(exc)) from None
+        return self._resolution
 
     def connect(self):
         """An engine client that has answered a ping, or a DebugkitError saying why not."""
         from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
 
+        address = self.resolution.address
+        dial = None
+        if address.scheme == "ssh":
+            from debugkit.runtimes.docker.sshdial import SSHDialer  # subprocess: only for ssh://
+
+            dial = SSHDialer(address)
         try:
-            client = EngineClient(self._address or self.default_address())
+            client = EngineClient(address, dial=dial)
         except EngineConfigError as exc:
             raise InvalidInput(str(exc)) from None
+        count, spare = self._prefetch
+        if count:
+            client.prefetch(count, spare=spare)
         try:
             client.ping()
         except (EngineConnectionError, EngineError, PermissionError) as exc:
+            client.close()
+            client.release()
             raise engine_error(exc, engine=self.engine, host=client.host) from exc
         return client
-
-    def default_address(self):
-        return None  # DOCKER_HOST, then the default socket (engine.EngineClient)
 
     @property
     def api(self):
@@ -74,6 +112,10 @@ class DockerRuntime(Runtime):
     # -- plan -----------------------------------------------------------------------------
 
     def plan(self, options: SidecarOptions, *, mode: str, thorough: bool = False) -> Plan:
+        if self._api is None and not thorough:
+            # A session needs three connections (the API calls, the keep-alive stream,
+            # the first exec) when the engine is remote; a dialer (ssh) starts them at once.
+            self._prefetch = (3, mode == "exec")
         with self.calls():
             probe = self.probe
             info = probe.find_target(options.target.name)
@@ -95,6 +137,12 @@ class DockerRuntime(Runtime):
             raise InvalidInput(f"--custom is a Kubernetes option (a partial container spec); "
                                f"{self.engine} sidecars take --memory, --pids-limit and --cpus instead")
         keep_alive = options.keep_alive or None  # 0: end with the command, as without the flag
+        # On a remote engine a scripted command runs as an exec too: its sidecar's main
+        # process is the keep-alive on our attach stream, so a dropped connection ends
+        # the sidecar (EOF -> exit -> auto-remove) even when nothing can reach the engine
+        # to remove it. Locally the command is the main process (one round trip less).
+        remote = not self.api.local
+        streamed = mode == "command" and remote and not keep_alive
         exec_argv = tuple(spec.command) or (image["default_command"] if mode == "interactive" else ())
         reuse = None
         if keep_alive:
@@ -102,16 +150,18 @@ class DockerRuntime(Runtime):
             spec = spec.with_labels(**{translate.LABEL_REUSE: key, translate.LABEL_KEEP_ALIVE: str(int(keep_alive))})
             with self.calls():
                 reuse = None if options.new else self.reusable(key)
-        main = translate.main_command(spec.name, spec.command, mode=mode, helper=helper, keep_alive=keep_alive)
-        scripted_main = mode == "command" and not keep_alive
+        main = translate.main_command(spec.name, spec.command, mode="exec" if streamed else mode, helper=helper,
+                                      keep_alive=keep_alive, session_id=spec.session_id, heartbeat=remote)
+        scripted_main = mode == "command" and not keep_alive and not streamed
         container_spec = spec.evolve(command=main, stdin=spec.stdin if scripted_main else not keep_alive,
                                      tty=spec.tty if scripted_main else False)
-        warnings = [helper_warning] if helper_warning else []
+        warnings = list(self.resolution.warnings) + ([helper_warning] if helper_warning else [])
         dumpable = probe.dumpable(info)
         if dumpable is False and not spec.run_as_root:
             warnings.append("the target changed UID at runtime and is not dumpable: /proc/1/root and "
                             "/proc/1/environ stay root-only; use --profile ptrace to read them")
-        facts: dict = {"exec_argv": list(exec_argv), "helper": helper, "keep_alive": keep_alive}
+        facts: dict = {"exec_argv": list(exec_argv), "helper": helper, "keep_alive": keep_alive, "streamed": streamed,
+                       "engine": self.api.host, "heartbeat_s": translate.HEARTBEAT_S if remote else None}
         if thorough:
             with self.calls():
                 shell = probe.shell(info)
@@ -250,13 +300,25 @@ class DockerRuntime(Runtime):
             # is an exec in a sidecar whose main process lives on our attach's stdin.
             with DockerExecSession(self, plan) as live:
                 return live.exec_interactive(plan.facts["exec_argv"], stdin=streams.stdin, stdout=streams.stdout)
+        run_once = self._run_streamed if plan.facts.get("streamed") else self._run_once
         for attempt in (1, 2):
             try:
-                return self._run_once(plan, streams)
+                return run_once(plan, streams)
             except TransientStartFailure:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def _run_streamed(self, plan: Plan, streams: Streams) -> int:
+        """A scripted command as an exec in a keep-alive sidecar (remote engines)."""
+        from debugkit.runtimes.docker.exec import DockerExecSession
+
+        with DockerExecSession(self, plan) as live:
+            return live.exec_streamed(plan.facts["exec_argv"], stdin=streams.stdin if plan.spec.stdin else None,
+                                      stdout=streams.stdout, stderr=streams.stderr)
+
+    def lost_connection(self, reason: str) -> DebugkitError:
+        return EngineUnreachable(f"lost the connection to the {self.engine} engine at {self.api.host}: ssh: {reason}")
 
     def _run_reusable(self, plan: Plan, streams: Streams) -> int:
         """--keep-alive: exec into the kept-alive sidecar, starting it first if there is none."""
@@ -280,7 +342,8 @@ class DockerRuntime(Runtime):
             try:
                 if plan.mode == "interactive" or plan.spec.tty:
                     return live.exec_interactive(plan.facts["exec_argv"], stdin=streams.stdin, stdout=streams.stdout)
-                return live.exec_streaming(plan.facts["exec_argv"], streams)
+                return live.exec_streamed(plan.facts["exec_argv"], stdin=streams.stdin if plan.spec.stdin else None,
+                                          stdout=streams.stdout, stderr=streams.stderr)
             except SidecarGone:
                 # It reached its idle limit between the plan and the exec: start a new one.
                 if attempt == 2 or plan.reuse is None:
@@ -357,9 +420,16 @@ class DockerRuntime(Runtime):
     def inspect(self, plan: Plan) -> dict:
         facts = plan.facts
         resolved = plan.spec.identity
+        notes = list(resolved.notes)
+        if not self.api.local:
+            notes.append(f"the engine is remote ({self.api.address.scheme}://): the target's process identity comes "
+                         f"from the engine's top API, its files from the archive API, not from this machine's /proc")
+        if facts.get("streamed"):
+            notes.append("commands run as execs in a keep-alive sidecar, which ends when the connection does")
         return {
             "runtime": self.name,
             "engine": self.api.host,
+            "engine_source": self.resolution.why,
             "container": plan.target.name,
             "container_id": plan.target.id,
             "image": plan.target.image,
@@ -369,7 +439,7 @@ class DockerRuntime(Runtime):
             "groups": list(resolved.groups),
             "user_name": resolved.user_name,
             "source": resolved.source,
-            "notes": list(resolved.notes),
+            "notes": notes,
             "sources": [s.as_dict() for s in plan.sources],
             "configured_user": facts.get("configured_user"),
             "target_dumpable": facts.get("dumpable"),
@@ -379,9 +449,20 @@ class DockerRuntime(Runtime):
             "sidecar_image": plan.spec.image,
             "profile": plan.spec.profile,
             "warnings": list(plan.warnings),
-            "attach_command": translate.shell_join(
-                translate.run_argv(plan.request, names={plan.target.id: plan.target.name})),
+            "attach_command": translate.shell_join(self.cli_argv(
+                translate.run_argv(plan.request, names={plan.target.id: plan.target.name}))),
         }
+
+    def cli_argv(self, argv: list[str]) -> list[str]:
+        """`docker run ...` pointed at the engine this runtime uses (a context by name)."""
+        from debugkit.runtimes.docker.engine import DEFAULT_SOCKET
+
+        found = self.resolution
+        if argv[:1] != [self.cli] or (found.context is None and found.address.text == f"unix://{DEFAULT_SOCKET}"):
+            return argv
+        if found.context:
+            return [argv[0], "--context", found.context, *argv[1:]]
+        return [argv[0], "-H", found.address.text, *argv[1:]]
 
     def sessions(self) -> list[SessionRow]:
         with self.calls():
@@ -406,6 +487,21 @@ class DockerRuntime(Runtime):
             ))
         return rows
 
+    def stop_execs(self, container_id: str, marker: str) -> None:
+        """SIGKILL the execs marked `marker` in a running sidecar, before it is ended: the
+        engine closes an exec's stream only when it sees the exec exit, which it does not
+        when the sidecar (sharing the target's PID namespace) ends first. Best effort and
+        bounded (3 s); a sidecar without sh, tr and kill keeps the old behaviour."""
+        deadline = time.monotonic() + 3
+        with contextlib.suppress(Exception):
+            killer = self.api.exec_create(container_id, ["sh", "-c", translate.STOP_EXECS, "debugkit-stop", marker],
+                                          stdout=False, stderr=False)["Id"]
+            self.api.exec_start_detached(killer)
+            while time.monotonic() < deadline and self.api.exec_inspect(killer).get("Running"):
+                time.sleep(0.02)
+
     def remove(self, row: SessionRow) -> None:
+        if row.state == "running" and row.session != "?":
+            self.stop_execs(row.id, f"{row.session}.")
         self.remove_container(row.id)
 

@@ -18,21 +18,67 @@ HELPER = HELPER_PATH
 HELPER_LABEL = "io.debugkit.helper"          # set on the toolbox image: it carries HELPER
 LABEL_REUSE = "io.debugkit.reuse-key"        # a reusable sidecar (--keep-alive), and what it is for
 LABEL_KEEP_ALIVE = "io.debugkit.keep-alive"
-# Without the helper: a main process that lives exactly as long as our attach keeps its
-# stdin open, so a killed CLI still takes its sidecar with it (EOF -> exit -> auto-remove).
-KEEPALIVE_COMMAND = ("sh", "-c", "exec cat >/dev/null")
 # With --stdin the keep-alive ends on our attach's EOF; the idle bound is only a backstop.
 SESSION_IDLE_SECONDS = 86400
 
 
-def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: float | None) -> tuple[str, ...]:
+# Every exec debugkit starts carries DEBUGKIT_EXEC=<session>.<random> in its environment
+# (exec.py). This script, run in the sidecar as the sidecar's user, SIGKILLs exactly the
+# processes whose environment has DEBUGKIT_EXEC=$1 (a whole tag, or "<session>." for all
+# of a session's execs), never a target process: none carries the marker. The engine
+# closes an exec's stream only when it sees the exec exit, which it does not when the
+# sidecar (sharing the target's PID namespace) ends first: so execs go before the
+# sidecar, and the script returns once they are dead (zombies count: the target's init
+# may never reap them; at most 3 s), plus a moment for the engine to see it.
+STOP_EXECS = "; ".join((
+    'killed=""',
+    'for p in /proc/[0-9]*; do '
+    'case "$(tr "\\0" "\\n" 2>/dev/null <"$p/environ")" in '
+    '*"DEBUGKIT_EXEC=$1"*) kill -KILL "${p#/proc/}" 2>/dev/null && killed="$killed ${p#/proc/}";; esac; done',
+    'n=0',
+    'while [ -n "$killed" ] && [ $n -lt 30 ]; do '
+    'left=""; for q in $killed; do case "$(cat 2>/dev/null "/proc/$q/stat")" in ""|*") Z "*) ;; '
+    '*) left="$left $q";; esac; done; killed=$left; '
+    'n=$((n+1)); [ -n "$killed" ] && sleep 0.1; done',
+    '[ $n -gt 0 ] && sleep 0.3',
+    'true',
+))
+
+
+# On a remote engine the CLI sends a heartbeat byte on the keep-alive stream every
+# HEARTBEAT_S seconds, and the keep-alive ends when none arrives for HEARTBEAT_TIMEOUT_S:
+# a connection that goes silent (a network partition, a suspended laptop) ends the
+# sidecar within that bound, whatever the server's sshd or TCP keep-alive settings.
+HEARTBEAT_S = 5
+HEARTBEAT_TIMEOUT_S = 30
+
+
+def fallback_keepalive(session_id: str, *, heartbeat: bool = False) -> tuple[str, ...]:
+    """Without the helper: the main process of a sidecar that serves execs (interactive
+    shells, runbooks, remote scripted commands). It lives exactly as long as our attach
+    connection keeps its stdin open (and, with `heartbeat`, keeps sending); at EOF (we
+    closed it, we died, the connection dropped) or silence it stops the session's execs,
+    then exits, and the engine removes the sidecar."""
+    wait = "cat >/dev/null"
+    if heartbeat:
+        # Each heartbeat is one "." (a newline would vanish in $(...)). An image without
+        # timeout or head keeps the plain keep-alive (EOF only).
+        wait = (f'if command -v timeout && command -v head; then '
+                f'while [ -n "$(timeout {HEARTBEAT_TIMEOUT_S} head -c 1)" ]; do :; done; '
+                f'else cat; fi >/dev/null 2>&1')
+    return ("sh", "-c", f"{wait}; {STOP_EXECS}", "debugkit-keepalive", f"{session_id}.")
+
+
+def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: float | None, session_id: str,
+                 heartbeat: bool = False) -> tuple[str, ...]:
     """The sidecar container's main process.
 
     - reusable (--keep-alive D): a keep-alive that outlives this CLI until idle for D seconds;
     - a scripted command: the command itself, under the reaper (orphans come to it, not to
       the target's PID 1; the whole tree is ended and reaped when the command ends);
-    - an interactive shell or a runbook: a keep-alive tied to our attach's stdin; the
-      commands are execs in it."""
+    - an interactive shell, a runbook, or any command on a remote engine: a keep-alive
+      tied to our attach's stdin (and, on a remote engine, to its heartbeat); the commands
+      are execs in it."""
     if keep_alive:
         if helper:
             return (HELPER, "keepalive", "--socket", name, "--idle", str(int(keep_alive)), "--first", "60")
@@ -40,8 +86,9 @@ def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: flo
     if mode == "command":
         return (HELPER, "reap", "--", *command) if helper else tuple(command)
     if helper:
-        return (HELPER, "keepalive", "--socket", name, "--stdin", "--idle", str(SESSION_IDLE_SECONDS))
-    return KEEPALIVE_COMMAND
+        argv = (HELPER, "keepalive", "--socket", name, "--stdin", "--idle", str(SESSION_IDLE_SECONDS))
+        return argv + (("--stdin-timeout", str(HEARTBEAT_TIMEOUT_S)) if heartbeat else ())
+    return fallback_keepalive(session_id, heartbeat=heartbeat)
 
 
 def exec_command(name: str, argv, *, helper: bool) -> list[str]:

@@ -100,3 +100,17 @@ class PodmanRuntime(DockerRuntime):
             if code is not None:
                 return int(code)
         raise DebugkitError(f"lost track of sidecar {name}'s exit status")
+
+    def resolve(self):
+        """$CONTAINER_HOST or Podman's socket; Docker's contexts and DOCKER_HOST do not apply."""
+        from debugkit.runtimes.docker.engine import EngineConfigError, parse_host, tls_from_env
+        from debugkit.runtimes.docker.hosts import Resolution
+
+        if self._address is not None:
+            return super().resolve()
+        text = self.default_address()
+        if text.startswith("ssh://"):
+            raise EngineConfigError(f"CONTAINER_HOST={text}: ssh:// Podman connections are not supported; "
+                                    f"use Podman's socket (unix://) or tcp://")
+        why = "CONTAINER_HOST" if os.environ.get("CONTAINER_HOST") else "the default Podman socket"
+        return Resolution(parse_host(text, tls=tls_from_env()), why)
