@@ -239,7 +239,7 @@ class BuildReport:
         p = self.progress
         if p.steps:
             summary += f"; {p.cached_steps} steps from the cache, {p.run_steps} run"
-        if self.log_path and not self.verbose:
+        if self.log_path and not self.verbose and p.steps:  # (nothing built: nothing worth a log)
             summary += f"; log: {self.log_path}"
         self.status.print(f"debugkit: {summary}")
 
