@@ -168,3 +168,14 @@ def test_a_reused_container_shows_no_status_line(monkeypatch):
 @pytest.mark.parametrize("reason", sorted(kube_runtime.PULL_FAILURES))
 def test_every_pull_failure_reason_gets_the_image_hint(reason):
     assert "cannot pull the image" in runtime().start_timeout(plan(), reason, {}).message
+
+
+def test_a_long_waiting_message_keeps_its_end_on_the_terminal_line():
+    from debugkit.runtimes.kubernetes.runtime import short_reason
+
+    long = ('ErrImagePull: failed to pull and unpack image "127.0.0.1:5001/x@sha256:' + "0" * 64 + '": failed to '
+            'resolve reference: dial tcp 127.0.0.1:5001: connect: connection refused')
+    assert short_reason(long) == "ErrImagePull: …" + long[-70:]
+    assert short_reason(long).endswith("connect: connection refused")
+    assert short_reason("ImagePullBackOff: short") == "ImagePullBackOff: short"
+    assert short_reason("ContainerCreating") == "ContainerCreating"

@@ -47,6 +47,16 @@ PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "Inval
                  "RegistryUnavailable", "ImageInspectError", "SignatureValidationFailed"}
 
 
+def short_reason(text: str, *, keep: int = 70) -> str:
+    """`REASON: MESSAGE` for one terminal line: the kubelet's messages chain their causes
+    (`failed to pull ...: failed to resolve ...: dial tcp ...: connection refused`), so the
+    end of a long one is kept, not its start."""
+    reason, sep, message = text.partition(": ")
+    if len(message) <= keep:
+        return text
+    return f"{reason}{sep}…{message[-keep:]}"
+
+
 class KubernetesRuntime(Runtime):
     name = "kubernetes"
 
@@ -342,7 +352,8 @@ class KubernetesRuntime(Runtime):
             return self.ensure_container(plan, on_waiting=on_waiting)
         with StatusLine.over_binary(stderr) as status:
             status.update(f"debugkit: starting debug container {plan.spec.name} ({plan.spec.image})")
-            return self.ensure_container(plan, on_waiting=lambda reason: status.update(f"debugkit: waiting: {reason}"))
+            return self.ensure_container(plan, on_waiting=lambda reason: status.update(
+                f"debugkit: waiting: {short_reason(reason)}"))
 
     def open_exec(self, plan: Plan) -> KubeExecSession:
         return KubeExecSession(self, plan)
