@@ -135,7 +135,7 @@ def local_toolbox_ref(variant: str) -> str:
 )
 @click.option("--context", "kube_context", metavar="NAME",
               help="With --set-default: set the image of this kube context only.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the pinned references.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the pinned references (and warnings).")
 def push(destination: str, variant: str | None, set_default: bool, kube_context: str | None, quiet: bool) -> None:
     """Push the built toolbox to a registry a cluster can pull from.
 
@@ -176,7 +176,8 @@ def push(destination: str, variant: str | None, set_default: bool, kube_context:
         from debugkit.session import config_edit
 
         edit = config_edit.set_image(results[0].pinned, path=config_file, context=kube_context)
-        click.echo(f"debugkit: {edit.describe()}", err=True)
+        if not quiet or edit.how == "rewritten":
+            click.echo(f"debugkit: {edit.describe()}", err=True)
         for note in _shadowing(kube_context):
             click.echo(f"debugkit: note: {note}", err=True)
 
