@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import IN_CI, REPO, run_cli, text
+from tests.conftest import IN_CI, REPO, run_cli, text, wait_for
 
 pytestmark = pytest.mark.kubernetes
 
@@ -111,8 +111,20 @@ def test_set_default_wrote_the_contexts_entry_and_kept_the_comments(pushed, kube
 
 
 def pull_events(k8s_cluster, namespace: str, pod: str, image: str) -> list[str]:
-    events = k8s_cluster.api.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod}").items
-    return [e.message for e in events if e.reason == "Pulled" and image in (e.message or "")]
+    """The kubelet's `Pulled` events for image in the pod. They are recorded asynchronously:
+    the container can be running a moment before its event is in the API."""
+    found: list[str] = []
+
+    def recorded():
+        events = k8s_cluster.api.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod}").items
+        found[:] = [e.message for e in events if e.reason == "Pulled" and image in (e.message or "")]
+        return bool(found)
+
+    try:
+        wait_for(recorded, timeout=30, interval=0.5, what=f"the Pulled event for {image}")
+    except AssertionError:
+        pass  # the caller's assertion says what is missing
+    return found
 
 
 def test_the_node_pulls_the_pinned_reference(k8s_cluster, pushed):
@@ -126,6 +138,7 @@ def test_the_node_pulls_the_pinned_reference(k8s_cluster, pushed):
         messages = pull_events(k8s_cluster, ns, pod.metadata.name, pinned)
         assert any(m.startswith(f'Successfully pulled image "{pinned}"') for m in messages), messages
         assert not any("already present" in m for m in messages), messages
+        print(f"\n[pull] {messages[0]}")
 
 
 def test_attach_uses_the_configured_pinned_image_for_the_context(k8s_cluster, pushed, fixture_images):
