@@ -148,6 +148,8 @@ def push(destination: str, variant: str | None, set_default: bool, kube_context:
     from debugkit.toolbox import push as pushing
 
     pushing.parse_destination(destination)  # a bad reference is refused before anything else
+    if kube_context is not None and (not kube_context.strip() or not kube_context.isprintable()):
+        raise click.UsageError(f"--context {kube_context!r} is not a kube context name")
     if kube_context is not None and not set_default:
         raise click.UsageError("--context names the kube context whose image --set-default sets: add --set-default")
     if set_default and variant == "slim":

@@ -70,8 +70,12 @@ def set_image(ref: str, *, path: Path, context: str | None = None) -> Edit:
                 text = None                          # the line edit went wrong: rewrite instead
         if text is None:
             text, how = _rewritten(original, ref, context, backup=_backup_path(real)), "rewritten"
-    loaded = _write_checked(real, text, original, ref, context, before,
-                            backup=_backup_path(real) if how == "rewritten" else None)
+    try:
+        loaded = _write_checked(real, text, original, ref, context, before,
+                                backup=_backup_path(real) if how == "rewritten" else None)
+    except OSError as exc:
+        raise ConfigInvalid(f"{real}: cannot write the configuration file: {exc.strerror or exc}; it was not "
+                            f"changed") from None
     setting = loaded.values["image"] if context is None else loaded.contexts[context]["image"]
     line = setting.source.rpartition(":")[2]  # the source names the checked temporary file
     return Edit(path=real, key=key, where=f"{real}:{line}", how=how,

@@ -254,7 +254,7 @@ def test_a_failed_write_leaves_the_original_and_no_temporary_file(tmp_path, monk
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigInvalid, match="No space left on device; it was not changed"):
         set_image(PINNED, path=path)
     assert path.read_text() == COMMENTED
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
@@ -287,3 +287,22 @@ def test_mode_is_kept_and_a_symlink_is_followed(tmp_path):
     assert link.is_symlink() and edit.path == real
     assert stat.S_IMODE(real.stat().st_mode) == 0o600
     assert config.load(link).values["image"].value == PINNED
+
+
+def test_an_unwritable_directory_is_a_config_error(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes anywhere")
+    path = write(tmp_path, COMMENTED)
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(ConfigInvalid, match="cannot write"):
+            set_image(PINNED, path=path)
+    finally:
+        tmp_path.chmod(0o700)
+    assert path.read_text() == COMMENTED
+
+
+def test_a_config_path_under_a_file_is_a_config_error(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigInvalid):
+        set_image(PINNED, path=tmp_path / "afile" / "config.yaml")

@@ -251,7 +251,8 @@ def test_an_invalid_config_file_stops_set_default_before_the_push(engine, cli, t
     assert result.exit_code == ExitCode.CONFIG_INVALID and engine.pushed == []
 
 
-@pytest.mark.parametrize("args", [["--context", "x"], ["--variant", "slim", "--set-default"]])
+@pytest.mark.parametrize("args", [["--context", "x"], ["--variant", "slim", "--set-default"],
+                                  ["--set-default", "--context", ""], ["--set-default", "--context", "a\tb"]])
 def test_option_combinations_that_make_no_sense_are_usage_errors(engine, cli, args):
     result = cli("r.example/t", *args)
     assert result.exit_code == 2 and engine.pushed == []
