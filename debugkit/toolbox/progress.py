@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
@@ -24,7 +23,8 @@ _CACHED = " ---> Using cache"
 _RUNNING = re.compile(r"^ ---> Running in [0-9a-f]+$")
 _RESULT = re.compile(r"^ --->(?: [0-9a-f]{12,64})?\s*$")
 _REMOVING = re.compile(r"^Removing intermediate container [0-9a-f]+$")
-_DONE = re.compile(r"^Successfully (?:built|tagged) \S+$")
+# (a RUN step's own "Successfully built foo", as pip prints, is no image ID)
+_DONE = re.compile(r"^Successfully built [0-9a-f]{12,64}$|^Successfully tagged \S+$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _DOCKERFILE_FROM = re.compile(r"^\s*FROM\s+\S+(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE | re.MULTILINE)
 
@@ -68,8 +68,6 @@ class BuildProgress:
     run_steps: int = 0
     in_build: bool = False
     finished: bool = False
-    step_started: float = field(default_factory=time.monotonic)
-    last_output: str = ""
 
     def feed(self, line: str) -> str:
         line = strip_ansi(line.rstrip("\n"))
@@ -77,7 +75,6 @@ class BuildProgress:
         if step:
             self.in_build = True
             self.step, self.steps, self.instruction = int(step.group(1)), int(step.group(2)), step.group(3).strip()
-            self.step_started = time.monotonic()
             start = _FROM.match(self.instruction)
             if start:
                 self.stage_number += 1
@@ -99,8 +96,6 @@ class BuildProgress:
             return "running"
         if _RESULT.match(line) or _REMOVING.match(line):
             return "detail"
-        if line.strip():
-            self.last_output = line.strip()
         return "output"
 
     @property

@@ -89,6 +89,7 @@ def test_lines_outside_the_engines_output_are_notes():
     assert progress.feed("base image debian:x is not local; pulling it") == "note"
     assert progress.feed("Step 1/2 : FROM debian AS a") == "stage"
     assert progress.feed("hello from a RUN") == "output"
+    assert progress.feed("Successfully built pyyaml") == "output"  # pip's words inside a RUN step
     assert progress.feed("Successfully built 0123456789ab") == "done"
     assert progress.feed("Successfully tagged debugkit/toolbox:0.1.0") == "done"
     assert progress.feed("built debugkit/toolbox:0.1.0 (x) in 1 s") == "note"
