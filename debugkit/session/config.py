@@ -101,8 +101,14 @@ def use(path: str | None) -> None:
     _CACHE.clear()
 
 
+def active_path() -> Path:
+    """The file `current()` reads (--config, $DEBUGKIT_CONFIG, or the default place),
+    whether it exists or not: where `toolbox push --set-default` writes."""
+    return config_path(_EXPLICIT["path"])
+
+
 def current() -> Config:
-    path = config_path(_EXPLICIT["path"])
+    path = active_path()
     key = str(path)
     if key not in _CACHE:
         _CACHE[key] = load(path, required=_EXPLICIT["path"] is not None or bool(os.environ.get("DEBUGKIT_CONFIG")))

@@ -221,7 +221,9 @@ class DockerRuntime(Runtime):
                 "labels": config.get("Labels") or {}}
 
     def missing_image(self, image: str, *, toolbox: bool) -> DebugkitError:
-        if toolbox:
+        if toolbox and "@" in image:  # pinned by digest (toolbox push --set-default): it is in a registry
+            hint = f"pull it with: {self.cli} pull {image}"
+        elif toolbox:
             standard = image == toolbox_ref()
             hint = "build it with: debugkit toolbox build" + ("" if standard else f" --tag {image}")
         else:

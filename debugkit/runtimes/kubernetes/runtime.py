@@ -41,6 +41,20 @@ DEFAULT_KEEP_ALIVE = 600.0   # a reusable debug container stays this long once i
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
 # Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
 ROUTINE_REASONS = {"ContainerCreating", "PodInitializing"}
+# Waiting reasons that mean the node cannot get the image: a start timeout then says which
+# image and what to do about it.
+PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+                 "RegistryUnavailable", "ImageInspectError", "SignatureValidationFailed"}
+
+
+def short_reason(text: str, *, keep: int = 70) -> str:
+    """`REASON: MESSAGE` for one terminal line: the kubelet's messages chain their causes
+    (`failed to pull ...: failed to resolve ...: dial tcp ...: connection refused`), so the
+    end of a long one is kept, not its start."""
+    reason, sep, message = text.partition(": ")
+    if len(message) <= keep:
+        return text
+    return f"{reason}{sep}…{message[-keep:]}"
 
 
 class KubernetesRuntime(Runtime):
@@ -247,6 +261,7 @@ class KubernetesRuntime(Runtime):
         probe = [translate.HELPER, "--version"] if plan.facts["helper"] else ["true"]
         deadline = time.monotonic() + timeout
         next_look, last_reason = time.monotonic() + 0.5, "not yet created"
+        messages: dict[str, str] = {}  # the last message of each waiting reason, for a timeout
         while True:
             try:
                 ws = self.stream(pt, name, probe, stdin=False, tty=False)
@@ -272,27 +287,47 @@ class KubernetesRuntime(Runtime):
                     raise DebugkitError(f"debug container {name} ended at once: "
                                         f"{ended.get('reason')} (exit {ended.get('exitCode')})")
                 reason = (state.get("waiting") or {}).get("reason")
+                message = (state.get("waiting") or {}).get("message")
+                if reason and message:
+                    messages[reason] = message
                 if reason and reason != last_reason:
                     last_reason = reason
-                    message = state["waiting"].get("message")
                     if on_waiting and reason not in ROUTINE_REASONS:
                         on_waiting(f"{reason}: {message}" if message else reason)
             if now >= deadline:
-                raise Timeout(f"debug container {name} did not start within {timeout:g}s "
-                              f"(last state: {last_reason})")
+                raise self.start_timeout(plan, last_reason, messages)
             time.sleep(0.05)
+
+    def start_timeout(self, plan: Plan, reason: str, messages: dict[str, str]) -> Timeout:
+        """The debug container did not start in time: why, and, when the node could not pull
+        the image, which image, why the pull failed and what to do about it."""
+        name, timeout, image = plan.spec.name, plan.facts["timeout"], plan.spec.image
+        if reason not in PULL_FAILURES:
+            return Timeout(f"debug container {name} did not start within {timeout:g}s (last state: {reason})")
+        detail = f"{reason}: {messages[reason]}" if reason in messages else reason
+        if reason == "ImagePullBackOff" and "ErrImagePull" in messages:
+            # The back-off only says "Back-off pulling image"; the failed pull said why.
+            detail = f"{reason}; the last pull failed with: {messages['ErrImagePull']}"
+        if plan.facts.get("helper"):  # the toolbox, not an --image of the person's choosing
+            context = f" --context {self.context_name}" if self.context_name else ""
+            hint = (f"the node pulls the toolbox from a registry: push it to one the node can reach and make "
+                    f"that the default, with: debugkit toolbox push REGISTRY/REPOSITORY --set-default{context}; "
+                    f"if the image is already there, check the node's access to its registry (network, TLS, "
+                    f"the pod's imagePullSecrets)")
+        else:
+            hint = ("check that the image exists in its registry and that the node can pull it (network, TLS, "
+                    "the pod's imagePullSecrets)")
+        return Timeout(f"debug container {name} did not start within {timeout:g}s: the node cannot pull the "
+                       f"image {image} (last state: {detail})", hint=hint)
 
     # -- run ------------------------------------------------------------------------------
 
     def run(self, plan: Plan, streams: Streams) -> int:
-        def on_waiting(reason: str) -> None:
-            write_output(streams.stderr, f"debugkit: waiting: {safe(reason)}\n".encode())
-
         tty = plan.spec.tty
         argv = plan.spec.command or INTERACTIVE_SHELL
         wants_stdin = plan.spec.stdin or tty
         for attempt in (1, 2):
-            container = self.ensure_container(plan, on_waiting=on_waiting)
+            container = self.start_showing_waits(plan, streams.stderr)
             ws = self.exec(plan, container, argv, stdin=wants_stdin, tty=tty)
             try:
                 pump(ws, stdin_fd=streams.stdin.fileno() if (wants_stdin and streams.stdin) else None,
@@ -306,6 +341,22 @@ class KubernetesRuntime(Runtime):
             finally:
                 ws.close(wait=0.2)
         raise AssertionError("unreachable")
+
+    def start_showing_waits(self, plan: Plan, stderr) -> str:
+        """ensure_container, with the waiting reasons on stderr: on a terminal one line,
+        rewritten as the reason changes and erased once the container runs; elsewhere a
+        `debugkit: waiting: REASON` line for each reason that is not routine."""
+        from debugkit.core.statusline import StatusLine, is_live_terminal
+
+        if plan.reuse is not None or not is_live_terminal(stderr):
+            def on_waiting(reason: str) -> None:
+                write_output(stderr, f"debugkit: waiting: {safe(reason)}\n".encode())
+
+            return self.ensure_container(plan, on_waiting=on_waiting)
+        with StatusLine.over_binary(stderr) as status:
+            status.update(f"debugkit: starting debug container {plan.spec.name} ({plan.spec.image})")
+            return self.ensure_container(plan, on_waiting=lambda reason: status.update(
+                f"debugkit: waiting: {short_reason(reason)}"))
 
     def open_exec(self, plan: Plan) -> KubeExecSession:
         return KubeExecSession(self, plan)

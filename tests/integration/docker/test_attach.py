@@ -179,6 +179,9 @@ def test_missing_toolbox_image_says_how_to_get_it(start_target):
                         ExitCode.IMAGE_MISSING, "debugkit toolbox build")
     _assert_clean_error(run_cli("attach", "--image", "no/such-image:1", target.name, "--", "true"),
                         ExitCode.IMAGE_MISSING, "no/such-image:1")
+    pinned = "127.0.0.1:5000/debugkit-test/absent@sha256:" + "0" * 64  # as toolbox push --set-default writes
+    _assert_clean_error(run_cli("attach", target.name, "--", "true", env={"DEBUGKIT_IMAGE": pinned}),
+                        ExitCode.IMAGE_MISSING, f"docker pull {pinned}")
 
 
 def test_command_not_found_in_toolbox(start_target, toolbox_image):
