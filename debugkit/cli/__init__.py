@@ -15,6 +15,7 @@ import click
 from debugkit import __version__
 from debugkit.cli.attach import attach, inspect
 from debugkit.cli.common import err
+from debugkit.cli.completion import answer_shell, completing, completion as completion_command
 from debugkit.cli.config import config_group
 from debugkit.cli.runbook import runbook
 from debugkit.cli.sessions import audit_command, gc_command, ps_command
@@ -49,7 +50,7 @@ def cli(debug: bool, config_file: str | None) -> None:
 
 
 for _command in (attach, inspect, cp, port_forward, ps_command, gc_command, audit_command, runbook, toolbox,
-                 config_group):
+                 config_group, completion_command):
     cli.add_command(_command)
 
 
@@ -73,10 +74,12 @@ def _quiet_stdout() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
+    if completing():  # the shell asks for completions (_DEBUGKIT_COMPLETE): answer, never complain
+        sys.exit(answer_shell(cli))
     try:
         _closed_streams()
-        cli.main(args=argv, prog_name="debugkit", standalone_mode=False)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:

@@ -9,6 +9,8 @@ import json
 
 import click
 
+from debugkit.cli.completion import (complete_container, complete_context, complete_file,  # noqa: F401
+                                     complete_namespace, complete_profile, complete_runbook, complete_target)
 from debugkit.core.escape import safe, safe_data
 
 OUTPUT_FORMATS = click.Choice(["text", "json", "yaml"])
@@ -22,10 +24,13 @@ def err(message: str) -> None:
 
 def target_options(func):
     """-n/-c/--context/--kubeconfig: where a pod target lives."""
-    func = click.option("-n", "--namespace", help="Kubernetes namespace (pod targets).")(func)
-    func = click.option("-c", "--container", help="Target container in the pod.")(func)
-    func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context to use.")(func)
-    func = click.option("--kubeconfig", help="Path to a kubeconfig file.")(func)
+    func = click.option("-n", "--namespace", help="Kubernetes namespace (pod targets).",
+                        shell_complete=complete_namespace)(func)
+    func = click.option("-c", "--container", help="Target container in the pod.",
+                        shell_complete=complete_container)(func)
+    func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context to use.",
+                        shell_complete=complete_context)(func)
+    func = click.option("--kubeconfig", help="Path to a kubeconfig file.", shell_complete=complete_file)(func)
     return func
 
 

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from debugkit.cli.common import err, raw_options, sidecar_options, target_options
+from debugkit.cli.common import complete_target, err, raw_options, sidecar_options, target_options
 
 
 @click.command("cp")
@@ -63,7 +63,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
 
 
 @click.command("port-forward")
-@click.argument("target")
+@click.argument("target", shell_complete=complete_target)
 @click.argument("ports", nargs=-1, required=True, metavar="[LOCAL:]REMOTE...")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Local address to listen on.")
 @click.option("--via", type=click.Choice(["auto", "sidecar", "portforward"]), default="auto", show_default=True,
