@@ -17,6 +17,7 @@ from debugkit.cli.attach import attach, inspect
 from debugkit.cli.common import err
 from debugkit.cli.completion import answer_shell, completing, completion as completion_command
 from debugkit.cli.config import config_group
+from debugkit.cli.doctor import doctor
 from debugkit.cli.runbook import runbook
 from debugkit.cli.sessions import audit_command, gc_command, ps_command
 from debugkit.cli.toolbox import toolbox
@@ -50,7 +51,7 @@ def cli(debug: bool, config_file: str | None) -> None:
 
 
 for _command in (attach, inspect, cp, port_forward, ps_command, gc_command, audit_command, runbook, toolbox,
-                 config_group, completion_command):
+                 config_group, completion_command, doctor):
     cli.add_command(_command)
 
 
