@@ -28,9 +28,16 @@ def doctor(target, output, namespace, container, kube_context, kubeconfig):
     Exit status: 0 when every check passes, 1 when one fails. Runtimes that are not set
     up here are shown as n/a and fail nothing; warnings fail nothing either.
     """
-    from debugkit.core.targets import PodRef, parse_target
+    from debugkit.core.errors import InvalidInput
+    from debugkit.core.targets import PodRef, check_k8s_name, parse_target
     from debugkit.session import doctor as checks
 
+    if namespace is not None:
+        try:
+            check_k8s_name("namespace", namespace, namespace, label=True)
+        except InvalidInput:
+            raise InvalidInput(f"invalid --namespace {namespace!r}: a namespace is a DNS label (lower-case "
+                               f"letters, digits and '-', at most 63)") from None
     raw = None
     if target is not None:
         # -n also chooses the namespace of the Kubernetes checks: it goes to the target
