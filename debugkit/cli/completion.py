@@ -197,6 +197,13 @@ def complete_container(ctx, param, incomplete):
         typed = _typed(ctx)
         target = typed.get("target")
         if not isinstance(target, str):
+            # click parses nothing positional when the line ends in an option still
+            # waiting for its value (`pod/web -c <TAB>`): find the pod in the words.
+            from click.shell_completion import split_arg_string
+
+            words = split_arg_string(os.environ.get("COMP_LINE") or os.environ.get("COMP_WORDS", ""))
+            target = next((w for w in words if w.startswith(("pod/", "pods/", "po/", "k8s://"))), None)
+        if target is None:
             return []
         return complete.pod_containers(target, incomplete, namespace=typed.get("namespace"), **_kube(ctx))
     return _quietly(lookup)
