@@ -52,7 +52,7 @@ def sidecar_options(func):
                              "Kubernetes default: 10m; Docker/Podman: removed after each command unless "
                              "given.")(func)
     func = click.option("--new", is_flag=True, help="Start a new sidecar even if a reusable one exists.")(func)
-    func = click.option("--custom", metavar="FILE",
+    func = click.option("--custom", metavar="FILE", shell_complete=complete_file,
                         help="Kubernetes: partial container spec (YAML/JSON) merged last; it cannot "
                              "raise privileges.")(func)
     func = click.option("--timeout", metavar="SECONDS",

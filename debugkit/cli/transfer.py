@@ -5,12 +5,12 @@ import sys
 
 import click
 
-from debugkit.cli.common import complete_target, err, raw_options, sidecar_options, target_options
+from debugkit.cli.common import complete_file, complete_target, err, raw_options, sidecar_options, target_options
 
 
 @click.command("cp")
-@click.argument("src")
-@click.argument("dst")
+@click.argument("src", shell_complete=complete_file)
+@click.argument("dst", shell_complete=complete_file)
 @click.option("--from-sidecar", is_flag=True,
               help="Read the sidecar's own filesystem (e.g. /tmp/capture.pcap) instead of the target's.")
 @click.option("--write", is_flag=True, help="Allow copying INTO the target (as the target's user, no more).")

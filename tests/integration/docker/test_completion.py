@@ -91,6 +91,11 @@ def test_runbooks_profiles_and_commands():
     assert complete("debugkit inspect --profile ")[0] == ["restricted", "netadmin", "ptrace", "sysadmin"]
     assert complete("debugkit comp")[0] == ["completion"]
     assert complete("debugkit completion ")[0] == ["bash", "zsh", "fish"]
+    # Paths are the shell's to complete: cp's endpoints, --custom, --kubeconfig.
+    for words in ("debugkit cp ./x", "debugkit cp web:/etc/passwd ./", "debugkit attach --custom c",
+                  "debugkit attach --kubeconfig ~/.k"):
+        _, _, proc = complete(words)
+        assert proc.stdout.decode().startswith("file,"), words
 
 
 def test_configured_runbook_paths_are_offered(tmp_path):
