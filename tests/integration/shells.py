@@ -49,7 +49,8 @@ def bin_dir(tmp_path: Path, *names: str) -> Path:
     modules = {"debugkit": "debugkit", "kubectl-debugkit": "debugkit.cli.plugin"}
     for name in names or ("debugkit",):
         path = directory / name
-        path.write_text(f'#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} -m {modules[name]} "$@"\n')
+        # PYTHONSAFEPATH: the working directory must not shadow this checkout (Python 3.11+).
+        path.write_text(f'#!/bin/sh\nPYTHONSAFEPATH=1 PYTHONPATH={REPO} exec {sys.executable} -m {modules[name]} "$@"\n')
         path.chmod(0o755)
     return directory
 

@@ -2,6 +2,7 @@
 CLI through click's completion protocol, real bash/zsh/fish, and engines that hang."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import uuid
@@ -195,3 +196,55 @@ def test_fish_completes_through_the_script(target, tmp_path):
     out = subprocess.run(["fish", "--no-config", "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [target.name, "http-health"]
+
+
+# The file-based installs docs/completion.md gives, each in a fresh HOME.
+
+def _script(tmp_path, shell: str) -> str:
+    from tests.conftest import run_cli
+
+    result = run_cli("completion", shell)
+    assert result.returncode == 0
+    return result.stdout.decode()
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/bash-completion/bash_completion"),
+                    reason="bash-completion is not installed")
+def test_bash_completion_user_directory(target, tmp_path):
+    home = tmp_path / "home"
+    completions = home / ".local" / "share" / "bash-completion" / "completions"
+    completions.mkdir(parents=True)
+    (completions / "debugkit").write_text(_script(tmp_path, "bash"))
+    shell = InteractiveShell(["bash", "--norc", "--noprofile", "-i"], path_dir=bin_dir(tmp_path),
+                             env={"HOME": str(home), "XDG_DATA_HOME": ""})
+    try:
+        shell.run(". /usr/share/bash-completion/bash_completion")
+        assert f"debugkit attach {target.name} " in shell.tab(f"debugkit attach {target.name[:-3]}")
+    finally:
+        shell.close()
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_fpath_file(target, tmp_path):
+    home = tmp_path / "home"
+    (home / ".zfunc").mkdir(parents=True)
+    (home / ".zfunc" / "_debugkit").write_text(_script(tmp_path, "zsh"))
+    shell = InteractiveShell(["zsh", "-f", "-i"], path_dir=bin_dir(tmp_path), env={"HOME": str(home)})
+    try:
+        shell.run("fpath=(~/.zfunc $fpath)")
+        shell.run("autoload -Uz compinit && compinit -u")
+        assert f"debugkit attach {target.name} " in shell.tab(f"debugkit attach {target.name[:-3]}")
+    finally:
+        shell.close()
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+def test_fish_completions_directory(target, tmp_path):
+    home = tmp_path / "home"
+    (home / ".config" / "fish" / "completions").mkdir(parents=True)
+    (home / ".config" / "fish" / "completions" / "debugkit.fish").write_text(_script(tmp_path, "fish"))
+    out = subprocess.run(["fish", "-c", f"set -gx PATH {bin_dir(tmp_path)} $PATH; "
+                                        f"complete -C 'debugkit attach {target.name[:-3]}'"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": ""})
+    assert out.stdout.split() == [target.name], out.stderr
