@@ -109,6 +109,12 @@ def test_a_flag_the_subcommand_does_not_take_is_refused(kubectl):
     assert result.returncode == ExitCode.USAGE and "requires an argument" in result.stderr
 
 
+def test_flags_before_the_plugin_name_are_kubectls_to_refuse(kubectl):
+    result = kubectl("-n", "shop", "debugkit", "toolbox", "ref")
+    assert result.returncode == 1
+    assert "flags cannot be placed before plugin name: -n" in result.stderr
+
+
 def test_help_names_the_plugin(kubectl):
     result = kubectl("debugkit", "-n", "shop", "--help")
     assert result.returncode == 0
