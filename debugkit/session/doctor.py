@@ -260,7 +260,17 @@ def check_toolbox_image(api, runtime: str) -> Result:
         return Result(name, FAIL, f"the sidecar image {image}{origin} is not in the local {engine} engine", fix)
     except EngineError as exc:
         return Result(name, FAIL, f"{engine} could not inspect {image}: {exc.explanation}", "")
-    return Result(name, OK, f"{image}{origin} is present ({str(attrs.get('Id', '?'))[:19]})")
+    from debugkit.runtimes.docker.translate import HELPER, HELPER_LABEL
+
+    present = f"{image}{origin} is present ({str(attrs.get('Id', '?'))[:19]})"
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    if image == toolbox_ref() and labels.get(HELPER_LABEL) != HELPER:
+        # A toolbox built before the helper existed: no reaper, and cp and port-forward refuse.
+        fix = "rebuild it: debugkit toolbox build" + ("" if runtime == "docker" else
+                                                      f", then docker save {image} | podman load")
+        return Result(name, WARN, f"{present}, but it is an old build without debugkit-helper "
+                                  f"(no {HELPER_LABEL} label): no reaper, and cp and port-forward refuse", fix)
+    return Result(name, OK, present)
 
 
 # -- Kubernetes ----------------------------------------------------------------------------------

@@ -93,3 +93,32 @@ def test_text_output_escapes_what_came_from_a_target(capsys):
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b]0;owned\\x07root" in out and "(fix: see `docker ps`)" in out
     assert out.splitlines()[1].startswith("FAIL  target ")
+
+
+class _Engine:
+    """An engine that answers inspect_image with these labels (a fault injected: a toolbox
+    built before debugkit-helper existed cannot be made on the shared test engine)."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def inspect_image(self, image):
+        return {"Id": "sha256:" + "0" * 64, "Config": {"Labels": self.labels}}
+
+
+def test_an_old_toolbox_without_the_helper_is_a_warning(monkeypatch, tmp_path):
+    from debugkit.runtimes.docker.translate import HELPER, HELPER_LABEL
+    from debugkit.session import config
+
+    monkeypatch.delenv("DEBUGKIT_IMAGE", raising=False)
+    monkeypatch.delenv("DEBUGKIT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no config file: the bundled toolbox's tag
+    config.use(None)
+    try:
+        assert doctor.check_toolbox_image(_Engine({HELPER_LABEL: HELPER}), "docker").status == "ok"
+        old = doctor.check_toolbox_image(_Engine({}), "docker")
+        assert old.status == "warn" and "old build without debugkit-helper" in old.detail
+        assert old.fix == "rebuild it: debugkit toolbox build"
+        assert doctor.check_toolbox_image(_Engine({}), "podman").fix.endswith("| podman load")
+    finally:
+        config.use(None)
