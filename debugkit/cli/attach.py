@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from debugkit.cli.common import (OUTPUT_FORMATS, complete_profile, complete_target, err, raw_options, render,
-                                 sidecar_options, target_options)
+from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, err, raw_options,
+                                 render, sidecar_options, target_options)
 from debugkit.cli.fleet import fleet_options
 
 
@@ -97,7 +97,8 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
 @click.option("--image", metavar="REF", help="Sidecar image to show in the attach command.")
 @click.option("--profile", default=None, help="Profile to show (default: restricted).",
               shell_complete=complete_profile)
-@click.option("--custom", metavar="FILE", help="Kubernetes: the partial container spec to show merged.")
+@click.option("--custom", metavar="FILE", help="Kubernetes: the partial container spec to show merged.",
+              shell_complete=complete_file)
 def inspect(target, output, **kwargs):
     """Show who TARGET runs as, where that came from, and how attach would run."""
     from debugkit.session import flow
