@@ -15,7 +15,9 @@ import click
 from debugkit import __version__
 from debugkit.cli.attach import attach, inspect
 from debugkit.cli.common import err
+from debugkit.cli.completion import answer_shell, completing, completion as completion_command
 from debugkit.cli.config import config_group
+from debugkit.cli.doctor import doctor
 from debugkit.cli.runbook import runbook
 from debugkit.cli.sessions import audit_command, gc_command, ps_command
 from debugkit.cli.toolbox import toolbox
@@ -49,7 +51,7 @@ def cli(debug: bool, config_file: str | None) -> None:
 
 
 for _command in (attach, inspect, cp, port_forward, ps_command, gc_command, audit_command, runbook, toolbox,
-                 config_group):
+                 config_group, completion_command, doctor):
     cli.add_command(_command)
 
 
@@ -73,13 +75,18 @@ def _quiet_stdout() -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
+    if completing():  # the shell asks for completions (_DEBUGKIT_COMPLETE): answer, never complain
+        sys.exit(answer_shell(cli))
     try:
         _closed_streams()
-        cli.main(args=argv, prog_name="debugkit", standalone_mode=False)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+            click.echo(exc.ctx.get_help())  # `debugkit` or `debugkit runbook` alone: the help, as click shows it
+            sys.exit(ExitCode.USAGE)
         where = f"{exc.ctx.command_path} --help" if exc.ctx is not None else "debugkit --help"
         err(f"error: {exc.format_message()} (see {where})")
         sys.exit(ExitCode.USAGE)

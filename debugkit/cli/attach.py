@@ -5,12 +5,13 @@ import sys
 
 import click
 
-from debugkit.cli.common import OUTPUT_FORMATS, err, raw_options, render, sidecar_options, target_options
+from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, err, raw_options,
+                                 render, sidecar_options, target_options)
 from debugkit.cli.fleet import fleet_options
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.argument("target", required=False)
+@click.argument("target", required=False, shell_complete=complete_target)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("-i", "--interactive", "stdin", is_flag=True, help="Keep stdin open and forward it.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a TTY for the sidecar.")
@@ -89,13 +90,15 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
 
 
 @click.command()
-@click.argument("target")
+@click.argument("target", shell_complete=complete_target)
 @click.option("-o", "--output", type=OUTPUT_FORMATS, default="text", show_default=True)
 @target_options
 @click.option("--user", "-u", metavar="UID[:GID]", help="Show the result of this override.")
 @click.option("--image", metavar="REF", help="Sidecar image to show in the attach command.")
-@click.option("--profile", default=None, help="Profile to show (default: restricted).")
-@click.option("--custom", metavar="FILE", help="Kubernetes: the partial container spec to show merged.")
+@click.option("--profile", default=None, help="Profile to show (default: restricted).",
+              shell_complete=complete_profile)
+@click.option("--custom", metavar="FILE", help="Kubernetes: the partial container spec to show merged.",
+              shell_complete=complete_file)
 def inspect(target, output, **kwargs):
     """Show who TARGET runs as, where that came from, and how attach would run."""
     from debugkit.session import flow

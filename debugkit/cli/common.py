@@ -9,6 +9,8 @@ import json
 
 import click
 
+from debugkit.cli.completion import (complete_container, complete_context, complete_file,  # noqa: F401
+                                     complete_namespace, complete_profile, complete_runbook, complete_target)
 from debugkit.core.escape import safe, safe_data
 
 OUTPUT_FORMATS = click.Choice(["text", "json", "yaml"])
@@ -33,10 +35,13 @@ def engine_options(func):
 def target_options(func):
     """-n/-c/--context/--kubeconfig: where a pod target lives; -H/--docker-context: which
     Docker engine a container target is on."""
-    func = click.option("-n", "--namespace", help="Kubernetes namespace (pod targets).")(func)
-    func = click.option("-c", "--container", help="Target container in the pod.")(func)
-    func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context to use.")(func)
-    func = click.option("--kubeconfig", help="Path to a kubeconfig file.")(func)
+    func = click.option("-n", "--namespace", help="Kubernetes namespace (pod targets).",
+                        shell_complete=complete_namespace)(func)
+    func = click.option("-c", "--container", help="Target container in the pod.",
+                        shell_complete=complete_container)(func)
+    func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context to use.",
+                        shell_complete=complete_context)(func)
+    func = click.option("--kubeconfig", help="Path to a kubeconfig file.", shell_complete=complete_file)(func)
     return engine_options(func)
 
 
@@ -58,7 +63,7 @@ def sidecar_options(func):
                              "Kubernetes default: 10m; Docker/Podman: removed after each command unless "
                              "given.")(func)
     func = click.option("--new", is_flag=True, help="Start a new sidecar even if a reusable one exists.")(func)
-    func = click.option("--custom", metavar="FILE",
+    func = click.option("--custom", metavar="FILE", shell_complete=complete_file,
                         help="Kubernetes: partial container spec (YAML/JSON) merged last; it cannot "
                              "raise privileges.")(func)
     func = click.option("--timeout", metavar="SECONDS",

@@ -5,6 +5,8 @@ import json
 
 import click
 
+from debugkit.cli.common import complete_context
+
 
 @click.group("config")
 def config_group() -> None:
@@ -22,7 +24,8 @@ def path() -> None:
 @config_group.command("view")
 @click.option("--runtime", type=click.Choice(["docker", "podman", "kubernetes"]), default=None,
               help="Show the values as this runtime would get them.")
-@click.option("--context", "kube_context", metavar="NAME", help="Show the values for this kube context.")
+@click.option("--context", "kube_context", metavar="NAME", help="Show the values for this kube context.",
+              shell_complete=complete_context)
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def view(runtime, kube_context, output) -> None:
     """Every default in effect (environment > file > built-in) and where it came from."""

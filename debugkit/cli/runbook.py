@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from debugkit.cli.common import PROFILE_NAMES, raw_options, target_options
+from debugkit.cli.common import PROFILE_NAMES, complete_runbook, complete_target, raw_options, target_options
 from debugkit.cli.fleet import fleet_options
 
 OUTPUTS = click.Choice(["text", "markdown", "json"])
@@ -52,8 +52,8 @@ def granted_profile(book, flag: str | None) -> str:
 
 
 @runbook.command("run")
-@click.argument("runbook_ref", metavar="NAME|PATH")
-@click.argument("target", required=False)
+@click.argument("runbook_ref", metavar="NAME|PATH", shell_complete=complete_runbook)
+@click.argument("target", required=False, shell_complete=complete_target)
 @click.option("--var", "var_pairs", multiple=True, metavar="KEY=VALUE",
               help="Set a variable declared in the runbook's vars (repeatable).")
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True,
@@ -168,7 +168,7 @@ def list_(output):
 
 
 @runbook.command("validate")
-@click.argument("runbook_ref", metavar="NAME|PATH")
+@click.argument("runbook_ref", metavar="NAME|PATH", shell_complete=complete_runbook)
 def validate(runbook_ref):
     """Check a runbook (syntax, keys, types, regexes, variables) without running it."""
     from debugkit.core.escape import safe

@@ -5,12 +5,12 @@ import sys
 
 import click
 
-from debugkit.cli.common import err, raw_options, sidecar_options, target_options
+from debugkit.cli.common import complete_file, complete_target, err, raw_options, sidecar_options, target_options
 
 
 @click.command("cp")
-@click.argument("src")
-@click.argument("dst")
+@click.argument("src", shell_complete=complete_file)
+@click.argument("dst", shell_complete=complete_file)
 @click.option("--from-sidecar", is_flag=True,
               help="Read the sidecar's own filesystem (e.g. /tmp/capture.pcap) instead of the target's.")
 @click.option("--write", is_flag=True, help="Allow copying INTO the target (as the target's user, no more).")
@@ -63,7 +63,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
 
 
 @click.command("port-forward")
-@click.argument("target")
+@click.argument("target", shell_complete=complete_target)
 @click.argument("ports", nargs=-1, required=True, metavar="[LOCAL:]REMOTE...")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Local address to listen on.")
 @click.option("--via", type=click.Choice(["auto", "sidecar", "portforward"]), default="auto", show_default=True,

@@ -58,19 +58,19 @@ def set_image(ref: str, *, path: Path, context: str | None = None) -> Edit:
     key = "image" if context is None else f"contexts.{context}.image"
     real = Path(os.path.realpath(path))
     original = _read(real)
-    if original is None:
-        text, how, before = _new_file(ref, context), "created", None
-    else:
-        before = config.load(real, required=True)   # refuse to edit a file that is already wrong
-        text, how = _edit_in_place(original, ref, context), "edited"
-        if text is not None:
-            try:
-                _validated(text, real, ref, context, before)
-            except ConfigInvalid:
-                text = None                          # the line edit went wrong: rewrite instead
-        if text is None:
-            text, how = _rewritten(original, ref, context, backup=_backup_path(real)), "rewritten"
     try:
+        if original is None:
+            text, how, before = _new_file(ref, context), "created", None
+        else:
+            before = config.load(real, required=True)   # refuse to edit a file that is already wrong
+            text, how = _edit_in_place(original, ref, context), "edited"
+            if text is not None:
+                try:
+                    _validated(text, real, ref, context, before)
+                except ConfigInvalid:
+                    text = None                          # the line edit went wrong: rewrite instead
+            if text is None:
+                text, how = _rewritten(original, ref, context, backup=_backup_path(real)), "rewritten"
         loaded = _write_checked(real, text, original, ref, context, before,
                                 backup=_backup_path(real) if how == "rewritten" else None)
     except OSError as exc:

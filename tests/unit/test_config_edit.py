@@ -4,6 +4,7 @@ config.load(), and an atomic replacement."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import stat
 
 import pytest
@@ -289,17 +290,43 @@ def test_mode_is_kept_and_a_symlink_is_followed(tmp_path):
     assert config.load(link).values["image"].value == PINNED
 
 
-def test_an_unwritable_directory_is_a_config_error(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root writes anywhere")
-    path = write(tmp_path, COMMENTED)
-    tmp_path.chmod(0o500)
+def test_an_unwritable_directory_is_a_config_error():
+    """As an unprivileged user (a forked child drops to nobody when the tests run as root,
+    who writes anywhere): one ConfigInvalid, and the file unchanged."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="debugkit-config-ro-", dir="/tmp"))
     try:
-        with pytest.raises(ConfigInvalid, match="cannot write"):
-            set_image(PINNED, path=path)
+        # Every module set_image imports lazily, imported here: the child, as nobody, may
+        # not be able to read the interpreter's own library (root's home is private).
+        warm = base / "warm"
+        warm.mkdir()
+        set_image(PINNED, path=write(warm, COMMENTED))
+        base.chmod(0o755)
+        path = write(base, COMMENTED)
+        path.chmod(0o644)
+        base.chmod(0o555)  # nobody may not write here; the owner is root
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit code, never return into pytest
+            code = 3
+            try:
+                if os.geteuid() == 0:
+                    os.setgid(65534)
+                    os.setuid(65534)
+                try:
+                    set_image(PINNED, path=path)
+                    code = 1
+                except ConfigInvalid as exc:
+                    code = 0 if "cannot write" in str(exc) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "set_image did not refuse with 'cannot write'"
+        assert path.read_text() == COMMENTED
     finally:
-        tmp_path.chmod(0o700)
-    assert path.read_text() == COMMENTED
+        base.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_config_path_under_a_file_is_a_config_error(tmp_path):

@@ -334,6 +334,20 @@ def load(kubeconfig: str | None = None, context: str | None = None) -> ClusterAu
     return _resolve(merged, context)
 
 
+def context_names(kubeconfig: str | None = None) -> list[str]:
+    """The context names the files ``load`` would read define (sorted; [] when none).
+    For shell completion of --context: no connection, no credentials are touched."""
+    merged = _Merged()
+    if kubeconfig:
+        merged.add(kubeconfig, _read(kubeconfig, required=True) or {})
+    else:
+        for path in _env_paths() or [_home_config()]:
+            data = _read(path, required=False)
+            if data is not None:
+                merged.add(path, data)
+    return sorted(merged.contexts)
+
+
 def _resolve(merged: _Merged, context: str | None) -> ClusterAuth:
     where = merged.describe()
     name = context or merged.current_context

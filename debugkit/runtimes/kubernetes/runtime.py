@@ -41,6 +41,9 @@ DEFAULT_KEEP_ALIVE = 600.0   # a reusable debug container stays this long once i
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
 # Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
 ROUTINE_REASONS = {"ContainerCreating", "PodInitializing"}
+# Waiting reasons that more waiting will not cure (a pull, by contrast, may succeed on a retry).
+DEFINITIVE_REASONS = {"RunContainerError", "CreateContainerError", "CreateContainerConfigError", "InvalidImageName",
+                      "ErrImageNeverPull"}
 # Waiting reasons that mean the node cannot get the image: a start timeout then says which
 # image and what to do about it.
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
@@ -294,6 +297,8 @@ class KubernetesRuntime(Runtime):
                     last_reason = reason
                     if on_waiting and reason not in ROUTINE_REASONS:
                         on_waiting(f"{reason}: {message}" if message else reason)
+                if reason in DEFINITIVE_REASONS:
+                    raise DebugkitError(f"debug container {name} cannot start: {reason}: {safe(message or '')}")
             if now >= deadline:
                 raise self.start_timeout(plan, last_reason, messages)
             time.sleep(0.05)

@@ -1,0 +1,78 @@
+"""Short, read-only lookups with their own time limits, for `completion` and `doctor`.
+
+The runtimes' clients wait as long as a debug session needs (60 s for an engine call,
+30 s for an API request). Completion must answer while a person waits at a prompt and
+doctor must finish even when an engine hangs, so both build their clients here, with
+the timeout they choose, from the same addresses and kube contexts the runtimes use.
+Nothing here starts, changes or audits anything.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from debugkit.runtimes.docker.engine import EngineClient
+    from debugkit.runtimes.kubernetes.kubeclient import KubeClient
+    from debugkit.runtimes.kubernetes.kubeconfig import ClusterAuth
+
+
+def engine_address(runtime: str, docker_host: str | None = None) -> str:
+    """The address the Docker or Podman runtime would dial, as text."""
+    from debugkit.runtimes.docker.engine import DEFAULT_SOCKET
+
+    if runtime == "podman":
+        from debugkit.runtimes.podman.runtime import podman_address
+
+        return podman_address()
+    return docker_host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+
+
+def engine_configured(runtime: str, docker_host: str | None = None) -> bool:
+    """Docker: DOCKER_HOST is set or the default socket exists. Podman: as `ps` decides."""
+    if runtime == "podman":
+        from debugkit.runtimes.podman.runtime import podman_configured
+
+        return podman_configured()
+    from debugkit.runtimes.docker.engine import DEFAULT_SOCKET
+
+    return bool(docker_host or os.environ.get("DOCKER_HOST")) or os.path.exists(DEFAULT_SOCKET)
+
+
+def engine_client(runtime: str, *, timeout: float, docker_host: str | None = None) -> "EngineClient":
+    """An engine client whose every call gives up after `timeout` seconds. Raises
+    EngineConfigError for an address that cannot be used as written."""
+    from debugkit.runtimes.docker.engine import EngineClient
+
+    return EngineClient(engine_address(runtime, docker_host), timeout=timeout)
+
+
+def kube_configured(kubeconfig: str | None = None) -> bool:
+    from debugkit.runtimes.kubernetes.kubeconfig import config_available
+
+    return config_available(kubeconfig)
+
+
+def kube_client(kubeconfig: str | None = None, context: str | None = None) -> tuple["KubeClient", "ClusterAuth"]:
+    """(client, auth) for the kube context, kubectl's way. The client prints no warnings
+    (completion output must stay clean); pass `timeout=` to each request. Raises
+    KubeConfigError when the configuration cannot be used."""
+    from debugkit.runtimes.kubernetes.kubeclient import KubeClient
+    from debugkit.runtimes.kubernetes.kubeconfig import load
+
+    auth = load(kubeconfig, context)
+    return KubeClient(auth, warn=None), auth
+
+
+def kube_namespace(flag: str | None, auth: "ClusterAuth") -> str:
+    """The namespace a pod target without one would be looked up in, as attach decides:
+    -n, else $DEBUGKIT_NAMESPACE or the config file's entry for the context, else the
+    context's own namespace, else the config file's `namespace`, else "default"."""
+    from debugkit.session import defaults
+
+    if flag:
+        return flag
+    chosen = defaults.namespace(kube_context=auth.context)
+    if chosen:
+        return chosen
+    return auth.namespace if auth.namespace_set else defaults.namespace_fallback()
