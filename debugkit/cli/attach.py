@@ -15,6 +15,8 @@ from debugkit.cli.fleet import fleet_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("-i", "--interactive", "stdin", is_flag=True, help="Keep stdin open and forward it.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a TTY for the sidecar.")
+@click.option("--target-env", is_flag=True,
+              help="Run with the target process's environment and PATH (from /proc/1/environ).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Many targets: plain lines, or one JSON object per target.")
 @target_options

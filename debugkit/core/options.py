@@ -69,6 +69,7 @@ class SidecarOptions:
     timeout: float = DEFAULT_TIMEOUT    # Kubernetes: seconds for the debug container to start
     keep_alive: float | None = None     # seconds a reusable sidecar stays idle; None: not reused
     new: bool = False                   # never reuse an existing sidecar
+    target_env: bool = False            # run with the target process's environment (/proc/1/environ)
     session_id: str | None = None
     connection: Connection = field(default_factory=Connection)
 
@@ -168,6 +169,7 @@ def sidecar_options(
     timeout: str | float = DEFAULT_TIMEOUT,
     keep_alive: str | None = None,
     new: bool = False,
+    target_env: bool = False,
     session_id: str | None = None,
     connection: Connection | None = None,
 ) -> SidecarOptions:
@@ -190,6 +192,7 @@ def sidecar_options(
         timeout=parse_seconds(timeout, flag="--timeout"),
         keep_alive=None if keep_alive is None else parse_seconds(keep_alive, flag="--keep-alive", allow_zero=True),
         new=new,
+        target_env=target_env,
         session_id=session_id,
         connection=connection or Connection(),
     )

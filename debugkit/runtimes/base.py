@@ -26,6 +26,13 @@ MODES = ("command", "interactive", "exec")
 HELPER_PATH = "/usr/local/bin/debugkit-helper"
 
 
+def with_target_env(argv) -> tuple[str, ...]:
+    """argv run with the target process's environment (attach --target-env): the helper
+    reads /proc/1/environ, keeps the sidecar's PATH after the target's, says where the
+    environment came from, and carries on with a warning when it cannot read it."""
+    return (HELPER_PATH, "env", "--or-continue", "--", *argv)
+
+
 @dataclass(frozen=True)
 class ResolvedTarget:
     """The one shape every runtime returns for the container being debugged."""

@@ -22,7 +22,7 @@ from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
 from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_SESSION, LABEL_TARGET,
                                 LABEL_MANAGED, LABEL_USER, base_spec)
-from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user
+from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user, with_target_env
 from debugkit.runtimes.docker import translate
 from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls, engine_error, start_error
 from debugkit.runtimes.docker.probe import ContainerProbe
@@ -143,6 +143,10 @@ class DockerRuntime(Runtime):
         # to remove it. Locally the command is the main process (one round trip less).
         remote = not self.api.local
         streamed = mode == "command" and remote and not keep_alive
+        if options.target_env:
+            if not helper:
+                raise InvalidInput("--target-env needs debugkit-helper in the sidecar image: use the toolbox")
+            spec = spec.evolve(command=with_target_env(spec.command or image["default_command"]))
         exec_argv = tuple(spec.command) or (image["default_command"] if mode == "interactive" else ())
         reuse = None
         if keep_alive:

@@ -29,7 +29,7 @@ from debugkit.core.escape import safe
 from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
 from debugkit.core.spec import ENV_SESSION, base_spec
-from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user
+from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user, with_target_env
 from debugkit.runtimes.kubernetes import podsecurity, translate
 from debugkit.runtimes.kubernetes.errors import api_error
 from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
@@ -144,6 +144,10 @@ class KubernetesRuntime(Runtime):
             session_id=options.session_id, cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me,
         )
         spec = apply_profile(spec, options.profile)
+        if options.target_env:
+            if options.image is not None:
+                raise InvalidInput("--target-env needs debugkit-helper in the sidecar image: use the toolbox")
+            spec = spec.evolve(command=with_target_env(spec.command or INTERACTIVE_SHELL))
         keep_alive = DEFAULT_KEEP_ALIVE if options.keep_alive is None else options.keep_alive
         helper = options.image is None  # the toolbox carries debugkit-helper; a foreign image may not
         key = translate.reuse_key(spec, target_container=pt.container, custom=options.custom, local_user=me)
