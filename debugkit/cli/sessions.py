@@ -35,12 +35,22 @@ def ps_command(output, runtime, namespace, **where):
     if output == "json":
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
-    click.echo(f"{'RUNTIME':<11}{'SESSION':<10}{'TARGET':<32}{'USER':<13}{'PROFILE':<11}{'AGE':<6}{'STATE':<11}CLI")
+    click.echo(f"{'RUNTIME':<11}{'SESSION':<10}{'TARGET':<32}{'USER':<13}{'PROFILE':<11}{'AGE':<6}{'STATE':<11}"
+               f"{'REUSE':<12}CLI")
     for r in rows:
         cli_state = {True: f"alive ({r.cli_pid})", False: f"gone ({r.cli_pid})", None: "-"}[r.cli_alive]
         target = safe(f"{r.namespace}/{r.target}" if r.namespace else r.target)
         click.echo(f"{r.runtime:<11}{safe(r.session):<10}{target[:31]:<32}{safe(r.user):<13}{safe(r.profile):<11}"
-                   f"{age(r.age_s):<6}{safe(r.state):<11}{cli_state}")
+                   f"{age(r.age_s):<6}{safe(r.state):<11}{reuse_column(r):<12}{cli_state}")
+
+
+def reuse_column(row) -> str:
+    """`-` for a one-shot sidecar; for a reusable one, busy or how long it has been idle."""
+    if not row.reusable:
+        return "-"
+    if row.idle_s is None:
+        return "idle ?"
+    return "busy" if row.idle_s == 0 else f"idle {age(row.idle_s)}"
 
 
 @click.command("gc")

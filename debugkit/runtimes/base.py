@@ -102,8 +102,9 @@ class SessionRow:
     cli_alive: bool | None = None
     id: str = ""
     namespace: str | None = None
-    idle_s: int | None = None
-    reusable: bool = False
+    idle_s: int | None = None          # reusable sidecars: seconds since a session last used it; 0 busy
+    reusable: bool = False             # started with a keep-alive; later sessions exec into it
+    keep_alive_s: int | None = None    # how long it stays once idle before it ends itself
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -170,6 +170,25 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
     return out
 
 
+def sidecar_use(records: Iterable[dict]) -> dict[str, dict]:
+    """Per sidecar name, when a session last used it: {"last_end": datetime or None,
+    "open": [cli pids of sessions with no end record]}. What `ps` shows as a reusable
+    sidecar's idle time, and what `gc` judges it by."""
+    use: dict[str, dict] = {}
+    for entry in sessions(records):
+        name = entry.get("sidecar")
+        if not isinstance(name, str):
+            continue
+        slot = use.setdefault(name, {"last_end": None, "open": []})
+        if "end" in entry:
+            end = dt.datetime.fromisoformat(entry["end"])
+            if slot["last_end"] is None or end > slot["last_end"]:
+                slot["last_end"] = end
+        else:
+            slot["open"].append((entry.get("host"), entry.get("cli_pid")))
+    return use
+
+
 def created_containers(records: Iterable[dict]) -> set[str]:
     """IDs of every container debugkit recorded creating: what `gc` may collect."""
     return {rec["container_id"] for rec in records

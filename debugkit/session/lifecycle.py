@@ -1,11 +1,15 @@
 """Listing and collecting debug sessions on every runtime: `debugkit ps` and `debugkit gc`.
 
 A container sidecar is stale when the CLI that started it is gone (same host, PID no
-longer a debugkit process) or when it is older than a limit. Kubernetes ephemeral
+longer a debugkit process) or when it is older than a limit. A reusable sidecar
+(--keep-alive) outlives its CLI on purpose: it is stale only when it has been idle well past
+its keep-alive (it should have ended itself) or is older than the limit. Its idle time comes
+from the audit log: the end of the last session that used it. Kubernetes ephemeral
 containers cannot be deleted (the API has no such verb); gc reports them instead.
 """
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from typing import Callable
 
@@ -58,7 +62,27 @@ def per_runtime(name: str, choice: str, call, warn: Warn):
         return []
 
 
-def sessions(choice: str, *, connection: Connection, namespace: str | None, warn: Warn) -> list[SessionRow]:
+# A reusable sidecar ends itself once idle for its keep-alive; past this much more, it did not.
+EXPIRY_GRACE_S = 60
+
+
+def fill_idle(rows: list[SessionRow], log) -> None:
+    """Idle seconds of each reusable sidecar: 0 while a session with a live CLI uses it,
+    since the last session's end otherwise; None when this audit log never used it."""
+    use = audit.sidecar_use(log)
+    now = dt.datetime.now(dt.timezone.utc)
+    for row in rows:
+        slot = use.get(row.name)
+        if not row.reusable or slot is None:
+            continue
+        if any(cli_alive(host, pid) for host, pid in slot["open"]):
+            row.idle_s = 0
+        elif slot["last_end"] is not None:
+            row.idle_s = max(0, int((now - slot["last_end"]).total_seconds()))
+
+
+def sessions(choice: str, *, connection: Connection, namespace: str | None, warn: Warn,
+             log=None) -> list[SessionRow]:
     rows: list[SessionRow] = []
     for name in selected(choice):
         if choice == "auto" and not configured(name, connection):
@@ -71,11 +95,16 @@ def sessions(choice: str, *, connection: Connection, namespace: str | None, warn
         for row in found:
             row.cli_alive = cli_alive(row.cli_host, row.cli_pid)
         rows += found
+    if any(row.reusable for row in rows):
+        fill_idle(rows, audit.read() if log is None else log)
     return rows
 
 
 def stale_reason(row: SessionRow, *, older_than_s: int) -> str | None:
-    if row.cli_alive is False:
+    if row.reusable:
+        if row.idle_s and row.keep_alive_s is not None and row.idle_s > row.keep_alive_s + EXPIRY_GRACE_S:
+            return f"idle {row.idle_s}s, past its keep-alive of {row.keep_alive_s}s"
+    elif row.cli_alive is False:
         return f"its CLI (pid {row.cli_pid}) is gone"
     if row.age_s >= older_than_s:
         return f"older than {older_than_s}s"
@@ -91,7 +120,7 @@ def collect(choice: str, *, connection: Connection, namespace: str | None, older
         warn(f"skipped {log.skipped} malformed line(s) in the audit log {audit.audit_path()}")
     created = audit.created_containers(log)
     actions = []
-    for row in sessions(choice, connection=connection, namespace=namespace, warn=warn):
+    for row in sessions(choice, connection=connection, namespace=namespace, warn=warn, log=log):
         if row.runtime == "kubernetes":
             actions.append({"runtime": row.runtime, "session": row.session, "name": row.name,
                             "target": f"{row.namespace}/{row.target}", "state": row.state,

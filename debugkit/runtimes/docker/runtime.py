@@ -490,6 +490,8 @@ class DockerRuntime(Runtime):
                 cli_pid=int(pid) if ident.is_decimal(pid) else None,
                 cli_host=labels.get(LABEL_CLI_HOST),
                 id=ctr.get("Id", ""),
+                reusable=translate.LABEL_REUSE in labels,
+                keep_alive_s=int(keep) if ident.is_decimal(keep := labels.get(translate.LABEL_KEEP_ALIVE, "")) else None,
             ))
         return rows
 

@@ -426,7 +426,8 @@ class KubernetesRuntime(Runtime):
                     name=ctr["name"], target=f"{pod['metadata']['name']}/{ctr.get('targetContainerName', '')}",
                     user=f"{sc.get('runAsUser', '?')}:{sc.get('runAsGroup', '?')}",
                     state="running" if kind == "running" else label, age_s=age,
-                    namespace=pod["metadata"]["namespace"], reusable=keep_alive is not None,
+                    namespace=pod["metadata"]["namespace"], reusable=keep_alive not in (None, "0"),
+                    keep_alive_s=int(keep_alive) if keep_alive and keep_alive.isdigit() else None,
                 ))
         return rows
 
