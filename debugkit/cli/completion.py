@@ -169,7 +169,9 @@ def complete_target(ctx, param, incomplete):
     def lookup():
         from debugkit.session import complete
 
-        return complete.targets(incomplete, namespace=_typed(ctx).get("namespace"), **_kube(ctx))
+        typed = _typed(ctx)
+        return complete.targets(incomplete, namespace=typed.get("namespace"), docker_host=typed.get("docker_host"),
+                                docker_context=typed.get("docker_context"), **_kube(ctx))
     return _quietly(lookup)
 
 

@@ -15,7 +15,7 @@ LABELS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip", "not confi
 @click.argument("target", required=False, shell_complete=complete_target)
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @target_options
-def doctor(target, output, namespace, container, kube_context, kubeconfig):
+def doctor(target, output, namespace, container, kube_context, kubeconfig, docker_host, docker_context):
     """Check that debugkit can work here (and on TARGET): one line per check, with its fix.
 
     \b
@@ -44,10 +44,12 @@ def doctor(target, output, namespace, container, kube_context, kubeconfig):
         # only when the target is a pod (a Docker target would refuse it).
         is_pod = isinstance(parse_target(target), PodRef)
         raw = raw_options(target, namespace=namespace if is_pod else None, container=container,
-                          kube_context=kube_context, kubeconfig=kubeconfig)
+                          kube_context=kube_context, kubeconfig=kubeconfig, docker_host=docker_host,
+                          docker_context=docker_context)
         if is_pod:
             parse_target(target, namespace=namespace, container=container)  # bad input: exit 64 now
-    results = checks.run(raw=raw, namespace=namespace, kube_context=kube_context, kubeconfig=kubeconfig)
+    results = checks.run(raw=raw, namespace=namespace, kube_context=kube_context, kubeconfig=kubeconfig,
+                         docker_host=docker_host, docker_context=docker_context)
     ok = checks.passed(results)
     if output == "json":
         click.echo(json.dumps({"ok": ok, "checks": [r.as_dict() for r in results]}, indent=2))

@@ -54,14 +54,15 @@ def bounded(calls: Iterable[Callable[[], Iterable[str]]], *, budget: float = BUD
 
 # -- engines --------------------------------------------------------------------------------
 
-def container_names(runtime: str = "docker", *, prefix: str = "", docker_host: str | None = None) -> list[str]:
+def container_names(runtime: str = "docker", *, prefix: str = "", docker_host: str | None = None,
+                    docker_context: str | None = None) -> list[str]:
     """Running containers on Docker or Podman, but not debugkit's own sidecars (they are
     refused as targets), each as `prefix + name`."""
     from debugkit.session import probes
 
     if runtime == "podman" and not probes.engine_configured("podman"):
         return []
-    api = probes.engine_client(runtime, timeout=CALL_TIMEOUT, docker_host=docker_host)
+    api = probes.engine_client(runtime, timeout=CALL_TIMEOUT, docker_host=docker_host, docker_context=docker_context)
     try:
         found = api.containers(filters={"status": ["running"]})
     finally:
@@ -162,7 +163,8 @@ def kube_contexts(kubeconfig: str | None = None) -> list[str]:
 # -- targets --------------------------------------------------------------------------------
 
 def targets(incomplete: str, *, kubeconfig: str | None = None, context: str | None = None,
-            namespace: str | None = None, docker_host: str | None = None, budget: float = BUDGET) -> list[str]:
+            namespace: str | None = None, docker_host: str | None = None, docker_context: str | None = None,
+            budget: float = BUDGET) -> list[str]:
     """Every target reference that starts with `incomplete`:
 
         NAME, docker://NAME     running Docker containers
@@ -177,7 +179,8 @@ def targets(incomplete: str, *, kubeconfig: str | None = None, context: str | No
     scheme, sep, rest = incomplete.partition("://")
     if sep:
         if scheme == "docker":
-            calls.append(lambda: container_names("docker", prefix="docker://", docker_host=docker_host))
+            calls.append(lambda: container_names("docker", prefix="docker://", docker_host=docker_host,
+                                                          docker_context=docker_context))
         elif scheme == "podman":
             calls.append(lambda: container_names("podman", prefix="podman://"))
         elif scheme == "k8s" and cluster.configured:
@@ -194,7 +197,7 @@ def targets(incomplete: str, *, kubeconfig: str | None = None, context: str | No
             plural = WORKLOAD_KINDS[kind]
             calls.append(lambda: [f"{kind}/{w}" for w in cluster.workloads(plural)])
     else:
-        calls.append(lambda: container_names("docker", docker_host=docker_host))
+        calls.append(lambda: container_names("docker", docker_host=docker_host, docker_context=docker_context))
         if not incomplete or "podman://".startswith(incomplete):
             calls.append(lambda: container_names("podman", prefix="podman://"))
         if cluster.configured:

@@ -136,22 +136,23 @@ def _me() -> str:
 ENGINES = {"docker": "Docker", "podman": "Podman"}
 
 
-def engine_checks(runtime: str, *, docker_host: str | None = None) -> list[Result]:
+def engine_checks(runtime: str, *, docker_host: str | None = None, docker_context: str | None = None) -> list[Result]:
     """The engine answers, its socket lets us in, and the toolbox image is there."""
     from debugkit.runtimes.docker.engine import EngineConfigError
     from debugkit.session import probes
 
     engine = ENGINES[runtime]
-    if not probes.engine_configured(runtime, docker_host):
+    if not probes.engine_configured(runtime, docker_host, docker_context):
         where = ("CONTAINER_HOST is not set and /run/podman/podman.sock does not exist" if runtime == "podman"
-                 else "DOCKER_HOST is not set and /var/run/docker.sock does not exist")
+                 else "no -H, DOCKER_HOST or Docker context is set and /var/run/docker.sock does not exist")
         return [Result(f"{runtime}-engine", NOT_CONFIGURED, f"{engine} is not configured here ({where})")]
-    address = probes.engine_address(runtime, docker_host)
     try:
-        api = probes.engine_client(runtime, timeout=ENGINE_TIMEOUT, docker_host=docker_host)
+        api = probes.engine_client(runtime, timeout=ENGINE_TIMEOUT, docker_host=docker_host,
+                                   docker_context=docker_context)
     except EngineConfigError as exc:
-        var = "CONTAINER_HOST" if runtime == "podman" else "DOCKER_HOST"
-        return [Result(f"{runtime}-engine", FAIL, str(exc), f"correct {var} (unix:///path, tcp://host:port)")]
+        var = "CONTAINER_HOST" if runtime == "podman" else "-H, DOCKER_HOST or the Docker context"
+        return [Result(f"{runtime}-engine", FAIL, str(exc), f"correct {var} (unix:///path, tcp://host:port, "
+                                                             f"ssh://user@host)")]
     try:
         results = [check_engine(api, runtime), check_socket(api, runtime)]
         if results[0].ok:
@@ -594,11 +595,13 @@ def _zombies(count, pid) -> Result:
 # -- everything ------------------------------------------------------------------------------------
 
 def run(*, raw: dict | None = None, namespace: str | None = None, kube_context: str | None = None,
-        kubeconfig: str | None = None) -> list[Result]:
+        kubeconfig: str | None = None, docker_host: str | None = None,
+        docker_context: str | None = None) -> list[Result]:
     """Every check, in order; `raw` (raw_options for a TARGET) adds the target's."""
     results = _guard("config", lambda: [check_config()]) + _guard("audit-log", lambda: [check_audit_log()])
-    for runtime in ("docker", "podman"):
-        results += _guard(f"{runtime}-engine", lambda runtime=runtime: engine_checks(runtime))
+    results += _guard("docker-engine", lambda: engine_checks("docker", docker_host=docker_host,
+                                                             docker_context=docker_context))
+    results += _guard("podman-engine", lambda: engine_checks("podman"))
     target_results, target_facts = [], {}
     if raw is not None:
         target_results, target_facts = _guard_target(raw)

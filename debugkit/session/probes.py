@@ -17,34 +17,55 @@ if TYPE_CHECKING:  # pragma: no cover
     from debugkit.runtimes.kubernetes.kubeconfig import ClusterAuth
 
 
-def engine_address(runtime: str, docker_host: str | None = None) -> str:
-    """The address the Docker or Podman runtime would dial, as text."""
-    from debugkit.runtimes.docker.engine import DEFAULT_SOCKET
+def engine_resolution(runtime: str, docker_host: str | None = None, docker_context: str | None = None):
+    """The engine the Docker or Podman runtime would use, and why: for Docker as the
+    docker CLI decides (-H, --docker-context, DOCKER_HOST, DOCKER_CONTEXT, the current
+    context). Raises EngineConfigError for flags or a context that cannot be used."""
+    from debugkit.runtimes.docker import hosts
+    from debugkit.runtimes.docker.engine import tls_from_env
 
     if runtime == "podman":
         from debugkit.runtimes.podman.runtime import podman_address
 
-        return podman_address()
-    return docker_host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+        return hosts.Resolution(hosts.address_for(podman_address(), tls=tls_from_env()), "CONTAINER_HOST or "
+                                "the rootful Podman socket")
+    return hosts.resolve(host=docker_host, context=docker_context)
 
 
-def engine_configured(runtime: str, docker_host: str | None = None) -> bool:
-    """Docker: DOCKER_HOST is set or the default socket exists. Podman: as `ps` decides."""
+def engine_address(runtime: str, docker_host: str | None = None, docker_context: str | None = None) -> str:
+    """The address the Docker or Podman runtime would dial, as text."""
+    return engine_resolution(runtime, docker_host, docker_context).address.text
+
+
+def engine_configured(runtime: str, docker_host: str | None = None, docker_context: str | None = None) -> bool:
+    """Podman: as `ps` decides. Docker: anything but the default socket was chosen (a
+    flag, DOCKER_HOST, a context), or the default socket exists."""
     if runtime == "podman":
         from debugkit.runtimes.podman.runtime import podman_configured
 
         return podman_configured()
-    from debugkit.runtimes.docker.engine import DEFAULT_SOCKET
+    from debugkit.runtimes.docker.engine import DEFAULT_SOCKET, EngineConfigError
 
-    return bool(docker_host or os.environ.get("DOCKER_HOST")) or os.path.exists(DEFAULT_SOCKET)
+    try:
+        address = engine_resolution(runtime, docker_host, docker_context).address
+    except EngineConfigError:
+        return True  # configured, wrongly: the checks say how
+    return address.text != f"unix://{DEFAULT_SOCKET}" or os.path.exists(DEFAULT_SOCKET)
 
 
-def engine_client(runtime: str, *, timeout: float, docker_host: str | None = None) -> "EngineClient":
+def engine_client(runtime: str, *, timeout: float, docker_host: str | None = None,
+                  docker_context: str | None = None) -> "EngineClient":
     """An engine client whose every call gives up after `timeout` seconds. Raises
     EngineConfigError for an address that cannot be used as written."""
     from debugkit.runtimes.docker.engine import EngineClient
 
-    return EngineClient(engine_address(runtime, docker_host), timeout=timeout)
+    address = engine_resolution(runtime, docker_host, docker_context).address
+    dial = None
+    if address.scheme == "ssh":
+        from debugkit.runtimes.docker.sshdial import SSHDialer
+
+        dial = SSHDialer(address)
+    return EngineClient(address, timeout=timeout, dial=dial)
 
 
 def kube_configured(kubeconfig: str | None = None) -> bool:

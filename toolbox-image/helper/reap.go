@@ -9,13 +9,16 @@ import (
 	"time"
 )
 
-const reapUsage = `reap [--grace SECONDS] [--hold NAME] -- CMD [ARG...]
+const reapUsage = `reap [--grace SECONDS] [--hold NAME] [--watch-stdin] -- CMD [ARG...]
 Runs CMD as a child subreaper: forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and
 SIGUSR2 to it (a second SIGTERM/SIGINT, or --grace seconds after the first, kills it),
 reaps every orphan, and when CMD exits ends what it left behind (SIGTERM, then
 SIGKILL after --grace seconds, default 2), then exits with CMD's status (128+N for
 signal N). 127: CMD not found, 126: CMD not executable, 125: the reaper's own error.
 --hold NAME keeps a connection to the abstract socket @NAME open while it runs.
+--watch-stdin gives CMD /dev/null as stdin and treats EOF on reap's own stdin as a
+SIGTERM: a container's (or an exec's) stdin closes when the client attached to it goes
+away. With --hold too, whichever ends first winds CMD down.
 `
 
 // Exit codes of reap besides CMD's own.
@@ -36,6 +39,7 @@ func cmdReap(args []string) int {
 	grace := seconds{d: defaultReapGrace}
 	fs.Var(&grace, "grace", "")
 	hold := fs.String("hold", "", "")
+	watchStdin := fs.Bool("watch-stdin", false, "")
 	if code, ok := parseFlags(fs, args, reapUsage, exitReapError); !ok {
 		return code
 	}
@@ -54,11 +58,25 @@ func cmdReap(args []string) int {
 			windDown = watchEOF(conn)
 		}
 	}
+	stdin := uintptr(0)
+	if *watchStdin {
+		// The stdin of a container started for one command: debugkit's attach holds it
+		// open and sends nothing, so EOF means the CLI is gone and nobody will ever
+		// collect this command's output or stop it.
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			errorf("cannot open %s: %v", os.DevNull, err)
+			return exitReapError
+		}
+		defer null.Close()
+		stdin = null.Fd()
+		windDown = either(windDown, watchEOF(os.Stdin))
+	}
 	if err := setChildSubreaper(); err != nil {
 		errorf("cannot become a child subreaper: %v", err)
 		return exitReapError
 	}
-	r := &reaper{self: os.Getpid(), grace: grace.d, procDir: "/proc", windDown: windDown}
+	r := &reaper{self: os.Getpid(), grace: grace.d, procDir: "/proc", windDown: windDown, stdin: stdin}
 	return r.run(argv)
 }
 
@@ -72,7 +90,8 @@ type reaper struct {
 	cmdDone   bool
 	cmdStatus syscall.WaitStatus
 
-	windDown <-chan struct{} // closed when the keepalive we hold asks us to stop
+	windDown <-chan struct{} // closed when the keepalive we hold (or our stdin) asks us to stop
+	stdin    uintptr         // CMD's stdin
 }
 
 func (r *reaper) run(argv []string) int {
@@ -85,7 +104,7 @@ func (r *reaper) run(argv []string) int {
 	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   os.Environ(),
-		Files: []uintptr{0, 1, 2},
+		Files: []uintptr{r.stdin, 1, 2},
 		// No Setpgid/Setsid: CMD stays in this process group and session, so that a
 		// shell on a terminal does its own job control as it would without the reaper.
 	})
@@ -328,4 +347,20 @@ func signalIfSame(procDir string, p procStat, sig syscall.Signal) {
 		return
 	}
 	_ = syscall.Kill(p.pid, sig)
+}
+
+// either is closed as soon as a or b is (a nil channel never is).
+func either(a, b <-chan struct{}) <-chan struct{} {
+	if a == nil {
+		return b
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-a:
+		case <-b:
+		}
+		close(done)
+	}()
+	return done
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"net"
 	"os"
 	"strconv"
@@ -152,5 +153,80 @@ func TestKeepaliveStdinTimeout(t *testing.T) {
 	code, took := waitExit(t, keep, 10*time.Second)
 	if code != 0 || took > 3*time.Second {
 		t.Fatalf("after the heartbeat stopped: exit %d after %v", code, took)
+	}
+}
+
+// `reap --watch-stdin` (a sidecar run for one command): its stdin closing means the
+// client attached to the container is gone, so the command's whole tree is ended and
+// reaped; the command itself reads /dev/null, never the watched stream.
+func TestReapWatchStdinWindsDownOnEOF(t *testing.T) {
+	pr, pw, _ := os.Pipe()
+	cmd := helperCmd(t, runOpts{}, "reap", "--watch-stdin", "--", "sh", "-c",
+		"sleep 300 & echo $!; read line; echo read=$?; wait")
+	cmd.Stdin = pr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	lines := bufio.NewReader(out)
+	grandchild, err := strconv.Atoi(strings.TrimSpace(readLine(t, lines)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its `read` got EOF from /dev/null at once, although our pipe is still open.
+	expectLine(t, lines, "read=1")
+	time.Sleep(200 * time.Millisecond)
+	if !running(grandchild) {
+		t.Fatal("the command ended before its watched stdin closed")
+	}
+	pw.Close()
+	code, took := waitExit(t, cmd, 10*time.Second)
+	if code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("reap exit %d, want 143", code)
+	}
+	if running(grandchild) {
+		t.Fatalf("background job %d outlived the wind-down", grandchild)
+	}
+	if took > windDownGrace {
+		t.Fatalf("wind-down took %v", took)
+	}
+}
+
+// In a kept-alive debug container (Kubernetes) a command holds the keep-alive and watches
+// its exec's stdin: a killed CLI (stdin EOF) winds it down while the keep-alive lives on.
+func TestReapHoldingAKeepaliveStillWatchesStdin(t *testing.T) {
+	name := socketName(t)
+	keep, _, _ := startKeepalive(t, "--socket", name, "--idle", "600")
+	defer func() { _ = keep.Process.Kill(); _, _ = keep.Process.Wait() }()
+	dialWhenUp(t, name).Close()
+	pr, pw, _ := os.Pipe()
+	cmd := helperCmd(t, runOpts{}, "reap", "--hold", name, "--watch-stdin", "--", "sh", "-c",
+		"sleep 300 & echo $!; wait")
+	cmd.Stdin = pr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	grandchild, err := strconv.Atoi(strings.TrimSpace(readLine(t, bufio.NewReader(out))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if code, _ := waitExit(t, cmd, 10*time.Second); code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("reap exit %d, want 143", code)
+	}
+	if running(grandchild) {
+		t.Fatalf("background job %d outlived the wind-down", grandchild)
+	}
+	if keep.ProcessState != nil {
+		t.Fatal("the keep-alive ended with its holder")
 	}
 }

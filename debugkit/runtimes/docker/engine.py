@@ -407,9 +407,6 @@ class EngineClient:
         finally:
             conn.close()
 
-    def resize(self, container: str, *, height: int, width: int) -> None:
-        self._json("POST", f"/containers/{container}/resize", params={"h": height, "w": width})
-
     def exec_create(self, container: str, cmd: list[str], *, stdout=True, stderr=True, stdin=False,
                     tty=False, environment: dict | None = None, user: str | None = None) -> dict:
         body = {"Cmd": list(cmd), "AttachStdout": stdout, "AttachStderr": stderr, "AttachStdin": stdin,

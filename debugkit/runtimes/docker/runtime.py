@@ -26,7 +26,7 @@ from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, St
 from debugkit.runtimes.docker import translate
 from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls, engine_error, start_error
 from debugkit.runtimes.docker.probe import ContainerProbe
-from debugkit.runtimes.terminal import pump, terminal_size
+from debugkit.runtimes.terminal import pump
 
 
 
@@ -141,8 +141,11 @@ class DockerRuntime(Runtime):
         # process is the keep-alive on our attach stream, so a dropped connection ends
         # the sidecar (EOF -> exit -> auto-remove) even when nothing can reach the engine
         # to remove it. Locally the command is the main process (one round trip less).
+        # With -i or -t the command needs the attach's stdin itself, so nothing would tell the
+        # sidecar that a killed CLI is gone (a TTY never even sees EOF): the command is an
+        # exec there too, in a keep-alive that lives on our attach.
         remote = not self.api.local
-        streamed = mode == "command" and remote and not keep_alive
+        streamed = mode == "command" and not keep_alive and (remote or spec.stdin or spec.tty)
         if options.target_env:
             if not helper:
                 raise InvalidInput("--target-env needs debugkit-helper in the sidecar image: use the toolbox")
@@ -157,8 +160,10 @@ class DockerRuntime(Runtime):
         main = translate.main_command(spec.name, spec.command, mode="exec" if streamed else mode, helper=helper,
                                       keep_alive=keep_alive, session_id=spec.session_id, heartbeat=remote)
         scripted_main = mode == "command" and not keep_alive and not streamed
-        container_spec = spec.evolve(command=main, stdin=spec.stdin if scripted_main else not keep_alive,
-                                     tty=spec.tty if scripted_main else False)
+        # Every sidecar but a kept-alive one has its stdin attached: the scripted command's
+        # reaper and the session keep-alive both end when it closes.
+        container_spec = spec.evolve(command=main, stdin=not keep_alive if helper or not scripted_main else False,
+                                     tty=False)
         warnings = list(self.resolution.warnings) + ([helper_warning] if helper_warning else [])
         dumpable = probe.dumpable(info)
         if dumpable is False and not spec.run_as_root:
@@ -316,10 +321,12 @@ class DockerRuntime(Runtime):
         raise AssertionError("unreachable")
 
     def _run_streamed(self, plan: Plan, streams: Streams) -> int:
-        """A scripted command as an exec in a keep-alive sidecar (remote engines)."""
+        """A scripted command as an exec in a keep-alive sidecar (remote engines, -i, -t)."""
         from debugkit.runtimes.docker.exec import DockerExecSession
 
         with DockerExecSession(self, plan) as live:
+            if plan.spec.tty:
+                return live.exec_interactive(plan.facts["exec_argv"], stdin=streams.stdin, stdout=streams.stdout)
             return live.exec_streamed(plan.facts["exec_argv"], stdin=streams.stdin if plan.spec.stdin else None,
                                       stdout=streams.stdout, stderr=streams.stderr)
 
@@ -363,15 +370,11 @@ class DockerRuntime(Runtime):
         with self.calls():
             container_id = self.create(plan)
             try:
-                sock = self.attach(container_id, stdin=spec.stdin, logs=True)
+                # The reaper's stdin: held open, never written (see translate.main_command).
+                sock = self.attach(container_id, stdin=bool(plan.request["body"].get("OpenStdin")), logs=True)
                 waiting = self.expect_exit(container_id)
                 self.start(container_id)
-                on_resize = None
-                if spec.tty:
-                    on_resize = lambda rows, cols: self._resize(container_id, rows, cols)  # noqa: E731
-                    on_resize(*terminal_size())
-                pump(sock, tty_mode=spec.tty, stdin=streams.stdin if spec.stdin else None,
-                     stdout=streams.stdout, stderr=streams.stderr, on_resize=on_resize)
+                pump(sock, tty_mode=False, stdin=None, stdout=streams.stdout, stderr=streams.stderr)
                 code = self.exit_status(container_id, waiting, name=spec.name)
                 exited = True
                 return code
@@ -409,12 +412,6 @@ class DockerRuntime(Runtime):
         if reader.is_alive() or "StatusCode" not in result:
             raise DebugkitError(f"lost track of sidecar {name}'s exit status: {result or 'timeout'}")
         return int(result["StatusCode"])
-
-    def _resize(self, container_id: str, rows: int, cols: int) -> None:
-        from debugkit.runtimes.docker.engine import EngineError
-
-        with contextlib.suppress(EngineError):
-            self.api.resize(container_id, height=rows, width=cols)
 
     def open_exec(self, plan: Plan):
         from debugkit.runtimes.docker.exec import DockerExecSession

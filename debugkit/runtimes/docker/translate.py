@@ -75,7 +75,9 @@ def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: flo
 
     - reusable (--keep-alive D): a keep-alive that outlives this CLI until idle for D seconds;
     - a scripted command: the command itself, under the reaper (orphans come to it, not to
-      the target's PID 1; the whole tree is ended and reaped when the command ends);
+      the target's PID 1; the whole tree is ended and reaped when the command ends). The
+      reaper watches the container's stdin, which our attach holds open and never writes:
+      when the CLI dies the engine closes it, and the reaper ends the tree;
     - an interactive shell, a runbook, or any command on a remote engine: a keep-alive
       tied to our attach's stdin (and, on a remote engine, to its heartbeat); the commands
       are execs in it."""
@@ -84,7 +86,7 @@ def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: flo
             return (HELPER, "keepalive", "--socket", name, "--idle", str(int(keep_alive)), "--first", "60")
         return ("sh", "-c", f"exec sleep {max(60, int(keep_alive))}")
     if mode == "command":
-        return (HELPER, "reap", "--", *command) if helper else tuple(command)
+        return (HELPER, "reap", "--watch-stdin", "--", *command) if helper else tuple(command)
     if helper:
         argv = (HELPER, "keepalive", "--socket", name, "--stdin", "--idle", str(SESSION_IDLE_SECONDS))
         return argv + (("--stdin-timeout", str(HEARTBEAT_TIMEOUT_S)) if heartbeat else ())

@@ -243,9 +243,12 @@ class KubernetesRuntime(Runtime):
             raise api_error(exc, verb="get", resource="pods/exec", namespace=pt.namespace, name=pt.pod_name) from exc
 
     def exec(self, plan: Plan, container: str, argv, *, stdin: bool, tty: bool):
-        """argv in the debug container, under the reaper, holding the keep-alive."""
-        command = translate.exec_command(container, argv, helper=plan.facts["helper"])
-        return self.stream(plan.facts["pod_target"], container, command, stdin=stdin, tty=tty)
+        """argv in the debug container, under the reaper, holding the keep-alive. A command
+        that reads no stdin of ours gets none; its reaper watches the exec's stdin instead,
+        to end the command when this CLI is gone."""
+        watch = not stdin and not tty and plan.facts["helper"]
+        command = translate.exec_command(container, argv, helper=plan.facts["helper"], watch_stdin=watch)
+        return self.stream(plan.facts["pod_target"], container, command, stdin=stdin or watch, tty=tty)
 
     def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
         """The running debug container the plan uses: the one it reuses, or a new one."""

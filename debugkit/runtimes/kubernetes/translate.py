@@ -40,12 +40,14 @@ def keepalive_command(name: str, *, idle: float, helper: bool) -> list[str]:
     return ["sh", "-c", script, name, seconds, str(FIRST_COMMAND_SECONDS), str(max(60, int(idle)))]
 
 
-def exec_command(name: str, argv, *, helper: bool) -> list[str]:
+def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False) -> list[str]:
     """A command as an exec: under the reaper (orphans come to it, not to the target's PID
     1, and the tree is ended and reaped when the command ends), holding the keep-alive's
-    socket while it runs."""
+    socket while it runs. `watch_stdin`: the exec's stdin is ours, held open and never
+    written; the kubelet closes it when our connection drops (a killed CLI), and the
+    reaper then ends the command's tree."""
     if helper:
-        return [HELPER, "reap", "--hold", name, "--", *argv]
+        return [HELPER, "reap", "--hold", name, *(["--watch-stdin"] if watch_stdin else []), "--", *argv]
     script = ('if command -v debugkit-helper >/dev/null 2>&1; then '
               'exec debugkit-helper reap --hold "$0" -- "$@"; fi; exec "$@"')
     return ["sh", "-c", script, name, *argv]

@@ -200,3 +200,15 @@ def fake_sidecar(docker_client, fixture_images):
 def test_a_sidecar_is_not_a_target(fake_sidecar):
     result, out, _ = doctor(fake_sidecar.name)
     assert result.returncode == 1 and "is itself a debugkit sidecar" in lines_by_name(out)["target"]
+
+
+def test_the_engine_checked_is_the_one_h_or_a_docker_context_names(tmp_path):
+    """doctor takes -H and --docker-context like every command, and checks that engine."""
+    by_flag = run_cli("doctor", "-H", f"unix://{tmp_path}/no-engine.sock", "-o", "json")
+    checks = {c["name"]: c for c in json.loads(by_flag.stdout)["checks"]}
+    assert by_flag.returncode == 1
+    assert checks["docker-engine"]["status"] == "fail" and "no-engine.sock" in checks["docker-engine"]["detail"]
+    by_context = run_cli("doctor", "--docker-context", "no-such-context", "-o", "json")
+    checks = {c["name"]: c for c in json.loads(by_context.stdout)["checks"]}
+    assert by_context.returncode == 1
+    assert 'context "no-such-context"' in checks["docker-engine"]["detail"]
