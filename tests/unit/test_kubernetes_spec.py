@@ -83,6 +83,9 @@ def test_pod_security_message_is_summarised_to_the_violating_fields():
 def test_commands_run_under_the_reaper_holding_the_keepalive():
     assert translate.exec_command("debugkit-1", ["sh", "-c", "exit 3"], helper=True) == [
         translate.HELPER, "reap", "--hold", "debugkit-1", "--", "sh", "-c", "exit 3"]
+    # A command that reads none of our stdin: its reaper watches the exec's stdin instead.
+    assert translate.exec_command("debugkit-1", ["true"], helper=True, watch_stdin=True) == [
+        translate.HELPER, "reap", "--hold", "debugkit-1", "--watch-stdin", "--", "true"]
     # A foreign image: the helper when it has one, the bare command otherwise.
     fallback = translate.exec_command("debugkit-1", ["id"], helper=False)
     assert fallback[:2] == ["sh", "-c"] and fallback[3:] == ["debugkit-1", "id"]

@@ -196,6 +196,15 @@ def toolbox_everywhere(runtime, request, toolbox_image):
     return toolbox_image
 
 
+@pytest.fixture(scope="session")
+def registry_target_image(k8s_cluster, fixture_images) -> str:
+    """The target image as a cluster sees one: in a registry (the project's local one), so
+    debugkit reads its USER and /etc/passwd the way it does in production, and on the node."""
+    pushed = subprocess.run([str(REPO / "scripts" / "registry-testenv"), "push", fixture_images[TARGET_IMAGE_KIND]],
+                            check=True, capture_output=True, text=True, timeout=300).stdout.strip()
+    return k8s_cluster.load_image(pushed)
+
+
 @pytest.fixture
 def make_target(runtime, request, fixture_images, toolbox_everywhere, k8s_namespace):
     """Start a fresh target on the runtime under test; all of them are removed afterwards."""
@@ -211,7 +220,7 @@ def make_target(runtime, request, fixture_images, toolbox_everywhere, k8s_namesp
             target = engine_target(EngineCli("podman"), f"localhost/{image}", "podman://", runtime, {})
         else:
             cluster = request.getfixturevalue("k8s_cluster")
-            target = kube_target(cluster, k8s_namespace, cluster.load_image(image), **pod)
+            target = kube_target(cluster, k8s_namespace, request.getfixturevalue("registry_target_image"), **pod)
         made.append(target)
         return target
 

@@ -1,0 +1,83 @@
+"""Kubernetes runs commands as execs in one reusable debug container per pod, person and
+profile (issue 13): exit codes come from the exec stream, not the container's status."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.integration.kubernetes.test_debugkit_attach import (  # noqa: F401 - fixtures
+    kube, registry_image, restricted_ns, target_pod, toolbox_on_node)
+
+pytestmark = pytest.mark.kubernetes
+
+
+def debug_containers(cluster, namespace, pod):
+    """(name -> state kind) of the pod's debug containers, and their spec names in order."""
+    current = cluster.api.read_namespaced_pod(pod, namespace)
+    states = {}
+    for status in current.status.ephemeral_container_statuses or []:
+        state = status.state
+        states[status.name] = "running" if state.running else "terminated" if state.terminated else "waiting"
+    return states, [c.name for c in current.spec.ephemeral_containers or []]
+
+
+@pytest.mark.parametrize("command, code", [
+    (("true",), 0), (("sh", "-c", "exit 3"), 3), (("sh", "-c", "exit 42"), 42),
+    (("/etc/passwd",), 126), (("no-such-command",), 127), (("sh", "-c", "kill -9 $$"), 137),
+])
+def test_exit_codes_come_from_the_exec_while_the_container_still_runs(k8s_cluster, target_pod, restricted_ns,
+                                                                     toolbox_on_node, command, code):
+    pod = target_pod.metadata.name
+    result = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--", *command)
+    assert result.returncode == code, result.stderr
+    states, names = debug_containers(k8s_cluster, restricted_ns, pod)
+    # The debug container has not terminated: the code cannot have come from its status
+    # (which the kubelet publishes only at its next relist, up to a second later).
+    assert len(names) == 1 and states.get(names[0]) != "terminated", states
+
+
+def test_five_attaches_add_one_debug_container_and_new_adds_another(k8s_cluster, target_pod, restricted_ns,
+                                                                    toolbox_on_node):
+    pod = target_pod.metadata.name
+    for _ in range(5):
+        result = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--", "echo", "ready")
+        assert result.returncode == 0 and result.stdout == b"ready\n", result.stderr
+    _, names = debug_containers(k8s_cluster, restricted_ns, pod)
+    assert len(names) == 1, names
+    fresh = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--new", "--", "true")
+    assert fresh.returncode == 0, fresh.stderr
+    _, names = debug_containers(k8s_cluster, restricted_ns, pod)
+    assert len(names) == 2, names
+    ps = kube(k8s_cluster, "ps", "-o", "json", "--runtime", "kubernetes", "-n", restricted_ns)
+    rows = {row["name"]: row for row in json.loads(ps.stdout)}
+    assert all(rows[n]["reusable"] and rows[n]["keep_alive_s"] == 600 for n in names), rows
+    assert rows[names[0]]["idle_s"] is not None
+
+
+def test_another_identity_or_image_gets_its_own_container(k8s_cluster, target_pod, restricted_ns, toolbox_on_node):
+    pod = target_pod.metadata.name
+    assert kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--", "true").returncode == 0
+    other_user = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "-u", "12345:12345", "--", "id", "-u")
+    assert other_user.returncode == 0 and other_user.stdout == b"12345\n", other_user.stderr
+    _, names = debug_containers(k8s_cluster, restricted_ns, pod)
+    assert len(names) == 2, names
+
+
+def test_keep_alive_zero_ends_the_container_with_the_command(k8s_cluster, target_pod, restricted_ns,
+                                                             toolbox_on_node):
+    from tests.conftest import wait_for
+
+    pod = target_pod.metadata.name
+    result = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--keep-alive", "0", "--",
+                  "sh", "-c", "exit 7")
+    assert result.returncode == 7, result.stderr
+    _, names = debug_containers(k8s_cluster, restricted_ns, pod)
+    wait_for(lambda: debug_containers(k8s_cluster, restricted_ns, pod)[0].get(names[0]) == "terminated",
+             timeout=30, what="the debug container to end")
+
+
+def test_a_bad_keep_alive_is_refused_before_any_call():
+    result = run_cli("attach", "pod/x", "--keep-alive", "ten minutes", "--", "true")
+    assert result.returncode == 64 and b"--keep-alive" in result.stderr, result.stderr
