@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import signal
 import struct
 import subprocess
 import sys
@@ -15,6 +16,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# A suite started from a background job (`scripts/test &`) inherits an ignored SIGINT, and
+# an ignored signal stays ignored across exec: every CLI the tests start would then
+# shrug off the SIGINT (or the terminal's ^C) that a test sends it. debugkit rightly
+# honours an inherited ignore (the POSIX convention), so the suite restores the default
+# for its children instead: a handled signal is reset to the default by exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 IN_CI = os.environ.get("CI") == "true"
 FIXTURE_TAG = os.environ.get("DEBUGKIT_FIXTURE_TAG", "1")
 FIXTURES = {

@@ -94,6 +94,19 @@ def test_signals_clean_up_at_once(docker_client, start_target, toolbox_image, au
     assert (end["event"], end["exit_code"], end["outcome"]) == ("end", code, "interrupted")
 
 
+def test_an_inherited_ignored_sigint_is_honoured(docker_client, start_target, toolbox_image, audit_log):
+    """Started with SIGINT ignored (as a background job is), debugkit stays deaf to it, and
+    so does its command: the POSIX convention that nohup and `cmd &` rely on."""
+    target = start_target("named-user")
+    proc = subprocess.Popen(CLI + ["attach", target.name, "--", "sh", "-c", "sleep 2; echo finished"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    _sidecar_of(docker_client, target)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out == b"finished\n", err
+
+
 def test_target_killed_mid_session(docker_client, start_target, toolbox_image, audit_log):
     target = start_target("named-user")
     proc = subprocess.Popen(CLI + ["attach", target.name, "--", "sleep", "120"], stdin=subprocess.DEVNULL,
