@@ -9,13 +9,16 @@ import (
 	"time"
 )
 
-const reapUsage = `reap [--grace SECONDS] [--hold NAME] [--watch-stdin] -- CMD [ARG...]
+const reapUsage = `reap [--grace SECONDS] [--hold NAME] [--guard NAME] [--watch-stdin] -- CMD [ARG...]
 Runs CMD as a child subreaper: forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and
 SIGUSR2 to it (a second SIGTERM/SIGINT, or --grace seconds after the first, kills it),
 reaps every orphan, and when CMD exits ends what it left behind (SIGTERM, then
 SIGKILL after --grace seconds, default 2), then exits with CMD's status (128+N for
 signal N). 127: CMD not found, 126: CMD not executable, 125: the reaper's own error.
 --hold NAME keeps a connection to the abstract socket @NAME open while it runs.
+--guard NAME holds @NAME too, waiting up to 3 s for it to listen: a keepalive that a
+client runs on its exec's stdin for a session whose stdin and TTY are the person's.
+When a held connection closes, CMD is wound down as on SIGTERM.
 --watch-stdin gives CMD /dev/null as stdin and treats EOF on reap's own stdin as a
 SIGTERM: a container's (or an exec's) stdin closes when the client attached to it goes
 away. With --hold too, whichever ends first winds CMD down.
@@ -27,6 +30,7 @@ const (
 	exitCannotExec   = 126
 	exitCmdNotFound  = 127
 	defaultReapGrace = 2 * time.Second
+	guardWait        = 3 * time.Second
 )
 
 // The signals reap passes on to CMD.
@@ -39,6 +43,7 @@ func cmdReap(args []string) int {
 	grace := seconds{d: defaultReapGrace}
 	fs.Var(&grace, "grace", "")
 	hold := fs.String("hold", "", "")
+	guard := fs.String("guard", "", "")
 	watchStdin := fs.Bool("watch-stdin", false, "")
 	if code, ok := parseFlags(fs, args, reapUsage, exitReapError); !ok {
 		return code
@@ -56,6 +61,16 @@ func cmdReap(args []string) int {
 		if conn, err := net.Dial("unix", "@"+*hold); err == nil {
 			defer conn.Close()
 			windDown = watchEOF(conn)
+		}
+	}
+	if *guard != "" {
+		// The guard is started by the same client a moment before this exec: give it time.
+		conn, err := dialWithin("@"+*guard, guardWait)
+		if err != nil {
+			warnf("no guard on @%s (%v): this command will not end by itself if its client goes away", *guard, err)
+		} else {
+			defer conn.Close()
+			windDown = either(windDown, watchEOF(conn))
 		}
 	}
 	stdin := uintptr(0)
@@ -363,4 +378,16 @@ func either(a, b <-chan struct{}) <-chan struct{} {
 		close(done)
 	}()
 	return done
+}
+
+// dialWithin connects to a unix socket, retrying while nothing listens on it yet.
+func dialWithin(address string, wait time.Duration) (net.Conn, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		conn, err := net.Dial("unix", address)
+		if err == nil || time.Now().After(deadline) {
+			return conn, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -230,3 +230,45 @@ func TestReapHoldingAKeepaliveStillWatchesStdin(t *testing.T) {
 		t.Fatal("the keep-alive ended with its holder")
 	}
 }
+
+// A session whose stdin and TTY belong to the person (Kubernetes -i/-t) is guarded by a
+// keepalive that runs on a second exec's stdin: started a moment later than the command
+// may be, it is waited for; when the client goes (that stdin's EOF) the command is wound down.
+func TestReapGuardWaitsForItsGuardAndEndsWithIt(t *testing.T) {
+	name := socketName(t)
+	reap, out, _ := startReap(t, "--guard", name, "--", "sh", "-c", "sleep 300 & echo $!; echo ready; wait")
+	time.Sleep(300 * time.Millisecond) // the guard comes up after the command
+	pr, pw, _ := os.Pipe()
+	guard := helperCmd(t, runOpts{}, "keepalive", "--socket", name, "--stdin", "--idle", "0", "--first", "30")
+	guard.Stdin = pr
+	if err := guard.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	grandchild, err := strconv.Atoi(strings.TrimSpace(readLine(t, out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectLine(t, out, "ready")
+	time.Sleep(200 * time.Millisecond)
+	if !running(grandchild) {
+		t.Fatal("the command ended while its guard stood")
+	}
+	pw.Close() // the client is gone
+	if code, _ := waitExit(t, reap, 10*time.Second); code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("reap exit %d, want 143", code)
+	}
+	if running(grandchild) {
+		t.Fatalf("background job %d outlived the guard", grandchild)
+	}
+	if code, _ := waitExit(t, guard, 10*time.Second); code != 0 {
+		t.Fatalf("guard exit %d", code)
+	}
+}
+
+func TestReapWithoutItsGuardWarnsAndRuns(t *testing.T) {
+	r := runHelper(t, runOpts{}, "reap", "--guard", socketName(t), "--", "sh", "-c", "exit 3")
+	if r.code != 3 || !strings.Contains(r.stderr, "no guard on @") {
+		t.Fatalf("%+v", r)
+	}
+}

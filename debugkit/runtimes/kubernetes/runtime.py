@@ -242,13 +242,22 @@ class KubernetesRuntime(Runtime):
         except Exception as exc:  # noqa: BLE001 - transport failures
             raise api_error(exc, verb="get", resource="pods/exec", namespace=pt.namespace, name=pt.pod_name) from exc
 
-    def exec(self, plan: Plan, container: str, argv, *, stdin: bool, tty: bool):
+    def exec(self, plan: Plan, container: str, argv, *, stdin: bool, tty: bool, guard: str | None = None):
         """argv in the debug container, under the reaper, holding the keep-alive. A command
         that reads no stdin of ours gets none; its reaper watches the exec's stdin instead,
-        to end the command when this CLI is gone."""
+        to end the command when this CLI is gone. One that does (-i, -t) holds `guard`."""
         watch = not stdin and not tty and plan.facts["helper"]
-        command = translate.exec_command(container, argv, helper=plan.facts["helper"], watch_stdin=watch)
+        command = translate.exec_command(container, argv, helper=plan.facts["helper"], watch_stdin=watch,
+                                         guard=guard)
         return self.stream(plan.facts["pod_target"], container, command, stdin=stdin or watch, tty=tty)
+
+    def start_guard(self, plan: Plan, container: str):
+        """(name, stream) of a guard for a session whose stdin is the person's: when this CLI
+        dies the kubelet closes the guard's stdin, and the session's command is wound down
+        (a TTY never tells its shell that the client went away)."""
+        name = f"{container}-guard-{plan.spec.session_id}"
+        return name, self.stream(plan.facts["pod_target"], container, translate.guard_command(name), stdin=True,
+                                 tty=False)
 
     def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
         """The running debug container the plan uses: the one it reuses, or a new one."""
@@ -340,8 +349,11 @@ class KubernetesRuntime(Runtime):
         wants_stdin = plan.spec.stdin or tty
         for attempt in (1, 2):
             container = self.start_showing_waits(plan, streams.stderr)
-            ws = self.exec(plan, container, argv, stdin=wants_stdin, tty=tty)
+            guard = ws = None
             try:
+                if wants_stdin and plan.facts["helper"]:
+                    guard = self.start_guard(plan, container)
+                ws = self.exec(plan, container, argv, stdin=wants_stdin, tty=tty, guard=guard and guard[0])
                 pump(ws, stdin_fd=streams.stdin.fileno() if (wants_stdin and streams.stdin) else None,
                      stdout=streams.stdout, stderr=streams.stderr, tty=tty)
                 return exit_code_of(ws, what=f"debug container {container}")
@@ -351,7 +363,10 @@ class KubernetesRuntime(Runtime):
                     raise
                 plan = replace(plan, reuse=None, facts={**plan.facts, "container": plan.spec.name})
             finally:
-                ws.close(wait=0.2)
+                if ws is not None:
+                    ws.close(wait=0.2)
+                if guard is not None:
+                    guard[1].close(wait=0)
         raise AssertionError("unreachable")
 
     def start_showing_waits(self, plan: Plan, stderr) -> str:

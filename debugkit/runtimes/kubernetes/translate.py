@@ -20,6 +20,8 @@ ENV_LOCAL_USER = "DEBUGKIT_LOCAL_USER"
 # How long a keep-alive waits for its first command before it gives up (a CLI that died
 # between the PATCH and its first exec must not leave a container for ever).
 FIRST_COMMAND_SECONDS = 120
+# How long a session's guard waits for its command to hold it (started right after it).
+GUARD_FIRST_SECONDS = 30
 # Fields of the securityContext that decide privilege: --custom may not touch them
 # unless the profile already grants as much (see check_custom).
 PRIVILEGE_FIELDS = ("privileged", "runAsUser", "runAsGroup", "runAsNonRoot", "allowPrivilegeEscalation",
@@ -40,14 +42,22 @@ def keepalive_command(name: str, *, idle: float, helper: bool) -> list[str]:
     return ["sh", "-c", script, name, seconds, str(FIRST_COMMAND_SECONDS), str(max(60, int(idle)))]
 
 
-def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False) -> list[str]:
+def guard_command(guard: str) -> list[str]:
+    """A keep-alive on an exec's stdin that this CLI holds: the command of a session whose
+    stdin and TTY are the person's holds it (reap --guard), and is wound down when it ends
+    (the CLI's connection dropped) or exits once the command has let go of it."""
+    return [HELPER, "keepalive", "--socket", guard, "--stdin", "--idle", "0", "--first", str(GUARD_FIRST_SECONDS)]
+
+
+def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, guard: str | None = None) -> list[str]:
     """A command as an exec: under the reaper (orphans come to it, not to the target's PID
     1, and the tree is ended and reaped when the command ends), holding the keep-alive's
     socket while it runs. `watch_stdin`: the exec's stdin is ours, held open and never
     written; the kubelet closes it when our connection drops (a killed CLI), and the
     reaper then ends the command's tree."""
     if helper:
-        return [HELPER, "reap", "--hold", name, *(["--watch-stdin"] if watch_stdin else []), "--", *argv]
+        watch = ["--watch-stdin"] if watch_stdin else ["--guard", guard] if guard else []
+        return [HELPER, "reap", "--hold", name, *watch, "--", *argv]
     script = ('if command -v debugkit-helper >/dev/null 2>&1; then '
               'exec debugkit-helper reap --hold "$0" -- "$@"; fi; exec "$@"')
     return ["sh", "-c", script, name, *argv]

@@ -60,6 +60,24 @@ def test_an_interactive_shell_that_leaves_background_jobs(target):
     assert_nothing_left(target, before)
 
 
+def test_an_interactive_shell_whose_cli_is_killed_leaves_nothing(runtime, target):
+    """A TTY never tells its shell that the client went away: the session's keep-alive
+    (Docker, Podman) or its guard (Kubernetes) lives on our connection and ends it."""
+    before = under(target.host_pid)
+    flags = ["--keep-alive", "0"] if runtime == "kubernetes" else []
+    term = Pty(["attach", target.ref, *flags], env=target.env)
+    try:
+        term.expect(b"$ ", timeout=60)
+        term.send("sleep 203 & echo job-$((40+2))\n")
+        term.expect(b"job-42")
+        os.killpg(term.proc.pid, signal.SIGKILL)
+        term.proc.wait(timeout=10)
+    finally:
+        term.close()
+    assert_nothing_left(target, before, timeout=SETTLE_S)
+    wait_for(lambda: target.sidecars() == [], timeout=SETTLE_S, what=f"the sidecar of {target.ref} to end")
+
+
 RUNBOOK_VARS = {
     "dns": ("--var", "NAMES=localhost"),
     "http-health": ("--var", "PORT=8080"),

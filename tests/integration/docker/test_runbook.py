@@ -331,8 +331,9 @@ def test_bundled_processes_and_sockets(start_target, toolbox_image):
     target = start_target("named-user")
     result, report = run_json("runbook", "run", "processes", target.name, "--image", toolbox_image)
     assert result.returncode == 0, report
-    tree, status, limits, files = (s["stdout"] for s in report["steps"])
+    tree, status, limits, files, zombies = (s["stdout"] for s in report["steps"])
     assert "/server" in tree
+    assert zombies.startswith("zombies: 0\n"), zombies
     assert "Name:\tserver" in status and "Uid:\t65532" in status
     assert "Max open files" in limits
     assert "open file descriptors: " in files and "socket" in files
