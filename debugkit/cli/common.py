@@ -32,17 +32,21 @@ def engine_options(func):
     return func
 
 
-def target_options(func):
-    """-n/-c/--context/--kubeconfig: where a pod target lives; -H/--docker-context: which
-    Docker engine a container target is on."""
-    func = click.option("-n", "--namespace", help="Kubernetes namespace (pod targets).",
-                        shell_complete=complete_namespace)(func)
-    func = click.option("-c", "--container", help="Target container in the pod.",
-                        shell_complete=complete_container)(func)
+def kube_options(func):
+    """--context/--kubeconfig: which cluster; -H/--docker-context: which Docker engine."""
     func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context to use.",
                         shell_complete=complete_context)(func)
     func = click.option("--kubeconfig", help="Path to a kubeconfig file.", shell_complete=complete_file)(func)
     return engine_options(func)
+
+
+def target_options(func):
+    """-n/-c: where in the cluster a pod target lives, and the kube and engine options."""
+    func = click.option("-n", "--namespace", help="Kubernetes namespace (pod targets).",
+                        shell_complete=complete_namespace)(func)
+    func = click.option("-c", "--container", help="Target container in the pod.",
+                        shell_complete=complete_container)(func)
+    return kube_options(func)
 
 
 def sidecar_options(func):

@@ -5,18 +5,14 @@ import json
 
 import click
 
-from debugkit.cli.common import (RUNTIME_CHOICE, age, complete_context, complete_file, complete_namespace, connection,
-                                 engine_options, err)
+from debugkit.cli.common import RUNTIME_CHOICE, age, complete_namespace, connection, err, kube_options
 
 
 def _cluster_options(func):
     func = click.option("--runtime", type=RUNTIME_CHOICE, default="auto", show_default=True)(func)
     func = click.option("-n", "--namespace", help="Kubernetes namespace (default: all namespaces).",
                         shell_complete=complete_namespace)(func)
-    func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context.",
-                        shell_complete=complete_context)(func)
-    func = click.option("--kubeconfig", help="Path to a kubeconfig file.", shell_complete=complete_file)(func)
-    return engine_options(func)
+    return kube_options(func)
 
 
 def _warn(message: str) -> None:

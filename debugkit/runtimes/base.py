@@ -24,6 +24,37 @@ MODES = ("command", "interactive", "exec")
 # runtime puts it at this path (the toolbox has it; Docker and Podman mount it into a
 # foreign image when they can); plan.facts["helper"] says whether the sidecar has it.
 HELPER_PATH = "/usr/local/bin/debugkit-helper"
+# What the helper understands, as a number (the toolbox image's label
+# io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard.
+HELPER_PROTOCOL = 3
+
+
+# How long a session's guard waits for its command to hold it (started right after it).
+GUARD_FIRST_SECONDS = 30
+
+
+def reaped(hold: str, argv, *, watch_stdin: bool = False, guard: str | None = None) -> list[str]:
+    """argv as an exec in a sidecar: under the reaper (orphans come to it, not to the
+    target's PID 1; the tree is ended and reaped when argv ends), holding the keep-alive
+    @hold while it runs. And what ends it when this CLI goes away: `watch_stdin` (the
+    exec's stdin is ours, held open and never written; the engine or kubelet closes it
+    when our connection drops), or, for a command whose stdin and TTY are the person's,
+    `guard` (see guard_command)."""
+    watch = ["--watch-stdin"] if watch_stdin else ["--guard", guard] if guard else []
+    return [HELPER_PATH, "reap", "--hold", hold, *watch, "--", *argv]
+
+
+def guard_command(guard: str) -> list[str]:
+    """A keep-alive on an exec's stdin that this CLI holds: the command of a session whose
+    stdin and TTY are the person's holds it (reap --guard) and is wound down when it ends
+    (a TTY never tells its shell that the client went away); it exits by itself once the
+    command has let go of it."""
+    return [HELPER_PATH, "keepalive", "--socket", guard, "--stdin", "--idle", "0", "--first",
+            str(GUARD_FIRST_SECONDS)]
+
+
+def guard_name(container: str, session_id: str) -> str:
+    return f"{container}-guard-{session_id}"
 
 
 def with_target_env(argv) -> tuple[str, ...]:
@@ -150,8 +181,10 @@ class Runtime(abc.ABC):
     on_stream: Callable[[object], None] | None = None
 
     @abc.abstractmethod
-    def plan(self, options: SidecarOptions, *, mode: str) -> Plan:
-        """Resolve and translate; start and change nothing."""
+    def plan(self, options: SidecarOptions, *, mode: str, thorough: bool = False) -> Plan:
+        """Resolve and translate; start and change nothing. `thorough` (inspect, doctor)
+        also gathers what only a report needs: every identity source, the target's shell
+        and zombies, the namespace's PodSecurity verdict even for a reused container."""
 
     @abc.abstractmethod
     def run(self, plan: Plan, streams: Streams) -> int:

@@ -45,6 +45,21 @@ class StepRun:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
+    def collect(self, read) -> None:
+        """Take the output until it ends or the deadline passes (then timed_out).
+        `read(timeout)` returns [(is_stderr, data), ...] (empty when nothing came in
+        time) or None once the output has ended."""
+        while True:
+            remaining = self.remaining()
+            if remaining <= 0:
+                self.timed_out = True
+                return
+            chunks = read(remaining)
+            if chunks is None:
+                return
+            for is_stderr, data in chunks:
+                self.add(data, stderr=is_stderr)
+
     def add(self, data: bytes, *, stderr: bool) -> None:
         buf = self.err if stderr else self.out
         room = self.max_output - len(buf)

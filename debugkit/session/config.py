@@ -120,15 +120,16 @@ def load(path: Path, *, required: bool = False) -> Config:
     by --config or $DEBUGKIT_CONFIG must exist."""
     from debugkit.core import yamlsafe
 
+    from debugkit.core.files import read_capped
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        if required:
-            raise ConfigInvalid(f"{path}: the configuration file does not exist") from None
-        return Config(path=path, exists=False)
+        data = read_capped(path, MAX_BYTES)
     except OSError as exc:
         raise ConfigInvalid(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
+    if data is None:
+        if required:
+            raise ConfigInvalid(f"{path}: the configuration file does not exist")
+        return Config(path=path, exists=False)
     text = yamlsafe.decode(data, str(path), max_bytes=MAX_BYTES, fail=ConfigInvalid)
     with yamlsafe.Document(text, str(path), fail=ConfigInvalid) as doc:
         config = Config(path=path, exists=True)

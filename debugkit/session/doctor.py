@@ -261,16 +261,19 @@ def check_toolbox_image(api, runtime: str) -> Result:
         return Result(name, FAIL, f"the sidecar image {image}{origin} is not in the local {engine} engine", fix)
     except EngineError as exc:
         return Result(name, FAIL, f"{engine} could not inspect {image}: {exc.explanation}", "")
-    from debugkit.runtimes.docker.translate import HELPER, HELPER_LABEL
+    from debugkit.runtimes.docker.translate import HELPER_LABEL, HELPER_PROTOCOL, helper_protocol
 
     present = f"{image}{origin} is present ({str(attrs.get('Id', '?'))[:19]})"
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
-    if image == toolbox_ref() and labels.get(HELPER_LABEL) != HELPER:
+    protocol = helper_protocol((attrs.get("Config") or {}).get("Labels") or {})
+    fix = "rebuild it: debugkit toolbox build" + ("" if runtime == "docker" else
+                                                  f", then docker save {image} | podman load")
+    if image == toolbox_ref() and protocol is None:
         # A toolbox built before the helper existed: no reaper, and cp and port-forward refuse.
-        fix = "rebuild it: debugkit toolbox build" + ("" if runtime == "docker" else
-                                                      f", then docker save {image} | podman load")
         return Result(name, WARN, f"{present}, but it is an old build without debugkit-helper "
                                   f"(no {HELPER_LABEL} label): no reaper, and cp and port-forward refuse", fix)
+    if protocol is not None and protocol < HELPER_PROTOCOL:
+        return Result(name, FAIL, f"{present}, but its debugkit-helper is older than this debugkit (protocol "
+                                  f"{protocol}, {HELPER_PROTOCOL} needed): attach refuses it", fix)
     return Result(name, OK, present)
 
 

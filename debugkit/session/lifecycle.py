@@ -68,7 +68,8 @@ EXPIRY_GRACE_S = 60
 
 def fill_idle(rows: list[SessionRow], log) -> None:
     """Idle seconds of each reusable sidecar: 0 while a session with a live CLI uses it,
-    since the last session's end otherwise; None when this audit log never used it."""
+    since the last session's end otherwise (at least 1); None when this audit log never
+    used it."""
     use = audit.sidecar_use(log)
     now = dt.datetime.now(dt.timezone.utc)
     for row in rows:
@@ -78,7 +79,8 @@ def fill_idle(rows: list[SessionRow], log) -> None:
         if any(cli_alive(host, pid) for host, pid in slot["open"]):
             row.idle_s = 0
         elif slot["last_end"] is not None:
-            row.idle_s = max(0, int((now - slot["last_end"]).total_seconds()))
+            # At least 1: 0 means busy.
+            row.idle_s = max(1, int((now - slot["last_end"]).total_seconds()))
 
 
 def sessions(choice: str, *, connection: Connection, namespace: str | None, warn: Warn,

@@ -107,7 +107,7 @@ class _Engine:
 
 
 def test_an_old_toolbox_without_the_helper_is_a_warning(monkeypatch, tmp_path):
-    from debugkit.runtimes.docker.translate import HELPER, HELPER_LABEL
+    from debugkit.runtimes.docker.translate import HELPER, HELPER_LABEL, HELPER_PROTOCOL, HELPER_PROTOCOL_LABEL
     from debugkit.session import config
 
     monkeypatch.delenv("DEBUGKIT_IMAGE", raising=False)
@@ -115,7 +115,11 @@ def test_an_old_toolbox_without_the_helper_is_a_warning(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no config file: the bundled toolbox's tag
     config.use(None)
     try:
-        assert doctor.check_toolbox_image(_Engine({HELPER_LABEL: HELPER}), "docker").status == "ok"
+        current = {HELPER_LABEL: HELPER, HELPER_PROTOCOL_LABEL: str(HELPER_PROTOCOL)}
+        assert doctor.check_toolbox_image(_Engine(current), "docker").status == "ok"
+        # A helper from before reap's newer flags: attach refuses the image, so doctor fails it.
+        older = doctor.check_toolbox_image(_Engine({HELPER_LABEL: HELPER}), "docker")
+        assert older.status == "fail" and "protocol 1" in older.detail and older.fix.startswith("rebuild it")
         old = doctor.check_toolbox_image(_Engine({}), "docker")
         assert old.status == "warn" and "old build without debugkit-helper" in old.detail
         assert old.fix == "rebuild it: debugkit toolbox build"

@@ -11,8 +11,8 @@ Runs CMD with the environment of the target's main process, read from FILE (defa
 /proc/1/environ): its variables replace this process's, except DEBUGKIT_* and TERM,
 which are kept, and PATH, which is the target's followed by this one's (so the
 sidecar's tools stay reachable). Says on stderr where the environment came from.
-When FILE cannot be read: exit 3 with the reason, or with --or-continue a warning and
-CMD with this process's own environment.
+When FILE cannot be read: exit 3 (permission denied) or 1 (any other reason) with
+the reason, or with --or-continue a warning and CMD with this process's own environment.
 `
 
 func cmdEnv(args []string) int {

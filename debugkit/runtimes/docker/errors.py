@@ -83,7 +83,9 @@ def start_error(text: str) -> DebugkitError:
         return CommandNotExecutable(f"command {what!r} cannot be executed in the sidecar image")
     if "error during container init: %!w(<nil>)" in text:
         return TransientStartFailure(f"the runtime failed to start the sidecar: {text}")
-    if ("is not running" in text or "of a non running container" in text
+    # Podman says a stopped target is a "dependency" of the sidecar that "is not started".
+    if ("is not running" in text or "of a non running container" in text or "are not started" in text
+            or "is not started" in text
             or re.search(r"namespace path: lstat /proc/\d+/ns/\w+: no such file", text)):
         return TargetNotRunning(f"the target stopped before the sidecar could join it: {text}")
     return DebugkitError(f"the engine refused to start the sidecar: {text}")

@@ -61,6 +61,7 @@ class DockerExecSession(ExecSession):
         self.finished = False   # the work ended normally: see close()
         self.lost = False       # the engine could not be reached
         self._heartbeat = None
+        self._guards: list = []  # the streams of guards started for -i/-t execs (see _start)
 
     def __enter__(self) -> "DockerExecSession":
         if not self._owned:
@@ -92,6 +93,10 @@ class DockerExecSession(ExecSession):
         if self._running is not None and self.container_id and not self.lost:
             self._kill_marked(self._running)
         self._running = None
+        for guard in self._guards:
+            with contextlib.suppress(Exception):
+                guard.close()  # stdin EOF: the guard exits (its command has ended by now)
+        self._guards = []
         if not self._owned:
             return
         if self._keepalive is not None:
@@ -136,11 +141,18 @@ class DockerExecSession(ExecSession):
         from debugkit.runtimes.docker.engine import EngineError
 
         tag = f"{self.spec.session_id}.{secrets.token_hex(6)}"
-        command = translate.exec_command(self.name, argv, helper=self.plan.facts["helper"])
+        helper = self.plan.facts["helper"]
+        # What ends the command if this CLI is killed: a command that reads none of our
+        # stdin watches its exec's stdin (the engine closes it when our connection drops);
+        # one that does, in a kept-alive sidecar that outlives us, holds a guard. In our
+        # own session sidecar its keep-alive, on our attach, already does that.
+        watch = helper and not stdin and not tty
+        guard = self._start_guard() if helper and not watch and not self._owned else None
+        command = translate.exec_command(self.name, argv, helper=helper, watch_stdin=watch, guard=guard)
         with self.runtime.calls():
             try:
-                exec_id = self.api.exec_create(self.container_id, command, stdin=stdin, stdout=True, stderr=True,
-                                               tty=tty, environment=self._env(tag))["Id"]
+                exec_id = self.api.exec_create(self.container_id, command, stdin=stdin or watch, stdout=True,
+                                               stderr=True, tty=tty, environment=self._env(tag))["Id"]
                 self._running = tag
                 return exec_id, self.api.exec_start(exec_id, tty=tty)
             except EngineError as exc:
@@ -150,6 +162,17 @@ class DockerExecSession(ExecSession):
                 # The sidecar ended before the command could start (the target stopped,
                 # the engine restarted): the same errors a sidecar's start gets.
                 raise start_error(exc.explanation) from exc
+
+    def _start_guard(self) -> str:
+        """A guard keep-alive in the sidecar on an exec's stdin that we hold until close()."""
+        from debugkit.runtimes.base import guard_command, guard_name
+
+        name = guard_name(self.name, self.spec.session_id)
+        with self.runtime.calls():
+            exec_id = self.api.exec_create(self.container_id, guard_command(name), stdin=True, stdout=False,
+                                           stderr=False, environment=self._env(f"{self.spec.session_id}.guard"))["Id"]
+            self._guards.append(self.api.exec_start(exec_id, tty=False))
+        return name
 
     def exec_interactive(self, argv: Sequence[str], *, stdin, stdout) -> int:
         """A TTY exec of argv; its exit code."""
@@ -199,28 +222,22 @@ class DockerExecSession(ExecSession):
         exec_id, sock = self._start(step.wrapped, stdin=False, tty=False)
         demux = FrameDemuxer()
         watch = [sock] + ([self._keepalive] if self._keepalive is not None else [])
+
+        def read(timeout: float):
+            readable, _, _ = select.select(watch, [], [], timeout)
+            if sock not in readable:
+                if readable and self._keepalive_closed():
+                    self._sidecar_ended(sock)
+                    raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
+                return []
+            try:
+                data = sock.recv(65536)
+            except (ConnectionResetError, socketlib.timeout):
+                data = b""
+            return [(stream == STDERR_STREAM, payload) for stream, payload in demux.feed(data)] if data else None
+
         try:
-            while True:
-                remaining = step.remaining()
-                if remaining <= 0:
-                    step.timed_out = True
-                    break
-                readable, _, _ = select.select(watch, [], [], remaining)
-                if not readable:
-                    continue
-                if sock not in readable:
-                    if self._keepalive_closed():
-                        self._sidecar_ended(sock)
-                        raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
-                    continue
-                try:
-                    data = sock.recv(65536)
-                except (ConnectionResetError, socketlib.timeout):
-                    data = b""
-                if not data:
-                    break
-                for stream, payload in demux.feed(data):
-                    step.add(payload, stderr=stream == STDERR_STREAM)
+            step.collect(read)
             result = step.result(None if step.timed_out else self._exit_code(exec_id, stream=sock))
             if not step.timed_out:
                 self._running = None

@@ -186,7 +186,12 @@ class DockerRuntime(Runtime):
         """(the sidecar has debugkit-helper, read-only mounts that give it one, a warning).
         The toolbox carries it; a foreign image gets the local toolbox's copy bind-mounted
         when the engine is on this machine; otherwise there is no reaper."""
-        if image["labels"].get(translate.HELPER_LABEL) == translate.HELPER:
+        protocol = translate.helper_protocol(image["labels"])
+        if protocol is not None:
+            if protocol < translate.HELPER_PROTOCOL:
+                raise ImageMissing(
+                    f"sidecar image {image['ref']!r} carries an older debugkit-helper (protocol {protocol}; this "
+                    f"debugkit needs {translate.HELPER_PROTOCOL})", hint=self.rebuild_hint(image["ref"]))
             return True, (), None
         if self.api.local:
             copy = self.helper_copy()
@@ -204,7 +209,8 @@ class DockerRuntime(Runtime):
             toolbox = self.api.inspect_image(toolbox_ref())
         except EngineError:
             return None
-        if ((toolbox.get("Config") or {}).get("Labels") or {}).get(translate.HELPER_LABEL) != translate.HELPER:
+        protocol = translate.helper_protocol((toolbox.get("Config") or {}).get("Labels") or {})
+        if protocol is None or protocol < translate.HELPER_PROTOCOL:
             return None
         return cached_helper(self.api, toolbox["Id"], translate.HELPER)
 
@@ -225,9 +231,15 @@ class DockerRuntime(Runtime):
             raise self.missing_image(image, toolbox=toolbox) from exc
         digests = attrs.get("RepoDigests") or []
         config = attrs.get("Config") or {}
-        return {"image_id": attrs["Id"], "image_digest": digests[0] if digests else None,
+        return {"ref": image, "image_id": attrs["Id"], "image_digest": digests[0] if digests else None,
                 "default_command": tuple((config.get("Entrypoint") or []) + (config.get("Cmd") or ["sh"])),
                 "labels": config.get("Labels") or {}}
+
+    def rebuild_hint(self, image: str) -> str:
+        if image == toolbox_ref():
+            return "rebuild it with: debugkit toolbox build" + ("" if self.cli == "docker" else
+                                                               f", then docker save {image} | podman load")
+        return f"rebuild or pull a current {image}"
 
     def missing_image(self, image: str, *, toolbox: bool) -> DebugkitError:
         if toolbox and "@" in image:  # pinned by digest (toolbox push --set-default): it is in a registry
@@ -453,7 +465,7 @@ class DockerRuntime(Runtime):
             "profile": plan.spec.profile,
             "warnings": list(plan.warnings),
             "attach_command": translate.shell_join(self.cli_argv(
-                translate.run_argv(plan.request, names={plan.target.id: plan.target.name}))),
+                translate.run_argv(plan.request, names={plan.target.id: plan.target.name}, cli=self.cli))),
         }
 
     def cli_argv(self, argv: list[str]) -> list[str]:

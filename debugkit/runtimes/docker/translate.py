@@ -10,12 +10,23 @@ import shlex
 
 from debugkit.core.options import format_bytes
 from debugkit.core.spec import LABEL_USER, SidecarSpec
-from debugkit.runtimes.base import HELPER_PATH
+from debugkit.runtimes.base import HELPER_PATH, HELPER_PROTOCOL, reaped
 
 # The toolbox's helper (toolbox-image/helper): the reaper and the keep-alive. A foreign
 # --image gets it as a read-only single-file mount at the same path, when the engine is local.
 HELPER = HELPER_PATH
 HELPER_LABEL = "io.debugkit.helper"          # set on the toolbox image: it carries HELPER
+# An image whose helper speaks an older protocol would fail every command (exit 125).
+HELPER_PROTOCOL_LABEL = "io.debugkit.helper-protocol"
+
+
+def helper_protocol(labels: dict) -> int | None:
+    """The protocol of the image's debugkit-helper: None without one, 1 for a build from
+    before the protocol label."""
+    if labels.get(HELPER_LABEL) != HELPER:
+        return None
+    value = labels.get(HELPER_PROTOCOL_LABEL, "1")
+    return int(value) if value.isdigit() and len(value) < 6 else 1
 LABEL_REUSE = "io.debugkit.reuse-key"        # a reusable sidecar (--keep-alive), and what it is for
 LABEL_KEEP_ALIVE = "io.debugkit.keep-alive"
 # With --stdin the keep-alive ends on our attach's EOF; the idle bound is only a backstop.
@@ -93,9 +104,9 @@ def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: flo
     return fallback_keepalive(session_id, heartbeat=heartbeat)
 
 
-def exec_command(name: str, argv, *, helper: bool) -> list[str]:
-    """An exec in a sidecar: under the reaper, holding the keep-alive while it runs."""
-    return [HELPER, "reap", "--hold", name, "--", *argv] if helper else list(argv)
+def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, guard: str | None = None) -> list[str]:
+    """An exec in a sidecar (see base.reaped); the bare command without the helper."""
+    return reaped(name, argv, watch_stdin=watch_stdin, guard=guard) if helper else list(argv)
 
 
 def reuse_key(spec: SidecarSpec, *, target_id: str, image_id: str, local_user: str) -> str:
@@ -133,7 +144,10 @@ def create_request(spec: SidecarSpec, *, target_id: str, mounts: tuple[tuple[str
     }
     body = {
         "Image": spec.image,
-        "Cmd": list(spec.command) or None,
+        # The command replaces the image's entrypoint too (as kubectl debug's does): the
+        # reaper or keep-alive must be the process, not an argument to some server.
+        "Entrypoint": list(spec.command[:1]) or None,
+        "Cmd": list(spec.command[1:]) if spec.command else None,
         "User": f"{spec.uid}:{spec.gid}",
         "Env": [f"{k}={v}" for k, v in spec.env],
         "Labels": {**spec.labels_dict(), LABEL_USER: f"{spec.uid}:{spec.gid}"},
@@ -148,9 +162,9 @@ def create_request(spec: SidecarSpec, *, target_id: str, mounts: tuple[tuple[str
     return {"name": spec.name, "body": body}
 
 
-def run_argv(request: dict, *, names: dict[str, str] | None = None) -> list[str]:
-    """The `docker run` command line equivalent to a create request. `names` maps the
-    target's ID to its name, for a readable --pid/--network."""
+def run_argv(request: dict, *, names: dict[str, str] | None = None, cli: str = "docker") -> list[str]:
+    """The `docker run` (or `podman run`) command line equivalent to a create request.
+    `names` maps the target's ID to its name, for a readable --pid/--network."""
     body, host = request["body"], request["body"].get("HostConfig", {})
     names = names or {}
 
@@ -158,7 +172,7 @@ def run_argv(request: dict, *, names: dict[str, str] | None = None) -> list[str]
         kind, _, ident = mode.partition(":")
         return f"{kind}:{names.get(ident, ident)}"
 
-    argv = ["docker", "run", "--rm" if host.get("AutoRemove") else "", "--name", request["name"]]
+    argv = [cli, "run", "--rm" if host.get("AutoRemove") else "", "--name", request["name"]]
     argv = [a for a in argv if a]
     if body.get("OpenStdin"):
         argv.append("-i")
@@ -194,6 +208,8 @@ def run_argv(request: dict, *, names: dict[str, str] | None = None) -> list[str]
         argv += ["--label", f"{key}={value}"]
     for item in body.get("Env") or ():
         argv += ["-e", item]
+    if body.get("Entrypoint"):
+        argv += ["--entrypoint", body["Entrypoint"][0]]
     argv.append(body["Image"])
     argv += list(body.get("Cmd") or ())
     return argv

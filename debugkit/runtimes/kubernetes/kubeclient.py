@@ -38,6 +38,7 @@ from debugkit.runtimes.kubernetes.websocket import (
     ProtocolError,
     _read_headers,
     handshake,
+    shut_down,
     wait_io,
 )
 
@@ -872,12 +873,8 @@ class WatchStream:
         if self._done:
             return
         self._done = True
-        sock = self._conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # a watch cut short is never reused
-            except OSError:
-                pass
+        if self._conn.sock is not None:
+            shut_down(self._conn.sock)  # a watch cut short is never reused
         self._conn.close()
 
     def __enter__(self) -> "WatchStream":

@@ -26,6 +26,8 @@ import binascii
 import os
 from dataclasses import dataclass
 
+from debugkit.core.files import read_capped
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -176,16 +178,15 @@ def _parse(path: str, raw: bytes) -> dict:
 
 def _read(path: str, *, required: bool) -> dict | None:
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_KUBECONFIG_BYTES + 1)
-    except FileNotFoundError:
-        if required:
-            raise KubeConfigError(f"{path}: kubeconfig file does not exist") from None
-        return None
+        raw = read_capped(path, MAX_KUBECONFIG_BYTES)
     except IsADirectoryError:
         raise KubeConfigError(f"{path}: is a directory, not a kubeconfig file") from None
     except OSError as exc:
         raise KubeConfigError(f"{path}: cannot read kubeconfig: {exc.strerror or exc}") from None
+    if raw is None:
+        if required:
+            raise KubeConfigError(f"{path}: kubeconfig file does not exist")
+        return None
     if len(raw) > MAX_KUBECONFIG_BYTES:
         raise KubeConfigError(f"{path}: kubeconfig larger than {MAX_KUBECONFIG_BYTES >> 20} MiB")
     return _parse(path, raw)

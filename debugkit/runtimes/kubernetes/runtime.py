@@ -29,7 +29,8 @@ from debugkit.core.escape import safe
 from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
 from debugkit.core.spec import ENV_SESSION, base_spec
-from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user, with_target_env
+from debugkit.runtimes.base import (Plan, ResolvedTarget, Runtime, SessionRow, Streams, guard_command, guard_name,
+                                    local_user, with_target_env)
 from debugkit.runtimes.kubernetes import podsecurity, translate
 from debugkit.runtimes.kubernetes.errors import api_error
 from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
@@ -153,10 +154,13 @@ class KubernetesRuntime(Runtime):
         key = translate.reuse_key(spec, target_container=pt.container, custom=options.custom, local_user=me)
         reuse = None if options.new else reusable_container(pt.pod, key)
         name = reuse or spec.name
+        # The container this plan would start (also when a reused one has ended by the time
+        # of the exec): its keep-alive listens on its own name, which its execs hold.
         container_spec = spec.evolve(
-            command=tuple(translate.keepalive_command(name, idle=keep_alive, helper=helper)), stdin=False, tty=False,
+            command=tuple(translate.keepalive_command(spec.name, idle=keep_alive, helper=helper)), stdin=False,
+            tty=False,
         ).with_env(**{translate.ENV_REUSE: key, translate.ENV_KEEP_ALIVE: str(int(keep_alive)),
-                      translate.ENV_LOCAL_USER: me})
+                      translate.ENV_LOCAL_USER: me, translate.ENV_PROFILE: spec.profile})
         container = translate.ephemeral_container(container_spec, target_container=pt.container,
                                                   custom=options.custom)
         warnings = []
@@ -255,9 +259,8 @@ class KubernetesRuntime(Runtime):
         """(name, stream) of a guard for a session whose stdin is the person's: when this CLI
         dies the kubelet closes the guard's stdin, and the session's command is wound down
         (a TTY never tells its shell that the client went away)."""
-        name = f"{container}-guard-{plan.spec.session_id}"
-        return name, self.stream(plan.facts["pod_target"], container, translate.guard_command(name), stdin=True,
-                                 tty=False)
+        name = guard_name(container, plan.spec.session_id)
+        return name, self.stream(plan.facts["pod_target"], container, guard_command(name), stdin=True, tty=False)
 
     def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
         """The running debug container the plan uses: the one it reuses, or a new one."""
@@ -445,6 +448,7 @@ class KubernetesRuntime(Runtime):
                     user=f"{sc.get('runAsUser', '?')}:{sc.get('runAsGroup', '?')}",
                     state="running" if kind == "running" else label, age_s=age,
                     namespace=pod["metadata"]["namespace"], reusable=keep_alive not in (None, "0"),
+                    profile=env.get(translate.ENV_PROFILE) or "",
                     keep_alive_s=int(keep_alive) if keep_alive and keep_alive.isdigit() else None,
                 ))
         return rows

@@ -149,19 +149,16 @@ class KubeExecSession(ExecSession):
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
         step = StepRun(argv, timeout=timeout, max_output=max_output)
         ws = self.runtime.exec(self.plan, self.container, step.wrapped, stdin=False, tty=False)
+
+        def read(timeout: float):
+            try:
+                item = ws.recv(min(timeout, 0.5))
+            except EOFError:
+                return None
+            return [] if item is None else [(item[0] == STDERR, item[1])]
+
         try:
-            while True:
-                remaining = step.remaining()
-                if remaining <= 0:
-                    step.timed_out = True
-                    break
-                try:
-                    item = ws.recv(min(remaining, 0.5))
-                except EOFError:
-                    break
-                if item is not None:
-                    channel, data = item
-                    step.add(data, stderr=channel == STDERR)
+            step.collect(read)
             code = None if step.timed_out else _step_code(ws)
         finally:
             ws.close(wait=0.2)

@@ -9,7 +9,7 @@ import copy
 
 from debugkit.core.errors import InvalidInput
 from debugkit.core.spec import SidecarSpec
-from debugkit.runtimes.base import HELPER_PATH
+from debugkit.runtimes.base import HELPER_PATH, HELPER_PROTOCOL, reaped
 
 NAME_PREFIX = "debugkit-"
 # The toolbox's helper: the reaper and the keep-alive (toolbox-image/helper).
@@ -17,11 +17,10 @@ HELPER = HELPER_PATH
 ENV_REUSE = "DEBUGKIT_REUSE"            # what a later attach must match to exec into this container
 ENV_KEEP_ALIVE = "DEBUGKIT_KEEP_ALIVE"  # seconds the keep-alive stays up once idle
 ENV_LOCAL_USER = "DEBUGKIT_LOCAL_USER"
+ENV_PROFILE = "DEBUGKIT_SIDECAR_PROFILE"  # for `ps` (ephemeral containers carry no labels)
 # How long a keep-alive waits for its first command before it gives up (a CLI that died
 # between the PATCH and its first exec must not leave a container for ever).
 FIRST_COMMAND_SECONDS = 120
-# How long a session's guard waits for its command to hold it (started right after it).
-GUARD_FIRST_SECONDS = 30
 # Fields of the securityContext that decide privilege: --custom may not touch them
 # unless the profile already grants as much (see check_custom).
 PRIVILEGE_FIELDS = ("privileged", "runAsUser", "runAsGroup", "runAsNonRoot", "allowPrivilegeEscalation",
@@ -42,22 +41,11 @@ def keepalive_command(name: str, *, idle: float, helper: bool) -> list[str]:
     return ["sh", "-c", script, name, seconds, str(FIRST_COMMAND_SECONDS), str(max(60, int(idle)))]
 
 
-def guard_command(guard: str) -> list[str]:
-    """A keep-alive on an exec's stdin that this CLI holds: the command of a session whose
-    stdin and TTY are the person's holds it (reap --guard), and is wound down when it ends
-    (the CLI's connection dropped) or exits once the command has let go of it."""
-    return [HELPER, "keepalive", "--socket", guard, "--stdin", "--idle", "0", "--first", str(GUARD_FIRST_SECONDS)]
-
-
 def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, guard: str | None = None) -> list[str]:
-    """A command as an exec: under the reaper (orphans come to it, not to the target's PID
-    1, and the tree is ended and reaped when the command ends), holding the keep-alive's
-    socket while it runs. `watch_stdin`: the exec's stdin is ours, held open and never
-    written; the kubelet closes it when our connection drops (a killed CLI), and the
-    reaper then ends the command's tree."""
+    """A command as an exec (see base.reaped). Without the toolbox's helper: the image's
+    own debugkit-helper if it has one, else the bare command."""
     if helper:
-        watch = ["--watch-stdin"] if watch_stdin else ["--guard", guard] if guard else []
-        return [HELPER, "reap", "--hold", name, *watch, "--", *argv]
+        return reaped(name, argv, watch_stdin=watch_stdin, guard=guard)
     script = ('if command -v debugkit-helper >/dev/null 2>&1; then '
               'exec debugkit-helper reap --hold "$0" -- "$@"; fi; exec "$@"')
     return ["sh", "-c", script, name, *argv]
@@ -69,8 +57,10 @@ def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, 
     import hashlib
     import json
 
+    # The helper protocol too: a container started by an older debugkit runs a helper that
+    # may not know what this one asks of it (the image's tag can have moved since).
     facts = [target_container, local_user, spec.uid, spec.gid, list(spec.supplementary_groups), spec.image,
-             spec.profile, custom or {}]
+             spec.profile, custom or {}, HELPER_PROTOCOL]
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -511,11 +511,7 @@ class ChannelStream:
             pass
         finally:
             self._closed = True
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.sock.close()
+            shut_down(self.sock)
 
     def __enter__(self) -> "ChannelStream":
         return self
@@ -565,3 +561,13 @@ def exit_code_from_status(status: dict | None) -> int | None:
                 except (TypeError, ValueError):
                     return None
     return None
+
+
+def shut_down(sock) -> None:
+    """Shut a socket down both ways and close it: a stream cut short is never reused, and
+    a thread blocked reading it wakes up."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

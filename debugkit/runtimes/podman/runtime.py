@@ -63,6 +63,14 @@ class PodmanRuntime(DockerRuntime):
     def default_address(self):
         return podman_address()
 
+    def cli_argv(self, argv: list[str]) -> list[str]:
+        """`podman run ...`: the podman CLI reaches a local rootful store itself; a
+        remote service (CONTAINER_HOST) it reaches with --url."""
+        address = self.resolution.address.text
+        if argv[:1] != [self.cli] or address == f"unix://{DEFAULT_SOCKET}":
+            return argv
+        return [argv[0], "--url", address, *argv[1:]]
+
     @property
     def probe(self) -> ContainerProbe:
         return PodmanProbe(self.api, engine=self.engine, local=self.api.local, cli=self.cli)

@@ -60,12 +60,28 @@ def test_an_interactive_shell_that_leaves_background_jobs(target):
     assert_nothing_left(target, before)
 
 
-def test_an_interactive_shell_whose_cli_is_killed_leaves_nothing(runtime, target):
+@pytest.fixture(params=["one-shot", "kept-alive"])
+def lifetime(request, runtime) -> list[str]:
+    """A sidecar that ends with the session, or one kept alive for later sessions (which
+    outlives the CLI, so something else must end what the CLI was running)."""
+    if request.param == "kept-alive":
+        return ["--keep-alive", "5m"]
+    return ["--keep-alive", "0"] if runtime == "kubernetes" else []
+
+
+def ended_or_idle(target, lifetime):
+    """The sidecar is gone (one-shot) or still there, idle, for the next session."""
+    if "5m" in lifetime:
+        assert len(target.sidecars()) == 1
+    else:
+        wait_for(lambda: target.sidecars() == [], timeout=SETTLE_S, what=f"the sidecar of {target.ref} to end")
+
+
+def test_an_interactive_shell_whose_cli_is_killed_leaves_nothing(target, lifetime):
     """A TTY never tells its shell that the client went away: the session's keep-alive
-    (Docker, Podman) or its guard (Kubernetes) lives on our connection and ends it."""
+    (on our attach) or a guard (on an exec's stdin we hold) ends it."""
     before = under(target.host_pid)
-    flags = ["--keep-alive", "0"] if runtime == "kubernetes" else []
-    term = Pty(["attach", target.ref, *flags], env=target.env)
+    term = Pty(["attach", target.ref, *lifetime], env=target.env)
     try:
         term.expect(b"$ ", timeout=60)
         term.send("sleep 203 & echo job-$((40+2))\n")
@@ -75,7 +91,7 @@ def test_an_interactive_shell_whose_cli_is_killed_leaves_nothing(runtime, target
     finally:
         term.close()
     assert_nothing_left(target, before, timeout=SETTLE_S)
-    wait_for(lambda: target.sidecars() == [], timeout=SETTLE_S, what=f"the sidecar of {target.ref} to end")
+    ended_or_idle(target, lifetime)
 
 
 RUNBOOK_VARS = {
@@ -106,10 +122,9 @@ def test_bundled_runbooks_leave_nothing_in_either_toolbox(target, toolbox_varian
     assert_nothing_left(target, before)
 
 
-def test_a_cli_killed_mid_command_leaves_nothing_behind(runtime, target):
+def test_a_cli_killed_mid_command_leaves_nothing_behind(target, lifetime):
     before = under(target.host_pid)
-    flags = ["--keep-alive", "0"] if runtime == "kubernetes" else []
-    cli = subprocess.Popen([sys.executable, "-m", "debugkit", "attach", target.ref, *flags, "--", "sh", "-c",
+    cli = subprocess.Popen([sys.executable, "-m", "debugkit", "attach", target.ref, *lifetime, "--", "sh", "-c",
                             f"{BACKGROUND_JOBS}; sleep 250"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                            env={**os.environ, **target.env})
@@ -126,4 +141,4 @@ def test_a_cli_killed_mid_command_leaves_nothing_behind(runtime, target):
         cli.stderr.close()
     # No CLI is left to clean up: the sidecar ends the tree on its own.
     assert_nothing_left(target, before, timeout=SETTLE_S)
-    wait_for(lambda: target.sidecars() == [], timeout=SETTLE_S, what=f"the sidecar of {target.ref} to end")
+    ended_or_idle(target, lifetime)

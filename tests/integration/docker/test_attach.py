@@ -173,6 +173,44 @@ def test_user_override_wins(start_target, toolbox_image):
     assert result.stdout.split() == [b"4242", b"4343"]
 
 
+@pytest.fixture(scope="module")
+def image_with_an_entrypoint(docker_client, tmp_path_factory):
+    """A foreign sidecar image whose ENTRYPOINT is a program of its own (as most are)."""
+    context = tmp_path_factory.mktemp("entrypoint-image")
+    (context / "Dockerfile").write_text('FROM debian:bookworm-slim\nENTRYPOINT ["/bin/echo", "the image entrypoint ran"]\n')
+    tag = "debugkit-test/entrypoint:1"
+    docker_client.images.build(path=str(context), tag=tag, rm=True)
+    yield tag
+    docker_client.images.remove(tag, force=True)
+
+
+@pytest.mark.parametrize("flags", [(), ("--keep-alive", "1m")])
+def test_a_foreign_images_entrypoint_does_not_replace_the_command(start_target, toolbox_image,
+                                                                   image_with_an_entrypoint, flags):
+    target = start_target("named-user")
+    result = run_cli("attach", target.name, "--image", image_with_an_entrypoint, *flags, "--", "sh", "-c",
+                     "echo ours; exit 5")
+    out, err = text(result)
+    assert result.returncode == 5 and out == "ours\n", (out, err)
+    run_cli("gc", "--runtime", "docker", "--older-than", "0s")
+
+
+def test_a_toolbox_whose_helper_is_too_old_is_refused_with_the_fix(docker_client, start_target, toolbox_image,
+                                                                   tmp_path):
+    """An old build would fail every command with exit 125 (its helper lacks reap's newer
+    flags): refused before anything starts, with how to rebuild."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {toolbox_image}-slim\nLABEL io.debugkit.helper-protocol=2\n")
+    tag = "debugkit-test/old-helper:1"
+    docker_client.images.build(path=str(tmp_path), tag=tag, rm=True)
+    try:
+        target = start_target("named-user")
+        result = run_cli("attach", target.name, "--image", tag, "--", "true")
+        _assert_clean_error(result, ExitCode.IMAGE_MISSING, "older debugkit-helper (protocol 2")
+        assert leaked_sidecars(docker_client, **{"io.debugkit.target-id": target.id}) == []
+    finally:
+        docker_client.images.remove(tag, force=True)
+
+
 def test_missing_toolbox_image_says_how_to_get_it(start_target):
     target = start_target("named-user")
     _assert_clean_error(run_cli("attach", target.name, "--", "true", env={"DEBUGKIT_IMAGE": "debugkit/toolbox:absent"}),
