@@ -516,3 +516,46 @@ def test_the_fleet_report_has_a_summary_table_then_each_targets_steps():
     assert [r["status"] for r in data["results"]] == ["passed", "error", "not started"]
     assert data["results"][0]["report"]["steps"][0]["stdout"] == "65532\n"
     assert data["results"][1]["error"]["exit_code"] == 80
+
+
+# -- a fleet's pods share their image -------------------------------------------------------------------------------
+
+def test_each_image_is_read_once_per_process_not_once_per_pod(monkeypatch):
+    from debugkit.core.errors import IdentityUnresolved
+    from debugkit.runtimes.kubernetes import identity
+
+    monkeypatch.setattr(identity, "_IMAGES", {})
+    monkeypatch.setattr(identity, "_IMAGE_LOCKS", {})
+    reads = []
+
+    def read_now(self):
+        reads.append(self.pt.pod_name)
+        time.sleep(0.05)
+        if self.pt.container_spec["image"] == "broken":
+            raise IdentityUnresolved("cannot read the image config of broken: 503")
+        return "nonroot", {"etc/passwd": "nonroot:x:65532:65532::/home/nonroot:/sbin/nologin\n"}, "registry r"
+
+    monkeypatch.setattr(identity.PodIdentity, "_read_image_now", read_now)
+
+    def target(name, image="reg/app:1", image_id="sha256:abc", node="n1"):
+        raw = {"metadata": {"name": name}, "spec": {"nodeName": node, "containers": [{"name": "app", "image": image}]},
+               "status": {"containerStatuses": [{"name": "app", "imageID": image_id}]}}
+        return identity.PodIdentity(None, identity.PodTarget("ns", name, "app", raw))
+
+    same = [target(f"p{i}") for i in range(8)]
+    threads = [threading.Thread(target=t.image_user) for t in same]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(reads) == 1  # eight pods in parallel, one read
+    assert same[3].image_identity().uid == 65532
+    # A repo digest may be a multi-platform index: once per node then.
+    for node in ("n1", "n2", "n1"):
+        target("q", image_id="reg/app@sha256:def", node=node).image_user()
+    assert len(reads) == 3
+    # A failure is the same answer for every pod of that image, without asking again.
+    for name in ("b1", "b2"):
+        with pytest.raises(IdentityUnresolved, match="503"):
+            target(name, image="broken", image_id="sha256:bad").image_user()
+    assert reads.count("b1") == 1 and "b2" not in reads
