@@ -475,7 +475,8 @@ def reusable_container(pod: dict, key: str) -> str | None:
     for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
         env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
         state = states.get(ctr["name"], {})
+        # --keep-alive 0 made it to end with its command: it is ending, or gone, not reusable.
         if ctr["name"].startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
-                and "terminated" not in state:
+                and "terminated" not in state and env.get(translate.ENV_KEEP_ALIVE) != "0":
             return ctr["name"]
     return None
