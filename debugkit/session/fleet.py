@@ -322,7 +322,18 @@ class Fleet:
         queue.reverse()  # pop() from the end: the members' order
         lock = threading.Lock()
 
-        def worker() -> None:
+        # The main thread waits on these, not on Thread.join: a Ctrl-C that interrupts a
+        # join marks that thread as stopped while it still runs (CPython 3.11, bpo-45274's
+        # handling), and its target would go unreported.
+        finished: dict[int, threading.Event] = {}
+
+        def worker(index: int) -> None:
+            try:
+                work_through()
+            finally:
+                finished[index].set()
+
+        def work_through() -> None:
             while not self._stop.is_set():
                 with lock:
                     if not queue:
@@ -358,14 +369,15 @@ class Fleet:
                     self._stop.set()
                 self.on_change(outcome)
 
-        threads = [threading.Thread(target=worker, daemon=True, name=f"debugkit-fleet-{i}")
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True, name=f"debugkit-fleet-{i}")
                    for i in range(max(1, min(self.parallel, len(self.members))))]
+        finished.update((i, threading.Event()) for i in range(len(threads)))
         try:
             for thread in threads:  # a Ctrl-C already while they start is handled below
                 thread.start()
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)
+            for i in range(len(threads)):
+                while not finished[i].wait(0.2):
+                    pass
         except (KeyboardInterrupt, Interrupted) as exc:
             if isinstance(exc, Interrupted):
                 self._interrupt_code = int(exc.exit_code)
@@ -373,9 +385,9 @@ class Fleet:
             self._stop.set()
             cancel()
             deadline = time.monotonic() + INTERRUPT_GRACE_S
-            for thread in threads:
-                if thread.ident is not None:
-                    thread.join(max(0.0, deadline - time.monotonic()))
+            for i, thread in enumerate(threads):
+                if thread.ident is not None:  # started
+                    finished[i].wait(max(0.0, deadline - time.monotonic()))
             for outcome in self.outcomes:
                 if outcome.status == "running":
                     outcome.duration_s = outcome.elapsed()

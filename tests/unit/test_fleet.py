@@ -296,10 +296,14 @@ def test_ctrl_c_cancels_the_running_targets_starts_no_more_and_is_raised():
         cancelled.append(time.monotonic())
         release.set()
 
-    runner = fleet.Fleet(members(8), parallel=3)
+    reported = []
+    runner = fleet.Fleet(members(8), parallel=3, on_change=lambda o: reported.append((o.target, o.status)))
     with pytest.raises(KeyboardInterrupt):
         runner.run(work, cancel=cancel)
     assert len(cancelled) == 1
+    # Every target that was running reported its own end before the interruption was raised
+    # (a Ctrl-C inside Thread.join would have lost the one being joined).
+    assert sorted(t for t, status in reported if status == "interrupted") == ["pod/p1", "pod/p2", "pod/p3"]
     statuses = [o.status for o in runner.outcomes]
     assert statuses[0] == "passed"
     assert statuses[1:4] == ["interrupted"] * 3
