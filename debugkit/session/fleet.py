@@ -263,14 +263,25 @@ class Cleanup:
         if stop is None or not containers:
             return
         # In parallel: each stop is a graceful SIGTERM (the reaper ends the command's
-        # tree), up to `grace` seconds, then the removal.
-        threads = [threading.Thread(target=_quietly, args=(stop, cid), kwargs={"graceful": True, "grace": grace},
-                                    daemon=True, name="debugkit-fleet-stop") for cid in containers]
+        # tree), up to `grace` seconds, then the removal, and a wait until it is gone (the
+        # engine's own AutoRemove may have begun first: then the removal returns at once).
+        def end(container_id: str) -> None:
+            _quietly(stop, container_id, graceful=True, grace=grace)
+            _quietly(self._wait_gone, container_id, timeout=5.0)
+
+        threads = [threading.Thread(target=end, args=(cid,), daemon=True, name="debugkit-fleet-stop")
+                   for cid in containers]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + grace + 10
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _wait_gone(self, container_id: str, *, timeout: float) -> None:
+        api = self.runtime.api
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and api.containers(all=True, filters={"id": [container_id]}):
+            time.sleep(0.05)
 
 
 def _close(stream) -> None:
