@@ -12,7 +12,8 @@ ephemeral container that ends with its command. At the end, the same two debugki
 commands without those flags, twice: the second run reuses the debug containers the
 first one left (the default keep-alive), which is what a second command over a fleet costs. The namespace enforces `baseline`, because
 kubectl debug's default profile is rejected by `restricted` (debugkit's containers would
-pass either). Rounds alternate the order; the ratios use medians from the same run.
+pass either). One warm-up round is not counted; rounds alternate the order; the ratios use
+medians from the same run. The node is shared: run it when nothing else is.
 
     .venv/bin/python benchmarks/fleet_vs_kubectl_loop.py [--replicas 20] [--parallel 10] [--rounds 3]
 """
@@ -99,6 +100,11 @@ def main() -> int:
         loop = ["sh", "-c", f"for p in {' '.join(pods)}; do {one}; done"]
         xargs = ["sh", "-c", f"printf '%s\\n' {' '.join(pods)} | xargs -P {args.parallel} -I{{}} "
                  + one.replace('"$p"', "{}")]
+        # A warm-up, not counted: the node is still busy settling the 20 new pods for a while
+        # after the rollout, and the first ephemeral container of a pod costs more than the next.
+        time.sleep(10)
+        for argv in (fleet, xargs):
+            timed(argv, env=env)
         for round_ in range(args.rounds):
             order = [("fleet", fleet), ("loop", loop), ("single", single), ("xargs", xargs)]
             if round_ % 2:
