@@ -22,7 +22,8 @@ from debugkit.cli.fleet import fleet_options
 @target_options
 @fleet_options
 @sidecar_options
-def attach(target, command, stdin, tty, output, selector, all_namespaces, filters, parallel, fail_fast, **kwargs):
+def attach(target, command, stdin, tty, output, selector, all_namespaces, filters, filter_runtime, parallel, fail_fast,
+           **kwargs):
     """Start a debug sidecar next to TARGET; run COMMAND in it, or a shell.
 
     \b
@@ -37,7 +38,11 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     Many targets at once, in parallel, each with its own line and exit code:
       deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME   (Kubernetes workloads)
       -l SELECTOR [-A]                                (pods by label, no TARGET)
-      --filter label=K=V, compose/PROJECT[/SERVICE]   (Docker, Podman)
+      --filter label=K=V [--runtime podman]           (Docker, Podman)
+      compose/PROJECT[/SERVICE], podman://compose/... (Compose labels)
+    --parallel N at a time (default 8); --fail-fast starts no new target after a
+    failure. Exit status: 0 if every target passed, 1 if one failed, or debugkit's
+    own error code when no target could be reached. -o json: one object per target.
     """
     from debugkit.core.targets import parse_many
 
@@ -48,7 +53,8 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     elif target is None:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
     many = parse_many(target, namespace=kwargs.get("namespace"), container=kwargs.get("container"),
-                      selector=selector, all_namespaces=all_namespaces, filters=tuple(filters))
+                      selector=selector, all_namespaces=all_namespaces, filters=tuple(filters),
+                      filter_runtime=filter_runtime)
     if many is not None:
         from debugkit.cli.fleet import attach_many
 

@@ -1,6 +1,8 @@
 """Fleet output: one live line per target on a terminal, prefixed lines otherwise, or JSON.
 
-Shared by `attach MANY -- CMD` and `runbook run RUNBOOK MANY`.
+Shared by `attach MANY -- CMD` and `runbook run RUNBOOK MANY`. A target's output is
+printed, prefixed with its name, when it is done (its stdout on stdout, the rest on
+stderr); on a terminal a table below it shows every target's state and clock.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from debugkit.cli.common import err
 
 SYMBOL = {"pending": "…", "running": "▶", "passed": "✔", "failed": "✘", "error": "!", "interrupted": "■",
           "not started": "-"}
+STYLE = {"passed": "green", "failed": "red", "error": "red", "interrupted": "yellow", "running": "cyan"}
 
 
 def fleet_options(func):
@@ -23,6 +26,8 @@ def fleet_options(func):
     func = click.option("-A", "--all-namespaces", is_flag=True, help="With -l: in every namespace.")(func)
     func = click.option("--filter", "filters", multiple=True, metavar="label=K[=V]",
                         help="Docker/Podman: every running container with this label (repeatable).")(func)
+    func = click.option("--runtime", "filter_runtime", type=click.Choice(["docker", "podman"]), default=None,
+                        help="With --filter: the engine to look in (default: docker).")(func)
     func = click.option("--parallel", type=click.IntRange(1, 64), default=8, show_default=True,
                         help="Targets at a time, when the target names many.")(func)
     func = click.option("--fail-fast", is_flag=True, help="Start no new target after the first failure.")(func)
@@ -51,56 +56,71 @@ class Display:
             from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(self._table(), console=Console(), refresh_per_second=8, transient=False)
+            # The table is rebuilt at every refresh (__rich__), so running targets' clocks tick.
+            self.live = Live(self, console=Console(), refresh_per_second=4, transient=False)
             self.live.start()
 
-    def _table(self):
+    def __rich__(self):
         from rich.table import Table
+        from rich.text import Text
 
         from debugkit.core.escape import safe
 
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
         for column in ("", "target", "status", "exit", "time"):
             table.add_column(column)
-        for o in self.outcomes:
+        for o in list(self.outcomes):
             code = "-" if o.exit_code is None else str(o.exit_code)
-            note = f" {safe(o.error['message'])[:60]}" if o.error else ""
-            table.add_row(SYMBOL.get(o.status, "?"), safe(o.target), o.status + note, code,
-                          f"{o.duration_s:.1f}s" if o.duration_s else "")
+            status = Text(o.status, style=STYLE.get(o.status, ""))
+            if o.error:
+                status.append(f" {safe(o.error['message'])[:80]}")
+            elapsed = o.elapsed()
+            table.add_row(SYMBOL.get(o.status, "?"), Text(safe(o.target)), status, code,
+                          f"{elapsed:.1f}s" if o.started is not None else "")
         return table
 
-    def changed(self, outcome) -> None:
+    def _lines(self, outcome) -> list[tuple[str, bool]]:
+        """(line, goes to stdout) of a finished target: its output, prefixed, then its status."""
         from debugkit.core.escape import safe
 
+        prefix = safe(outcome.target)
+        lines = [(f"{prefix}: {line}", True) for line in outcome.stdout.splitlines()]
+        lines += [(f"{prefix}: [stderr] {line}", False) for line in outcome.stderr.splitlines()]
+        if outcome.error:
+            lines.append((f"{prefix}: {outcome.status} ({outcome.error['exit_code']}): "
+                          f"{safe(outcome.error['message'])}", False))
+        else:
+            code = "" if outcome.exit_code is None else f", exit {outcome.exit_code}"
+            lines.append((f"{prefix}: {outcome.status}{code} ({outcome.duration_s:.2f}s)", False))
+        if outcome.truncated:
+            lines.append((f"{prefix}: (output truncated at {64 * 1024} bytes per stream)", False))
+        return lines
+
+    def changed(self, outcome) -> None:
+        if self.output != "text" or outcome.status in ("pending", "running"):
+            return  # a live table shows it at its next refresh
         with self._lock:
             if self.live is not None:
-                self.live.update(self._table())
+                from rich.text import Text
+
+                for line, _out in self._lines(outcome):
+                    self.live.console.print(Text(line), soft_wrap=True, highlight=False)
+                self.live.refresh()
                 return
-            if self.output != "text" or outcome.status in ("pending", "running"):
-                return
-            prefix = safe(outcome.target)
-            for line in outcome.stdout.splitlines():
-                click.echo(f"{prefix}: {line}")
-            for line in outcome.stderr.splitlines():
-                click.echo(f"{prefix}: [stderr] {line}")
-            if outcome.error:
-                click.echo(f"{prefix}: error ({outcome.error['exit_code']}): {safe(outcome.error['message'])}")
-            else:
-                click.echo(f"{prefix}: {outcome.status}, exit {outcome.exit_code} ({outcome.duration_s:.2f}s)")
+            for line, out in self._lines(outcome):
+                click.echo(line, err=not out)
 
     def finish(self, outcomes) -> None:
-        if self.live is not None:
-            self.live.update(self._table())
-            self.live.stop()
-            from debugkit.core.escape import safe
-
-            for o in outcomes:
-                if o.status in ("failed", "error") and (o.stdout or o.stderr):
-                    click.echo(f"--- {safe(o.target)} ---")
-                    if o.stdout:
-                        click.echo(o.stdout.rstrip("\n"))
-                    if o.stderr:
-                        click.echo(o.stderr.rstrip("\n"), err=True)
+        with self._lock:
+            if self.live is not None:
+                self.live.refresh()
+                self.live.stop()
+                self.live = None
+                if self.output == "text":
+                    for o in outcomes:  # cut short by Ctrl-C: they had no line yet
+                        if o.status in ("interrupted", "not started") and o.started is not None:
+                            for line, out in self._lines(o):
+                                click.echo(line, err=not out)
         if self.output == "json":
             click.echo(json.dumps([o.as_dict() for o in outcomes], indent=2))
         counts: dict[str, int] = {}
@@ -115,12 +135,13 @@ def _refused_interactive(many, members) -> None:
     from debugkit.core.escape import safe
 
     shown = ", ".join(safe(m.label) for m in members[:10]) + (" ..." if len(members) > 10 else "")
-    raise InvalidInput(f"an interactive shell needs one target, and {many} matches {len(members)}: "
-                       f"{shown or 'nothing'}; pick one, e.g. debugkit attach {safe(str(members[0].ref)) if members else 'TARGET'}")
+    example = safe(str(members[0].ref))
+    raise InvalidInput(f"an interactive shell needs one target, and {many} matches {len(members)}: {shown}; "
+                       f"pick one, e.g. debugkit attach {example}, or run a command on all of them after --")
 
 
 def _runner(many, kwargs):
-    """(shared runtime, members, skipped, cancel) for a reference that names many."""
+    """(options, shared runtime, members, skipped, cleanup) for a reference that names many."""
     from debugkit.cli.common import raw_options
     from debugkit.session import fleet, flow
 
@@ -128,26 +149,9 @@ def _runner(many, kwargs):
     with flow.refusals_audited(base):
         runtime = fleet.runtime_for(many, base["connection"])
         members, skipped = fleet.expand(many, runtime)
-    opened: list = []
-    created: list[str] = []
-
-    def on_created(plan, container_id):
-        flow.record_created(plan, container_id)
-        created.append(container_id)
-
-    runtime.on_created = on_created
-    runtime.on_stream = opened.append
-
-    def cancel() -> None:
-        for stream in list(opened):
-            try:
-                stream.close()
-            except Exception:  # noqa: BLE001 - it may be closed already
-                pass
-        for container_id in list(created):
-            runtime.stop_container(container_id, graceful=True)
-
-    return base, runtime, members, skipped, cancel
+        fleet.require_members(many, members, skipped)
+    cleanup = fleet.Cleanup(runtime, record_created=flow.record_created)
+    return base, runtime, members, skipped, cleanup
 
 
 def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwargs) -> int:
@@ -156,10 +160,10 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
     from debugkit.session import fleet, flow
     from debugkit.session.signals import signals_as_exceptions
 
-    base, runtime, members, skipped, cancel = _runner(many, kwargs)
-    if not command or tty or stdin:
-        if not command or tty:
-            _refused_interactive(many, members)
+    base, runtime, members, skipped, cleanup = _runner(many, kwargs)
+    if not command or tty:
+        _refused_interactive(many, members)
+    if stdin:
         raise InvalidInput("-i cannot feed one stdin to many targets")
     display = Display(output=output, what=f"attach {many}")
     runner = fleet.Fleet(members, parallel=parallel, fail_fast=fail_fast, on_change=display.changed)
@@ -178,7 +182,8 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
     display.start(runner.outcomes, skipped)
     try:
         with signals_as_exceptions():
-            outcomes = runner.run(work, cancel=cancel)
+            outcomes = runner.run(work, cancel=cleanup.cancel, done=cleanup.forget,
+                                  review=lambda m, o: fleet.explain_failure(runtime, m, o))
     finally:
         display.finish(runner.outcomes)
     return fleet.exit_status(outcomes)
@@ -190,7 +195,7 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
     from debugkit.session import fleet, flow
     from debugkit.session.signals import signals_as_exceptions
 
-    base, runtime, members, skipped, cancel = _runner(many, {**kwargs, "profile": profile})
+    base, runtime, members, skipped, cleanup = _runner(many, {**kwargs, "profile": profile})
     display = Display(output="text" if output == "text" else "quiet", what=f"runbook {book.source} over {many}")
     runner = fleet.Fleet(members, parallel=parallel, fail_fast=fail_fast, on_change=display.changed)
     record = {"runbook": book.path, "runbook_sha256": book.sha256}
@@ -201,14 +206,16 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
             outcome.report = execute.execute(book, values, session)
         outcome.exit_code = 0 if outcome.report.passed else 1
         outcome.status = "passed" if outcome.report.passed else "failed"
-        outcome.stdout = render.render_text(outcome.report) if display.terminal else ""
+        if output == "text":
+            outcome.stdout = render.render_text(outcome.report)
 
     runner.prepare()
     display.start(runner.outcomes, skipped)
     interrupted = None
     try:
         with signals_as_exceptions():
-            runner.run(work, cancel=cancel)
+            runner.run(work, cancel=cleanup.cancel, done=cleanup.forget,
+                       review=lambda m, o: fleet.explain_failure(runtime, m, o))
     except BaseException as exc:  # Ctrl-C/SIGTERM: report what finished, then exit 130/143
         interrupted = exc
     finally:

@@ -66,12 +66,17 @@ def granted_profile(book, flag: str | None) -> str:
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="Security profile. A runbook that asks for more than restricted runs only with this flag.")
 @fleet_options
-def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters, parallel,
-        fail_fast, **kwargs):
+def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters,
+        filter_runtime, parallel, fail_fast, **kwargs):
     """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
 
     Exit status: 0 if every step not marked continue_on_failure passed, 1 if one
     failed (the report says which and why), 65 if the runbook is invalid.
+
+    \b
+    TARGET may name many (deploy/NAME, compose/PROJECT, or -l SELECTOR, --filter
+    label=K=V instead of a TARGET): the runbook runs on each, --parallel N at a time,
+    and --report writes one fleet report (a summary table, then each target's steps).
     """
     from debugkit.core.targets import parse_many
     from debugkit.runbook import execute, load, render, report, variables
@@ -81,7 +86,8 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     if target is None and selector is None and not filters:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
     many = parse_many(target, namespace=kwargs.get("namespace"), container=kwargs.get("container"),
-                      selector=selector, all_namespaces=all_namespaces, filters=tuple(filters))
+                      selector=selector, all_namespaces=all_namespaces, filters=tuple(filters),
+                      filter_runtime=filter_runtime)
     raw = raw_options(target if many is None else str(many), profile=profile, **kwargs)
     # Everything that can be refused is refused here, before any engine is contacted.
     with flow.refusals_audited(raw):

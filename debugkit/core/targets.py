@@ -100,18 +100,23 @@ WORKLOAD_SHORT = {"deployments": "deploy", "statefulsets": "sts", "daemonsets": 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# Compose names projects [a-z0-9][a-z0-9_-]* and services [a-zA-Z0-9._-]+.
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SELECTOR_TERM = re.compile(r"^!?[A-Za-z0-9./_-]+(\s*(=|==|!=)\s*[A-Za-z0-9._-]*|\s+(in|notin)\s+\([A-Za-z0-9._,\s-]*\))?$")
 
 
 def parse_many(ref: str | None, *, namespace: str | None = None, container: str | None = None,
                selector: str | None = None, all_namespaces: bool = False,
-               filters: tuple[str, ...] = ()) -> ManyRef | None:
+               filters: tuple[str, ...] = (), filter_runtime: str | None = None) -> ManyRef | None:
     """A reference that names many targets, or None when `ref` names one (parse_target).
     deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME; -l SELECTOR [--all-namespaces];
-    --filter label=K=V (Docker, Podman); compose/PROJECT[/SERVICE] (podman://compose/... too)."""
+    --filter label=K=V [--runtime podman] (Docker, Podman); compose/PROJECT[/SERVICE]
+    (podman://compose/... too)."""
     chosen = [bool(ref), selector is not None, bool(filters)]
     if sum(chosen) > 1:
         raise InvalidInput("give one of: a TARGET, -l/--selector, or --filter")
+    if filter_runtime is not None and not filters:
+        raise InvalidInput("--runtime goes with --filter (a TARGET names its own runtime: podman://NAME)")
     if all_namespaces and selector is None:
         raise InvalidInput("--all-namespaces goes with -l/--selector")
     if all_namespaces and namespace:
@@ -131,7 +136,12 @@ def parse_many(ref: str | None, *, namespace: str | None = None, container: str 
                 raise InvalidInput(f"invalid --filter {item!r}: use label=KEY or label=KEY=VALUE")
             check_label(value.partition("=")[0], item)
             labels.append(value)
-        return ContainerSetRef(labels=tuple(labels), runtime="docker")
+        runtime = filter_runtime or "docker"
+        if namespace is not None or container is not None:
+            raise InvalidInput("--namespace and --container apply to Kubernetes targets, not to --filter")
+        return ContainerSetRef(labels=tuple(labels), runtime=runtime,
+                               description=("podman: " if runtime == "podman" else "")
+                               + " ".join(f"label={label}" for label in labels))
     if not ref:
         return None
     runtime = "docker"
@@ -144,8 +154,13 @@ def parse_many(ref: str | None, *, namespace: str | None = None, container: str 
         parts = text.split("/")[1:]
         if len(parts) not in (1, 2) or not all(parts):
             raise InvalidInput(f"invalid target {ref!r}: expected compose/PROJECT[/SERVICE]")
+        for part in parts:
+            if not _LABEL_VALUE.match(part):
+                raise InvalidInput(f"invalid target {ref!r}: {part!r} is not a Compose project or service name")
+        if namespace is not None or container is not None:
+            raise InvalidInput("--namespace and --container apply to Kubernetes targets, not to compose/")
         labels = [f"{COMPOSE_PROJECT}={parts[0]}"] + ([f"{COMPOSE_SERVICE}={parts[1]}"] if len(parts) == 2 else [])
-        return ContainerSetRef(labels=tuple(labels), runtime=runtime, description=text)
+        return ContainerSetRef(labels=tuple(labels), runtime=runtime, description=ref)
     kind, sep, rest = ref.partition("/")
     if sep and kind in WORKLOAD_KINDS:
         if not rest or "/" in rest:

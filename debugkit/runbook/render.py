@@ -169,11 +169,15 @@ def render_fleet_markdown(runbook: Runbook, entries: list[dict]) -> str:
     out += fleet_summary_rows(entries)
     for e in entries:
         out += ["", f"## {e['target']}: {e['status'].upper()}", ""]
+        if e.get("error"):
+            verb = "Cut short" if e.get("report") is not None else "Not run"
+            out += [f"{verb}: {e['error']['message']} (exit {e['error']['exit_code']})", ""]
         if e.get("report") is not None:
-            body = render_markdown(e["report"]).split("\n", 2)[2]  # without its own title
-            out.append(body.replace("\n## ", "\n### "))
-        elif e.get("error"):
-            out.append(f"Not run: {e['error']['message']} (exit {e['error']['exit_code']})")
+            body = render_markdown(e["report"])
+            body = body[body.index("- **Target:**"):]  # without its title and the runbook's description
+            out.append(body.replace("\n## ", "\n### ").rstrip("\n"))
+        elif not e.get("error"):
+            out.append("Not started (--fail-fast after a failure, or an interruption).")
     return "\n".join(out) + "\n"
 
 

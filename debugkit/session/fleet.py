@@ -15,14 +15,24 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from debugkit import runtimes
-from debugkit.core.errors import DebugkitError, ExitCode, Interrupted, InvalidInput
+from debugkit.core.errors import (
+    DebugkitError,
+    ExitCode,
+    Interrupted,
+    InvalidInput,
+    TargetNotFound,
+    TargetNotRunning,
+)
+from debugkit.core.escape import safe
 from debugkit.core.options import Connection
 from debugkit.core.targets import ContainerRef, ContainerSetRef, ManyRef, PodRef, SelectorRef, WorkloadRef
 from debugkit.session import defaults
 
+# Each stream of each target is kept up to this, as a runbook step's output is.
 MAX_CAPTURE = 64 * 1024
-WORKLOAD_API = {"deployments": "apps/v1", "statefulsets": "apps/v1", "daemonsets": "apps/v1",
-                "replicasets": "apps/v1", "jobs": "batch/v1"}
+# After Ctrl-C: how long the running targets get, all together, to wind down once their
+# sidecars were stopped and their streams closed.
+INTERRUPT_GRACE_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,12 @@ class Outcome:
     truncated: bool = False
     error: dict | None = None       # {"message": ..., "exit_code": ...}: debugkit's own failure
     report: object = None           # a runbook's Report, when a runbook ran
+    started: float | None = None    # time.monotonic() when it started (a live display's clock)
+
+    def elapsed(self) -> float:
+        if self.status == "running" and self.started is not None:
+            return time.monotonic() - self.started
+        return self.duration_s
 
     def as_dict(self) -> dict:
         return {"target": self.target, "namespace": self.namespace, "container": self.container,
@@ -101,7 +117,7 @@ def _containers(many: ContainerSetRef, runtime) -> tuple[list[Member], list[tupl
         if ctr.get("State") != "running":
             skipped.append((name, f"not running ({ctr.get('State', '?')})"))
             continue
-        members.append(Member(ContainerRef(name, runtime=many.runtime), label=name))
+        members.append(Member(ContainerRef(name, runtime=many.runtime), label=name, container=name))
     return members, skipped
 
 
@@ -125,6 +141,8 @@ def selector_of(workload: dict, kind: str, name: str) -> str:
 
 
 def _pods(many: WorkloadRef | SelectorRef, runtime) -> tuple[list[Member], list[tuple[str, str]]]:
+    """One list of the pods the selector matches (one request, one consistent snapshot):
+    the running ones are the targets, the others are reported with why they are not."""
     api = runtime.api
     if isinstance(many, SelectorRef) and many.all_namespaces:
         namespace = None
@@ -135,16 +153,17 @@ def _pods(many: WorkloadRef | SelectorRef, runtime) -> tuple[list[Member], list[
     else:
         selector = many.selector
     where = namespace or "(all namespaces)"
-    running = runtime.call(api.list_pods, namespace, label_selector=selector, field_selector="status.phase=Running",
-                           verb="list", resource="pods", namespace=where)
-    others = runtime.call(api.list_pods, namespace, label_selector=selector, field_selector="status.phase!=Running",
-                          verb="list", resource="pods", namespace=where)
+    found = runtime.call(api.list_pods, namespace, label_selector=selector, verb="list", resource="pods",
+                         namespace=where)
     members, skipped = [], []
-    for pod in others.get("items") or []:
-        skipped.append((f"pod/{pod['metadata']['name']}", f"phase {pod.get('status', {}).get('phase', '?')}"))
-    for pod in sorted(running.get("items") or [], key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
+    for pod in sorted(found.get("items") or [], key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
         meta = pod["metadata"]
-        label = f"pod/{meta['name']}"
+        # Across namespaces a name alone is ambiguous: debugkit's own NAMESPACE/POD form.
+        label = f"pod/{meta['name']}" if namespace else f"k8s://{meta['namespace']}/{meta['name']}"
+        phase = (pod.get("status") or {}).get("phase", "?")
+        if phase != "Running":
+            skipped.append((label, f"phase {phase}"))
+            continue
         if meta.get("deletionTimestamp"):
             skipped.append((label, "terminating"))
             continue
@@ -153,7 +172,7 @@ def _pods(many: WorkloadRef | SelectorRef, runtime) -> tuple[list[Member], list[
             names = ", ".join(c["name"] for c in pod["spec"]["containers"])
             skipped.append((label, f"several containers and no -c ({names})"))
             continue
-        state = next((st.get("state") or {} for st in pod.get("status", {}).get("containerStatuses") or []
+        state = next((st.get("state") or {} for st in (pod.get("status") or {}).get("containerStatuses") or []
                       if st["name"] == container), None)
         if state is None:
             skipped.append((label, f"no container {container!r}"))
@@ -167,10 +186,19 @@ def _pods(many: WorkloadRef | SelectorRef, runtime) -> tuple[list[Member], list[
 
 
 def _read_workload(runtime, many: WorkloadRef, namespace: str) -> dict:
-    group = WORKLOAD_API[many.kind]
-    path = f"/apis/{group}/namespaces/{namespace}/{many.kind}/{many.name}"
-    return runtime.call(runtime.api.request, "GET", path, verb="get", resource=many.kind, namespace=namespace,
-                        name=many.name)
+    return runtime.call(runtime.api.read_workload, many.kind, namespace, many.name, verb="get",
+                        resource=many.kind, namespace=namespace, name=many.name)
+
+
+def require_members(many: ManyRef, members: list[Member], skipped: list[tuple[str, str]]) -> None:
+    """Nothing to run on is debugkit's own error, with its exit code: 66 when the reference
+    matches nothing, 67 when what it matches does not run."""
+    if members:
+        return
+    if not skipped:
+        raise TargetNotFound(f"{many} matches no {'containers' if isinstance(many, ContainerSetRef) else 'pods'}")
+    shown = "; ".join(f"{name}: {why}" for name, why in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+    raise TargetNotRunning(f"{many}: none of the {len(skipped)} it matches can be debugged ({safe(shown)})")
 
 
 def _default_container(pod: dict) -> str | None:
@@ -183,6 +211,95 @@ def _default_container(pod: dict) -> str | None:
 
 # -- running --------------------------------------------------------------------------------------------
 
+class Cleanup:
+    """What the targets running right now have started, so that Ctrl-C can end it all
+    from the main thread: Docker and Podman sidecars (stopped and removed), and
+    Kubernetes exec streams (closed; an ephemeral container cannot be removed, its
+    keep-alive ends it). Hooked into the shared runtime. Once cancelled, whatever a
+    target still starts is ended as soon as it exists. Each target's own entries are
+    forgotten when it is done, so the bookkeeping stays as small as --parallel."""
+
+    def __init__(self, runtime, *, record_created: Callable | None = None):
+        self.runtime = runtime
+        self._record = record_created
+        self._lock = threading.Lock()
+        self._containers: dict[int, list[str]] = {}
+        self._streams: dict[int, list[object]] = {}
+        self.cancelled = False
+        runtime.on_created = self.on_created
+        runtime.on_stream = self.on_stream
+
+    def on_created(self, plan, container_id: str) -> None:
+        if self._record is not None:
+            self._record(plan, container_id)
+        with self._lock:
+            if not self.cancelled:
+                self._containers.setdefault(threading.get_ident(), []).append(container_id)
+                return
+        # Interrupted meanwhile: the runtime removes a container whose hook raised.
+        raise Interrupted("interrupted before the sidecar started")
+
+    def on_stream(self, stream) -> None:
+        with self._lock:
+            if not self.cancelled:
+                self._streams.setdefault(threading.get_ident(), []).append(stream)
+                return
+        _close(stream)  # its reader sees the end at once
+
+    def forget(self) -> None:
+        """The calling thread's target is done: what it started is its own runtime's to end."""
+        with self._lock:
+            self._containers.pop(threading.get_ident(), None)
+            self._streams.pop(threading.get_ident(), None)
+
+    def cancel(self, *, grace: float = 3.0) -> None:
+        with self._lock:
+            self.cancelled = True
+            streams = [s for group in self._streams.values() for s in group]
+            containers = [c for group in self._containers.values() for c in group]
+        for stream in streams:
+            _close(stream)
+        stop = getattr(self.runtime, "stop_container", None)
+        if stop is None or not containers:
+            return
+        # In parallel: each stop is a graceful SIGTERM (the reaper ends the command's
+        # tree), up to `grace` seconds, then the removal, and a wait until it is gone (the
+        # engine's own AutoRemove may have begun first: then the removal returns at once).
+        def end(container_id: str) -> None:
+            _quietly(stop, container_id, graceful=True, grace=grace)
+            _quietly(self._wait_gone, container_id, timeout=5.0)
+
+        threads = [threading.Thread(target=end, args=(cid,), daemon=True, name="debugkit-fleet-stop")
+                   for cid in containers]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + grace + 10
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _wait_gone(self, container_id: str, *, timeout: float) -> None:
+        api = self.runtime.api
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and api.containers(all=True, filters={"id": [container_id]}):
+            time.sleep(0.05)
+
+
+def _close(stream) -> None:
+    try:
+        stream.close(wait=0)  # a Kubernetes channel stream: no close handshake to wait for
+    except TypeError:
+        stream.close()
+    except Exception:  # noqa: BLE001 - closed already, or its connection is gone
+        pass
+
+
+def _quietly(fn, *args, **kwargs) -> None:
+    try:
+        fn(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - best effort: the engine may be gone
+        pass
+
+
 @dataclass
 class Fleet:
     members: list[Member]
@@ -191,6 +308,12 @@ class Fleet:
     on_change: Callable[[Outcome], None] = lambda outcome: None
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _interrupted: threading.Event = field(default_factory=threading.Event)
+    _interrupt_code: int = int(ExitCode.INTERRUPTED)
+
+    def _cut_short(self, outcome: Outcome) -> None:
+        outcome.status = "interrupted"
+        outcome.error = {"message": "interrupted before it finished", "exit_code": self._interrupt_code}
 
     def prepare(self) -> list[Outcome]:
         """One pending outcome per member, before anything runs (a display can show them)."""
@@ -198,27 +321,43 @@ class Fleet:
             self.outcomes = [Outcome(m.label, m.namespace, m.container) for m in self.members]
         return self.outcomes
 
-    def run(self, work: Callable[[Member, Outcome], None], *, cancel: Callable[[], None]) -> list[Outcome]:
-        """Run work(member, outcome) for every member, at most `parallel` at a time. On
-        Ctrl-C or SIGTERM: no new target starts, `cancel()` stops the running ones, and
-        the interruption is raised once they have returned."""
+    def run(self, work: Callable[[Member, Outcome], None], *, cancel: Callable[[], None],
+            done: Callable[[], None] = lambda: None,
+            review: Callable[[Member, Outcome], None] = lambda member, outcome: None) -> list[Outcome]:
+        """Run work(member, outcome) for every member, at most `parallel` at a time; then, in
+        the same thread, done() and review(member, outcome) (which may explain a failure).
+        On Ctrl-C or SIGTERM: no new target starts, `cancel()` stops the running ones, and
+        the interruption is raised once they have returned (or INTERRUPT_GRACE_S has passed)."""
         self.prepare()
         queue = list(zip(self.members, self.outcomes))
+        queue.reverse()  # pop() from the end: the members' order
         lock = threading.Lock()
 
-        def worker() -> None:
+        # The main thread waits on these, not on Thread.join: a Ctrl-C that interrupts a
+        # join marks that thread as stopped while it still runs (CPython 3.11, bpo-45274's
+        # handling), and its target would go unreported.
+        finished: dict[int, threading.Event] = {}
+
+        def worker(index: int) -> None:
+            try:
+                work_through()
+            finally:
+                finished[index].set()
+
+        def work_through() -> None:
             while not self._stop.is_set():
                 with lock:
                     if not queue:
                         return
-                    member, outcome = queue.pop(0)
+                    member, outcome = queue.pop()
+                outcome.started = time.monotonic()
                 outcome.status = "running"
                 self.on_change(outcome)
-                started = time.monotonic()
                 try:
                     work(member, outcome)
                 except Interrupted as exc:
-                    outcome.status, outcome.exit_code = "interrupted", int(exc.exit_code)
+                    outcome.status = "interrupted"
+                    outcome.error = {"message": str(exc), "exit_code": int(exc.exit_code)}
                 except DebugkitError as exc:
                     outcome.status = "error"
                     outcome.error = {"message": str(exc), "exit_code": int(exc.exit_code)}
@@ -226,27 +365,46 @@ class Fleet:
                     outcome.status = "error"
                     outcome.error = {"message": f"internal error: {type(exc).__name__}: {exc}",
                                      "exit_code": int(ExitCode.INTERNAL)}
-                outcome.duration_s = time.monotonic() - started
+                finally:
+                    outcome.duration_s = time.monotonic() - outcome.started
+                    done()
+                if self._interrupted.is_set():
+                    if outcome.status != "passed":
+                        self._cut_short(outcome)  # whatever it says, we cut it short
+                else:
+                    try:
+                        review(member, outcome)
+                    except Exception:  # noqa: BLE001 - an explanation is a nicety
+                        pass
                 if outcome.status in ("failed", "error") and self.fail_fast:
                     self._stop.set()
                 self.on_change(outcome)
 
-        threads = [threading.Thread(target=worker, daemon=True, name=f"debugkit-fleet-{i}")
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True, name=f"debugkit-fleet-{i}")
                    for i in range(max(1, min(self.parallel, len(self.members))))]
-        for thread in threads:
-            thread.start()
+        finished.update((i, threading.Event()) for i in range(len(threads)))
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)
-        except (KeyboardInterrupt, Interrupted):
+            for thread in threads:  # a Ctrl-C already while they start is handled below
+                thread.start()
+            for i in range(len(threads)):
+                while not finished[i].wait(0.2):
+                    pass
+        except (KeyboardInterrupt, Interrupted) as exc:
+            if isinstance(exc, Interrupted):
+                self._interrupt_code = int(exc.exit_code)
+            self._interrupted.set()
             self._stop.set()
             cancel()
-            for thread in threads:
-                thread.join(30)
+            deadline = time.monotonic() + INTERRUPT_GRACE_S
+            for i, thread in enumerate(threads):
+                if thread.ident is not None:  # started
+                    finished[i].wait(max(0.0, deadline - time.monotonic()))
             for outcome in self.outcomes:
-                if outcome.status in ("pending", "running"):
-                    outcome.status = "interrupted" if outcome.status == "running" else "not started"
+                if outcome.status == "running":
+                    outcome.duration_s = outcome.elapsed()
+                    self._cut_short(outcome)
+                elif outcome.status == "pending":
+                    outcome.status = "not started"
             raise
         for outcome in self.outcomes:
             if outcome.status == "pending":
@@ -254,9 +412,53 @@ class Fleet:
         return self.outcomes
 
 
+def gone(runtime, member: Member) -> str | None:
+    """Why a Kubernetes target went away while it was debugged (deleted, terminating, no
+    longer running), or None: one GET, only after a target failed in a way that a
+    disappearing pod explains."""
+    if not isinstance(member.ref, PodRef):
+        return None
+    try:
+        pod = runtime.read_pod(member.namespace, member.ref.pod)
+    except TargetNotFound:
+        return f"{member.label} was deleted while it was debugged"
+    except DebugkitError:
+        return None
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return f"{member.label} was being deleted while it was debugged"
+    phase = (pod.get("status") or {}).get("phase")
+    if phase != "Running":
+        return f"{member.label} stopped running while it was debugged (phase {phase})"
+    return None
+
+
+def explain_failure(runtime, member: Member, outcome: Outcome) -> None:
+    """A command killed by a signal (143 when the kubelet stops the pod), a runbook cut
+    short, or a debugkit error, on a pod: when the pod is gone, say so, as debugkit's own
+    error (67) beside the command's exit code."""
+    aborted = getattr(outcome.report, "aborted", "") if outcome.report is not None else ""
+    if outcome.status == "failed":
+        if (outcome.exit_code or 0) < 128 and not aborted:
+            return  # the command's own verdict
+    elif outcome.status != "error":
+        return
+    why = gone(runtime, member)
+    if why is None:
+        return
+    if outcome.status == "error":
+        detail = (outcome.error or {}).get("message", "")
+    elif aborted:
+        detail = f"runbook aborted at {aborted}"
+    else:
+        detail = f"the command ended with exit {outcome.exit_code}"
+    outcome.status = "error"
+    outcome.error = {"message": f"{why} ({detail})" if detail else why, "exit_code": int(ExitCode.TARGET_NOT_RUNNING)}
+
+
 def exit_status(outcomes: list[Outcome]) -> int:
-    """0: every target passed; 1: a command or runbook failed somewhere; debugkit's own
-    error code when no target could be reached at all."""
+    """0: every target passed; 1: a command or runbook failed somewhere (or some targets
+    could not be reached while others were); debugkit's own error code when no target
+    could be reached at all (the most common one, when they differ)."""
     if not outcomes:
         return int(ExitCode.TARGET_NOT_FOUND)
     if all(o.status == "passed" for o in outcomes):
@@ -264,5 +466,7 @@ def exit_status(outcomes: list[Outcome]) -> int:
     reached = [o for o in outcomes if o.status in ("passed", "failed")]
     if not reached:
         errors = [o.error["exit_code"] for o in outcomes if o.error]
-        return errors[0] if errors else 1
+        if not errors:
+            return 1
+        return max(errors, key=lambda code: (errors.count(code), -errors.index(code)))
     return 1

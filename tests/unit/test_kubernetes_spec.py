@@ -123,3 +123,28 @@ def test_only_a_live_container_with_the_same_key_is_reused():
     pod["spec"]["ephemeralContainers"].append(ctr("debugkit-c", "k1"))
     pod["status"]["ephemeralContainerStatuses"].append({"name": "debugkit-c", "state": {"waiting": {}}})
     assert reusable_container(pod, "k1") == "debugkit-c"
+    # One started with --keep-alive 0 ends with its command: never reused, even before the
+    # API reports it terminated (its exec would find no task).
+    once = ctr("debugkit-d", "k1")
+    once["env"].append({"name": translate.ENV_KEEP_ALIVE, "value": "0"})
+    pod["spec"]["ephemeralContainers"].append(once)
+    pod["status"]["ephemeralContainerStatuses"].append({"name": "debugkit-d", "state": {"running": {}}})
+    assert reusable_container(pod, "k1") == "debugkit-c"
+
+
+def test_an_exec_into_a_container_whose_task_has_ended_means_not_running():
+    from debugkit.runtimes.kubernetes.stream import ContainerNotReady, exit_code_of
+
+    class Ended:
+        def exit_code(self):
+            return None
+
+        def exec_failure_code(self):
+            return None
+
+        def status(self):
+            return {"status": "Failure", "message": "Internal error occurred: error executing command in container: "
+                    "failed to exec in container: failed to create exec \"32f2\": task fce7 not found: not found"}
+
+    with pytest.raises(ContainerNotReady):
+        exit_code_of(Ended(), what="debug container debugkit-x")

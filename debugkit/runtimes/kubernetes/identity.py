@@ -8,6 +8,7 @@ image's own /etc/passwd and /etc/group, read from its layers.
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 
 from debugkit.core import identity as ident
@@ -47,8 +48,18 @@ class PodTarget:
         return self.pod["metadata"].get("uid", "")
 
 
+# An image's User, /etc/passwd and /etc/group, by the image ID the node reports (content
+# addressed: the same ID is the same files). A fleet's pods mostly run one image: it is
+# read once per process, not once per pod, and a failure to read it is not retried for
+# every pod either. One lock per image, so that parallel targets wait for the first read.
+_IMAGES: dict[tuple[str, str, str], tuple] = {}
+_IMAGE_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_IMAGES_LOCK = threading.Lock()
+
+
 class PodIdentity:
-    """Identity sources of one pod's container; reads the image at most once."""
+    """Identity sources of one pod's container; reads the image at most once (per image
+    ID, per process)."""
 
     def __init__(self, api, pt: PodTarget):
         self.api = api
@@ -70,6 +81,28 @@ class PodIdentity:
         return self._image
 
     def _read_image(self) -> tuple[str, dict, str]:
+        image_id = self.pt.container_status.get("imageID") or ""
+        if not image_id:
+            return self._read_image_now()
+        # A repo digest may name a multi-platform index: then what it resolves to depends on
+        # the node's architecture, so the node is part of the key. A bare sha256: is the
+        # image's own config digest, the same everywhere.
+        where = self.pt.pod["spec"].get("nodeName") or "" if "@" in image_id else ""
+        key = (self.pt.container_spec["image"], image_id, where)
+        with _IMAGES_LOCK:
+            lock = _IMAGE_LOCKS.setdefault(key, threading.Lock())
+        with lock:
+            if key not in _IMAGES:
+                try:
+                    _IMAGES[key] = ("ok", self._read_image_now())
+                except IdentityUnresolved as exc:
+                    _IMAGES[key] = ("error", str(exc))
+            kind, value = _IMAGES[key]
+        if kind == "error":
+            raise IdentityUnresolved(value)
+        return value
+
+    def _read_image_now(self) -> tuple[str, dict, str]:
         image = self.pt.container_spec["image"]
         image_id = self.pt.container_status.get("imageID") or ""
         local = local_engine_image(image, image_id)

@@ -38,6 +38,9 @@ from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSessi
 from debugkit.runtimes.terminal import write_output
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+# wait_ready probes a new debug container with an exec: first after PROBE_FIRST_S, then
+# PROBE_BACKOFF times longer each time, at most every PROBE_MAX_S.
+PROBE_FIRST_S, PROBE_BACKOFF, PROBE_MAX_S = 0.05, 1.5, 0.25
 DEFAULT_KEEP_ALIVE = 600.0   # a reusable debug container stays this long once idle (--keep-alive)
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
 # Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
@@ -284,6 +287,7 @@ class KubernetesRuntime(Runtime):
         deadline = time.monotonic() + timeout
         next_look, last_reason = time.monotonic() + 0.5, "not yet created"
         messages: dict[str, str] = {}  # the last message of each waiting reason, for a timeout
+        pause = PROBE_FIRST_S
         while True:
             try:
                 ws = self.stream(pt, name, probe, stdin=False, tty=False)
@@ -320,7 +324,10 @@ class KubernetesRuntime(Runtime):
                     raise DebugkitError(f"debug container {name} cannot start: {reason}: {safe(message or '')}")
             if now >= deadline:
                 raise self.start_timeout(plan, last_reason, messages)
-            time.sleep(0.05)
+            time.sleep(pause)
+            # Each probe is an exec through the API server and the kubelet: back off, so
+            # that a slow start (or a fleet's many) does not become a stream of upgrades.
+            pause = min(pause * PROBE_BACKOFF, PROBE_MAX_S)
 
     def start_timeout(self, plan: Plan, reason: str, messages: dict[str, str]) -> Timeout:
         """The debug container did not start in time: why, and, when the node could not pull
@@ -500,7 +507,8 @@ def reusable_container(pod: dict, key: str) -> str | None:
     for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
         env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
         state = states.get(ctr["name"], {})
+        # --keep-alive 0 made it to end with its command: it is ending, or gone, not reusable.
         if ctr["name"].startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
-                and "terminated" not in state:
+                and "terminated" not in state and env.get(translate.ENV_KEEP_ALIVE) != "0":
             return ctr["name"]
     return None

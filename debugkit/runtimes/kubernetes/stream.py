@@ -41,7 +41,10 @@ def exit_code_of(ws, *, what: str) -> int:
     if failure == 126:
         raise CommandNotExecutable(f"{what}: command cannot be executed in the debug container "
                                    f"({_runc_words(message)})")
-    if container_not_found(status) or "stopped state" in message:
+    # containerd's "task ... not found": the container's process has ended (its keep-alive
+    # expired between the plan and the exec): as good as not running.
+    if container_not_found(status) or "stopped state" in message or \
+            ("task " in message and "not found" in message):
         raise ContainerNotReady(f"{what}: the debug container is not running ({_runc_words(message)})")
     raise DebugkitError(f"{what}: {_runc_words(message)}")
 
