@@ -417,7 +417,7 @@ class KubernetesRuntime(Runtime):
                     name=ctr["name"], target=f"{pod['metadata']['name']}/{ctr.get('targetContainerName', '')}",
                     user=f"{sc.get('runAsUser', '?')}:{sc.get('runAsGroup', '?')}",
                     state="running" if kind == "running" else label, age_s=age,
-                    namespace=pod["metadata"]["namespace"], reusable=keep_alive is not None,
+                    namespace=pod["metadata"]["namespace"], reusable=keep_alive not in (None, "0"),
                 ))
         return rows
 
@@ -468,7 +468,8 @@ def reusable_container(pod: dict, key: str) -> str | None:
     for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
         env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
         state = states.get(ctr["name"], {})
+        # One started with --keep-alive 0 ends as soon as its session does: not for reuse.
         if ctr["name"].startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
-                and "terminated" not in state:
+                and "terminated" not in state and env.get(translate.ENV_KEEP_ALIVE) != "0":
             return ctr["name"]
     return None
