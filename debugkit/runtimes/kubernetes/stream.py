@@ -145,11 +145,19 @@ class KubeExecSession(ExecSession):
             self._holder = None
 
     def alive(self) -> bool:
+        """The debug container runs (it ends with the target, whose PID namespace it shares).
+        An API hiccup is not its death; a missing pod is."""
+        from debugkit.core.errors import TargetNotFound
+
         try:
             state = self.runtime.waiting_state(self.plan.facts["pod_target"], self.container)
-        except DebugkitError:
+        except TargetNotFound:
             return False
-        return "running" in state
+        except DebugkitError:
+            return True
+        # The API reports `running` about a second after the container runs: until then
+        # it says `waiting`, which is not an end either.
+        return "terminated" not in state
 
     def exec_io(self, argv, *, stdin_fd: int | None, stdout, stderr) -> int:
         tag = f"{self.spec.session_id}.{secrets.token_hex(6)}"
