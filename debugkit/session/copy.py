@@ -177,11 +177,30 @@ def helper_failure(code: int, stderr: bytes, session: ExecSession, *, path: str,
     return DebugkitError(f"cp failed in {where} (exit {code}): {shown}")
 
 
+_SKIPPED_SPECIAL = re.compile(r"^skipping (/.*): an? (socket|FIFO|character device|block device)$")
+_SKIPPED_PSEUDO = re.compile(r"^skipping the contents of (/.*): an? (\S+) filesystem$")
+
+
 def helper_warnings(stderr: bytes) -> list[str]:
-    """The helper's warnings (a skipped socket, a file that changed while it was read)."""
-    lines = stderr.decode(errors="replace").splitlines()
-    return [line.removeprefix("debugkit-helper: warning: ") for line in lines
-            if line.startswith("debugkit-helper: warning: ")]
+    """The helper's warnings (a file that changed while it was read, ...), with the skipped
+    special files and kernel filesystems (a copy of /) summed up in a line each."""
+    lines = [line.removeprefix("debugkit-helper: warning: ")
+             for line in stderr.decode(errors="replace").splitlines()
+             if line.startswith("debugkit-helper: warning: ")]
+    special, pseudo, other = [], [], []
+    for line in lines:
+        if match := _SKIPPED_SPECIAL.match(line):
+            special.append(match.group(1))
+        elif match := _SKIPPED_PSEUDO.match(line):
+            pseudo.append(f"{match.group(1)} ({match.group(2)})")
+        else:
+            other.append(line)
+    if special:
+        shown = ", ".join(special[:3]) + (f" and {len(special) - 3} more" if len(special) > 3 else "")
+        other.append(f"not copied: {len(special)} socket(s), device(s) or FIFO(s): {shown}")
+    if pseudo:
+        other.append(f"copied empty: {', '.join(pseudo)} (kernel filesystems, not files)")
+    return other
 
 
 # -- progress on a terminal ----------------------------------------------------------------------------

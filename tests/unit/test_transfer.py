@@ -225,3 +225,16 @@ def test_port_mappings():
             parse_mappings([bad])
     with pytest.raises(InvalidInput):
         parse_mappings([])
+
+
+def test_helper_warnings_are_summed_up():
+    stderr = b"".join(f"debugkit-helper: warning: {line}\n".encode() for line in (
+        "skipping /dev/null: a character device", "skipping /dev/zero: a character device",
+        "skipping /run/app.sock: a socket", "skipping /dev/loop0: a block device",
+        "skipping the contents of /proc: a proc filesystem", "skipping the contents of /sys: a sysfs filesystem",
+        "/var/log/app.log grew while it was archived; cut to its size of 10"))
+    assert copy.helper_warnings(stderr + b"debugkit-helper: not a warning\n") == [
+        "/var/log/app.log grew while it was archived; cut to its size of 10",
+        "not copied: 4 socket(s), device(s) or FIFO(s): /dev/null, /dev/zero, /run/app.sock and 1 more",
+        "copied empty: /proc (proc), /sys (sysfs) (kernel filesystems, not files)",
+    ]
