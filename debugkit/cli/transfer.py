@@ -84,7 +84,7 @@ def port_forward(target, ports, address, via, **kwargs):
     Ends with Ctrl-C (130) or SIGTERM (143), or when the target stops (67); the sidecar
     is removed either way.
     """
-    from debugkit.core.errors import InvalidInput
+    from debugkit.core.errors import Forbidden, InvalidInput
     from debugkit.session import flow
     from debugkit.session.forward import ExecRelay, Forwarder, parse_mappings
     from debugkit.session.signals import signals_as_exceptions
@@ -100,18 +100,30 @@ def port_forward(target, ports, address, via, **kwargs):
                                    lazy=True) as opened:
                 # The local ports first: one that is taken is an error before any sidecar starts.
                 bound = forwarder.bind()
-                relay = opened.direct_forward() if via in ("auto", "portforward") else None
-                if relay is None:
-                    if via == "portforward":
-                        raise InvalidInput("the pod's portforward subresource is not allowed here (RBAC): use "
-                                           "--via sidecar")
+
+                def through_sidecar():
                     session = opened.start()
                     if not session.plan.facts.get("helper"):
                         raise InvalidInput("port-forward through the sidecar needs debugkit-helper in its image: "
                                            "use the toolbox (drop --image)")
-                    relay = ExecRelay(session)
-                for mapping in mappings:
-                    relay.check(mapping.remote)
+                    return ExecRelay(session)
+
+                relay = opened.direct_forward() if via in ("auto", "portforward") else None
+                if relay is None and via == "portforward":
+                    raise InvalidInput("the pod's portforward subresource is not allowed here (RBAC): use "
+                                       "--via sidecar")
+                try:
+                    relay = relay or through_sidecar()
+                    for mapping in mappings:
+                        relay.check(mapping.remote)
+                except Forbidden:
+                    # RBAC said `get pods/portforward`, the API server wanted more (a cluster
+                    # that also asks `create` for websocket upgrades): the sidecar then.
+                    if via != "auto" or isinstance(relay, ExecRelay):
+                        raise
+                    relay = through_sidecar()
+                    for mapping in mappings:
+                        relay.check(mapping.remote)
                 forwarder.relay = relay
                 for addr, local, remote in bound:
                     click.echo(f"Forwarding from {addr}:{local} -> {remote} (via {relay.via})")

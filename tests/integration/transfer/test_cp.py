@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import wait_for
+from tests.conftest import audit_records, wait_for
 from tests.integration.transfer.conftest import MTIME, sha256_file, tree_of_local, tree_of_tar
 
 pytestmark = pytest.mark.transfer
@@ -159,6 +159,41 @@ def test_from_sidecar_reads_the_sidecar(shared, out, rt):
         got = shared.cli("cp", *keep, "--from-sidecar", shared.spec("/tmp/capture.pcap"), str(out))
         assert got.returncode == 0, got.stderr
         assert (out / "capture.pcap").read_text() == "capture\n"
+
+
+def test_from_sidecar_on_kubernetes_takes_a_volume(rt, out, tmp_path):
+    """A debug container's root is read-only and has no /tmp of its own: a capture goes to a
+    volume of the pod, mounted with --custom (the same --custom reuses the same container)."""
+    if rt.name != "kubernetes":
+        pytest.skip("Docker and Podman sidecars have a tmpfs /tmp (tested above)")
+    target = rt.target(volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "64Mi"}}])
+    custom = tmp_path / "scratch.yaml"
+    custom.write_text("volumeMounts: [{name: scratch, mountPath: /tmp}]\n")
+    plain = target.cli("attach", target.ref, "--", "sh", "-c", "echo capture > /tmp/capture.pcap")
+    assert plain.returncode != 0 and b"Read-only file system" in plain.stderr, plain.stderr
+    wrote = target.cli("attach", "--custom", str(custom), target.ref, "--", "sh", "-c",
+                       "echo capture > /tmp/capture.pcap")
+    assert wrote.returncode == 0, wrote.stderr
+    got = target.cli("cp", "--custom", str(custom), "--from-sidecar", target.spec("/tmp/capture.pcap"), str(out))
+    assert got.returncode == 0, got.stderr
+    assert (out / "capture.pcap").read_text() == "capture\n"
+
+
+def test_the_audit_log_records_a_copy_but_not_its_bytes(shared, out, audit_log):
+    result = shared.cli("cp", shared.spec("/home/nonroot/secret.txt"), str(out))
+    assert result.returncode == 0, result.stderr
+    records = audit_records(audit_log)
+    events = [r["event"] for r in records]
+    assert events in (["start", "created", "end"], ["start", "end"]), events  # Kubernetes: no container ID
+    start, end = records[0], records[-1]
+    assert start["mode"] == "cp" and start["cp"] == {"direction": "out", "remote_path": "/home/nonroot/secret.txt",
+                                                     "local_path": str(out), "from_sidecar": False}
+    assert start["sidecar_user"] == "65532:65532" and start["privileges"]["cap_add"] == []
+    assert (end["exit_code"], end["outcome"]) == (0, "closed")
+    assert b"only nonroot" not in audit_log.read_bytes()
+    refused = shared.cli("cp", str(out / "secret.txt"), shared.spec("/home/nonroot/again.txt"))
+    assert refused.returncode == ExitCode.INVALID_INPUT
+    assert audit_records(audit_log)[-1]["outcome"] == "refused"
 
 
 # -- large files: streaming, interruption ------------------------------------------------------------------
