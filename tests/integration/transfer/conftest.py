@@ -35,105 +35,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, labels_for_test, run_cli, wait_for
+from tests.conftest import labels_for_test, run_cli, wait_for
+from tests.fixtures.transfer.image import MTIME, build_image  # noqa: F401 - MTIME for the tests
 from tests.integration.kubernetes.conftest import k8s_cluster  # noqa: F401 - the node, for the kubernetes params
 
-FIXTURE_SRC = REPO / "tests" / "fixtures" / "transfer"
-TARGETS_SRC = REPO / "tests" / "fixtures" / "targets"
 PODMAN_SOCKET = "unix:///run/podman/podman.sock"
 RUNTIMES = ("docker", "podman", "kubernetes")
 # Services of the transfer target (main.go): on 127.0.0.1 only, and on every interface.
 HASH, SOURCE, ECHO = 9000, 9001, 9002
 PUBLIC = {HASH: 8090, SOURCE: 8091, ECHO: 8092}
-MTIME = 1_600_000_000  # what the tree's entries carry, so that a copy that loses them shows
-
-DOCKERFILE = """\
-FROM scratch
-COPY passwd group /etc/
-COPY --chown=65532:65532 home /home/nonroot
-COPY --chown=65532:65532 data /data
-COPY --chown=0:0 ok.txt root-only.txt /locked/
-COPY --chown=1234:1234 other-user.txt /locked/other-user.txt
-COPY server /server
-USER 65532
-EXPOSE 8080
-ENTRYPOINT ["/server"]
-"""
-
-
-def _tree(root: Path) -> None:
-    """/data: directories and files of several modes, symlinks that stay links."""
-    files = {
-        "readme.txt": (b"a readme\n", 0o644),
-        "bin/tool": (b"#!/bin/sh\necho tool\n", 0o755),
-        "private/key.txt": (b"not for everyone\n", 0o600),
-        "nested/a/b/c/deep.txt": (b"deep\n" * 1000, 0o640),
-        "name with spaces.txt": (b"spaces\n", 0o644),
-        "random.bin": (hashlib.sha256(b"seed").digest() * 40_000, 0o644),  # 1.28 MB, not compressible
-    }
-    for rel, (data, mode) in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        path.chmod(mode)
-    (root / "empty-dir").mkdir()
-    (root / "private").chmod(0o700)
-    links = {
-        "passwd-link": "/etc/passwd",         # a link to a file outside /data: copied as a link
-        "rel-link": "readme.txt",
-        "abs-bin": "/usr/local/bin",          # the sidecar has /usr/local/bin/debugkit-helper; the target not
-        "up-bin": "../../../../../../usr/local/bin",
-        "dir-link": "/etc",
-    }
-    for name, dest in links.items():
-        os.symlink(dest, root / name)
-    for path in sorted(root.rglob("*"), key=lambda p: -len(p.parts)):
-        os.utime(path, (MTIME, MTIME), follow_symlinks=False)
-    os.utime(root, (MTIME, MTIME))
-
-
-def _build_context(ctx: Path) -> str:
-    """The build context; returns a tag that changes with what goes into the image."""
-    shutil.copy(TARGETS_SRC / "passwd", ctx / "passwd")
-    shutil.copy(TARGETS_SRC / "group", ctx / "group")
-    (ctx / "home").mkdir()
-    shutil.copy(TARGETS_SRC / "home" / "secret.txt", ctx / "home" / "secret.txt")
-    (ctx / "home").chmod(0o700)
-    (ctx / "home" / "secret.txt").chmod(0o600)
-    (ctx / "data").mkdir()
-    _tree(ctx / "data")
-    (ctx / "ok.txt").write_text("anyone may read this\n")
-    (ctx / "root-only.txt").write_text("only root may read this\n")
-    (ctx / "root-only.txt").chmod(0o600)
-    (ctx / "other-user.txt").write_text("only user 1234 may read this\n")
-    (ctx / "other-user.txt").chmod(0o600)
-    (ctx / "Dockerfile").write_text(DOCKERFILE)
-    subprocess.run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(ctx / "server"), "."],
-                   cwd=FIXTURE_SRC, check=True, capture_output=True,
-                   env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"})
-    digest = hashlib.sha256(f"{MTIME}".encode())  # the tree's mtimes; the binary's own is its build time
-    for path in sorted(ctx.rglob("*")):
-        st = path.lstat()
-        digest.update(f"{path.relative_to(ctx)}:{st.st_mode:o}".encode())
-        if path.is_symlink():
-            digest.update(os.readlink(path).encode())
-        elif path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
 
 @pytest.fixture(scope="session")
 def transfer_image(docker_client, tmp_path_factory) -> str:
     """debugkit-fixture/transfer:<content hash>, built once (reused across runs)."""
     if shutil.which("go") is None:
         pytest.skip("the transfer target is built with Go (go not found)")
-    ctx = tmp_path_factory.mktemp("transfer-ctx")
-    ref = f"debugkit-fixture/transfer:{_build_context(ctx)}"
-    if not docker_client.images.list(name=ref):
-        proc = subprocess.run(["docker", "build", "-q", "-t", ref, str(ctx)], capture_output=True, text=True,
-                              env={**os.environ, "DOCKER_BUILDKIT": "0"})
-        assert proc.returncode == 0, proc.stderr
-    return ref
+    return build_image(tmp_path_factory.mktemp("transfer-ctx"))
 
 
 # -- what the image holds ------------------------------------------------------------------------------
