@@ -291,7 +291,10 @@ def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progres
         if info.get("exists"):
             _check_dest(dest, "dir" if info.get("type") == "dir" else "file", plan.path)
         raise DestinationExists(f"cp: {safe(dest)} exists", hint="pass --force to replace it")
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.debugkit-", dir=dest.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.debugkit-", dir=dest.parent))
+    except OSError as exc:
+        raise local_error(exc, "write in", dest.parent) from None
     try:
         meter = Progress(None, enabled=progress)
         sink = TarSink(staging, meter, hashing=checksum, check_top=lambda kind: _check_dest(dest, kind, plan.path))
@@ -305,10 +308,20 @@ def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progres
             raise helper_failure(code, errors.getvalue(), session, path=plan.path, where=where, writing=False,
                                  root=root)
         sink.close()
-        _replace(staging / sink.top, dest)
+        try:
+            _replace(staging / sink.top, dest)
+        except OSError as exc:
+            raise local_error(exc, "replace", dest) from None
         return Copied(str(dest), sink.sums(dest.name), meter.done, sink.files, helper_warnings(errors.getvalue()))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def local_error(exc: OSError, verb: str, path) -> DebugkitError:
+    """A local file system error as one line (permission denied: 82, like the target's)."""
+    kind = PathForbidden if isinstance(exc, PermissionError) else PathNotFound \
+        if isinstance(exc, FileNotFoundError) else DebugkitError
+    return kind(f"cp: cannot {verb} {safe(path)} here: {exc.strerror or exc}")
 
 
 def _check_dest(dest: Path, kind: str, path: str) -> None:
@@ -609,12 +622,14 @@ def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progr
             os.close(read_fd)
         worker.join()
         meter.finish()
+    if writer_error:  # first: the helper's complaint (a cut archive) would only be its consequence
+        exc = writer_error[0]
+        if isinstance(exc, OSError):
+            raise local_error(exc, "read", getattr(exc, "filename", None) or local)
+        raise DebugkitError(f"cp: cannot read {safe(local)}: {safe(exc)}")
     if code != 0:
         raise helper_failure(code, errors.getvalue(), session, path=posixpath.join(dest_dir, name),
                              where="the target", writing=True, root="")
-    if writer_error:
-        exc = writer_error[0]
-        raise DebugkitError(f"cp: cannot read {safe(local)}: {safe(getattr(exc, 'strerror', None) or exc)}")
     return Copied(posixpath.join(dest_dir, name), sums, meter.done, counted[0], helper_warnings(errors.getvalue()))
 
 

@@ -238,3 +238,12 @@ def test_helper_warnings_are_summed_up():
         "not copied: 4 socket(s), device(s) or FIFO(s): /dev/null, /dev/zero, /run/app.sock and 1 more",
         "copied empty: /proc (proc), /sys (sysfs) (kernel filesystems, not files)",
     ]
+
+
+def test_local_errors_are_one_line_with_their_code():
+    from debugkit.core.errors import ExitCode
+
+    denied = copy.local_error(PermissionError(13, "Permission denied", "/x"), "write in", "/x")
+    assert (denied.exit_code, str(denied)) == (ExitCode.PATH_FORBIDDEN, "cp: cannot write in /x here: Permission denied")
+    assert copy.local_error(FileNotFoundError(2, "No such file or directory"), "read", "a").exit_code == \
+        ExitCode.PATH_NOT_FOUND
