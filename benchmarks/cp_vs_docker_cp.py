@@ -88,6 +88,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--keep-target", metavar="NAME", help="use this running target instead of starting one")
+    parser.add_argument("--compare-with", metavar="DIR",
+                        help="also time the debugkit package in DIR (another revision: before/after in one run)")
     args = parser.parse_args()
 
     debugkit = [sys.executable, "-m", "debugkit"]
@@ -105,6 +107,9 @@ def main() -> int:
             "debugkit": lambda src, dest: debugkit + ["cp", f"{target}:{src}", dest],
             "docker": lambda src, dest: ["docker", "cp", f"{target}:{src}", dest],
         }
+        if args.compare_with:
+            other = ["env", f"PYTHONPATH={os.path.abspath(args.compare_with)}", *debugkit]
+            tools["other"] = lambda src, dest: other + ["cp", f"{target}:{src}", dest]
         times = {name: {"big": [], "tiny": []} for name in tools}
         rss = {name: [] for name in tools}
         n = 0
@@ -143,6 +148,8 @@ def main() -> int:
     pairwise = [d / k for d, k in zip(times["docker"]["big"], times["debugkit"]["big"])]
     result["throughput_ratio"] = round(result["docker"]["median_s"] / result["debugkit"]["median_s"], 3)
     result["median_pairwise_ratio"] = round(median(pairwise), 3)
+    if "other" in tools:
+        result["other_throughput_ratio"] = round(result["docker"]["median_s"] / result["other"]["median_s"], 3)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -154,6 +161,11 @@ def main() -> int:
     print(f"docker cp:   {k['median_s']:.3f} s median, {k['throughput_mib_s']:.0f} MiB/s; 1 byte: "
           f"{k['tiny_median_s']:.3f} s; {k['throughput_after_fixed_cost_mib_s']:.0f} MiB/s after that fixed cost; "
           f"peak RSS {k['peak_rss_mib']:.1f} MiB")
+    if "other" in tools:
+        o = result["other"]
+        print(f"{args.compare_with}: {o['median_s']:.3f} s median, {o['throughput_mib_s']:.0f} MiB/s; 1 byte: "
+              f"{o['tiny_median_s']:.3f} s; {o['throughput_after_fixed_cost_mib_s']:.0f} MiB/s after that fixed "
+              f"cost; peak RSS {o['peak_rss_mib']:.1f} MiB; ratio to docker cp {result['other_throughput_ratio']:.2f}")
     print(f"throughput ratio (debugkit / docker cp): {result['throughput_ratio']:.2f} "
           f"(median of pairwise ratios {result['median_pairwise_ratio']:.2f}; goal >= 0.8)")
     return 0
