@@ -82,7 +82,8 @@ def port_forward(target, ports, address, via, **kwargs):
     debugkit port-forward pod/api 9000:8080 -n shop
 
     Ends with Ctrl-C (130) or SIGTERM (143), or when the target stops (67); the sidecar
-    is removed either way.
+    is removed either way (a Kubernetes debug container ends after --keep-alive). A local
+    port already taken is 85, nothing listening on a remote port 86.
     """
     from debugkit.core.errors import Forbidden, InvalidInput
     from debugkit.session import flow
