@@ -288,8 +288,11 @@ def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progres
     if plan.exists and not plan.force:
         # Which error: a directory onto a file is refused even with --force (84).
         info = remote_stat(session, root, plan.path)
-        if info.get("exists"):
-            _check_dest(dest, "dir" if info.get("type") == "dir" else "file", plan.path)
+        if not info.get("exists"):  # a source that is not there is the first thing to say
+            if "permission" in str(info.get("error")):
+                raise forbidden(session, plan.path, where=where, writing=False, root=root)
+            raise PathNotFound(f"cp: no such file or directory in {where}: {safe(plan.path)}")
+        _check_dest(dest, "dir" if info.get("type") == "dir" else "file", plan.path)
         raise DestinationExists(f"cp: {safe(dest)} exists", hint="pass --force to replace it")
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.debugkit-", dir=dest.parent))

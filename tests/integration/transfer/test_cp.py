@@ -99,6 +99,9 @@ def test_errors_are_one_line_with_their_own_exit_code(shared, out):
     assert exists.returncode == ExitCode.DESTINATION_EXISTS
     assert "--force" in one_line(exists)
     assert (out / "readme.txt").read_text() == "mine"
+    # A source that does not exist is what is said, whatever the destination.
+    missing_onto = shared.cli("cp", shared.spec("/nope/readme.txt"), str(out))
+    assert missing_onto.returncode == ExitCode.PATH_NOT_FOUND and "/nope/readme.txt" in one_line(missing_onto)
     forced = shared.cli("cp", "--force", shared.spec("/data/readme.txt"), str(out))
     assert forced.returncode == 0 and (out / "readme.txt").read_text() == "a readme\n"
     no_parent = shared.cli("cp", shared.spec("/data/readme.txt"), str(out / "nope" / "x"))
