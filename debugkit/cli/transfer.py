@@ -39,11 +39,13 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
     inbound = dest.target is not None
     remote = dest if inbound else source
     raw = raw_options(remote.target, **kwargs)
-    if inbound and not write:
-        with flow.refusals_audited(raw):
+    with flow.refusals_audited(raw):
+        if inbound and not write:
             raise InvalidInput("cp into a target changes its files: pass --write to allow it")
-    if inbound and from_sidecar:
-        raise InvalidInput("--from-sidecar reads from the sidecar; it cannot be a destination")
+        if inbound and from_sidecar:
+            raise InvalidInput("--from-sidecar reads from the sidecar; it cannot be a destination")
+        # The local side first: a destination that exists, or a missing directory, costs no sidecar.
+        out = None if inbound else copy.plan_out(source.path, dest.path, force=force)
     record = {"cp": {"direction": "in" if inbound else "out", "remote_path": remote.path,
                      "local_path": (source if inbound else dest).path, "from_sidecar": from_sidecar}}
     with signals_as_exceptions():
@@ -52,14 +54,16 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
                 raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
             progress = copy.is_terminal()
             if inbound:
-                done = copy.copy_in(session, source.path, dest.path, force=force, progress=progress)
+                done = copy.copy_in(session, source.path, dest.path, force=force, progress=progress,
+                                    checksum=checksum)
             else:
-                done = copy.copy_out(session, source.path, dest.path, from_sidecar=from_sidecar, force=force,
-                                     progress=progress)
+                done = copy.copy_out(session, out, from_sidecar=from_sidecar, progress=progress, checksum=checksum)
+    for warning in done.warnings:
+        err(f"warning: {warning}")
     if checksum:
         for digest, name in done.files:
             click.echo(f"{digest}  {safe(name)}")
-    err(f"copied {len(done.files)} file(s), {done.bytes} bytes, to {safe(done.path)}")
+    err(f"copied {done.count} file(s), {done.bytes} bytes, to {safe(done.path)}")
 
 
 @click.command("port-forward")
@@ -78,9 +82,10 @@ def port_forward(target, ports, address, via, **kwargs):
     debugkit port-forward pod/api 9000:8080 -n shop
 
     Ends with Ctrl-C (130) or SIGTERM (143), or when the target stops (67); the sidecar
-    is removed either way.
+    is removed either way (a Kubernetes debug container ends after --keep-alive). A local
+    port already taken is 85, nothing listening on a remote port 86.
     """
-    from debugkit.core.errors import InvalidInput
+    from debugkit.core.errors import Forbidden, InvalidInput
     from debugkit.session import flow
     from debugkit.session.forward import ExecRelay, Forwarder, parse_mappings
     from debugkit.session.signals import signals_as_exceptions
@@ -90,26 +95,40 @@ def port_forward(target, ports, address, via, **kwargs):
     if via == "portforward" and not target.startswith(("pod/", "pods/", "po/", "k8s://")):
         raise InvalidInput("--via portforward is the Kubernetes pod subresource: the target is not a pod")
     with signals_as_exceptions():
-        forwarder = None
+        forwarder = Forwarder(None, mappings, address=address, log=lambda m: err(m))
         try:
-            with flow.exec_session(raw, mode="port-forward", record={"ports": list(ports)}, lazy=True) as opened:
-                relay = opened.direct_forward() if via in ("auto", "portforward") else None
-                if relay is None:
-                    if via == "portforward":
-                        raise InvalidInput("the pod's portforward subresource is not allowed here (RBAC): use "
-                                           "--via sidecar")
+            with flow.exec_session(raw, mode="port-forward", record={"ports": list(ports), "address": address},
+                                   lazy=True) as opened:
+                # The local ports first: one that is taken is an error before any sidecar starts.
+                bound = forwarder.bind()
+
+                def through_sidecar():
                     session = opened.start()
                     if not session.plan.facts.get("helper"):
                         raise InvalidInput("port-forward through the sidecar needs debugkit-helper in its image: "
                                            "use the toolbox (drop --image)")
-                    relay = ExecRelay(session)
-                for mapping in mappings:
-                    relay.check(mapping.remote)
-                forwarder = Forwarder(relay, mappings, address=address, log=lambda m: err(m))
-                for addr, local, remote in forwarder.bind():
+                    return ExecRelay(session)
+
+                relay = opened.direct_forward() if via in ("auto", "portforward") else None
+                if relay is None and via == "portforward":
+                    raise InvalidInput("the pod's portforward subresource is not allowed here (RBAC): use "
+                                       "--via sidecar")
+                try:
+                    relay = relay or through_sidecar()
+                    for mapping in mappings:
+                        relay.check(mapping.remote)
+                except Forbidden:
+                    # RBAC said `get pods/portforward`, the API server wanted more (a cluster
+                    # that also asks `create` for websocket upgrades): the sidecar then.
+                    if via != "auto" or isinstance(relay, ExecRelay):
+                        raise
+                    relay = through_sidecar()
+                    for mapping in mappings:
+                        relay.check(mapping.remote)
+                forwarder.relay = relay
+                for addr, local, remote in bound:
                     click.echo(f"Forwarding from {addr}:{local} -> {remote} (via {relay.via})")
                 sys.stdout.flush()
                 forwarder.serve_forever()
         finally:
-            if forwarder is not None:
-                forwarder.close()
+            forwarder.close()

@@ -126,7 +126,10 @@ def pump(
                     last_size = size
                     on_resize(*size)
             if stdin_fd is not None and stdin_fd in readable:
-                data = os.read(stdin_fd, 65536)
+                try:
+                    data = os.read(stdin_fd, 65536)
+                except ConnectionResetError:  # stdin is a socket whose peer reset it: its end
+                    data = b""
                 if data:
                     sock.sendall(data)
                 else:

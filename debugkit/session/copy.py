@@ -4,12 +4,16 @@ sidecar and as the target's own user, on every runtime.
 No tool is needed in the target. The sidecar's debugkit-helper walks the target's root
 (`/proc/1/root`) with openat2(RESOLVE_IN_ROOT): a symlink is copied as a link and never
 followed out of the target's root. Bytes stream through an exec as a tar, in constant
-memory. Locally an entry is written under a temporary name and renamed into place, so an
-interrupted copy leaves nothing half-written. Semantics follow `docker cp`:
+memory: out of the target, the exec's output is parsed as it arrives (`TarSink`, no
+thread, no pipe) and written under a temporary directory beside the destination, which is
+renamed into place at the end, so an interrupted copy leaves nothing half-written.
+Semantics follow `docker cp`:
 
     SRC file, DST a directory   -> DST/basename(SRC)
     SRC file, DST a file        -> replaced only with --force
     SRC directory, DST a file   -> refused (84)
+    SRC file, DST/NAME a dir    -> refused (83), even with --force
+    SRC directory, DST/NAME a directory -> replaced as a whole only with --force
     DST does not exist          -> created with that name (its parent must exist)
 """
 from __future__ import annotations
@@ -20,6 +24,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import shutil
 import stat
 import sys
@@ -27,7 +32,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from debugkit.core.errors import (
@@ -46,6 +51,8 @@ SIDECAR_ROOT = "/"
 SCHEMES = ("docker://", "podman://", "k8s://")
 # The helper's exit codes (toolbox-image/helper): what each means here.
 HELPER_NOT_FOUND, HELPER_FORBIDDEN, HELPER_NOT_DIR, HELPER_EXISTS = 2, 3, 4, 5
+BLOCK = tarfile.BLOCKSIZE
+MAX_PAX = 1 << 20   # an extended header larger than this is not one the helper writes
 
 
 @dataclass(frozen=True)
@@ -86,47 +93,114 @@ def remote_path(path: str) -> str:
 
 # -- the helper's answers ----------------------------------------------------------------------------
 
-def remote_stat(session: ExecSession, root: str, path: str) -> dict:
-    result = session.exec([HELPER_PATH, "stat", "--root", root, path], timeout=30)
+def remote_stat(session: ExecSession, root: str, path: str, *, follow: bool = False) -> dict:
+    """The helper's stat of PATH inside ROOT (a final symlink unfollowed unless `follow`)."""
+    argv = [HELPER_PATH, "stat", "--root", root] + (["--follow"] if follow else []) + [path]
+    result = session.exec(argv, timeout=30)
     if result.exit_code != 0:
         detail = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_code}"
-        raise DebugkitError(f"cp: cannot examine {path} in the sidecar: {safe(detail)}")
+        if result.exit_code == HELPER_FORBIDDEN or "permission denied" in detail:
+            return {"path": path, "exists": False, "error": "permission denied", "root": True}
+        raise DebugkitError(f"cp: cannot examine {safe(path)} in the sidecar: {safe(detail)}")
     try:
         return json.loads(result.stdout)
     except ValueError as exc:
-        raise DebugkitError(f"cp: the helper's answer about {path} is not JSON") from exc
+        raise DebugkitError(f"cp: the helper's answer about {safe(path)} is not JSON") from exc
 
 
 def who(session: ExecSession) -> str:
+    """Whose rights the sidecar uses, as a person reads it."""
     spec = session.plan.spec
-    return f"{spec.uid}:{spec.gid}"
+    if spec.run_as_root:
+        return f"the sidecar (root, --profile {spec.profile})"
+    whose = "the sidecar's user" if spec.identity.source == "flag" else "the target's user"
+    return f"{whose} ({spec.uid}:{spec.gid})"
 
 
-def stat_error(session: ExecSession, info: dict, path: str, *, where: str, writing: bool = False) -> DebugkitError:
-    reason = info.get("error") or "not found"
-    if "permission" in reason:
-        verb = "write" if writing else "read"
-        profile = "sysadmin" if writing else "ptrace"
-        return PathForbidden(f"the target's user ({who(session)}) cannot {verb} {path} in {where}",
-                             hint=f"--profile {profile} runs the sidecar as root" +
-                                  ("" if writing else " with CAP_SYS_PTRACE and can read it"))
-    if "not a directory" in reason:
-        return NotADirectory(f"{path} in {where}: a parent is not a directory")
-    return PathNotFound(f"no such file or directory in {where}: {path}")
+def profile_that_reads(info: dict) -> str:
+    """The least profile whose sidecar could read (a file) or list (a directory) what the
+    target's user cannot: `ptrace` runs as root with only CAP_SYS_PTRACE, so it reads what
+    root's owner, group or other bits allow (no CAP_DAC_OVERRIDE); anything else takes
+    `sysadmin`. Without the owner and mode (the target's root itself was refused): ptrace,
+    which may open /proc/1/root of a process of another user."""
+    try:
+        uid, gid, mode = int(info["uid"]), int(info["gid"]), int(str(info["mode"]), 8)
+    except (KeyError, TypeError, ValueError):
+        return "ptrace"
+    need = 0o5 if info.get("type") == "dir" else 0o4
+    bits = (mode >> 6) if uid == 0 else (mode >> 3) if gid == 0 else mode
+    return "ptrace" if bits & need == need else "sysadmin"
 
 
-def helper_failure(code: int, stderr: bytes, session: ExecSession, *, path: str, where: str,
-                   writing: bool) -> DebugkitError:
-    detail = safe(stderr.decode(errors="replace").strip().removeprefix("debugkit-helper: "))
+PROFILE_HINTS = {
+    "ptrace": "--profile ptrace (root with only CAP_SYS_PTRACE) can read it",
+    "sysadmin": "only --profile sysadmin (privileged root) can read it",
+}
+
+
+def forbidden(session: ExecSession, path: str, *, where: str, writing: bool, root: str) -> PathForbidden:
+    """Permission denied, with the owner and mode when the helper can see them, and, for a
+    read, the profile that could do it."""
+    info = remote_stat(session, root, path) if root else {}
+    owner = ""
+    if info.get("exists"):
+        owner = f" (owner {info.get('uid')}:{info.get('gid')}, mode {info.get('mode')})"
+    if writing:
+        return PathForbidden(f"cp: {who(session)} cannot write to {safe(path)} in {where}{owner}",
+                             hint="cp --write writes with the target's user's rights, no more")
+    if info.get("root") or (not info.get("exists") and "permission" in str(info.get("error"))):
+        # The root itself (a target that is not dumpable or runs as another user), or a
+        # directory on the way: the helper cannot even look at it.
+        info = {}
+    hint = PROFILE_HINTS[profile_that_reads(info)]
+    return PathForbidden(f"cp: {who(session)} cannot read {safe(path)} in {where}{owner}", hint=hint)
+
+
+_FAILED_PATH = re.compile(r"^(/.*?): (?:permission denied|cannot list it: permission denied|read error: "
+                          r"permission denied)$")
+
+
+def helper_failure(code: int, stderr: bytes, session: ExecSession, *, path: str, where: str, writing: bool,
+                   root: str) -> DebugkitError:
+    detail = stderr.decode(errors="replace").strip().splitlines()
+    detail = detail[-1].removeprefix("debugkit-helper: ") if detail else ""
+    shown = safe(detail or path)
     if code == HELPER_NOT_FOUND:
-        return PathNotFound(f"no such file or directory in {where}: {detail or path}")
+        return PathNotFound(f"cp: no such file or directory in {where}: {safe(path)}")
     if code == HELPER_FORBIDDEN:
-        return stat_error(session, {"error": "permission denied"}, detail or path, where=where, writing=writing)
+        failed = _FAILED_PATH.match(detail)
+        return forbidden(session, failed.group(1) if failed else path, where=where, writing=writing, root=root)
     if code == HELPER_NOT_DIR:
-        return NotADirectory(f"{where}: {detail or path}")
+        return NotADirectory(f"cp: {where}: {shown}")
     if code == HELPER_EXISTS:
-        return DestinationExists(f"{where}: {detail or path} exists", hint="pass --force to replace it")
-    return DebugkitError(f"cp failed in {where} (exit {code}): {detail}")
+        return DestinationExists(f"cp: {where}: {shown}", hint="pass --force to replace it")
+    return DebugkitError(f"cp failed in {where} (exit {code}): {shown}")
+
+
+_SKIPPED_SPECIAL = re.compile(r"^skipping (/.*): an? (socket|FIFO|character device|block device)$")
+_SKIPPED_PSEUDO = re.compile(r"^skipping the contents of (/.*): an? (\S+) filesystem$")
+
+
+def helper_warnings(stderr: bytes) -> list[str]:
+    """The helper's warnings (a file that changed while it was read, ...), with the skipped
+    special files and kernel filesystems (a copy of /) summed up in a line each."""
+    lines = [line.removeprefix("debugkit-helper: warning: ")
+             for line in stderr.decode(errors="replace").splitlines()
+             if line.startswith("debugkit-helper: warning: ")]
+    special, pseudo, other = [], [], []
+    for line in lines:
+        if match := _SKIPPED_SPECIAL.match(line):
+            special.append(match.group(1))
+        elif match := _SKIPPED_PSEUDO.match(line):
+            pseudo.append(f"{match.group(1)} ({match.group(2)})")
+        else:
+            other.append(line)
+    if special:
+        shown = ", ".join(special[:3]) + (f" and {len(special) - 3} more" if len(special) > 3 else "")
+        other.append(f"not copied: {len(special)} socket(s), device(s) or FIFO(s): {shown}")
+    if pseudo:
+        other.append(f"copied empty: {', '.join(pseudo)} (kernel filesystems, not files)")
+    return other
 
 
 # -- progress on a terminal ----------------------------------------------------------------------------
@@ -140,21 +214,26 @@ class Progress:
         self.done = 0
         self.started = time.monotonic()
         self._shown = 0.0
+        self._lock = threading.Lock()
 
     def add(self, count: int) -> None:
         self.done += count
+        if not self.enabled:
+            return
         now = time.monotonic()
-        if self.enabled and now - self._shown >= 0.2:
+        if now - self._shown >= 0.2:
             self._shown = now
             rate = self.done / max(now - self.started, 1e-6)
             of = f" of {_human(self.total)}" if self.total else ""
-            sys.stderr.write(f"\r\x1b[Kdebugkit: {_human(self.done)}{of} ({_human(rate)}/s)")
-            sys.stderr.flush()
+            with self._lock:
+                sys.stderr.write(f"\r\x1b[Kdebugkit: {_human(self.done)}{of} ({_human(rate)}/s)")
+                sys.stderr.flush()
 
     def finish(self) -> None:
         if self.enabled:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
+            with self._lock:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
 
 
 def _human(count: float) -> str:
@@ -170,54 +249,93 @@ def _human(count: float) -> str:
 @dataclass
 class Copied:
     path: str
-    files: list[tuple[str, str]]   # (sha256, path relative to the destination's parent) of regular files
+    files: list[tuple[str, str]]   # (sha256, path relative to the destination's parent); with --checksum
     bytes: int
+    count: int = 0                 # regular files copied
+    warnings: list[str] = field(default_factory=list)
 
 
-def copy_out(session: ExecSession, remote: str, local: str, *, from_sidecar: bool, force: bool,
-             progress: bool) -> Copied:
-    root = SIDECAR_ROOT if from_sidecar else TARGET_ROOT
-    where = "the sidecar" if from_sidecar else "the target"
+@dataclass(frozen=True)
+class OutPlan:
+    """Where a copy out of the target goes, decided before any sidecar exists."""
+
+    path: str      # in the target (or the sidecar), absolute and normalised
+    dest: Path     # the local name the copy will have
+    force: bool
+    exists: bool   # dest exists: refused unless --force, or whatever the source's type (84)
+
+
+def plan_out(remote: str, local: str, *, force: bool) -> OutPlan:
+    """The local side of a copy out: checked before a sidecar is started, so a destination
+    that exists (without --force) or a missing directory costs no sidecar."""
     path = remote_path(remote)
-    info = remote_stat(session, root, path)
-    if not info.get("exists"):
-        raise stat_error(session, info, path, where=where)
-    src_is_dir = info.get("type") == "dir"
     name = posixpath.basename(path) or "root"
     dest = Path(local)
     if dest.is_dir() and not dest.is_symlink():
         dest = dest / name
-    elif dest.exists() or dest.is_symlink():
-        if src_is_dir:
-            raise NotADirectory(f"cp: {path} is a directory and {local} is not")
-    elif not dest.parent.is_dir():
-        raise PathNotFound(f"cp: the local directory {dest.parent} does not exist")
-    if (dest.exists() or dest.is_symlink()) and not force:
-        raise DestinationExists(f"cp: {dest} exists", hint="pass --force to replace it")
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.debugkit-", dir=dest.parent))
-    meter = Progress(info.get("size") if not src_is_dir else None, enabled=progress)
+    elif local.endswith("/"):
+        raise (NotADirectory if dest.exists() else PathNotFound)(f"cp: {safe(local)} is not a local directory")
+    if not dest.parent.is_dir():
+        raise PathNotFound(f"cp: the local directory {safe(dest.parent)} does not exist")
+    return OutPlan(path, dest, force, os.path.lexists(dest))
+
+
+def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progress: bool,
+             checksum: bool = False) -> Copied:
+    root = SIDECAR_ROOT if from_sidecar else TARGET_ROOT
+    where = "the sidecar" if from_sidecar else "the target"
+    dest = plan.dest
+    if plan.exists and not plan.force:
+        # Which error: a directory onto a file is refused even with --force (84).
+        info = remote_stat(session, root, plan.path)
+        if not info.get("exists"):  # a source that is not there is the first thing to say
+            if "permission" in str(info.get("error")):
+                raise forbidden(session, plan.path, where=where, writing=False, root=root)
+            raise PathNotFound(f"cp: no such file or directory in {where}: {safe(plan.path)}")
+        _check_dest(dest, "dir" if info.get("type") == "dir" else "file", plan.path)
+        raise DestinationExists(f"cp: {safe(dest)} exists", hint="pass --force to replace it")
     try:
-        extractor = _Extractor(staging, meter)
-        read_fd, write_fd = os.pipe()
-        worker = threading.Thread(target=extractor.run, args=(read_fd,), daemon=True, name="debugkit-cp")
-        worker.start()
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.debugkit-", dir=dest.parent))
+    except OSError as exc:
+        raise local_error(exc, "write in", dest.parent) from None
+    try:
+        meter = Progress(None, enabled=progress)
+        sink = TarSink(staging, meter, hashing=checksum, check_top=lambda kind: _check_dest(dest, kind, plan.path))
         errors = io.BytesIO()
         try:
-            with os.fdopen(write_fd, "wb", buffering=0) as sink:
-                code = session.exec_io([HELPER_PATH, "tar-out", "--root", root, path], stdin_fd=None,
-                                       stdout=sink, stderr=errors)
+            code = session.exec_io([HELPER_PATH, "tar-out", "--root", root, plan.path], stdin_fd=None,
+                                   stdout=sink, stderr=errors)
         finally:
-            worker.join()
-        meter.finish()
+            meter.finish()
         if code != 0:
-            raise helper_failure(code, errors.getvalue(), session, path=path, where=where, writing=False)
-        if extractor.error is not None:
-            raise extractor.error
-        produced = staging / extractor.top
-        _replace(produced, dest)
-        return Copied(str(dest), extractor.sums(dest.name), meter.done)
+            raise helper_failure(code, errors.getvalue(), session, path=plan.path, where=where, writing=False,
+                                 root=root)
+        sink.close()
+        try:
+            _replace(staging / sink.top, dest)
+        except OSError as exc:
+            raise local_error(exc, "replace", dest) from None
+        return Copied(str(dest), sink.sums(dest.name), meter.done, sink.files, helper_warnings(errors.getvalue()))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def local_error(exc: OSError, verb: str, path) -> DebugkitError:
+    """A local file system error as one line (permission denied: 82, like the target's)."""
+    kind = PathForbidden if isinstance(exc, PermissionError) else PathNotFound \
+        if isinstance(exc, FileNotFoundError) else DebugkitError
+    return kind(f"cp: cannot {verb} {safe(path)} here: {exc.strerror or exc}")
+
+
+def _check_dest(dest: Path, kind: str, path: str) -> None:
+    """Once the archive's top entry says what the source is: may it take dest's place?"""
+    if not os.path.lexists(dest):
+        return
+    is_dir = dest.is_dir() and not dest.is_symlink()
+    if kind == "dir" and not is_dir:
+        raise NotADirectory(f"cp: {safe(path)} is a directory and {safe(dest)} is not")
+    if kind != "dir" and is_dir:
+        raise DestinationExists(f"cp: {safe(dest)} is a directory; a {kind} does not replace it, even with --force")
 
 
 def _replace(produced: Path, dest: Path) -> None:
@@ -232,111 +350,264 @@ def _replace(produced: Path, dest: Path) -> None:
         os.replace(produced, dest)
 
 
-class _Extractor:
-    """Reads the helper's tar stream and writes it under a fresh staging directory. Only
-    plain files, directories and symlinks; no absolute names, no `..`, nothing below a
-    symlink (so no entry is ever written through one), setuid/setgid bits dropped."""
+class TarSink:
+    """The helper's tar stream, parsed as it arrives (`write`, called with each piece of
+    the exec's stdout) and written under a fresh staging directory: no thread, no pipe,
+    one copy of each byte into its file. Only plain files, directories and symlinks
+    (ustar with PAX or GNU long names, as Go's archive/tar writes); no absolute names, no
+    `..`, one top-level entry, nothing below a symlink (so nothing is ever written through
+    one); setuid and setgid bits dropped. Any fault is a DebugkitError raised from write()."""
 
-    def __init__(self, staging: Path, meter: Progress):
+    def __init__(self, staging: Path, meter: Progress, *, hashing: bool = False, check_top=None):
         self.staging = staging
         self.meter = meter
+        self.hashing = hashing
+        self.check_top = check_top
         self.top = ""
-        self.error: BaseException | None = None
+        self.files = 0
+        self.ended = False                  # the end-of-archive block arrived
+        self._pending = bytearray()         # a header, or a PAX/GNU record, being assembled
+        self._want = BLOCK                  # bytes _pending must reach
+        self._meta: tuple | None = None     # ("pax" | "gnu-name" | "gnu-link", padded size, size)
+        self._pax: dict[str, str] = {}      # for the next header
+        self._left = 0                      # bytes of the current file still to come
+        self._pad = 0                       # padding after them
+        self._fd = -1
+        self._member: tuple | None = None   # (path, mode, mtime, digest or None, name)
         self._links: set[str] = set()
         self._sums: list[tuple[str, str]] = []
         self._dirs: list[tuple[Path, int, float]] = []
 
-    def run(self, fd: int) -> None:
-        try:
-            with os.fdopen(fd, "rb", buffering=1 << 20) as stream:
-                with tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 20) as tar:
-                    for member in tar:
-                        self._one(tar, member)
-                for directory, mode, mtime in reversed(self._dirs):  # modes and mtimes after contents
-                    os.chmod(directory, mode)
-                    os.utime(directory, (mtime, mtime))
-                stream.read()  # whatever follows the archive's end, so the writer never blocks
-        except BaseException as exc:  # reported by the main thread
-            self.error = exc if isinstance(exc, DebugkitError) else DebugkitError(f"cp: the archive is unusable: "
-                                                                                   f"{exc}")
-            with contextlib.suppress(OSError):
-                os.read(fd, 0)
+    # -- the stream -------------------------------------------------------------------------
 
-    def _one(self, tar, member: tarfile.TarInfo) -> None:
+    def write(self, data) -> None:
+        try:
+            self._feed(memoryview(data).cast("B"))
+        except DebugkitError:
+            self._abort()
+            raise
+        except OSError as exc:
+            self._abort()
+            raise DebugkitError(f"cp: cannot write the copy under {safe(self.staging.parent)}: "
+                                f"{exc.strerror or exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a malformed archive, in any of the ways tarfile says it
+            self._abort()
+            raise DebugkitError(f"cp: the archive from the sidecar is unusable: {safe(exc)}") from None
+
+    def flush(self) -> None:
+        pass
+
+    def _feed(self, view: memoryview) -> None:
+        pos, end = 0, len(view)
+        while pos < end:
+            if self._left:
+                n = min(self._left, end - pos)
+                self._data(view[pos:pos + n])
+                pos += n
+                continue
+            if self._pad:
+                n = min(self._pad, end - pos)
+                self._pad -= n
+                pos += n
+                continue
+            if self.ended:
+                return  # zero blocks after the end
+            n = min(self._want - len(self._pending), end - pos)
+            self._pending += view[pos:pos + n]
+            pos += n
+            if len(self._pending) == self._want:
+                block, self._pending = bytes(self._pending), bytearray()
+                self._want = BLOCK
+                if self._meta is not None:
+                    self._record(block)
+                else:
+                    self._header(block)
+
+    def _data(self, chunk: memoryview) -> None:
+        count = len(chunk)
+        self._left -= count
+        digest = self._member[3]
+        if digest is not None:
+            digest.update(chunk)
+        while chunk:
+            chunk = chunk[os.write(self._fd, chunk):]
+        self.meter.add(count)
+        if not self._left:
+            self._end_file()
+
+    def _header(self, block: bytes) -> None:
+        try:
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+        except tarfile.EOFHeaderError:
+            self.ended = True
+            return
+        if info.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
+            if info.size > MAX_PAX:
+                raise DebugkitError(f"cp: refused an extended header of {info.size} bytes")
+            kind = {tarfile.XHDTYPE: "pax", tarfile.XGLTYPE: "global", tarfile.GNUTYPE_LONGNAME: "gnu-name",
+                    tarfile.GNUTYPE_LONGLINK: "gnu-link"}[info.type]
+            padded = -(-info.size // BLOCK) * BLOCK
+            if padded:
+                self._meta, self._want = (kind, info.size), padded
+            return
+        for key, value in self._pax.items():
+            if key == "path":
+                info.name = value
+            elif key == "linkpath":
+                info.linkname = value
+            elif key == "size":
+                info.size = int(value)
+            elif key == "mtime":
+                info.mtime = float(value)
+        self._pax = {}
+        self._entry(info)
+
+    def _record(self, block: bytes) -> None:
+        kind, size = self._meta
+        self._meta = None
+        data = block[:size]
+        if kind == "gnu-name":
+            self._pax["path"] = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+        elif kind == "gnu-link":
+            self._pax["linkpath"] = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+        elif kind == "pax":
+            pos = 0
+            while pos < len(data) and data[pos:pos + 1] != b"\0":
+                space = data.index(b" ", pos)
+                length = int(data[pos:space])
+                if length <= 0:
+                    raise ValueError("a PAX record of no length")
+                key, _, value = data[space + 1:pos + length - 1].partition(b"=")
+                self._pax[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+                pos += length
+
+    def _entry(self, member: tarfile.TarInfo) -> None:
         name = posixpath.normpath(member.name)
         if name.startswith("/") or name == ".." or name.startswith("../"):
             raise DebugkitError(f"cp: refused an archive entry outside the copy: {safe(member.name)}")
         parts = name.split("/")
+        kind = "dir" if member.isdir() else "symlink" if member.issym() else "file" if member.isfile() else "other"
         if not self.top:
             self.top = parts[0]
+            if self.check_top is not None:
+                self.check_top(kind)
+        elif parts[0] != self.top and self.top != ".":
+            raise DebugkitError(f"cp: refused a second top-level archive entry: {safe(member.name)}")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in self._links:
                 raise DebugkitError(f"cp: refused an archive entry below a symlink: {safe(member.name)}")
         path = self.staging / name
         mode = member.mode & 0o1777  # no setuid or setgid on this machine
+        size = member.size if member.isreg() else 0
         if member.isdir():
             path.mkdir(mode=0o700, exist_ok=True)
             self._dirs.append((path, mode | 0o700, member.mtime))
         elif member.issym():
             os.symlink(member.linkname, path)
+            os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
             self._links.add(name)
-        elif member.isfile():
-            source = tar.extractfile(member)
-            digest = hashlib.sha256()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                while True:
-                    chunk = source.read(1 << 20)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    self.meter.add(len(chunk))
-                os.fchmod(out.fileno(), mode)
-            os.utime(path, (member.mtime, member.mtime))
+        elif member.isreg():
+            if self.meter.total is None and kind == "file" and name == self.top:
+                self.meter.total = size
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self._member = (path, mode, member.mtime, hashlib.sha256() if self.hashing else None, name)
+            self._left = size
+            if not size:
+                self._end_file()
+        # devices, FIFOs and sockets are not copied (the helper does not send them); their
+        # data, if any, is skipped
+        self._pad = (-size) % BLOCK if member.isreg() else 0
+        if not member.isreg() and member.size and not member.isdir() and not member.issym():
+            self._pad = -(-member.size // BLOCK) * BLOCK
+
+    def _end_file(self) -> None:
+        path, mode, mtime, digest, name = self._member
+        os.fchmod(self._fd, mode)
+        os.utime(self._fd, (mtime, mtime))
+        os.close(self._fd)
+        self._fd = -1
+        self._member = None
+        self.files += 1
+        if digest is not None:
             self._sums.append((digest.hexdigest(), name))
-        # devices, FIFOs and sockets are not copied (the helper does not send them)
+
+    def _abort(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
+    def close(self) -> None:
+        """After the exec: the archive must be complete; directories get their modes and
+        mtimes, innermost first."""
+        if self._left or self._meta is not None or self._pending or not self.top:
+            self._abort()
+            raise DebugkitError("cp: the archive from the sidecar ended early")
+        for directory, mode, mtime in reversed(self._dirs):
+            os.chmod(directory, mode)
+            os.utime(directory, (mtime, mtime))
 
     def sums(self, final_top: str) -> list[tuple[str, str]]:
+        if self.top == ".":
+            return [(digest, f"{final_top}/{name}") for digest, name in self._sums]
         return [(digest, final_top + name[len(self.top):]) for digest, name in self._sums]
 
 
 # -- local -> target ---------------------------------------------------------------------------------------
 
-def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progress: bool) -> Copied:
+def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progress: bool,
+            checksum: bool = False) -> Copied:
     """Writes go into the target's filesystem with the target's user's rights, no more."""
     source = Path(local)
     if not source.exists() and not source.is_symlink():
-        raise PathNotFound(f"cp: no such local file or directory: {local}")
+        raise PathNotFound(f"cp: no such local file or directory: {safe(local)}")
+    name = source.name or Path(os.path.abspath(local)).name
     path = remote_path(remote)
-    info = remote_stat(session, TARGET_ROOT, path)
+    # A trailing slash names a directory: a symlink to one is followed (inside the target's
+    # root); without it a symlink is the entry itself, replaced only with --force.
+    info = remote_stat(session, TARGET_ROOT, path, follow=remote.endswith("/"))
+    source_is_dir = source.is_dir() and not source.is_symlink()
     if info.get("exists") and info.get("type") == "dir":
-        dest_dir, name = path, source.name
+        dest_dir = path
     elif info.get("exists"):
-        if source.is_dir() and not source.is_symlink():
-            raise NotADirectory(f"cp: {local} is a directory and {path} in the target is not")
+        if source_is_dir:
+            raise NotADirectory(f"cp: {safe(local)} is a directory and {safe(path)} in the target is not")
+        if remote.endswith("/"):
+            raise NotADirectory(f"cp: {safe(path)} in the target is not a directory")
+        if not force:
+            raise DestinationExists(f"cp: {safe(path)} exists in the target", hint="pass --force to replace it")
         dest_dir, name = posixpath.dirname(path) or "/", posixpath.basename(path)
     else:
         if "permission" in str(info.get("error")):
-            raise stat_error(session, info, path, where="the target", writing=True)
+            raise forbidden(session, path, where="the target", writing=True, root="")
+        if remote.endswith("/") or info.get("error") == "not a directory":
+            raise PathNotFound(f"cp: no such directory in the target: {safe(remote)}")
         dest_dir, name = posixpath.dirname(path) or "/", posixpath.basename(path)
         parent = remote_stat(session, TARGET_ROOT, dest_dir)
         if not parent.get("exists"):
-            raise stat_error(session, parent, dest_dir, where="the target", writing=True)
+            if "permission" in str(parent.get("error")):
+                raise forbidden(session, dest_dir, where="the target", writing=True, root="")
+            raise PathNotFound(f"cp: no such directory in the target: {safe(dest_dir)}")
         if parent.get("type") != "dir":
-            raise NotADirectory(f"cp: {dest_dir} in the target is not a directory")
-    total = sum(p.stat().st_size for p in ([source] if source.is_file() else source.rglob("*")) if p.is_file()) \
-        if not source.is_symlink() else 0
+            raise NotADirectory(f"cp: {safe(dest_dir)} in the target is not a directory")
+    total = 0
+    if source.is_symlink():
+        total = 0
+    elif source.is_file():
+        total = source.stat().st_size
+    else:
+        total = sum(p.stat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink())
     meter = Progress(total, enabled=progress)
     sums: list[tuple[str, str]] = []
     read_fd, write_fd = os.pipe()
     writer_error: list[BaseException] = []
+    counted = [0]
 
     def write_archive() -> None:
         try:
             with os.fdopen(write_fd, "wb", buffering=1 << 20) as sink:
                 with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=1 << 20) as tar:
-                    _add(tar, source, name, meter, sums)
+                    counted[0] = _add(tar, source, name, meter, sums, checksum)
         except BrokenPipeError:
             pass  # the helper stopped reading: its exit code says why
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
@@ -349,45 +620,52 @@ def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progr
     try:
         code = session.exec_io(argv, stdin_fd=read_fd, stdout=io.BytesIO(), stderr=errors)
     finally:
+        # Closing our end stops the writer at its next write (EPIPE) if the exec ended early.
         with contextlib.suppress(OSError):
             os.close(read_fd)
         worker.join()
         meter.finish()
+    if writer_error:  # first: the helper's complaint (a cut archive) would only be its consequence
+        exc = writer_error[0]
+        if isinstance(exc, OSError):
+            raise local_error(exc, "read", getattr(exc, "filename", None) or local)
+        raise DebugkitError(f"cp: cannot read {safe(local)}: {safe(exc)}")
     if code != 0:
         raise helper_failure(code, errors.getvalue(), session, path=posixpath.join(dest_dir, name),
-                             where="the target", writing=True)
-    if writer_error:
-        raise DebugkitError(f"cp: cannot read {local}: {writer_error[0]}")
-    return Copied(posixpath.join(dest_dir, name), sums, meter.done)
+                             where="the target", writing=True, root="")
+    return Copied(posixpath.join(dest_dir, name), sums, meter.done, counted[0], helper_warnings(errors.getvalue()))
 
 
-def _add(tar: tarfile.TarFile, source: Path, arcname: str, meter: Progress, sums: list) -> None:
-    """The local tree as a tar: files, directories and symlinks (as links, never followed)."""
+def _add(tar: tarfile.TarFile, source: Path, arcname: str, meter: Progress, sums: list, checksum: bool) -> int:
+    """The local tree as a tar: files, directories and symlinks (as links, never followed);
+    the number of regular files."""
     info = tar.gettarinfo(str(source), arcname=arcname)
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     if info.isfile():
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if checksum else None
         with open(source, "rb") as fh:
-            reader = _Hashing(fh, digest, meter)
-            tar.addfile(info, reader)
-        sums.append((digest.hexdigest(), arcname))
-    elif info.isdir():
+            tar.addfile(info, _Counting(fh, digest, meter))
+        if digest is not None:
+            sums.append((digest.hexdigest(), arcname))
+        return 1
+    if info.isdir():
         tar.addfile(info)
-        for child in sorted(source.iterdir()):
-            _add(tar, child, f"{arcname}/{child.name}", meter, sums)
-    elif info.issym():
+        return sum(_add(tar, child, f"{arcname}/{child.name}", meter, sums, checksum)
+                   for child in sorted(source.iterdir()))
+    if info.issym():
         tar.addfile(info)
-    # sockets, FIFOs and devices are skipped, as the helper does
+    return 0  # sockets, FIFOs and devices are skipped, as the helper does
 
 
-class _Hashing:
+class _Counting:
     def __init__(self, fh, digest, meter: Progress):
         self._fh, self._digest, self._meter = fh, digest, meter
 
     def read(self, size: int = -1) -> bytes:
         data = self._fh.read(size)
-        self._digest.update(data)
+        if self._digest is not None:
+            self._digest.update(data)
         self._meter.add(len(data))
         return data
 
@@ -397,4 +675,3 @@ def is_terminal() -> bool:
         return os.isatty(sys.stderr.fileno())
     except (OSError, ValueError, AttributeError):
         return False
-

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from debugkit.core.errors import InvalidInput, NothingListening, PortUnavailable, TargetNotRunning
+from debugkit.core.errors import InvalidInput, NothingListening, OutputClosed, PortUnavailable, TargetNotRunning
 from debugkit.runtimes.base import HELPER_PATH, ExecSession
 
 PROBE_SECONDS = 3
@@ -56,13 +56,17 @@ def parse_mappings(specs) -> list[Mapping]:
 
 
 class SocketWriter:
-    """A connected socket where a pump expects a binary stream."""
+    """A connected socket where a pump expects a binary stream. A client that went away
+    (reset, or closed) is a closed output (OutputClosed), not a failure of the relay."""
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
 
     def write(self, data: bytes) -> int:
-        self._sock.sendall(data)
+        try:
+            self._sock.sendall(data)
+        except ConnectionError as exc:
+            raise BrokenPipeError(str(exc)) from None
         return len(data)
 
     def flush(self) -> None:
@@ -108,6 +112,7 @@ class Forwarder:
         self.listeners: list[tuple[socket.socket, Mapping]] = []
         self._stop_r, self._stop_w = os.pipe()
         self._threads: list[threading.Thread] = []
+        self._stopping = False
         self.connections = 0
 
     def bind(self) -> list[tuple[str, int, int]]:
@@ -127,7 +132,8 @@ class Forwarder:
                 raise InvalidInput(f"cannot listen on {self.address}:{mapping.local}: {exc.strerror}") from None
             sock.listen(128)
             self.listeners.append((sock, mapping))
-            bound.append((self.address, sock.getsockname()[1], mapping.remote))
+            host = f"[{self.address}]" if ":" in self.address else self.address
+            bound.append((host, sock.getsockname()[1], mapping.remote))
         return bound
 
     def serve_forever(self, *, watch_every: float = 1.0) -> None:
@@ -138,6 +144,7 @@ class Forwarder:
             if self._stop_r in readable:
                 return
             if not readable and not self.relay.alive():
+                self._stopping = True
                 raise TargetNotRunning("the target (or its sidecar) stopped: port-forward ended")
             for fd in readable:
                 sock, mapping = by_fd[fd]
@@ -156,8 +163,11 @@ class Forwarder:
             problem = self.relay.serve(conn, mapping.remote)
             if problem:
                 self.log(f"connection to port {mapping.remote}: {problem}")
+        except (OutputClosed, ConnectionError):
+            pass  # the local client went away first: nothing to report
         except Exception as exc:  # noqa: BLE001 - one connection's failure is logged, the others go on
-            self.log(f"connection to port {mapping.remote} failed: {exc}")
+            if not self._stopping:
+                self.log(f"connection to port {mapping.remote} failed: {exc}")
         finally:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_WR)
@@ -168,6 +178,7 @@ class Forwarder:
             os.write(self._stop_w, b"x")
 
     def close(self) -> None:
+        self._stopping = True
         for sock, _mapping in self.listeners:
             with contextlib.suppress(OSError):
                 sock.close()

@@ -727,3 +727,16 @@ func TestFileCommandsExitCodesAndUsage(t *testing.T) {
 }
 
 func sprintf(f string, a ...interface{}) string { return fmt.Sprintf(f, a...) }
+
+func TestPseudoFilesystemsAreRecognised(t *testing.T) {
+	for dir, want := range map[string]string{"/proc": "proc", "/sys": "sysfs", t.TempDir(): ""} {
+		fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pseudoFS(fd); got != want {
+			t.Errorf("%s: %q, want %q", dir, got, want)
+		}
+		syscall.Close(fd)
+	}
+}

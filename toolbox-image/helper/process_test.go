@@ -366,6 +366,35 @@ func TestRelayCopiesBothWaysAndHalfCloses(t *testing.T) {
 	}
 }
 
+func TestRelayEndsWhenTheServerCloses(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = c.Write([]byte("the whole answer\n"))
+		c.Close() // the end of the answer, as an HTTP/1.0 server or a download says it
+	}()
+	pr, pw, _ := os.Pipe() // stdin stays open: the client has not finished sending
+	defer pw.Close()
+	cmd := helperCmd(t, runOpts{}, "relay", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+	cmd.Stdin = pr
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	if code, _ := waitExit(t, cmd, 10*time.Second); code != 0 || out.String() != "the whole answer\n" {
+		t.Fatalf("exit %d, stdout %q", code, out.String())
+	}
+}
+
 func TestRelayRefusedAndReset(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).Port

@@ -13,10 +13,11 @@ import (
 const relayUsage = `relay [--host HOST] [--probe] PORT
 Connects to HOST:PORT over TCP (HOST defaults to 127.0.0.1, in the sidecar's network
 namespace: the target's) and copies stdin to the connection and the connection to
-stdout. EOF on stdin half-closes the connection; EOF from it closes stdout. Exit 0
-when both directions are done, 2 when nothing listens (connection refused) or the
-host is unreachable, 1 on other errors. --probe only connects, then closes: exit 0
-when something listens.
+stdout. EOF on stdin half-closes the connection, and the answer keeps coming; EOF from
+the connection ends the relay (whatever stdin still holds is not sent: the caller sees
+the server's EOF only as the end of this process). Exit 0 then, 2 when nothing listens
+(connection refused) or the host is unreachable, 1 on other errors. --probe only
+connects, then closes: exit 0 when something listens.
 `
 
 const (
@@ -109,11 +110,17 @@ func relay(host string, port int, in io.Reader, out halfCloser) error {
 	if closeErr != nil && !errors.Is(closeErr, os.ErrClosed) {
 		return failf(exitFailure, "closing stdout: %v", closeErr)
 	}
-	if err := <-upstream; err != nil {
-		if isErrno(err, syscall.EPIPE, syscall.ECONNRESET, syscall.ENOTCONN) {
-			return nil // the peer closed its side: what we had left to send has no reader
+	// The server has closed its side. Through an exec (debugkit's port-forward) the client
+	// can only learn that from the end of this process: the reaper holds stdout open, so
+	// closing it is not seen. Waiting for stdin's EOF would hang every protocol whose
+	// server ends the answer by closing (HTTP/1.0, a download). An upstream failure that
+	// has already happened is still reported.
+	select {
+	case err := <-upstream:
+		if err != nil && !isErrno(err, syscall.EPIPE, syscall.ECONNRESET, syscall.ENOTCONN) {
+			return failf(exitFailure, "writing to %s: %v", addr, err)
 		}
-		return failf(exitFailure, "writing to %s: %v", addr, err)
+	default:
 	}
 	return nil
 }

@@ -15,7 +15,9 @@ Writes a tar stream (POSIX ustar, PAX where needed) of PATH, resolved inside DIR
 (default /proc/1/root), to stdout: a file, a symlink (stored as a symlink unless
 --follow, which follows PATH itself inside DIR) or a directory, recursively. The
 top-level entry is PATH's base name ("." for /). Sockets, devices and FIFOs are
-skipped with a warning. Exit 0 ok, 2 PATH not found, 3 permission denied, 4 not a
+skipped with a warning; so are the contents of a directory below PATH on a kernel
+pseudo filesystem (proc, sysfs, cgroup...: the target's /proc and /sys), which is
+archived empty. Exit 0 ok, 2 PATH not found, 3 permission denied, 4 not a
 directory or another resolution error, 1 anything else.
 `
 
@@ -253,6 +255,12 @@ func (t *tarWalker) entry(dirfd int, base, name, display string) error {
 			return nil
 		}
 		if isDir {
+			if kind := pseudoFS(fd); kind != "" {
+				// The target's /proc, /sys and the like: kernel state, not files (and
+				// endless, or unreadable). The directory is kept, empty, as docker cp does.
+				t.warn("skipping the contents of %s: a %s filesystem", display, kind)
+				return t.tw.WriteHeader(header(name+"/", &st2, tar.TypeDir))
+			}
 			return t.writeDir(fd, name+"/", display, &st2)
 		}
 		return t.writeFile(fd, name, display, &st2)
@@ -260,6 +268,34 @@ func (t *tarWalker) entry(dirfd int, base, name, display string) error {
 		t.warn("skipping %s: a %s", display, kindName(st.Mode))
 		return nil
 	}
+}
+
+// pseudoFilesystems are the kernel's virtual filesystems that tar-out does not descend
+// into below its top entry (statfs f_type magic numbers, linux/magic.h).
+var pseudoFilesystems = map[int64]string{
+	0x9fa0:     "proc",
+	0x62656572: "sysfs",
+	0x1cd1:     "devpts",
+	0x27e0eb:   "cgroup",
+	0x63677270: "cgroup2",
+	0x19800202: "mqueue",
+	0x64626720: "debugfs",
+	0x74726163: "tracefs",
+	0x73636673: "securityfs",
+	0xcafe4a11: "bpf",
+	0x6165676c: "pstore",
+	0x62656570: "configfs",
+	0x65735543: "fusectl",
+	0x42494e4d: "binfmt_misc",
+}
+
+// pseudoFS names the pseudo filesystem a directory descriptor is on, or "".
+func pseudoFS(fd int) string {
+	var st syscall.Statfs_t
+	if err := syscall.Fstatfs(fd, &st); err != nil {
+		return ""
+	}
+	return pseudoFilesystems[int64(st.Type)]
 }
 
 // readDirNames lists a directory descriptor's entries (without "." and "..").

@@ -57,7 +57,8 @@ class DockerExecSession(ExecSession):
         self.name = container or plan.spec.name
         self._owned = container is None
         self._keepalive = None
-        self._running: str | None = None   # the marker of the exec that runs now
+        # exec ID -> marker of each exec that runs now (port-forward runs many at once)
+        self._running: dict[str, str] = {}
         self.finished = False   # the work ended normally: see close()
         self.lost = False       # the engine could not be reached
         self._heartbeat = None
@@ -90,9 +91,11 @@ class DockerExecSession(ExecSession):
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
-        if self._running is not None and self.container_id and not self.lost:
-            self._kill_marked(self._running)
-        self._running = None
+        running = list(self._running.values())
+        if running and self.container_id and not self.lost:
+            # One exec: its own marker; several: every exec of this session (the prefix).
+            self._kill_marked(running[0] if len(running) == 1 else f"{self.spec.session_id}.")
+        self._running.clear()
         for guard in self._guards:
             with contextlib.suppress(Exception):
                 guard.close()  # stdin EOF: the guard exits (its command has ended by now)
@@ -149,14 +152,15 @@ class DockerExecSession(ExecSession):
         watch = helper and not stdin and not tty
         guard = self._start_guard() if helper and not watch and not self._owned else None
         command = translate.exec_command(self.name, argv, helper=helper, watch_stdin=watch, guard=guard)
+        exec_id = None
         with self.runtime.calls():
             try:
                 exec_id = self.api.exec_create(self.container_id, command, stdin=stdin or watch, stdout=True,
                                                stderr=True, tty=tty, environment=self._env(tag))["Id"]
-                self._running = tag
+                self._running[exec_id] = tag
                 return exec_id, self.api.exec_start(exec_id, tty=tty)
             except EngineError as exc:
-                self._running = None
+                self._running.pop(exec_id, None)
                 if not self._owned and exc.status_code in (404, 409):
                     raise SidecarGone(f"sidecar {self.name} is not running: {exc.explanation}") from None
                 # The sidecar ended before the command could start (the target stopped,
@@ -187,10 +191,10 @@ class DockerExecSession(ExecSession):
                 resize(*terminal_size())
                 ended = pump(sock, tty_mode=True, stdin=stdin, stdout=stdout, stderr=stdout, on_resize=resize,
                              until_closed=self._keepalive)
-            code = self._exit_code(exec_id, stream=sock) if ended else self._sidecar_ended(sock)
+            code = self._exit_code(exec_id, stream=sock) if ended else self._sidecar_ended(sock, exec_id)
         if code is None:
             raise DebugkitError("the interactive shell's exit status never arrived")
-        self._running = None
+        self._running.pop(exec_id, None)
         return int(code)
 
     def exec_streamed(self, argv: Sequence[str], *, stdin, stdout, stderr) -> int:
@@ -203,10 +207,10 @@ class DockerExecSession(ExecSession):
             with self.runtime.calls():
                 ended = pump(sock, tty_mode=False, stdin=stdin, stdout=out, stderr=stderr,
                              until_closed=self._keepalive)
-            code = self._exit_code(exec_id, stream=sock) if ended else self._sidecar_ended(sock)
+            code = self._exit_code(exec_id, stream=sock) if ended else self._sidecar_ended(sock, exec_id)
         if code is None:
             raise DebugkitError("the command's exit status never arrived")
-        self._running = None
+        self._running.pop(exec_id, None)
         if out.held is not None:
             if code in (126, 127):
                 raise start_error(out.held.decode("utf-8", "replace").strip())
@@ -227,7 +231,7 @@ class DockerExecSession(ExecSession):
             readable, _, _ = select.select(watch, [], [], timeout)
             if sock not in readable:
                 if readable and self._keepalive_closed():
-                    self._sidecar_ended(sock)
+                    self._sidecar_ended(sock, exec_id)
                     raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
                 return []
             try:
@@ -240,7 +244,7 @@ class DockerExecSession(ExecSession):
             step.collect(read)
             result = step.result(None if step.timed_out else self._exit_code(exec_id, stream=sock))
             if not step.timed_out:
-                self._running = None
+                self._running.pop(exec_id, None)
             return result
         finally:
             with contextlib.suppress(OSError):
@@ -255,12 +259,12 @@ class DockerExecSession(ExecSession):
         except OSError:
             return True
 
-    def _sidecar_ended(self, stream) -> int:
+    def _sidecar_ended(self, stream, exec_id: str) -> int:
         """The keep-alive closed under a running exec: a dropped connection (an error of
         its own), or the sidecar ended (target stopped, gc): then the runtime killed the
         exec with it, and the engine will never report its status."""
         self._raise_if_lost(self._keepalive, stream)
-        self._running = None
+        self._running.pop(exec_id, None)
         return KILLED_WITH_SIDECAR
 
     def _raise_if_lost(self, *streams) -> None:

@@ -350,19 +350,7 @@ class DockerRuntime(Runtime):
         from debugkit.runtimes.docker.exec import DockerExecSession, SidecarGone
 
         for attempt in (1, 2):
-            name = plan.reuse
-            if name is None:
-                with self.calls():
-                    container_id = self.create(plan)
-                    try:
-                        # Attach before start: Podman would otherwise restart a target that
-                        # stopped in the meantime (its attach is where that is refused).
-                        self.attach(container_id, stdin=False).close()
-                        self.start(container_id)
-                    except BaseException:
-                        self.remove_container(container_id)
-                        raise
-                name = plan.spec.name
+            name = plan.reuse or self.start_kept_alive(plan)
             live = DockerExecSession(self, plan, container=name)
             try:
                 if plan.mode == "interactive" or plan.spec.tty:
@@ -375,6 +363,20 @@ class DockerRuntime(Runtime):
                     raise
                 plan = replace(plan, reuse=None)
         raise AssertionError("unreachable")
+
+    def start_kept_alive(self, plan: Plan) -> str:
+        """Start the plan's --keep-alive sidecar, which outlives this CLI until idle; its name."""
+        with self.calls():
+            container_id = self.create(plan)
+            try:
+                # Attach before start: Podman would otherwise restart a target that
+                # stopped in the meantime (its attach is where that is refused).
+                self.attach(container_id, stdin=False).close()
+                self.start(container_id)
+            except BaseException:
+                self.remove_container(container_id)
+                raise
+        return plan.spec.name
 
     def _run_once(self, plan: Plan, streams: Streams) -> int:
         spec = plan.spec
@@ -426,8 +428,13 @@ class DockerRuntime(Runtime):
         return int(result["StatusCode"])
 
     def open_exec(self, plan: Plan):
+        """With --keep-alive, the commands run in the reusable sidecar (one that runs already,
+        or a new one), which stays after them, as attach's do: so `cp --from-sidecar` reads
+        what an earlier `attach --keep-alive` wrote. Otherwise a sidecar of their own."""
         from debugkit.runtimes.docker.exec import DockerExecSession
 
+        if plan.facts.get("keep_alive"):
+            return DockerExecSession(self, plan, container=plan.reuse or self.start_kept_alive(plan))
         return DockerExecSession(self, plan)
 
     # -- inspect, ps, gc ----------------------------------------------------------------

@@ -84,5 +84,19 @@ class PodPortForward:
                 ws.close(wait=0.2)
 
     def alive(self) -> bool:
-        state = self.runtime.read_pod(self.pt.namespace, self.pt.pod_name).get("status", {})
-        return state.get("phase") == "Running"
+        """The pod is there and its target container runs. An API hiccup is not the
+        target's death: only a missing pod or a stopped container ends the forward."""
+        from debugkit.core.errors import DebugkitError, TargetNotFound
+
+        try:
+            pod = self.runtime.read_pod(self.pt.namespace, self.pt.pod_name)
+        except TargetNotFound:
+            return False
+        except DebugkitError:
+            return True
+        if (pod.get("metadata") or {}).get("uid") != self.pt.uid or pod.get("status", {}).get("phase") != "Running":
+            return False  # gone, or replaced by a pod of the same name
+        for status in pod.get("status", {}).get("containerStatuses") or []:
+            if status.get("name") == self.pt.container:
+                return "running" in (status.get("state") or {})
+        return False

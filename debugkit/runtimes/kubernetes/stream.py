@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import select
 import signal
 import threading
@@ -19,6 +20,10 @@ from debugkit.runtimes.terminal import terminal_size, write_output
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 RESIZE_POLL = 0.25  # seconds between terminal size checks when no SIGWINCH comes
+# A streamed exec's processes carry DEBUGKIT_EXEC=<session>.<random> in their environment,
+# as on Docker: closing an exec's stream does not end its process (the kubelet and the
+# runtime leave it running), so an interrupted cp or port-forward kills them by marker.
+EXEC_MARKER = "DEBUGKIT_EXEC"
 
 
 class ContainerNotReady(DebugkitError):
@@ -95,7 +100,10 @@ def pump(ws, *, stdin_fd: int | None, stdout, stderr, tty: bool) -> None:
                     last_size = size
                     ws.resize(*size)
             if stdin_fd is not None and stdin_fd in readable:
-                data = os.read(stdin_fd, 65536)
+                try:
+                    data = os.read(stdin_fd, 65536)
+                except ConnectionResetError:  # stdin is a socket whose peer reset it: its end
+                    data = b""
                 if data:
                     ws.send(STDIN, data)
                 else:
@@ -121,6 +129,7 @@ class KubeExecSession(ExecSession):
         self.spec = plan.spec
         self._holder = None
         self.container: str | None = None
+        self._running: set[str] = set()   # markers of the streamed execs that have not ended
 
     def __enter__(self) -> "KubeExecSession":
         self.container = self.runtime.ensure_container(self.plan)
@@ -128,6 +137,10 @@ class KubeExecSession(ExecSession):
         return self
 
     def close(self) -> None:
+        if self._running and self.container is not None:
+            running = sorted(self._running)
+            self._stop_marked(running[0] if len(running) == 1 else f"{self.spec.session_id}.")
+        self._running.clear()
         if self._holder is not None:
             with contextlib.suppress(Exception):
                 self._holder.close_channel(STDIN)
@@ -135,19 +148,48 @@ class KubeExecSession(ExecSession):
             self._holder = None
 
     def alive(self) -> bool:
+        """The debug container runs (it ends with the target, whose PID namespace it shares).
+        An API hiccup is not its death; a missing pod is."""
+        from debugkit.core.errors import TargetNotFound
+
         try:
             state = self.runtime.waiting_state(self.plan.facts["pod_target"], self.container)
-        except DebugkitError:
+        except TargetNotFound:
             return False
-        return "running" in state
+        except DebugkitError:
+            return True
+        # The API reports `running` about a second after the container runs: until then
+        # it says `waiting`, which is not an end either.
+        return "terminated" not in state
 
     def exec_io(self, argv, *, stdin_fd: int | None, stdout, stderr) -> int:
-        ws = self.runtime.exec(self.plan, self.container, argv, stdin=stdin_fd is not None, tty=False)
+        tag = f"{self.spec.session_id}.{secrets.token_hex(6)}"
+        ws = self.runtime.exec(self.plan, self.container, ["env", f"{EXEC_MARKER}={tag}", *argv],
+                               stdin=stdin_fd is not None, tty=False)
+        self._running.add(tag)
         try:
             pump(ws, stdin_fd=stdin_fd, stdout=stdout, stderr=stderr, tty=False)
-            return exit_code_of(ws, what=argv[0])
+            code = exit_code_of(ws, what=argv[0])
+            self._running.discard(tag)  # it ended by itself; otherwise close() ends it
+            return code
         finally:
             ws.close(wait=0.2)
+
+    def _stop_marked(self, marker: str) -> None:
+        """SIGKILL the processes of execs whose stream was abandoned (Ctrl-C, an error), found
+        by their marker: never a target process (none carries it). Bounded (about 3 s)."""
+        from debugkit.runtimes.docker.translate import STOP_EXECS
+
+        with contextlib.suppress(Exception):
+            ws = self.runtime.stream(self.plan.facts["pod_target"], self.container,
+                                     ["sh", "-c", STOP_EXECS, "debugkit-stop", marker], stdin=False, tty=False)
+            try:
+                while ws.recv(5) is not None:
+                    pass
+            except EOFError:
+                pass
+            finally:
+                ws.close(wait=0.2)
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
         step = StepRun(argv, timeout=timeout, max_output=max_output)

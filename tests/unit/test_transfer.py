@@ -1,0 +1,249 @@
+"""cp and port-forward: the pure parts (syntax, the local plan, the hint's profile) and the
+streaming tar parser, fed archives in pieces of every size, and hostile ones."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from debugkit.core.errors import DebugkitError, DestinationExists, InvalidInput, NotADirectory, PathNotFound
+from debugkit.session import copy
+from debugkit.session.forward import Mapping, parse_mappings
+
+
+@pytest.mark.parametrize("text, target, path", [
+    ("web:/etc/app.yaml", "web", "/etc/app.yaml"),
+    ("docker://web:/x", "docker://web", "/x"),
+    ("podman://web:x", "podman://web", "x"),
+    ("pod/api/app:/tmp/heap.pprof", "pod/api/app", "/tmp/heap.pprof"),
+    ("k8s://shop/api/app:/tmp/a:b", "k8s://shop/api/app", "/tmp/a:b"),
+    ("web:", "web", "/"),
+    ("./a:b", None, "./a:b"),
+    ("/abs/a:b", None, "/abs/a:b"),
+    ("plain", None, "plain"),
+])
+def test_endpoints(text, target, path):
+    assert copy.parse_endpoint(text) == copy.Endpoint(target, path)
+
+
+def test_exactly_one_side_is_remote():
+    with pytest.raises(InvalidInput):
+        copy.endpoints("./a", "./b")
+    with pytest.raises(InvalidInput):
+        copy.endpoints("web:/a", "db:/b")
+    with pytest.raises(InvalidInput):
+        copy.parse_endpoint(":/x")
+
+
+def test_remote_paths_are_absolute_and_normal():
+    assert copy.remote_path("etc//passwd") == "/etc/passwd"
+    assert copy.remote_path("/data/../../etc") == "/etc"
+    assert copy.remote_path("") == "/"
+
+
+def test_plan_out(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert copy.plan_out("/srv/app.log", str(tmp_path), force=False) == copy.OutPlan(
+        "/srv/app.log", tmp_path / "app.log", False, False)
+    assert copy.plan_out("/", str(tmp_path), force=False).dest == tmp_path / "root"
+    assert copy.plan_out("/a", str(tmp_path / "file"), force=True).exists
+    with pytest.raises(PathNotFound):
+        copy.plan_out("/a", str(tmp_path / "missing" / "x"), force=False)
+    with pytest.raises(PathNotFound):
+        copy.plan_out("/a", str(tmp_path / "missing") + "/", force=False)
+    with pytest.raises(NotADirectory):
+        copy.plan_out("/a", str(tmp_path / "file") + "/", force=False)
+
+
+@pytest.mark.parametrize("uid, gid, mode, kind, profile", [
+    (0, 0, "0600", "file", "ptrace"),        # root's own file: root without DAC_OVERRIDE reads it
+    (0, 0, "0200", "file", "sysadmin"),
+    (1234, 0, "0640", "file", "ptrace"),     # group root may read
+    (1234, 1234, "0600", "file", "sysadmin"),
+    (1234, 1234, "0604", "file", "ptrace"),  # others may read (a parent directory stopped the user)
+    (0, 0, "0700", "dir", "ptrace"),
+    (0, 0, "0600", "dir", "sysadmin"),       # a directory needs x too
+])
+def test_the_profile_that_could_read(uid, gid, mode, kind, profile):
+    assert copy.profile_that_reads({"uid": uid, "gid": gid, "mode": mode, "type": kind}) == profile
+
+
+def test_without_owner_and_mode_the_hint_is_ptrace():
+    assert copy.profile_that_reads({}) == "ptrace"
+
+
+# -- the streaming tar parser -----------------------------------------------------------------------------------
+
+
+def archive(entries, fmt=tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for name, kind, data, mode in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode = 1_600_000_000, mode
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+            elif kind == "fifo":
+                info.type = tarfile.FIFOTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def feed(data: bytes, staging: Path, *, pieces: int | None = None, seed: int = 0, hashing=True, check_top=None):
+    sink = copy.TarSink(staging, copy.Progress(None, enabled=False), hashing=hashing, check_top=check_top)
+    rng = random.Random(seed)
+    pos = 0
+    while pos < len(data):
+        size = rng.randint(1, 3000) if pieces is None else pieces
+        sink.write(data[pos:pos + size])
+        pos += size
+    sink.close()
+    return sink
+
+
+BIG = hashlib.sha256(b"x").digest() * 3000   # 96000 bytes: not a block multiple
+LONG = "d/" + "n" * 150 + "/" + "f" * 120    # needs PAX (or GNU) long names
+TREE = [
+    ("d", "dir", None, 0o750),
+    ("d/a.txt", "file", b"hello\n", 0o640),
+    ("d/empty", "file", b"", 0o600),
+    ("d/big.bin", "file", BIG, 0o755),
+    ("d/sub", "dir", None, 0o700),
+    ("d/sub/deep", "file", b"deep\n", 0o644),
+    ("d/link", "sym", "/etc/passwd", 0o777),
+    ("d/fifo", "fifo", None, 0o644),
+    ("d/" + "n" * 150, "dir", None, 0o755),
+    (LONG, "file", b"long\n", 0o644),
+    ("d/setuid", "file", b"s", 0o4755),
+]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+@pytest.mark.parametrize("pieces", [None, 1, 511, 512, 513, 16384, 1 << 20])
+def test_a_tree_in_pieces_of_any_size(tmp_path, fmt, pieces):
+    sink = feed(archive(TREE, fmt), tmp_path, pieces=pieces, seed=pieces or 7)
+    d = tmp_path / "d"
+    assert sink.top == "d" and sink.files == 6
+    assert (d / "a.txt").read_bytes() == b"hello\n" and (d / "big.bin").read_bytes() == BIG
+    assert (d / "empty").read_bytes() == b"" and (tmp_path / LONG).read_bytes() == b"long\n"
+    assert os.readlink(d / "link") == "/etc/passwd"
+    assert not (d / "fifo").exists()
+    modes = {p: (d / p).lstat().st_mode & 0o7777 for p in ("", "a.txt", "big.bin", "sub", "setuid")}
+    assert modes == {"": 0o750, "a.txt": 0o640, "big.bin": 0o755, "sub": 0o700, "setuid": 0o755}
+    assert {int((d / p).lstat().st_mtime) for p in ("", "a.txt", "sub", "link")} == {1_600_000_000}
+    sums = dict((name, digest) for digest, name in sink.sums("copy"))
+    assert sums["copy/big.bin"] == hashlib.sha256(BIG).hexdigest()
+    assert set(sums) == {"copy/a.txt", "copy/empty", "copy/big.bin", "copy/sub/deep", "copy/" + LONG[2:],
+                         "copy/setuid"}
+
+
+def test_a_single_file_sets_the_total_and_no_hash_unless_asked(tmp_path):
+    sink = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    sink.write(archive([("server", "file", BIG, 0o755)]))
+    sink.close()
+    assert sink.meter.total == len(BIG) == sink.meter.done and sink.sums("server") == []
+
+
+def test_the_root_of_a_target_is_named_by_the_destination(tmp_path):
+    sink = feed(archive([("./", "dir", None, 0o755), ("./etc", "dir", None, 0o755),
+                         ("./etc/passwd", "file", b"root\n", 0o644)]), tmp_path)
+    assert sink.top == "." and sink.sums("out") == [(hashlib.sha256(b"root\n").hexdigest(), "out/etc/passwd")]
+
+
+@pytest.mark.parametrize("entries, words", [
+    ([("/etc/passwd", "file", b"x", 0o644)], "outside the copy"),
+    ([("../x", "file", b"x", 0o644)], "outside the copy"),
+    ([("d", "dir", None, 0o755), ("d/../../x", "file", b"x", 0o644)], "outside the copy"),
+    ([("d", "dir", None, 0o755), ("d/l", "sym", "/", 0o777), ("d/l/etc/x", "file", b"x", 0o644)],
+     "below a symlink"),
+    ([("d", "dir", None, 0o755), ("d/l", "sym", "..", 0o777), ("d/l/x", "file", b"x", 0o644)], "below a symlink"),
+    ([("a", "file", b"x", 0o644), ("b", "file", b"x", 0o644)], "second top-level"),
+    ([("d", "dir", None, 0o755), ("d/x", "file", b"1", 0o644), ("d/x", "file", b"2", 0o644)], "cannot write"),
+])
+def test_hostile_archives_are_refused(tmp_path, entries, words):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(DebugkitError, match=words):
+        feed(archive(entries), staging)
+    assert not (tmp_path / "x").exists() and not Path("/etc/x").exists()
+
+
+def test_a_truncated_archive_is_not_complete(tmp_path):
+    data = archive([("big.bin", "file", BIG, 0o644)])
+    sink = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    sink.write(data[:50_000])
+    with pytest.raises(DebugkitError, match="ended early"):
+        sink.close()
+    empty = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    with pytest.raises(DebugkitError, match="ended early"):
+        empty.close()
+
+
+def test_garbage_and_oversized_headers_are_refused(tmp_path):
+    sink = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    with pytest.raises(DebugkitError, match="unusable"):
+        sink.write(b"this is not a tar archive" * 40)
+    header = tarfile.TarInfo("x")
+    header.type, header.size = tarfile.XHDTYPE, 1 << 30
+    sink = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    with pytest.raises(DebugkitError, match="extended header"):
+        sink.write(header.tobuf(tarfile.USTAR_FORMAT))
+
+
+def test_the_destination_check_sees_the_top_entry(tmp_path):
+    seen = []
+    feed(archive([("d", "dir", None, 0o755)]), tmp_path, check_top=seen.append)
+    assert seen == ["dir"]
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectory):
+        copy._check_dest(tmp_path / "f", "dir", "/d")
+    with pytest.raises(DestinationExists):
+        copy._check_dest(tmp_path, "file", "/f")
+    copy._check_dest(tmp_path / "f", "file", "/f")  # replaced by --force
+
+
+# -- port mappings ----------------------------------------------------------------------------------------------
+
+
+def test_port_mappings():
+    assert parse_mappings(["8080", "9000:8080", ":6060"]) == [Mapping(8080, 8080), Mapping(9000, 8080),
+                                                               Mapping(0, 6060)]
+    for bad in ("0", "70000", "a:80", "80:", "1:2:3", ""):
+        with pytest.raises(InvalidInput):
+            parse_mappings([bad])
+    with pytest.raises(InvalidInput):
+        parse_mappings([])
+
+
+def test_helper_warnings_are_summed_up():
+    stderr = b"".join(f"debugkit-helper: warning: {line}\n".encode() for line in (
+        "skipping /dev/null: a character device", "skipping /dev/zero: a character device",
+        "skipping /run/app.sock: a socket", "skipping /dev/loop0: a block device",
+        "skipping the contents of /proc: a proc filesystem", "skipping the contents of /sys: a sysfs filesystem",
+        "/var/log/app.log grew while it was archived; cut to its size of 10"))
+    assert copy.helper_warnings(stderr + b"debugkit-helper: not a warning\n") == [
+        "/var/log/app.log grew while it was archived; cut to its size of 10",
+        "not copied: 4 socket(s), device(s) or FIFO(s): /dev/null, /dev/zero, /run/app.sock and 1 more",
+        "copied empty: /proc (proc), /sys (sysfs) (kernel filesystems, not files)",
+    ]
+
+
+def test_local_errors_are_one_line_with_their_code():
+    from debugkit.core.errors import ExitCode
+
+    denied = copy.local_error(PermissionError(13, "Permission denied", "/x"), "write in", "/x")
+    assert (denied.exit_code, str(denied)) == (ExitCode.PATH_FORBIDDEN, "cp: cannot write in /x here: Permission denied")
+    assert copy.local_error(FileNotFoundError(2, "No such file or directory"), "read", "a").exit_code == \
+        ExitCode.PATH_NOT_FOUND
