@@ -1,21 +1,15 @@
-"""Shared test helpers: run the real CLI as a subprocess, and the real Docker engine."""
+"""Session fixtures on the real Docker engine, and each test's own audit log. The helpers
+they and the tests share are in tests/helpers.py."""
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import signal
-import struct
 import subprocess
-import sys
-import termios
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import FIXTURES, IN_CI, REPO, RUN_ID, RUN_LABEL, sweep_stale_containers
 
 # A suite started from a background job (`scripts/test &`) inherits an ignored SIGINT, and
 # an ignored signal stays ignored across exec: every CLI the tests start would then
@@ -24,96 +18,6 @@ REPO = Path(__file__).resolve().parent.parent
 # for its children instead: a handled signal is reset to the default by exec.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-IN_CI = os.environ.get("CI") == "true"
-FIXTURE_TAG = os.environ.get("DEBUGKIT_FIXTURE_TAG", "1")
-FIXTURES = {
-    "named-user": f"debugkit-fixture/named-user:{FIXTURE_TAG}",
-    "numeric-user": f"debugkit-fixture/numeric-user:{FIXTURE_TAG}",
-    "drops-privs": f"debugkit-fixture/drops-privs:{FIXTURE_TAG}",
-    "distroless": f"debugkit-fixture/distroless:{FIXTURE_TAG}",
-}
-TEST_LABEL = "io.debugkit.test"
-# Each pytest run labels what it starts with its own ID, so two runs on one engine (a
-# developer's and CI's) never sweep each other's containers.
-RUN_LABEL = "io.debugkit.test-run"
-RUN_ID = uuid.uuid4().hex[:12]
-MANAGED_LABEL = "io.debugkit.managed"
-STALE_AFTER_S = 3600
-
-
-def labels_for_test() -> dict:
-    return {TEST_LABEL: "1", RUN_LABEL: RUN_ID}
-
-
-def run_cli(*args: str, input: bytes | str | None = None, timeout: float = 120, env: dict | None = None,
-            prefix: list[str] | None = None) -> subprocess.CompletedProcess:
-    """The real CLI, as a user runs it: a separate process, real streams, real exit code."""
-    full_env = {**os.environ, **(env or {})}
-    if isinstance(input, str):
-        input = input.encode()
-    return subprocess.run(
-        [*(prefix or []), sys.executable, "-m", "debugkit", *args],
-        input=input, capture_output=True, timeout=timeout, env=full_env,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
-
-
-def text(result: subprocess.CompletedProcess) -> tuple[str, str]:
-    return result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
-
-
-def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Pty:
-    """The CLI on a real pseudo-terminal, as a person at a terminal runs it."""
-
-    def __init__(self, args, rows=40, cols=120, env: dict | None = None):
-        self.master, slave = pty.openpty()
-        self.resize(rows, cols)
-        self.proc = subprocess.Popen([sys.executable, "-m", "debugkit", *args], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                     env={**os.environ, "TERM": "xterm", **(env or {})})
-        os.close(slave)
-        self.buffer = b""
-
-    def resize(self, rows, cols):
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def send(self, text: str):
-        os.write(self.master, text.encode())
-
-    def expect(self, needle: bytes, timeout: float = 30) -> bytes:
-        import select
-
-        deadline = time.monotonic() + timeout
-        while needle not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for {needle!r}; screen so far: {self.buffer[-2000:]!r}")
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    self.buffer += os.read(self.master, 65536)
-                except OSError:
-                    break
-        return self.buffer
-
-    def close(self):
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture(autouse=True)
@@ -122,15 +26,6 @@ def audit_log(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "audit.jsonl"
     monkeypatch.setenv("DEBUGKIT_AUDIT_LOG", str(path))
     return path
-
-
-def audit_records(path: Path) -> list[dict]:
-    """Every line must be one complete JSON object: a corrupt line fails the test."""
-    import json
-
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="session")
@@ -143,23 +38,12 @@ def docker_client():
         if IN_CI:
             pytest.fail(f"no Docker engine in CI (scripts/docker-testenv should have started one): {exc}")
         pytest.skip(f"no Docker engine: {exc} (run scripts/docker-testenv up)")
-    _sweep_stale(client)
+    sweep_stale_containers(client)
     yield client
     # Sweep by label: what this run started goes, even after a crashed test.
     for ctr in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}):
         ctr.remove(force=True)
     client.close()
-
-
-def _sweep_stale(client) -> None:
-    """Test containers of runs that crashed long ago (older than an hour)."""
-    import datetime as dt
-
-    now = dt.datetime.now(dt.timezone.utc)
-    for ctr in client.containers.list(all=True, filters={"label": TEST_LABEL}):
-        created = dt.datetime.fromisoformat(ctr.attrs["Created"][:26].rstrip("Z") + "+00:00")
-        if (now - created).total_seconds() > STALE_AFTER_S:
-            ctr.remove(force=True)
 
 
 @pytest.fixture(scope="session")
@@ -181,8 +65,3 @@ def toolbox_image(docker_client):
         else:
             pytest.skip(f"toolbox image {ref} not built (run scripts/build-toolbox)")
     return ref
-
-
-def leaked_sidecars(client, **filters) -> list:
-    labels = [f"{MANAGED_LABEL}=true"] + [f"{k}={v}" for k, v in filters.items()]
-    return client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def complete(words: str, *, cword: int | None = None, shell: str = "bash", line: str | None = None,

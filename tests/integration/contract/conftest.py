@@ -23,7 +23,7 @@ from typing import Callable
 
 import pytest
 
-from tests.conftest import IN_CI, REPO, RUN_ID, RUN_LABEL, TEST_LABEL, run_cli, wait_for
+from tests.helpers import IN_CI, REPO, RUN_ID, RUN_LABEL, TEST_LABEL, run_cli, wait_for
 from tests.integration.kubernetes.conftest import k8s_cluster  # noqa: F401 - the session fixture, shared
 
 RUNTIMES = ("docker", "podman", "kubernetes")

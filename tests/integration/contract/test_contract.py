@@ -8,7 +8,7 @@ import time
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import run_cli, text, wait_for
+from tests.helpers import run_cli, text, wait_for
 from tests.integration.contract.conftest import TARGET_ENV
 
 MISSING = {"docker": "dk-contract-no-such-target", "podman": "podman://dk-contract-no-such-target"}

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import Pty, wait_for
+from tests.helpers import Pty, wait_for
 from tests.integration.contract.conftest import describe, in_namespace_named, under
 
 BACKGROUND_JOBS = "sleep 100 & sleep 300 & echo started"

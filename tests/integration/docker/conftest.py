@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import leaked_sidecars, labels_for_test, wait_for
+from tests.helpers import leaked_sidecars, labels_for_test, wait_for
 
 pytestmark = pytest.mark.docker
 

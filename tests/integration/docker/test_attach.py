@@ -13,7 +13,7 @@ import tempfile
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import leaked_sidecars, run_cli, text, wait_for
+from tests.helpers import leaked_sidecars, run_cli, text, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -151,7 +151,7 @@ def test_target_not_found(docker_client):
 
 
 def test_target_not_running(docker_client, fixture_images):
-    from tests.conftest import labels_for_test
+    from tests.helpers import labels_for_test
 
     ctr = docker_client.containers.create(fixture_images["named-user"], labels=labels_for_test())
     try:

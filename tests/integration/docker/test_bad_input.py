@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import leaked_sidecars, wait_for
+from tests.helpers import leaked_sidecars, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -149,7 +149,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def targets(docker_client, fixture_images):
-    from tests.conftest import labels_for_test
+    from tests.helpers import labels_for_test
 
     running = docker_client.containers.run(fixture_images["named-user"], name=f"dk-bad-{uuid.uuid4().hex[:8]}",
                                            detach=True, labels=labels_for_test())

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import FIXTURES, labels_for_test
+from tests.helpers import FIXTURES, labels_for_test
 from tests.integration.shells import InteractiveShell, SilentServer, bin_dir, complete
 
 # The budget a TAB has (session/complete.py BUDGET is 1.5 s) plus the interpreter's start.
@@ -143,7 +143,7 @@ def test_an_unusable_docker_host_completes_nothing():
 
 
 def test_the_scripts_print_for_each_shell():
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     for shell, marker in (("bash", "complete -o nosort -F _debugkit_completion debugkit"),
                           ("zsh", "#compdef debugkit"), ("fish", "complete --no-files --command debugkit")):
@@ -201,7 +201,7 @@ def test_fish_completes_through_the_script(target, tmp_path):
 # The file-based installs docs/completion.md gives, each in a fresh HOME.
 
 def _script(tmp_path, shell: str) -> str:
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     result = run_cli("completion", shell)
     assert result.returncode == 0

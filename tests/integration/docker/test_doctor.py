@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import audit_records, labels_for_test, run_cli, text, wait_for
+from tests.helpers import audit_records, labels_for_test, run_cli, text, wait_for
 from tests.integration.shells import SilentServer
 
 BUSYBOX = "debugkit-testenv/busybox:1"

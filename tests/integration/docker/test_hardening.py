@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import audit_records, labels_for_test, leaked_sidecars, run_cli, text, wait_for
+from tests.helpers import audit_records, labels_for_test, leaked_sidecars, run_cli, text, wait_for
 
 pytestmark = pytest.mark.docker
 

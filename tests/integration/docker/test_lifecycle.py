@@ -11,7 +11,7 @@ import time
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import REPO, Pty, audit_records, leaked_sidecars, run_cli, wait_for
+from tests.helpers import REPO, Pty, audit_records, leaked_sidecars, run_cli, wait_for
 
 pytestmark = pytest.mark.docker
 CLI = [sys.executable, "-m", "debugkit"]

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import labels_for_test, leaked_sidecars, run_cli, text, wait_for
+from tests.helpers import labels_for_test, leaked_sidecars, run_cli, text, wait_for
 
 pytestmark = pytest.mark.docker
 

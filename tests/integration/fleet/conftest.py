@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import run_cli, text
+from tests.helpers import run_cli, text
 from tests.integration.kubernetes.conftest import k8s_cluster  # noqa: F401 - the session fixture
 
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import labels_for_test, leaked_sidecars, run_cli, text, wait_for
+from tests.helpers import labels_for_test, leaked_sidecars, run_cli, text, wait_for
 from tests.integration.fleet.conftest import popen_cli, run_json
 
 pytestmark = pytest.mark.docker

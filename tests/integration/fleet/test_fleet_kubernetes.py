@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import audit_records, run_cli, text, wait_for
+from tests.helpers import audit_records, run_cli, text, wait_for
 from tests.integration.fleet.conftest import popen_cli, run_json
 from tests.integration.kubernetes.conftest import DEPLOYMENT_LABEL
 

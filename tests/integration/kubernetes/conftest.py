@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import IN_CI, REPO, wait_for, RUN_ID, RUN_LABEL, STALE_AFTER_S, TEST_LABEL
+from tests.helpers import IN_CI, REPO, wait_for, RUN_ID, RUN_LABEL, STALE_AFTER_S, TEST_LABEL
 
 SCRIPT = REPO / "scripts" / "k8s-testenv"
 NODE_NAME = "debugkit-node"

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import wait_for, REPO, run_cli, text
+from tests.helpers import wait_for, REPO, run_cli, text
 
 pytestmark = pytest.mark.kubernetes
 REGISTRY = "127.0.0.1:5000"
@@ -207,7 +207,7 @@ def test_runbook_runs_in_one_debug_container(k8s_cluster, target_pod, restricted
 
 def test_interactive_shell_over_the_websocket(k8s_cluster, target_pod, restricted_ns, toolbox_on_node):
     """Raw-mode TTY on a real pseudo-terminal: the banner, the shell as 65532, resize, exit code."""
-    from tests.conftest import Pty
+    from tests.helpers import Pty
 
     term = Pty(["attach", "--kubeconfig", k8s_cluster.kubeconfig, f"pod/{target_pod.metadata.name}",
                 "-n", restricted_ns], rows=40, cols=120)

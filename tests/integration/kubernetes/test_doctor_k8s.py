@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, run_cli, text
+from tests.helpers import REPO, run_cli, text
 from tests.integration.kubernetes.conftest import BUSYBOX_IMAGE
 from tests.integration.shells import SilentServer, silent_kubeconfig
 

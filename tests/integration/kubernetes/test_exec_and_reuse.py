@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.integration.kubernetes.test_debugkit_attach import (  # noqa: F401 - fixtures
     kube, registry_image, restricted_ns, target_pod, toolbox_on_node)
 
@@ -67,7 +67,7 @@ def test_another_identity_or_image_gets_its_own_container(k8s_cluster, target_po
 
 def test_keep_alive_zero_ends_the_container_with_the_command(k8s_cluster, target_pod, restricted_ns,
                                                              toolbox_on_node):
-    from tests.conftest import wait_for
+    from tests.helpers import wait_for
 
     pod = target_pod.metadata.name
     result = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--keep-alive", "0", "--",

@@ -20,7 +20,7 @@ import pytest
 from debugkit.runtimes.kubernetes import kubeconfig
 from debugkit.runtimes.kubernetes.kubeclient import ApiError, KubeClient
 from debugkit.runtimes.kubernetes.websocket import container_not_found, exec_failure_code
-from tests.conftest import IN_CI, RUN_LABEL, RUN_ID
+from tests.helpers import IN_CI, RUN_LABEL, RUN_ID
 from tests.integration.kubernetes.conftest import BUSYBOX_IMAGE, K8sCluster, _script, host_unsuitable
 
 pytestmark = pytest.mark.kubernetes

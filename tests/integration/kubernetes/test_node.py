@@ -144,7 +144,7 @@ def test_restricted_user_is_forbidden_to_patch_ephemeral_containers(k8s_cluster:
                 if exc.status == 403:
                     return False  # the RBAC cache may lag the new binding for a moment
                 raise
-        from tests.conftest import wait_for
+        from tests.helpers import wait_for
         wait_for(can_read, timeout=15, interval=0.25, what="the role binding to take effect")
 
         with pytest.raises(ApiException) as err:
@@ -198,7 +198,7 @@ def test_deployment_pods_are_created_by_the_controllers_and_placed_by_the_schedu
 
 def test_namespace_deletion_completes_without_finalizing_by_hand(k8s_cluster: K8sCluster, target_image: str):
     from kubernetes.client.exceptions import ApiException
-    from tests.conftest import wait_for
+    from tests.helpers import wait_for
 
     with k8s_cluster.namespace("restricted") as ns:
         k8s_cluster.run_deployment(ns, target_image, replicas=2, run_as_user=65532, run_as_group=65532)
@@ -219,7 +219,7 @@ def test_namespace_deletion_completes_without_finalizing_by_hand(k8s_cluster: K8
 
 
 def test_kube_root_ca_is_published_and_a_mounted_token_works(k8s_cluster: K8sCluster, busybox: str):
-    from tests.conftest import wait_for
+    from tests.helpers import wait_for
 
     ca = open(k8s_cluster.api_client.configuration.ssl_ca_cert).read()
     with k8s_cluster.namespace("restricted") as ns:

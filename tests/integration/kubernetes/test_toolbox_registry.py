@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import IN_CI, REPO, run_cli, text, wait_for
+from tests.helpers import IN_CI, REPO, run_cli, text, wait_for
 
 pytestmark = pytest.mark.kubernetes
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, REPO, leaked_sidecars, wait_for
+from tests.helpers import IN_CI, REPO, leaked_sidecars, wait_for
 # The Docker tests' target fixtures: a started fixture container, removed afterwards,
 # and the check that no sidecar of it is left behind.
 from tests.integration.docker.conftest import no_leaked_sidecars, start_target, started_targets  # noqa: F401

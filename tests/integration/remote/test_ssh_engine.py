@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import Pty, audit_records, run_cli, text, wait_for
+from tests.helpers import Pty, audit_records, run_cli, text, wait_for
 from tests.integration.remote.conftest import kill_server, make_home, sidecars_of, ssh_clients
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh]

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO, wait_for
+from tests.helpers import REPO, wait_for
 
 SESSION = uuid.uuid4().hex[:10]
 # Not tests/conftest.py's TEST_LABEL: its session-end sweep would remove these containers

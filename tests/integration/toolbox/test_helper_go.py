@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import IN_CI, REPO
+from tests.helpers import IN_CI, REPO
 
 pytestmark = pytest.mark.toolbox
 

@@ -17,7 +17,7 @@ import pytest
 
 from debugkit import __version__
 from debugkit.core.errors import ExitCode
-from tests.conftest import IN_CI, REPO, run_cli, text
+from tests.helpers import IN_CI, REPO, run_cli, text
 
 pytestmark = pytest.mark.docker
 

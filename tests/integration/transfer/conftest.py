@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import labels_for_test, run_cli, wait_for
+from tests.helpers import labels_for_test, run_cli, wait_for
 from tests.fixtures.transfer.image import MTIME, build_image  # noqa: F401 - MTIME for the tests
 from tests.integration.kubernetes.conftest import k8s_cluster  # noqa: F401 - the node, for the kubernetes params
 
@@ -238,7 +238,7 @@ def podman_client():
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"Podman service not answering: {exc}")
     yield client
-    from tests.conftest import RUN_ID, RUN_LABEL
+    from tests.helpers import RUN_ID, RUN_LABEL
 
     for ctr in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}):
         with contextlib.suppress(Exception):

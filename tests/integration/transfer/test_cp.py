@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import audit_records, wait_for
+from tests.helpers import audit_records, wait_for
 from tests.integration.transfer.conftest import MTIME, sha256_file, tree_of_local, tree_of_tar
 
 pytestmark = pytest.mark.transfer
@@ -361,7 +361,7 @@ def test_a_crafted_archive_writes_nothing_outside(shared, out):
 
 
 def test_progress_on_a_terminal(docker_rt, out):
-    from tests.conftest import Pty
+    from tests.helpers import Pty
 
     target = docker_rt.target()
     target.sh("truncate -s 300M /proc/1/root/home/nonroot/big")

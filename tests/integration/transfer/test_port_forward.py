@@ -15,7 +15,7 @@ import time
 import pytest
 
 from debugkit.core.errors import ExitCode
-from tests.conftest import audit_records, wait_for
+from tests.helpers import audit_records, wait_for
 from tests.integration.transfer.conftest import ECHO, HASH, SOURCE, start_forward
 
 pytestmark = pytest.mark.transfer
