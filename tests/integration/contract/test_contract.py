@@ -9,7 +9,7 @@ import pytest
 
 from debugkit.core.errors import ExitCode
 from tests.helpers import run_cli, text, wait_for
-from tests.integration.contract.conftest import TARGET_ENV
+from tests.integration.contract.targets import TARGET_ENV
 
 MISSING = {"docker": "dk-contract-no-such-target", "podman": "podman://dk-contract-no-such-target"}
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tests.helpers import Pty, wait_for
-from tests.integration.contract.conftest import describe, in_namespace_named, under
+from tests.integration.contract.targets import describe, in_namespace_named, under
 
 BACKGROUND_JOBS = "sleep 100 & sleep 300 & echo started"
 SETTLE_S = 20   # a killed CLI's sidecar winds down within this (docs/reliability.md)

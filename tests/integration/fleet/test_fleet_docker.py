@@ -14,7 +14,7 @@ import pytest
 
 from debugkit.core.errors import ExitCode
 from tests.helpers import labels_for_test, leaked_sidecars, run_cli, text, wait_for
-from tests.integration.fleet.conftest import popen_cli, run_json
+from tests.integration.fleet.helpers import popen_cli, run_json
 
 pytestmark = pytest.mark.docker
 FLEET_LABEL = "io.debugkit.fleet-test"

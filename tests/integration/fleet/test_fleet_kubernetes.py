@@ -14,8 +14,8 @@ import pytest
 
 from debugkit.core.errors import ExitCode
 from tests.helpers import audit_records, run_cli, text, wait_for
-from tests.integration.fleet.conftest import popen_cli, run_json
-from tests.integration.kubernetes.conftest import DEPLOYMENT_LABEL
+from tests.integration.fleet.helpers import popen_cli, run_json
+from tests.integration.kubernetes.cluster import DEPLOYMENT_LABEL
 
 pytestmark = pytest.mark.kubernetes
 REPLICAS = 6

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.helpers import REPO, run_cli, text
-from tests.integration.kubernetes.conftest import BUSYBOX_IMAGE
+from tests.integration.kubernetes.cluster import BUSYBOX_IMAGE
 from tests.integration.shells import SilentServer, silent_kubeconfig
 
 pytestmark = pytest.mark.kubernetes

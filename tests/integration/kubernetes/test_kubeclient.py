@@ -21,7 +21,7 @@ from debugkit.runtimes.kubernetes import kubeconfig
 from debugkit.runtimes.kubernetes.kubeclient import ApiError, KubeClient
 from debugkit.runtimes.kubernetes.websocket import container_not_found, exec_failure_code
 from tests.helpers import IN_CI, RUN_LABEL, RUN_ID
-from tests.integration.kubernetes.conftest import BUSYBOX_IMAGE, K8sCluster, _script, host_unsuitable
+from tests.integration.kubernetes.cluster import BUSYBOX_IMAGE, K8sCluster, host_unsuitable, k8s_testenv
 
 pytestmark = pytest.mark.kubernetes
 
@@ -37,14 +37,14 @@ def cluster(request) -> K8sCluster:
     reason = host_unsuitable()
     if reason and not IN_CI:
         pytest.skip(reason)
-    if IN_CI or _script("is-up", timeout=60).returncode != 0:
+    if IN_CI or k8s_testenv("is-up", timeout=60).returncode != 0:
         if os.environ.get("DEBUGKIT_K8S_NO_UP") == "1" and not IN_CI:
             pytest.skip("the Kubernetes test node is not up (DEBUGKIT_K8S_NO_UP=1)")
         return request.getfixturevalue("k8s_cluster")
     docker = shutil.which("docker")
     if not docker or subprocess.run([docker, "image", "inspect", BUSYBOX_IMAGE], capture_output=True).returncode:
         return request.getfixturevalue("k8s_cluster")  # it builds the busybox image
-    info = dict(line.split("=", 1) for line in _script("paths", timeout=30).stdout.split())
+    info = dict(line.split("=", 1) for line in k8s_testenv("paths", timeout=30).stdout.split())
     return K8sCluster(kubeconfig=info["kubeconfig"], restricted_user_kubeconfig=info["restricted_kubeconfig"],
                       bin_dir=Path(info["bin_dir"]))
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.integration.kubernetes.conftest import BUSYBOX_IMAGE, K8sCluster
+from tests.integration.kubernetes.cluster import BUSYBOX_IMAGE, K8sCluster
 
 pytestmark = pytest.mark.kubernetes
 

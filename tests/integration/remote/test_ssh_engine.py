@@ -16,7 +16,7 @@ import pytest
 
 from debugkit.core.errors import ExitCode
 from tests.helpers import Pty, audit_records, run_cli, text, wait_for
-from tests.integration.remote.conftest import kill_server, make_home, sidecars_of, ssh_clients
+from tests.integration.remote.helpers import kill_server, make_home, sidecars_of, ssh_clients
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh]
 CLI = [sys.executable, "-m", "debugkit"]

@@ -20,7 +20,8 @@ import uuid
 
 import pytest
 
-from .conftest import RESTRICTED, SUITE_LABELS, image_members, tar_of, wait_for
+from tests.helpers import wait_for
+from tests.integration.toolbox.helpers import RESTRICTED, SUITE_LABELS, image_members, tar_of
 
 pytestmark = [pytest.mark.docker, pytest.mark.toolbox]
 

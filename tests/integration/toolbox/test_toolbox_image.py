@@ -20,7 +20,8 @@ import pytest
 from debugkit import __version__
 from debugkit.toolbox.build import STATIC_CURL_PATH, TOOLBOX_USER
 
-from .conftest import SUITE_LABELS, image_members, wait_for
+from tests.helpers import wait_for
+from tests.integration.toolbox.helpers import SUITE_LABELS, image_members
 
 pytestmark = [pytest.mark.docker, pytest.mark.toolbox]
 

@@ -15,7 +15,8 @@ import pytest
 
 from debugkit.core.errors import ExitCode
 from tests.helpers import audit_records, wait_for
-from tests.integration.transfer.conftest import MTIME, sha256_file, tree_of_local, tree_of_tar
+from tests.fixtures.transfer.image import MTIME
+from tests.integration.transfer.helpers import sha256_file, tree_of_local, tree_of_tar
 
 pytestmark = pytest.mark.transfer
 

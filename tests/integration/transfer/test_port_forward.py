@@ -16,7 +16,7 @@ import pytest
 
 from debugkit.core.errors import ExitCode
 from tests.helpers import audit_records, wait_for
-from tests.integration.transfer.conftest import ECHO, HASH, SOURCE, start_forward
+from tests.integration.transfer.helpers import ECHO, HASH, SOURCE, start_forward
 
 pytestmark = pytest.mark.transfer
 MIB = 1 << 20
