@@ -130,3 +130,14 @@ def sweep_stale_containers(client) -> None:
 def leaked_sidecars(client, **filters) -> list:
     labels = [f"{MANAGED_LABEL}=true"] + [f"{k}={v}" for k, v in filters.items()]
     return client.containers.list(all=True, filters={"label": labels}, ignore_removed=True)
+
+
+def assert_no_leaked_sidecars(client, started_targets: list) -> None:
+    """No debugkit sidecar of the targets a test started is left (checked by label): the
+    after-each-test check of the directories whose tests start targets with start_target."""
+
+    def settled():
+        return not [c for c in leaked_sidecars(client)
+                    if c.labels.get("io.debugkit.target-id") in started_targets]
+    # An auto-removed sidecar may take a moment to disappear after its process ends.
+    wait_for(settled, timeout=15, what="debugkit sidecars to be removed")

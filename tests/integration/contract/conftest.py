@@ -2,7 +2,7 @@
 
 `target` is parametrised over the three runtimes (see targets.py for what a target gives
 the tests). The Kubernetes targets live in one `restricted` namespace per module; the node
-is tests/integration/kubernetes's session fixture k8s_cluster.
+is tests/integration/conftest.py's session fixture k8s_cluster.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import subprocess
 import pytest
 
 from tests.helpers import IN_CI, REPO
-from tests.integration.kubernetes.conftest import k8s_cluster  # noqa: F401 - the session fixture, shared
 from tests.integration.contract.targets import (
     PODMAN_SOCKET, RUNTIMES, TARGET_IMAGE_KIND, EngineCli, Target, engine_target, kube_target, selected_runtimes,
 )

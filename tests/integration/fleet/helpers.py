@@ -1,5 +1,5 @@
 """Helpers for the fleet tests, which run against the real components: the Kubernetes test
-node (its session fixture k8s_cluster is tests/integration/kubernetes's) and the real
+node (its session fixture k8s_cluster is tests/integration/conftest.py's) and the real
 Docker and Podman engines."""
 from __future__ import annotations
 

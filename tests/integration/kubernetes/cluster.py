@@ -3,7 +3,7 @@ kube-scheduler, containerd and a kubelet built and started by scripts/k8s-testen
 docs/k8s-testenv.md).
 
 :class:`K8sCluster` is the handle on the node that the session fixture ``k8s_cluster``
-(conftest.py, shared with the directories that need the node) yields; the
+(tests/integration/conftest.py, shared by every directory that needs the node) yields; the
 fixture brings the node up once with :func:`k8s_testenv` (a cold first run builds Kubernetes
 from source, which takes a long time) and sweeps test namespaces with
 :func:`sweep_namespaces`. It skips only when this machine cannot host a node

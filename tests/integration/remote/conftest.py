@@ -1,7 +1,8 @@
 """The ssh:// engine against real components: Debian's OpenSSH sshd on 127.0.0.1
 (scripts/ssh-testenv) in front of this machine's Docker engine, the system's ssh client,
 and `docker system dial-stdio` on the server side. Every CLI run gets a temporary HOME of
-its own (see helpers.py).
+its own (see helpers.py). The Docker target fixtures (start_target, started_targets) are
+tests/integration/conftest.py's.
 """
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ import shutil
 
 import pytest
 
-from tests.helpers import IN_CI, wait_for
-# The Docker tests' target fixtures: a started fixture container, removed afterwards,
-# and the check that no sidecar of it is left behind.
-from tests.integration.docker.conftest import no_leaked_sidecars, start_target, started_targets  # noqa: F401
+from tests.helpers import IN_CI, assert_no_leaked_sidecars, wait_for
 from tests.integration.remote.helpers import make_home, server_dial_stdio, server_sessions, ssh_clients, testenv
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh]
@@ -61,3 +59,10 @@ def sshd_restored(ssh_server):
     """For tests that take the ssh server down: it is up again afterwards."""
     yield
     testenv("up")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_sidecars(docker_client, started_targets):
+    """Every test must leave no debugkit sidecar of its targets behind, as in tests/integration/docker."""
+    yield
+    assert_no_leaked_sidecars(docker_client, started_targets)

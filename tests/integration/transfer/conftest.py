@@ -1,7 +1,7 @@
 """cp and port-forward against the real engines and the real node: Docker, Podman and
 Kubernetes, the same tests on each. `rt` is parametrised over the runtimes; see helpers.py
 for the target image, `Target` and the runtime helpers. The node is
-tests/integration/kubernetes's session fixture k8s_cluster.
+tests/integration/conftest.py's session fixture k8s_cluster.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 
 from tests.fixtures.transfer.image import build_image
 from tests.helpers import RUN_ID, RUN_LABEL, labels_for_test
-from tests.integration.kubernetes.conftest import k8s_cluster  # noqa: F401 - the node, for the kubernetes params
 from tests.integration.transfer.helpers import (
     PODMAN_SOCKET, RUNTIMES, RuntimeHelper, Target, podman_has, runtime_helper,
 )

@@ -1,18 +1,18 @@
-"""The session fixture ``k8s_cluster``: the real single-node Kubernetes of
-scripts/k8s-testenv (see docs/k8s-testenv.md), up for the whole session. The handle it
-yields, :class:`K8sCluster`, and the helpers are in cluster.py.
-"""
+"""Fixtures shared by more than one directory of integration tests: the Kubernetes test
+node (a session fixture: one node handle for every directory that needs it) and the Docker
+fixture targets that a test starts and that are removed after it."""
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.helpers import IN_CI
+from tests.helpers import IN_CI, labels_for_test, wait_for
 from tests.integration.kubernetes.cluster import K8sCluster, host_unsuitable, k8s_testenv, sweep_namespaces
 
 
@@ -64,3 +64,33 @@ def k8s_cluster(pytestconfig) -> Iterator[K8sCluster]:
                 down = k8s_testenv("down", timeout=300)
                 if down.returncode != 0:
                     print(f"[k8s_cluster] down failed:\n{down.stderr}", file=sys.stderr)
+
+
+@pytest.fixture
+def started_targets():
+    """IDs of the targets this test started: the leak check looks at their sidecars only."""
+    return []
+
+
+@pytest.fixture
+def start_target(docker_client, fixture_images, started_targets):
+    """Start a fixture target; removed (with any sidecar of its own) at teardown."""
+    started = []
+
+    def start(kind: str = "named-user", **kwargs):
+        name = f"dk-test-{kind}-{uuid.uuid4().hex[:8]}"
+        ctr = docker_client.containers.run(
+            fixture_images[kind], name=name, detach=True, labels=labels_for_test(), **kwargs
+        )
+        started.append(ctr)
+        started_targets.append(ctr.id)
+        wait_for(lambda: b"listening on" in ctr.logs(), timeout=20, what=f"{name} to listen")
+        ctr.reload()
+        return ctr
+
+    yield start
+    for ctr in started:
+        try:
+            ctr.remove(force=True)
+        except Exception:  # noqa: BLE001 - already gone (a test killed it, or the engine restarted)
+            pass
