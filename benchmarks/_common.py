@@ -13,6 +13,7 @@ debugkit has: without one, every start compiles the modules it imports (about +3
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -34,6 +35,7 @@ RUN_LABEL = "io.debugkit.test-run"
 MANAGED_LABEL = "io.debugkit.managed"
 
 _PYCACHE = tempfile.mkdtemp(prefix="debugkit-bench-pyc-")
+atexit.register(shutil.rmtree, _PYCACHE, ignore_errors=True)
 
 
 def _sigterm(_signum, _frame):
@@ -264,12 +266,3 @@ class Kube:
     def ephemeral_containers(self, ns: str, pod: str) -> list[dict]:
         data = json.loads(self("-n", ns, "get", "pod", pod, "-o", "json").stdout)
         return data["spec"].get("ephemeralContainers") or []
-
-
-def cleanup_dir() -> None:
-    shutil.rmtree(_PYCACHE, ignore_errors=True)
-
-
-import atexit  # noqa: E402
-
-atexit.register(cleanup_dir)

@@ -12,7 +12,10 @@ left over from an earlier call. Calls alternate between the tools. The namespace
 enforces `baseline`, so kubectl's default (legacy) profile is admitted too. Afterwards,
 untimed: the exit code of `sh -c 'exit 7'` through each tool (debugkit passes it through).
 
-    .venv/bin/python benchmarks/k8s_attach_vs_kubectl_debug.py [--runs 9] [--json]
+--same-pod puts all of a tool's calls on one pod instead (debugkit still with --new):
+every call after the first then adds one more ephemeral container to a pod that has some.
+
+    .venv/bin/python benchmarks/k8s_attach_vs_kubectl_debug.py [--runs 9] [--same-pod] [--json]
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ TARGET_IMAGE = "debugkit-fixture/distroless:1"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--same-pod", action="store_true", help="all of a tool's calls on one pod")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
     c.check_code_under_test()
@@ -39,9 +43,12 @@ def main() -> int:
     machine = c.Machine()
     rounds = args.runs + 1  # the first is a warm-up
     with kube.namespace("baseline") as ns:
-        ours_pods = [f"dk-{i}" for i in range(rounds + 1)]       # one more each for the exit code
-        theirs_pods = [f"kd-{i}" for i in range(rounds + 1)]
+        pods = 1 if args.same_pod else rounds + 1                  # one more each for the exit code
+        ours_pods = [f"dk-{i}" for i in range(pods)]
+        theirs_pods = [f"kd-{i}" for i in range(pods)]
         kube.start_pods(ns, ours_pods + theirs_pods, TARGET_IMAGE)
+        if args.same_pod:
+            ours_pods, theirs_pods = ours_pods * (rounds + 1), theirs_pods * (rounds + 1)
 
         def ours(pod: str, *command: str) -> list[str]:
             return [*c.debugkit(), "attach", "--kubeconfig", kube.kubeconfig, f"pod/{pod}", "-n", ns, "--new",
@@ -60,16 +67,17 @@ def main() -> int:
         for name, argv in (("debugkit", ours(next(free["debugkit"]), "sh", "-c", "exit 7")),
                            ("kubectl", theirs(next(free["kubectl"]), "sh", "-c", "exit 7"))):
             codes[name] = subprocess.run(argv, capture_output=True, env=c.env(), timeout=300).returncode
-        extra = {pod: len(kube.ephemeral_containers(ns, pod)) for pod in ours_pods[:2]}
+        extra = {pod: len(kube.ephemeral_containers(ns, pod)) for pod in set(ours_pods[:2])}
     if codes["debugkit"] != 7:
         raise SystemExit(f"debugkit attach returned {codes['debugkit']} for `exit 7`")
-    if any(n != 1 for n in extra.values()):
+    if not args.same_pod and any(n != 1 for n in extra.values()):
         raise SystemExit(f"a debugkit pod does not have exactly one ephemeral container: {extra}")
-    result = {"runs": args.runs, **c.compare(samples, "debugkit", "kubectl"),
+    result = {"runs": args.runs, "same_pod": args.same_pod, **c.compare(samples, "debugkit", "kubectl"),
               "exit_code_of_exit_7": codes, "toolbox": toolbox, "machine": machine.as_dict(),
               "samples_s": {k: [round(x, 3) for x in v] for k, v in samples.items()}}
     rows = [
-        ("runs each", f"{args.runs} (alternating, a fresh pod for every call)"),
+        ("runs each", f"{args.runs} (alternating, " + ("all on one pod per tool)" if args.same_pod else
+                                                     "a fresh pod for every call)")),
         ("debugkit attach pod/P --new -- echo ready", f"{result['debugkit_median_s']:.2f} s median "
                                                      f"(min {min(samples['debugkit']):.2f}, "
                                                      f"max {max(samples['debugkit']):.2f})"),
