@@ -196,8 +196,8 @@ def inspect_target(target: str, *extra: str) -> dict:
 
 def equivalent_run(inspected: dict, cli: str, *, command: tuple[str, ...] = ("true",)) -> list[str]:
     """The `docker run` line `debugkit inspect` prints (the flags attach sends), for `cli`,
-    without its --name (each run gets a fresh container) and with `command` as the command
-    instead of debugkit's (`debugkit-helper reap --`)."""
+    without its --name (each run gets a fresh container), its labels renamed, and with
+    `command` as the command instead of debugkit's (`debugkit-helper reap --`)."""
     import shlex
 
     argv = shlex.split(inspected["attach_command"])
@@ -209,6 +209,10 @@ def equivalent_run(inspected: dict, cli: str, *, command: tuple[str, ...] = ("tr
     if "--name" in flags:
         i = flags.index("--name")
         del flags[i:i + 2]
+    # The same labels under another prefix: debugkit's ps and gc (and other people's) must
+    # not take these for sidecars.
+    flags = [f.replace("io.debugkit.", "io.debugkit-bench.", 1) if f.startswith("io.debugkit.") else f
+             for f in flags]
     return [cli, "run", *flags, image, *command]
 
 
