@@ -14,7 +14,9 @@ Cases, interleaved (A B C A B C ...) so that a drift in machine speed hits all a
   remote      podman only: `podman --url unix:///run/podman/podman.sock run` with the
               equivalent flags, i.e. through the same API service debugkit uses
 
-and, afterwards, `debugkit --help`. The ratio is debugkit over the equivalent run.
+and, afterwards, `debugkit --help` and three floors for scale: `python -c pass` (the
+interpreter's start), `python -c 'import click'`, and `docker version` (the Go CLI's start
+and one API call). The ratio is debugkit over the equivalent run.
 
     .venv/bin/python benchmarks/attach_vs_docker_run.py [--runtime docker|podman] [--runs 15] [--json]
 """
@@ -56,14 +58,20 @@ def main() -> int:
                 remote = [cli, "--url", PODMAN_SOCKET, *equivalent[1:]]
                 cases.append(("remote", lambda: c.timed(remote)))
             samples = c.interleave(cases, args.runs)
-            help_t = [c.timed([*dk, "--help"]) for _ in range(args.runs)]
+            floors = c.interleave([
+                ("help", lambda: c.timed([*dk, "--help"])),
+                ("python", lambda: c.timed([sys.executable, "-c", "pass"])),
+                ("click", lambda: c.timed([sys.executable, "-c", "import click"])),
+                ("cli", lambda: c.timed([cli, "version", "--format", "{{.Server.Version}}"])),
+            ], args.runs)
         finally:
             c.remove_sidecars([cli], target)
 
     result = {"runtime": cli, "runs": args.runs, **c.compare(samples, "debugkit", "equivalent"),
               "minimal_median_s": round(c.median(samples["minimal"]), 4),
               "ratio_vs_minimal": round(c.median(samples["debugkit"]) / c.median(samples["minimal"]), 3),
-              "help_median_s": round(c.median(help_t), 4), "equivalent_argv": equivalent,
+              "help_median_s": round(c.median(floors["help"]), 4), "equivalent_argv": equivalent,
+              "floors_median_s": {k: round(c.median(v), 4) for k, v in floors.items() if k != "help"},
               "machine": machine.as_dict()}
     if "remote" in samples:
         result["remote_median_s"] = round(c.median(samples["remote"]), 4)
@@ -84,7 +92,10 @@ def main() -> int:
     ]
     if "remote" in samples:
         rows.append(("ratio debugkit / podman --url run", f"{result['ratio_vs_remote']:.2f}"))
+    fl = result["floors_median_s"]
     rows += [("debugkit --help", f"{c.ms(result['help_median_s'])} median (goal <= 100 ms)"),
+             ("floors", f"python -c pass {c.ms(fl['python'])}, python -c 'import click' {c.ms(fl['click'])}, "
+                        f"{cli} version {c.ms(fl['cli'])}"),
              ("machine", machine.line())]
     c.emit(result, rows, args.json)
     return 0
