@@ -5,7 +5,8 @@ Runs debugkit in a child interpreter (this checkout, warm bytecode cache) whose 
 Engine and Kubernetes clients are wrapped to note every request with its duration, and
 prints, in milliseconds since the child was spawned: the interpreter's start, the CLI's
 imports, the runtime's plan, each request, the exit code, and the interpreter's end.
-Repeat with --runs to see the spread (the last run is printed, with medians of the phases).
+Repeat with --runs to see the spread (the last run is printed, with medians of the phases);
+on Kubernetes, each run after the first finds the debug container the first one left.
 
     .venv/bin/python benchmarks/timeline.py [--runs 5] -- attach T -- true
     .venv/bin/python benchmarks/timeline.py -- attach --kubeconfig K pod/P -n NS -- echo ready
@@ -109,7 +110,7 @@ def main() -> int:
     argv = args.args[1:] if args.args[:1] == ["--"] else args.args
     c.check_code_under_test()
     phases: dict[str, list[float]] = {}
-    for _ in range(args.runs + 1):  # the first warms the bytecode cache
+    for _ in range(args.runs):
         read, write = os.pipe()
         spawned = time.time()
         proc = subprocess.run([sys.executable, "-c", CHILD, *argv], pass_fds=(write,),
@@ -135,7 +136,7 @@ def main() -> int:
     if args.runs > 1:
         print(f"\nmedians over {args.runs} runs (ms since the previous phase, requests included):")
         for name, xs in phases.items():
-            print(f"{statistics.median(xs[1:]) if len(xs) > 1 else xs[0]:7.1f}  {name[3:]}")
+            print(f"{statistics.median(xs):7.1f}  {name[3:]}")
     return 0
 
 
