@@ -92,11 +92,20 @@ def run(argv: list[str], *, check: bool = True, input: str | None = None, timeou
     return proc
 
 
-def timed(argv: list[str], *, expect: int | None = 0, want: str | None = None, timeout: float = 300) -> float:
+def no_bytecode_cache() -> dict[str, str]:
+    """env() without the bytecode cache: every start compiles what it imports."""
+    out = {k: v for k, v in _ENV.items() if k != "PYTHONPYCACHEPREFIX"}
+    out["PYTHONDONTWRITEBYTECODE"] = "1"
+    return out
+
+
+def timed(argv: list[str], *, expect: int | None = 0, want: str | None = None, timeout: float = 300,
+          environ: dict[str, str] | None = None) -> float:
     """Seconds of one run of argv (stdin /dev/null, output captured). `expect`: the exit
     code it must have; `want`: a string its stdout must contain (else the run is an error)."""
+    environ = environ or _ENV
     start = time.perf_counter()
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env(), timeout=timeout)
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=environ, timeout=timeout)
     seconds = time.perf_counter() - start
     if expect is not None and proc.returncode != expect:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}, not {expect}: "

@@ -11,6 +11,8 @@ Cases, interleaved (A B C A B C ...) so that a drift in machine speed hits all a
               `debugkit-helper reap -- true`: reaper_cost.py measures that alone)
   minimal     docker run --rm --pid/--network container:T --user U:G TOOLBOX true
               (the baseline of earlier figures)
+  no cache    docker only: debugkit's attach again, with PYTHONDONTWRITEBYTECODE=1 and
+              no bytecode cache (every start compiles what it imports)
   remote      podman only: `podman --url unix:///run/podman/podman.sock run` with the
               equivalent flags, i.e. through the same API service debugkit uses
 
@@ -57,6 +59,9 @@ def main() -> int:
             if cli == "podman":
                 remote = [cli, "--url", PODMAN_SOCKET, *equivalent[1:]]
                 cases.append(("remote", lambda: c.timed(remote)))
+            else:
+                cases.append(("no cache", lambda: c.timed([*dk, "attach", target, "--", "true"],
+                                                          environ=c.no_bytecode_cache())))
             samples = c.interleave(cases, args.runs)
             floors = c.interleave([
                 ("help", lambda: c.timed([*dk, "--help"])),
@@ -73,6 +78,8 @@ def main() -> int:
               "help_median_s": round(c.median(floors["help"]), 4), "equivalent_argv": equivalent,
               "floors_median_s": {k: round(c.median(v), 4) for k, v in floors.items() if k != "help"},
               "machine": machine.as_dict()}
+    if "no cache" in samples:
+        result["no_bytecode_cache_median_s"] = round(c.median(samples["no cache"]), 4)
     if "remote" in samples:
         result["remote_median_s"] = round(c.median(samples["remote"]), 4)
         result["ratio_vs_remote"] = round(c.median(samples["debugkit"]) / c.median(samples["remote"]), 3)
@@ -85,6 +92,8 @@ def main() -> int:
     ]
     if "remote" in samples:
         rows.append(("podman --url SOCKET run <equivalent>", f"{c.ms(result['remote_median_s'])} median"))
+    if "no cache" in samples:
+        rows.append(("the same attach, no bytecode cache", f"{c.ms(result['no_bytecode_cache_median_s'])} median"))
     rows += [
         ("ratio debugkit / equivalent", f"{result['ratio']:.2f} (median of pairwise ratios "
                                         f"{result['median_pairwise_ratio']:.2f}; goal <= 1.7)"),
