@@ -22,15 +22,14 @@ import time
 import urllib.parse
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-DEBUGKIT = [str(BIN / "debugkit")] if (BIN / "debugkit").exists() else [sys.executable, "-m", "debugkit"]
+import _common as c
+
+DEBUGKIT = c.debugkit()  # this checkout's code, with a warm bytecode cache (see _common.py)
 TARGET_IMAGE = "debugkit-fixture/named-user:1"
 
 
 def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return c.timed(argv)
 
 
 def main() -> int:
@@ -39,6 +38,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
+    c.check_code_under_test()
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from debugkit.session.defaults import toolbox_image as default_ref

@@ -1,84 +1,112 @@
 #!/usr/bin/env python3
-"""debugkit attach vs the equivalent raw `docker run`, measured in the same process.
+"""debugkit attach vs the equivalent raw `docker run` (or `podman run`), in one run.
 
-Prints the median wall time of `debugkit attach T -- true`, of
-`docker run --rm --pid container:T --network container:T --user U:G IMAGE true`,
-their ratio, and the time of `debugkit --help`. Runs are interleaved (A B A B ...)
-so a drift in machine speed hits both sides alike.
+Cases, interleaved (A B C A B C ...) so that a drift in machine speed hits all alike:
 
-    .venv/bin/python benchmarks/attach_vs_docker_run.py [--runs 15]
+  debugkit    debugkit attach [podman://]T -- true
+  equivalent  docker run <the flags `debugkit inspect T` prints> TOOLBOX true
+              (--rm --pid/--network container:T --user U:G --cap-drop ALL
+              --security-opt no-new-privileges --read-only --tmpfs /tmp --memory
+              --pids-limit --cpus, labels, env; debugkit runs `true` under its reaper,
+              `debugkit-helper reap -- true`: reaper_cost.py measures that alone)
+  minimal     docker run --rm --pid/--network container:T --user U:G TOOLBOX true
+              (the baseline of earlier figures)
+  no cache    docker only: debugkit's attach again, with PYTHONDONTWRITEBYTECODE=1 and
+              no bytecode cache (every start compiles what it imports)
+  remote      podman only: `podman --url unix:///run/podman/podman.sock run` with the
+              equivalent flags, i.e. through the same API service debugkit uses
+
+and, afterwards, `debugkit --help` and three floors for scale: `python -c pass` (the
+interpreter's start), `python -c 'import click'`, and `docker version` (the Go CLI's start
+and one API call). The ratio is debugkit over the equivalent run.
+
+    .venv/bin/python benchmarks/attach_vs_docker_run.py [--runtime docker|podman] [--runs 15] [--json]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-BIN = Path(sys.executable).parent
-DEBUGKIT = str(BIN / "debugkit") if (BIN / "debugkit").exists() else "debugkit"
+import _common as c
+
 TARGET_IMAGE = "debugkit-fixture/named-user:1"
-
-
-def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+PODMAN_SOCKET = "unix:///run/podman/podman.sock"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runtime", choices=("docker", "podman"), default="docker")
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
+    c.check_code_under_test()
+    machine = c.Machine()
+    cli = args.runtime
+    scheme = "podman://" if cli == "podman" else ""
+    dk = c.debugkit()
+    with c.container([cli], TARGET_IMAGE, name=c.unique("debugkit-bench")) as target:
+        try:
+            info = c.inspect_target(scheme + target)
+            user = f"{info['uid']}:{info['gid']}"
+            image = info["sidecar_image"]
+            equivalent = c.equivalent_run(info, cli)
+            cases = [
+                ("debugkit", lambda: c.timed([*dk, "attach", scheme + target, "--", "true"])),
+                ("equivalent", lambda: c.timed(equivalent)),
+                ("minimal", lambda: c.timed([cli, "run", "--rm", "--pid", f"container:{target}", "--network",
+                                             f"container:{target}", "--user", user, image, "true"])),
+            ]
+            if cli == "podman":
+                remote = [cli, "--url", PODMAN_SOCKET, *equivalent[1:]]
+                cases.append(("remote", lambda: c.timed(remote)))
+            else:
+                cases.append(("no cache", lambda: c.timed([*dk, "attach", target, "--", "true"],
+                                                          environ=c.no_bytecode_cache())))
+            samples = c.interleave(cases, args.runs)
+            floors = c.interleave([
+                ("help", lambda: c.timed([*dk, "--help"])),
+                ("python", lambda: c.timed([sys.executable, "-c", "pass"])),
+                ("click", lambda: c.timed([sys.executable, "-c", "import click"])),
+                ("cli", lambda: c.timed([cli, "version", "--format", "{{.Server.Version}}"])),
+            ], args.runs)
+        finally:
+            c.remove_sidecars([cli], target)
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from debugkit.session.defaults import toolbox_image as default_ref
-
-    image = default_ref()
-    target = f"debugkit-bench-{os.getpid()}"
-    subprocess.run(["docker", "run", "-d", "--name", target, "--label", "io.debugkit.test=1", TARGET_IMAGE],
-                   check=True, stdout=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        info = json.loads(subprocess.run([DEBUGKIT, "inspect", target, "-o", "json"], check=True,
-                                         capture_output=True).stdout)
-        user = f"{info['uid']}:{info['gid']}"
-        ours = [DEBUGKIT, "attach", target, "--", "true"]
-        raw = ["docker", "run", "--rm", "--pid", f"container:{target}", "--network", f"container:{target}",
-               "--user", user, image, "true"]
-        for argv in (ours, raw):  # warm-up: page cache, image layers, Python bytecode
-            timed(argv)
-        ours_t, raw_t = [], []
-        for _ in range(args.runs):
-            ours_t.append(timed(ours))
-            raw_t.append(timed(raw))
-        help_t = [timed([DEBUGKIT, "--help"]) for _ in range(args.runs)]
-    finally:
-        subprocess.run(["docker", "rm", "-f", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    ratios = [a / b for a, b in zip(ours_t, raw_t)]
-    result = {
-        "runs": args.runs,
-        "debugkit_attach_median_s": round(statistics.median(ours_t), 4),
-        "docker_run_median_s": round(statistics.median(raw_t), 4),
-        "ratio_of_medians": round(statistics.median(ours_t) / statistics.median(raw_t), 3),
-        "median_pairwise_ratio": round(statistics.median(ratios), 3),
-        "debugkit_help_median_s": round(statistics.median(help_t), 4),
-    }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"runs each:                       {args.runs} (interleaved)")
-        print(f"debugkit attach T -- true:       {result['debugkit_attach_median_s']:.3f} s median")
-        print(f"docker run ... IMAGE true:       {result['docker_run_median_s']:.3f} s median")
-        print(f"ratio (debugkit / docker run):   {result['ratio_of_medians']:.2f} "
-              f"(median of pairwise ratios {result['median_pairwise_ratio']:.2f}; goal <= 1.5)")
-        print(f"debugkit --help:                 {result['debugkit_help_median_s'] * 1000:.0f} ms median (goal <= 100 ms)")
+    result = {"runtime": cli, "runs": args.runs, **c.compare(samples, "debugkit", "equivalent"),
+              "minimal_median_s": round(c.median(samples["minimal"]), 4),
+              "ratio_vs_minimal": round(c.median(samples["debugkit"]) / c.median(samples["minimal"]), 3),
+              "help_median_s": round(c.median(floors["help"]), 4), "equivalent_argv": equivalent,
+              "floors_median_s": {k: round(c.median(v), 4) for k, v in floors.items() if k != "help"},
+              "machine": machine.as_dict()}
+    if "no cache" in samples:
+        result["no_bytecode_cache_median_s"] = round(c.median(samples["no cache"]), 4)
+    if "remote" in samples:
+        result["remote_median_s"] = round(c.median(samples["remote"]), 4)
+        result["ratio_vs_remote"] = round(c.median(samples["debugkit"]) / c.median(samples["remote"]), 3)
+    run_cmd = f"{cli} run"
+    rows = [
+        ("runtime", f"{cli}, {args.runs} runs each (interleaved)"),
+        (f"debugkit attach {scheme}T -- true", f"{c.ms(result['debugkit_median_s'])} median"),
+        (f"{run_cmd} <equivalent flags> TOOLBOX true", f"{c.ms(result['baseline_median_s'])} median"),
+        (f"{run_cmd} <minimal flags> TOOLBOX true", f"{c.ms(result['minimal_median_s'])} median"),
+    ]
+    if "remote" in samples:
+        rows.append(("podman --url SOCKET run <equivalent>", f"{c.ms(result['remote_median_s'])} median"))
+    if "no cache" in samples:
+        rows.append(("the same attach, no bytecode cache", f"{c.ms(result['no_bytecode_cache_median_s'])} median"))
+    rows += [
+        ("ratio debugkit / equivalent", f"{result['ratio']:.2f} (median of pairwise ratios "
+                                        f"{result['median_pairwise_ratio']:.2f}; goal <= 1.7)"),
+        ("ratio debugkit / minimal", f"{result['ratio_vs_minimal']:.2f}"),
+    ]
+    if "remote" in samples:
+        rows.append(("ratio debugkit / podman --url run", f"{result['ratio_vs_remote']:.2f}"))
+    fl = result["floors_median_s"]
+    rows += [("debugkit --help", f"{c.ms(result['help_median_s'])} median (goal <= 100 ms)"),
+             ("floors", f"python -c pass {c.ms(fl['python'])}, python -c 'import click' {c.ms(fl['click'])}, "
+                        f"{cli} version {c.ms(fl['cli'])}"),
+             ("machine", machine.line())]
+    c.emit(result, rows, args.json)
     return 0
 
 

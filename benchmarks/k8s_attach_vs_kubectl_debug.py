@@ -1,91 +1,95 @@
 #!/usr/bin/env python3
-"""debugkit attach vs kubectl debug on the real test node: time from command to output.
+"""A first debugkit attach vs kubectl debug on the real test node (issue 13).
 
-Both add an ephemeral container targeting the same running pod and print its output:
+Both add an ephemeral container to a running pod that has none yet, and print its output:
 
-    debugkit attach pod/P -n NS -- echo ready
-    kubectl debug -n NS P --image=TOOLBOX --target=app -i --quiet -- echo ready
+    debugkit attach --kubeconfig K pod/P -n NS --new -- echo ready
+    kubectl debug -n NS Q --image=TOOLBOX --image-pull-policy=IfNotPresent --target=app -i --quiet -- echo ready
 
-The namespace enforces `baseline`, so kubectl's default profile is admitted too (under
-`restricted` it is rejected outright). Runs alternate; the ratio uses medians from the
-same run.
+Every timed call gets a pod of its own (created, and Ready, before anything is timed), so
+each measures a first attach: no debug container to reuse (--new makes sure), nothing
+left over from an earlier call. Calls alternate between the tools. The namespace
+enforces `baseline`, so kubectl's default (legacy) profile is admitted too. Afterwards,
+untimed: the exit code of `sh -c 'exit 7'` through each tool (debugkit passes it through).
 
-    .venv/bin/python benchmarks/k8s_attach_vs_kubectl_debug.py [--runs 5]
+--same-pod puts all of a tool's calls on one pod instead (debugkit still with --new):
+every call after the first then adds one more ephemeral container to a pod that has some.
+
+    .venv/bin/python benchmarks/k8s_attach_vs_kubectl_debug.py [--runs 9] [--same-pod] [--json]
 """
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import subprocess
 import sys
-import time
-import uuid
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-DEBUGKIT = str(BIN / "debugkit") if (BIN / "debugkit").exists() else "debugkit"
+import _common as c
+
 TARGET_IMAGE = "debugkit-fixture/distroless:1"
-
-
-def script(*args: str) -> str:
-    return subprocess.run([str(REPO / "scripts" / "k8s-testenv"), *args], check=True, capture_output=True,
-                          text=True).stdout
-
-
-def timed(argv: list[str]) -> tuple[float, str, int]:
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
-    return time.perf_counter() - start, proc.stdout, proc.returncode
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--same-pod", action="store_true", help="all of a tool's calls on one pod")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
-    from debugkit.session.defaults import toolbox_image as default_ref
+    c.check_code_under_test()
+    from debugkit.session.defaults import toolbox_image
 
-    script("up")
-    paths = dict(line.split("=", 1) for line in script("paths").split())
-    kubeconfig, kubectl = paths["kubeconfig"], str(Path(paths["bin_dir"]) / "kubectl")
-    toolbox = default_ref()
-    for image in (TARGET_IMAGE, toolbox):
-        script("load-image", image)
-    ns = f"dk-bench-{uuid.uuid4().hex[:6]}"
-    k = [kubectl, "--kubeconfig", kubeconfig]
-    subprocess.run(k + ["create", "namespace", ns], check=True, capture_output=True)
-    subprocess.run(k + ["label", "namespace", ns, "pod-security.kubernetes.io/enforce=baseline"], check=True,
-                   capture_output=True)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "target", "namespace": ns},
-           "spec": {"nodeName": "debugkit-node", "automountServiceAccountToken": False,
-                    "containers": [{"name": "app", "image": TARGET_IMAGE, "imagePullPolicy": "IfNotPresent"}]}}
-    try:
-        subprocess.run(k + ["apply", "-f", "-"], input=json.dumps(pod), text=True, check=True, capture_output=True)
-        subprocess.run(k + ["-n", ns, "wait", "--for=condition=Ready", "pod/target", "--timeout=120s"], check=True,
-                       capture_output=True)
-        ours = [DEBUGKIT, "attach", "--kubeconfig", kubeconfig, "pod/target", "-n", ns, "--", "echo", "ready"]
-        theirs = k + ["debug", "-n", ns, "target", f"--image={toolbox}", "--image-pull-policy=IfNotPresent",
-                      "--target=app", "-i", "--quiet", "--", "echo", "ready"]
-        ours_t, theirs_t, missed = [], [], {"debugkit": 0, "kubectl debug": 0}
-        for _ in range(args.runs):
-            for name, argv, bucket in (("debugkit", ours, ours_t), ("kubectl debug", theirs, theirs_t)):
-                seconds, out, code = timed(argv)
-                bucket.append(seconds)
-                if "ready" not in out:
-                    missed[name] += 1
-    finally:
-        subprocess.run(k + ["delete", "namespace", ns, "--wait=false"], capture_output=True)
-        # No controller-manager on the test node: empty and finalize the namespace ourselves.
-        subprocess.run(k + ["-n", ns, "delete", "pod", "--all", "--grace-period=0", "--force"], capture_output=True)
-    ratio = statistics.median(ours_t) / statistics.median(theirs_t)
-    print(f"runs each:                        {args.runs} (alternating, same pod)")
-    print(f"debugkit attach ... -- echo:       {statistics.median(ours_t):.2f} s median "
-          f"(output missed {missed['debugkit']}x)")
-    print(f"kubectl debug -i ... -- echo:      {statistics.median(theirs_t):.2f} s median "
-          f"(output missed {missed['kubectl debug']}x)")
-    print(f"ratio (debugkit / kubectl debug):  {ratio:.2f} (goal <= 0.9)")
+    kube = c.Kube()
+    toolbox = toolbox_image()
+    kube.load_images(TARGET_IMAGE, toolbox)
+    machine = c.Machine()
+    rounds = args.runs + 1  # the first is a warm-up
+    with kube.namespace("baseline") as ns:
+        pods = 1 if args.same_pod else rounds + 1                  # one more each for the exit code
+        ours_pods = [f"dk-{i}" for i in range(pods)]
+        theirs_pods = [f"kd-{i}" for i in range(pods)]
+        kube.start_pods(ns, ours_pods + theirs_pods, TARGET_IMAGE)
+        if args.same_pod:
+            ours_pods, theirs_pods = ours_pods * (rounds + 1), theirs_pods * (rounds + 1)
+
+        def ours(pod: str, *command: str) -> list[str]:
+            return [*c.debugkit(), "attach", "--kubeconfig", kube.kubeconfig, f"pod/{pod}", "-n", ns, "--new",
+                    "--", *command]
+
+        def theirs(pod: str, *command: str) -> list[str]:
+            return [*kube.kubectl, "debug", "-n", ns, pod, f"--image={toolbox}", "--image-pull-policy=IfNotPresent",
+                    "--target=app", "-i", "--quiet", "--", *command]
+
+        free = {"debugkit": iter(ours_pods), "kubectl": iter(theirs_pods)}
+        samples = c.interleave([
+            ("debugkit", lambda: c.timed(ours(next(free["debugkit"]), "echo", "ready"), want="ready")),
+            ("kubectl", lambda: c.timed(theirs(next(free["kubectl"]), "echo", "ready"), want="ready")),
+        ], args.runs)
+        codes = {}
+        for name, argv in (("debugkit", ours(next(free["debugkit"]), "sh", "-c", "exit 7")),
+                           ("kubectl", theirs(next(free["kubectl"]), "sh", "-c", "exit 7"))):
+            codes[name] = subprocess.run(argv, capture_output=True, env=c.env(), timeout=300).returncode
+        extra = {pod: len(kube.ephemeral_containers(ns, pod)) for pod in set(ours_pods[:2])}
+    if codes["debugkit"] != 7:
+        raise SystemExit(f"debugkit attach returned {codes['debugkit']} for `exit 7`")
+    if not args.same_pod and any(n != 1 for n in extra.values()):
+        raise SystemExit(f"a debugkit pod does not have exactly one ephemeral container: {extra}")
+    result = {"runs": args.runs, "same_pod": args.same_pod, **c.compare(samples, "debugkit", "kubectl"),
+              "exit_code_of_exit_7": codes, "toolbox": toolbox, "machine": machine.as_dict(),
+              "samples_s": {k: [round(x, 3) for x in v] for k, v in samples.items()}}
+    rows = [
+        ("runs each", f"{args.runs} (alternating, " + ("all on one pod per tool)" if args.same_pod else
+                                                     "a fresh pod for every call)")),
+        ("debugkit attach pod/P --new -- echo ready", f"{result['debugkit_median_s']:.2f} s median "
+                                                     f"(min {min(samples['debugkit']):.2f}, "
+                                                     f"max {max(samples['debugkit']):.2f})"),
+        ("kubectl debug -i --target=app -- echo ready", f"{result['baseline_median_s']:.2f} s median "
+                                                       f"(min {min(samples['kubectl']):.2f}, "
+                                                       f"max {max(samples['kubectl']):.2f})"),
+        ("ratio debugkit / kubectl debug", f"{result['ratio']:.2f} (median of pairwise ratios "
+                                           f"{result['median_pairwise_ratio']:.2f}; goal <= 0.9)"),
+        ("exit code of `sh -c 'exit 7'`", f"debugkit {codes['debugkit']}, kubectl debug {codes['kubectl']}"),
+        ("machine", machine.line()),
+    ]
+    c.emit(result, rows, args.json)
     return 0
 
 

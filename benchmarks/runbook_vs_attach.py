@@ -22,20 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
-if (BIN / "debugkit").exists():
-    DEBUGKIT = [str(BIN / "debugkit")]
-elif shutil.which("debugkit"):
-    DEBUGKIT = ["debugkit"]
-else:
-    DEBUGKIT = [sys.executable, "-m", "debugkit"]
+import _common as c
+
+DEBUGKIT = c.debugkit()  # this checkout's code, with a warm bytecode cache (see _common.py)
 TARGET_IMAGE = "debugkit-fixture/named-user:1"
 
 
 def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return c.timed(argv)
 
 
 def runbook_text(steps: int) -> str:
@@ -50,6 +44,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10, help="steps in the runbook = attaches per batch")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
+    c.check_code_under_test()
 
     target = f"debugkit-bench-rb-{os.getpid()}"
     workdir = tempfile.mkdtemp(prefix="debugkit-bench-")

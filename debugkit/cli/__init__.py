@@ -6,6 +6,8 @@ the work is imported inside the command functions.
 """
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 import traceback
@@ -25,6 +27,14 @@ from debugkit.cli.transfer import cp, port_forward
 from debugkit.core.errors import DebugkitError, ExitCode, Interrupted, OutputClosed
 
 _DEBUG = {"on": False}
+
+# At exit the interpreter collects garbage over every object still alive (all of click's
+# and debugkit's modules and data): 10-15 ms of CPU, more than a tenth of a whole attach,
+# spent finding nothing a command still needs. Freezing them first (atexit runs before
+# those collections; handlers run last-registered first, so the ssh dialer's cleanup
+# comes before this) leaves the collections nothing to walk. Module teardown, and with it
+# the release of what only modules reference, is unchanged.
+atexit.register(gc.freeze)
 
 
 def _debug_requested() -> bool:
