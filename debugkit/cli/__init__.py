@@ -24,7 +24,7 @@ from debugkit.cli.runbook import runbook
 from debugkit.cli.sessions import audit_command, gc_command, ps_command
 from debugkit.cli.toolbox import toolbox
 from debugkit.cli.transfer import cp, port_forward
-from debugkit.core.errors import DebugkitError, ExitCode, Interrupted, OutputClosed
+from debugkit.core.errors import DebugkitError, ExitCode, Interrupted, OutputClosed, Signalled
 
 _DEBUG = {"on": False}
 
@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
         err("interrupted")
         sys.exit(ExitCode.INTERRUPTED)
     except Interrupted as exc:
+        _maybe_traceback()
+        err(str(exc))
+        sys.exit(exc.exit_code)
+    except Signalled as exc:
         _maybe_traceback()
         err(str(exc))
         sys.exit(exc.exit_code)

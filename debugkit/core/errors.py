@@ -144,6 +144,25 @@ class Interrupted(DebugkitError):
         self.exit_code = {1: ExitCode.HANGUP, 15: ExitCode.TERMINATED}.get(signum, ExitCode.INTERRUPTED)
 
 
+class Signalled(BaseException):
+    """SIGTERM or SIGHUP where it lands. A BaseException, as Ctrl-C's KeyboardInterrupt is,
+    so that no `except Exception` (a library's, or a best-effort cleanup's) can swallow it
+    and let the session run on. Not a KeyboardInterrupt: click would turn that into a bare
+    Abort and lose which signal it was."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(f"received {signal.Signals(signum).name}, cleaned up")
+        self.signum = signum
+        self.exit_code = {1: ExitCode.HANGUP, 15: ExitCode.TERMINATED}.get(signum, ExitCode.INTERRUPTED)
+
+
+def interrupt_code(exc: BaseException) -> int:
+    """The exit code for Ctrl-C, a signal, or an Interrupted error: 128 + the signal."""
+    return int(getattr(exc, "exit_code", ExitCode.INTERRUPTED))
+
+
 class OutputClosed(DebugkitError):
     """Our stdout (or stderr) was closed by its reader, as `| head` does: end quietly."""
 

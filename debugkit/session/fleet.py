@@ -21,7 +21,9 @@ from debugkit.core.errors import (
     Interrupted,
     InvalidInput,
     TargetNotFound,
+    Signalled,
     TargetNotRunning,
+    interrupt_code,
 )
 from debugkit.core.escape import safe
 from debugkit.core.options import Connection
@@ -389,9 +391,9 @@ class Fleet:
             for i in range(len(threads)):
                 while not finished[i].wait(0.2):
                     pass
-        except (KeyboardInterrupt, Interrupted) as exc:
-            if isinstance(exc, Interrupted):
-                self._interrupt_code = int(exc.exit_code)
+        except (KeyboardInterrupt, Signalled, Interrupted) as exc:
+            if type(exc) is not KeyboardInterrupt:
+                self._interrupt_code = interrupt_code(exc)
             self._interrupted.set()
             self._stop.set()
             cancel()

@@ -14,7 +14,14 @@ import time
 from typing import Callable, Iterator
 
 from debugkit import runtimes
-from debugkit.core.errors import DebugkitError, ExitCode, FileInvalid, Interrupted, OutputClosed
+from debugkit.core.errors import (
+    DebugkitError,
+    ExitCode,
+    FileInvalid,
+    Interrupted,
+    OutputClosed,
+    Signalled,
+)
 from debugkit.core.options import Connection, SidecarOptions, sidecar_options
 from debugkit.core.spec import new_session_id
 from debugkit.core.targets import parse_target
@@ -120,6 +127,9 @@ def audited(plan: Plan, *, started: float) -> Iterator[dict]:
     try:
         yield result
     except Interrupted as exc:
+        result.update(exit_code=int(exc.exit_code), outcome="interrupted", error=str(exc))
+        raise
+    except Signalled as exc:
         result.update(exit_code=int(exc.exit_code), outcome="interrupted", error=str(exc))
         raise
     except KeyboardInterrupt:

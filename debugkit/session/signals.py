@@ -6,7 +6,7 @@ import signal
 import threading
 from typing import Iterator
 
-from debugkit.core.errors import Interrupted
+from debugkit.core.errors import Signalled
 
 
 @contextlib.contextmanager
@@ -16,7 +16,7 @@ def signals_as_exceptions() -> Iterator[None]:
         return
 
     def _raise(signum, _frame):
-        raise Interrupted(f"received {signal.Signals(signum).name}, cleaned up", signum=signum)
+        raise Signalled(signum)
 
     previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:

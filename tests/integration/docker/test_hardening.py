@@ -169,8 +169,9 @@ def test_gc_skips_forged_sidecars_and_survives_a_damaged_log(docker_client, tool
 
 def test_every_container_debugkit_creates_is_recorded(start_target, toolbox_image, audit_log, docker_client):
     target = start_target("named-user")
-    proc = subprocess.Popen([sys.executable, "-m", "debugkit", "attach", target.name, "--", "sleep", "30"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The command outlives every timeout below: an exit before it ends is the SIGTERM's doing.
+    proc = subprocess.Popen([sys.executable, "-m", "debugkit", "attach", target.name, "--", "sleep", "600"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         sidecar = wait_for(lambda: leaked_sidecars(docker_client, **{"io.debugkit.target": target.name}),
                            timeout=20, what="the sidecar")[0]
@@ -178,4 +179,9 @@ def test_every_container_debugkit_creates_is_recorded(start_target, toolbox_imag
         assert [r["container_id"] for r in created] == [sidecar.id]
     finally:
         proc.terminate()
-        assert proc.wait(timeout=30) == ExitCode.TERMINATED
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert (code, proc.stderr.read()) == (ExitCode.TERMINATED, b"debugkit: received SIGTERM, cleaned up\n")
