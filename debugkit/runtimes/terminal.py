@@ -48,6 +48,14 @@ class FdReader:
         return self._fd
 
 
+def read_input(fd: int) -> bytes:
+    """The next chunk of our stdin; b"" at its end, which for a socket is also its peer's reset."""
+    try:
+        return os.read(fd, 65536)
+    except ConnectionResetError:
+        return b""
+
+
 def terminal_size() -> tuple[int, int]:
     """(rows, columns) of the terminal on stdin or stdout; 24x80 when there is none."""
     for fd in (0, 1, 2):
@@ -126,10 +134,7 @@ def pump(
                     last_size = size
                     on_resize(*size)
             if stdin_fd is not None and stdin_fd in readable:
-                try:
-                    data = os.read(stdin_fd, 65536)
-                except ConnectionResetError:  # stdin is a socket whose peer reset it: its end
-                    data = b""
+                data = read_input(stdin_fd)
                 if data:
                     sock.sendall(data)
                 else:

@@ -34,7 +34,7 @@ from debugkit.runtimes.base import (Plan, ResolvedTarget, Runtime, SessionRow, S
 from debugkit.runtimes.kubernetes import podsecurity, translate
 from debugkit.runtimes.kubernetes.errors import api_error
 from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
-from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSession, exit_code_of, pump
+from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSession, drain_and_close, exit_code_of, pump
 from debugkit.runtimes.terminal import write_output
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
@@ -291,13 +291,7 @@ class KubernetesRuntime(Runtime):
         while True:
             try:
                 ws = self.stream(pt, name, probe, stdin=False, tty=False)
-                try:
-                    while ws.recv(5) is not None:
-                        pass
-                except EOFError:
-                    pass
-                finally:
-                    ws.close(wait=0.1)
+                drain_and_close(ws, wait=0.1)
                 if ws.exit_code() is not None or ws.exec_failure_code() is not None:
                     return  # it ran (a foreign image without `true` still proves the container runs)
                 if not container_not_found(ws.status()):

@@ -16,7 +16,7 @@ import threading
 from debugkit.core.errors import CommandNotExecutable, CommandNotFound, DebugkitError
 from debugkit.runtimes.base import ExecSession, Plan
 from debugkit.runtimes.execution import ExecResult, StepRun
-from debugkit.runtimes.terminal import terminal_size, write_output
+from debugkit.runtimes.terminal import read_input, terminal_size, write_output
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 RESIZE_POLL = 0.25  # seconds between terminal size checks when no SIGWINCH comes
@@ -52,6 +52,17 @@ def exit_code_of(ws, *, what: str) -> int:
             ("task " in message and "not found" in message):
         raise ContainerNotReady(f"{what}: the debug container is not running ({_runc_words(message)})")
     raise DebugkitError(f"{what}: {_runc_words(message)}")
+
+
+def drain_and_close(ws, *, wait: float) -> None:
+    """Read a stream whose output nobody wants to its end (or its first 5 s of silence), then close it."""
+    try:
+        while ws.recv(5) is not None:
+            pass
+    except EOFError:
+        pass
+    finally:
+        ws.close(wait=wait)
 
 
 def _runc_words(message: str) -> str:
@@ -100,10 +111,7 @@ def pump(ws, *, stdin_fd: int | None, stdout, stderr, tty: bool) -> None:
                     last_size = size
                     ws.resize(*size)
             if stdin_fd is not None and stdin_fd in readable:
-                try:
-                    data = os.read(stdin_fd, 65536)
-                except ConnectionResetError:  # stdin is a socket whose peer reset it: its end
-                    data = b""
+                data = read_input(stdin_fd)
                 if data:
                     ws.send(STDIN, data)
                 else:
@@ -183,13 +191,7 @@ class KubeExecSession(ExecSession):
         with contextlib.suppress(Exception):
             ws = self.runtime.stream(self.plan.facts["pod_target"], self.container,
                                      ["sh", "-c", STOP_EXECS, "debugkit-stop", marker], stdin=False, tty=False)
-            try:
-                while ws.recv(5) is not None:
-                    pass
-            except EOFError:
-                pass
-            finally:
-                ws.close(wait=0.2)
+            drain_and_close(ws, wait=0.2)
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
         step = StepRun(argv, timeout=timeout, max_output=max_output)
