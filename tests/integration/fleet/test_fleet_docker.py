@@ -244,7 +244,11 @@ def test_podman_fleets(podman_fleet, how):
     assert result.returncode == 0, err
     assert [(o["target"], o["stdout"], o["status"]) for o in data] == \
         [(n, "65532\n", "passed") for n in podman_fleet["names"]]
-    left = subprocess.run(["podman", "ps", "-a", "-q", "--filter", "label=io.debugkit.managed=true",
-                           "--filter", f"label=io.debugkit.target={podman_fleet['names'][0]}"],
-                          capture_output=True, text=True).stdout.split()
-    assert left == []
+
+    def sidecars_left():
+        return subprocess.run(["podman", "ps", "-a", "-q", "--filter", "label=io.debugkit.managed=true",
+                               "--filter", f"label=io.debugkit.target={podman_fleet['names'][0]}"],
+                              capture_output=True, text=True).stdout.split()
+
+    # Podman's --rm runs after the exit status is out (its cleanup process): a moment later.
+    wait_for(lambda: sidecars_left() == [], timeout=15, what="Podman to remove the exited sidecars")
