@@ -209,25 +209,27 @@ def inspect_target(target: str, *extra: str) -> dict:
 
 
 def equivalent_run(inspected: dict, cli: str, *, command: tuple[str, ...] = ("true",)) -> list[str]:
-    """The `docker run` line `debugkit inspect` prints (the flags attach sends), for `cli`,
-    without its --name (each run gets a fresh container), its labels renamed, and with
-    `command` as the command instead of debugkit's (`debugkit-helper reap --`)."""
+    """The `docker run` (or `podman run`) line `debugkit inspect` prints (the flags attach
+    sends), for `cli`, without its --name (each run gets a fresh container), its labels
+    renamed, and with `command` as the command (and entrypoint) instead of debugkit's
+    (`debugkit-helper reap ... --`)."""
     import shlex
 
     argv = shlex.split(inspected["attach_command"])
-    if argv[:2] != ["docker", "run"]:
+    if argv[0] not in ("docker", "podman") or "run" not in argv:
         raise SystemExit(f"unexpected attach_command: {inspected['attach_command']}")
     image = inspected["sidecar_image"]
     at = len(argv) - 1 - argv[::-1].index(image)
-    flags = argv[2:at]
-    if "--name" in flags:
-        i = flags.index("--name")
-        del flags[i:i + 2]
+    flags = argv[argv.index("run") + 1:at]
+    for flag in ("--name", "--entrypoint"):
+        if flag in flags:
+            i = flags.index(flag)
+            del flags[i:i + 2]
     # The same labels under another prefix: debugkit's ps and gc (and other people's) must
     # not take these for sidecars.
     flags = [f.replace("io.debugkit.", "io.debugkit-bench.", 1) if f.startswith("io.debugkit.") else f
              for f in flags]
-    return [cli, "run", *flags, image, *command]
+    return [cli, "run", *flags, "--entrypoint", command[0], image, *command[1:]]
 
 
 # -- Kubernetes -------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def main() -> int:
         run_plain = c.equivalent_run(info, cli, command=("true",))
         run_reap = c.equivalent_run(info, cli, command=(HELPER, "reap", "--", "true"))
         socket = c.unique("debugkit-bench-ka")
-        flags = [a for a in run_plain[2:-2] if a != "--rm"]  # between `run` and `IMAGE true`
+        flags = [a for a in run_plain[2:-3] if a != "--rm"]  # between `run` and `--entrypoint true IMAGE`
         keepalive = (HELPER, "keepalive", "--socket", socket, "--idle", "3600", "--first", "3600")
         with c.container([cli], info["sidecar_image"], name=socket, args=tuple(flags), command=keepalive) as side:
             cases = [

@@ -38,9 +38,10 @@ from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSessi
 from debugkit.runtimes.terminal import write_output
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
-# wait_ready probes a new debug container with an exec: first after PROBE_FIRST_S, then
+# wait_ready probes a new debug container with an exec: every PROBE_FIRST_S while a
+# container usually starts (PROBE_STEADY_S: each sleep is time the person waits for), then
 # PROBE_BACKOFF times longer each time, at most every PROBE_MAX_S.
-PROBE_FIRST_S, PROBE_BACKOFF, PROBE_MAX_S = 0.05, 1.5, 0.25
+PROBE_FIRST_S, PROBE_STEADY_S, PROBE_BACKOFF, PROBE_MAX_S = 0.05, 1.5, 1.5, 0.25
 DEFAULT_KEEP_ALIVE = 600.0   # a reusable debug container stays this long once idle (--keep-alive)
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
 # Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
@@ -284,8 +285,9 @@ class KubernetesRuntime(Runtime):
 
         pt, timeout = plan.facts["pod_target"], plan.facts["timeout"]
         probe = [translate.HELPER, "--version"] if plan.facts["helper"] else ["true"]
-        deadline = time.monotonic() + timeout
-        next_look, last_reason = time.monotonic() + 0.5, "not yet created"
+        started = time.monotonic()
+        deadline = started + timeout
+        next_look, last_reason = started + 0.5, "not yet created"
         messages: dict[str, str] = {}  # the last message of each waiting reason, for a timeout
         pause = PROBE_FIRST_S
         while True:
@@ -319,9 +321,11 @@ class KubernetesRuntime(Runtime):
             if now >= deadline:
                 raise self.start_timeout(plan, last_reason, messages)
             time.sleep(pause)
-            # Each probe is an exec through the API server and the kubelet: back off, so
+            # Each probe is an exec through the API server and the kubelet (a few ms each
+            # when the container is not there yet): after the usual start time, back off, so
             # that a slow start (or a fleet's many) does not become a stream of upgrades.
-            pause = min(pause * PROBE_BACKOFF, PROBE_MAX_S)
+            if now - started >= PROBE_STEADY_S:
+                pause = min(pause * PROBE_BACKOFF, PROBE_MAX_S)
 
     def start_timeout(self, plan: Plan, reason: str, messages: dict[str, str]) -> Timeout:
         """The debug container did not start in time: why, and, when the node could not pull

@@ -2,6 +2,7 @@
 `docker system dial-stdio` on the server side, in front of the real Docker engine."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -367,3 +369,45 @@ def test_contexts_are_followed_and_overridden_as_by_the_docker_cli(start_target,
                            env=ssh_env), ExitCode.INVALID_INPUT, "conflicting options")
     one_error_line(run_cli("attach", target.name, "--", "true", env={**ssh_env, "DOCKER_CONTEXT": "absent"}),
                    ExitCode.INVALID_INPUT, 'Docker context "absent" (DOCKER_CONTEXT) does not exist')
+
+
+def test_cp_both_ways_over_ssh(start_target, toolbox_image, ssh_env, ssh_url, tmp_path):
+    target = start_target("named-user")
+    secret = (Path(__file__).parents[2] / "fixtures" / "targets" / "home" / "secret.txt").read_bytes()
+    result = run_cli("cp", "-H", ssh_url, f"{target.name}:/home/nonroot/secret.txt", str(tmp_path / "out.txt"),
+                     env=ssh_env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.txt").read_bytes() == secret  # mode 0600, the target user's own file
+
+    payload = os.urandom(3 << 20)
+    (tmp_path / "fix.bin").write_bytes(payload)
+    result = run_cli("cp", "-H", ssh_url, "--write", str(tmp_path / "fix.bin"), f"{target.name}:/home/nonroot/",
+                     env=ssh_env)
+    assert result.returncode == 0, result.stderr
+    back = run_cli("attach", "-H", ssh_url, target.name, "--", "sha256sum", "/proc/1/root/home/nonroot/fix.bin",
+                   env=ssh_env)
+    assert back.returncode == 0 and text(back)[0].split()[0] == hashlib.sha256(payload).hexdigest(), back.stderr
+
+
+def test_port_forward_over_ssh_reaches_the_targets_localhost(start_target, toolbox_image, ssh_env, ssh_url,
+                                                            docker_client):
+    target = start_target("named-user")
+    proc = subprocess.Popen([*CLI, "port-forward", "-H", ssh_url, target.name, ":8080"], env={**os.environ, **ssh_env},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline().decode()  # Forwarding from 127.0.0.1:PORT -> 8080 (via ...)
+        assert line.startswith("Forwarding from 127.0.0.1:"), (line, proc.stderr.read1().decode())
+        local = int(line.split()[2].rsplit(":", 1)[1])
+        for _ in range(3):  # one connection each, through one sidecar
+            with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=30) as answer:
+                assert answer.read() == b"hello from debugkit fixture (uid=65532 gid=65532)\n"
+        assert len(sidecars_of(docker_client, target)) == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert code == ExitCode.INTERRUPTED, proc.stderr.read().decode()
+    wait_for(lambda: not sidecars_of(docker_client, target), timeout=DROP_BOUND_S, what="the relay sidecar to end")
