@@ -161,6 +161,7 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
     from debugkit.session.signals import signals_as_exceptions
 
     base, runtime, members, skipped, cleanup = _runner(many, kwargs)
+    runtime.concurrency = min(parallel, len(members))
     if not command or tty:
         _refused_interactive(many, members)
     if stdin:
@@ -196,6 +197,7 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
     from debugkit.session.signals import signals_as_exceptions
 
     base, runtime, members, skipped, cleanup = _runner(many, {**kwargs, "profile": profile})
+    runtime.concurrency = min(parallel, len(members))
     display = Display(output="text" if output == "text" else "quiet", what=f"runbook {book.source} over {many}")
     runner = fleet.Fleet(members, parallel=parallel, fail_fast=fail_fast, on_change=display.changed)
     record = {"runbook": book.path, "runbook_sha256": book.sha256}

@@ -179,6 +179,9 @@ class Runtime(abc.ABC):
     # Called with every stream opened to a sidecar (an object with close()), so that a
     # fleet interrupted by Ctrl-C can end them from the main thread.
     on_stream: Callable[[object], None] | None = None
+    # How many sessions share this runtime at once (a fleet's --parallel): a runtime that
+    # polls for a sidecar to start polls less eagerly when many start together.
+    concurrency: int = 1
 
     @abc.abstractmethod
     def plan(self, options: SidecarOptions, *, mode: str, thorough: bool = False) -> Plan:

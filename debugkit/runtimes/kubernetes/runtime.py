@@ -40,7 +40,9 @@ from debugkit.runtimes.terminal import write_output
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 # wait_ready probes a new debug container with an exec: every PROBE_FIRST_S while a
 # container usually starts (PROBE_STEADY_S: each sleep is time the person waits for), then
-# PROBE_BACKOFF times longer each time, at most every PROBE_MAX_S.
+# PROBE_BACKOFF times longer each time, at most every PROBE_MAX_S. A fleet (concurrency > 1)
+# backs off from the first probe: its containers start together on busy nodes, where a
+# stream of exec upgrades would slow them all (docs/fleet.md).
 PROBE_FIRST_S, PROBE_STEADY_S, PROBE_BACKOFF, PROBE_MAX_S = 0.05, 1.5, 1.5, 0.25
 DEFAULT_KEEP_ALIVE = 600.0   # a reusable debug container stays this long once idle (--keep-alive)
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
@@ -324,7 +326,7 @@ class KubernetesRuntime(Runtime):
             # Each probe is an exec through the API server and the kubelet (a few ms each
             # when the container is not there yet): after the usual start time, back off, so
             # that a slow start (or a fleet's many) does not become a stream of upgrades.
-            if now - started >= PROBE_STEADY_S:
+            if self.concurrency > 1 or now - started >= PROBE_STEADY_S:
                 pause = min(pause * PROBE_BACKOFF, PROBE_MAX_S)
 
     def start_timeout(self, plan: Plan, reason: str, messages: dict[str, str]) -> Timeout:

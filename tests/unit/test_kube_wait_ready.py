@@ -1,0 +1,77 @@
+"""How often a new debug container is probed: eagerly for one person, gently for a fleet."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from debugkit.runtimes.kubernetes import runtime as kube_runtime
+from debugkit.runtimes.kubernetes.runtime import KubernetesRuntime
+from debugkit.runtimes.kubernetes.stream import ContainerNotReady
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 4))
+        self.now += seconds + 0.005  # each probe costs a few ms
+
+
+class RanStream:
+    def recv(self, _timeout):
+        return None
+
+    def close(self, wait):
+        pass
+
+    def exit_code(self):
+        return 0
+
+    def exec_failure_code(self):
+        return None
+
+
+def probe_sleeps(monkeypatch, *, concurrency: int, ready_after_s: float) -> list[float]:
+    clock = Clock()
+    monkeypatch.setattr(kube_runtime.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(kube_runtime.time, "sleep", clock.sleep)
+    rt = object.__new__(KubernetesRuntime)
+    rt.concurrency = concurrency
+
+    def stream(*_args, **_kwargs):
+        if clock.now < ready_after_s:
+            raise ContainerNotReady("container not found")
+        return RanStream()
+
+    rt.stream = stream
+    rt.waiting_state = lambda _pt, _name: {"waiting": {"reason": "ContainerCreating"}}
+    plan = SimpleNamespace(facts={"pod_target": object(), "timeout": 60, "helper": True},
+                           spec=SimpleNamespace(name="debugger-x", image="toolbox"))
+    rt.wait_ready(plan, name="debugger-x")
+    return clock.sleeps
+
+
+def test_one_session_probes_every_50ms_while_a_container_usually_starts(monkeypatch):
+    sleeps = probe_sleeps(monkeypatch, concurrency=1, ready_after_s=1.0)
+    assert set(sleeps) == {kube_runtime.PROBE_FIRST_S}
+    assert 15 <= len(sleeps) <= 20  # ready within one probe interval of 1.0 s
+
+
+def test_one_session_backs_off_after_the_usual_start_time(monkeypatch):
+    sleeps = probe_sleeps(monkeypatch, concurrency=1, ready_after_s=5.0)
+    steady = [s for s in sleeps if s == kube_runtime.PROBE_FIRST_S]
+    assert 25 <= len(steady) <= 30  # the first 1.5 s
+    assert sleeps[-1] == kube_runtime.PROBE_MAX_S and sorted(sleeps) == sleeps
+
+
+@pytest.mark.parametrize("concurrency", [2, 10])
+def test_a_fleet_backs_off_from_the_first_probe(monkeypatch, concurrency):
+    sleeps = probe_sleeps(monkeypatch, concurrency=concurrency, ready_after_s=1.0)
+    assert sleeps[:4] == [0.05, 0.075, 0.1125, 0.1688]
+    assert len(sleeps) <= 8
