@@ -312,7 +312,9 @@ def test_attach_to_an_ephemeral_container_with_stdin(cluster, kc, shell_pod):
                                                     "value": [spec]}])
     cluster.wait_ephemeral_running(ns, pod, name)
     ws = kc.attach_stream(ns, pod, container=name)
-    ws.send(0, b"echo hi; echo oops >&2; exit 7\n")
+    # The kubelet may pass stdin on before it streams the output back (seen once under
+    # load: "hi" lost): the shell waits a moment before it writes.
+    ws.send(0, b"sleep 0.5; echo hi; echo oops >&2; exit 7\n")
     out, status = collect(ws)
     assert out.get(1) == b"hi\n" and out.get(2) == b"oops\n"
     # attach's status is not the process's exit: that is in the container's terminated state
