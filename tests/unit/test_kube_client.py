@@ -18,8 +18,10 @@ import urllib.parse
 
 import pytest
 
+from debugkit.runtimes.kubernetes import credentials
 from debugkit.runtimes.kubernetes import kubeclient as kcl
-from debugkit.runtimes.kubernetes.kubeclient import ApiError, ExecPluginError, KubeClient, TransportError
+from debugkit.runtimes.kubernetes.credentials import ExecPluginError
+from debugkit.runtimes.kubernetes.kubeclient import ApiError, KubeClient, TransportError
 from debugkit.runtimes.kubernetes.kubeconfig import ClusterAuth, ExecConfig, KubeConfigError
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -599,10 +601,10 @@ def test_exec_plugin_client_certificate(pki, tmp_path):
 
 
 def test_rfc3339():
-    assert kcl._parse_rfc3339("1970-01-01T00:00:10Z") == 10
-    assert kcl._parse_rfc3339("1970-01-01T01:00:10.5+01:00") == 10.5
+    assert credentials.parse_rfc3339("1970-01-01T00:00:10Z") == 10
+    assert credentials.parse_rfc3339("1970-01-01T01:00:10.5+01:00") == 10.5
     with pytest.raises(ValueError):
-        kcl._parse_rfc3339("yesterday")
+        credentials.parse_rfc3339("yesterday")
 
 
 # -- websocket upgrade through the client ------------------------------------------------------------------
