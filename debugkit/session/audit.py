@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from debugkit.core.errors import DebugkitError, ExitCode, InvalidInput
 

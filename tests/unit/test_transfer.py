@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from debugkit.core.errors import DebugkitError, DestinationExists, InvalidInput, NotADirectory, PathNotFound
-from debugkit.session import copy
+from debugkit.session import copy, progress, tarsink
 from debugkit.session.forward import Mapping, parse_mappings
 
 
@@ -102,7 +102,7 @@ def archive(entries, fmt=tarfile.PAX_FORMAT) -> bytes:
 
 
 def feed(data: bytes, staging: Path, *, pieces: int | None = None, seed: int = 0, hashing=True, check_top=None):
-    sink = copy.TarSink(staging, copy.Progress(None, enabled=False), hashing=hashing, check_top=check_top)
+    sink = tarsink.TarSink(staging, progress.Progress(None, enabled=False), hashing=hashing, check_top=check_top)
     rng = random.Random(seed)
     pos = 0
     while pos < len(data):
@@ -150,7 +150,7 @@ def test_a_tree_in_pieces_of_any_size(tmp_path, fmt, pieces):
 
 
 def test_a_single_file_sets_the_total_and_no_hash_unless_asked(tmp_path):
-    sink = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    sink = tarsink.TarSink(tmp_path, progress.Progress(None, enabled=False))
     sink.write(archive([("server", "file", BIG, 0o755)]))
     sink.close()
     assert sink.meter.total == len(BIG) == sink.meter.done and sink.sums("server") == []
@@ -182,22 +182,22 @@ def test_hostile_archives_are_refused(tmp_path, entries, words):
 
 def test_a_truncated_archive_is_not_complete(tmp_path):
     data = archive([("big.bin", "file", BIG, 0o644)])
-    sink = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    sink = tarsink.TarSink(tmp_path, progress.Progress(None, enabled=False))
     sink.write(data[:50_000])
     with pytest.raises(DebugkitError, match="ended early"):
         sink.close()
-    empty = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    empty = tarsink.TarSink(tmp_path, progress.Progress(None, enabled=False))
     with pytest.raises(DebugkitError, match="ended early"):
         empty.close()
 
 
 def test_garbage_and_oversized_headers_are_refused(tmp_path):
-    sink = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    sink = tarsink.TarSink(tmp_path, progress.Progress(None, enabled=False))
     with pytest.raises(DebugkitError, match="unusable"):
         sink.write(b"this is not a tar archive" * 40)
     header = tarfile.TarInfo("x")
     header.type, header.size = tarfile.XHDTYPE, 1 << 30
-    sink = copy.TarSink(tmp_path, copy.Progress(None, enabled=False))
+    sink = tarsink.TarSink(tmp_path, progress.Progress(None, enabled=False))
     with pytest.raises(DebugkitError, match="extended header"):
         sink.write(header.tobuf(tarfile.USTAR_FORMAT))
 
