@@ -8,7 +8,7 @@ import pytest
 
 from debugkit.core.identity import Identity
 from debugkit.runtimes.kubernetes import podsecurity
-from debugkit.session import doctor
+from debugkit.session import doctor, doctor_kube
 from debugkit.session.doctor import Result
 
 
@@ -20,10 +20,10 @@ def test_only_a_failure_fails():
 
 
 def test_grants_name_users_and_service_accounts():
-    assert doctor.grant_command("shop", "alice", "get", "pods", "exec") == (
+    assert doctor_kube.grant_command("shop", "alice", "get", "pods", "exec") == (
         "ask an admin for: kubectl -n shop create role debugkit-get-exec --verb=get --resource=pods/exec "
         "&& kubectl -n shop create rolebinding debugkit-get-exec --role=debugkit-get-exec --user=alice")
-    sa = doctor.grant_command("shop", "system:serviceaccount:ci:deployer", "get", "namespaces", "")
+    sa = doctor_kube.grant_command("shop", "system:serviceaccount:ci:deployer", "get", "namespaces", "")
     assert "--resource=namespaces --resource-name=shop" in sa and sa.endswith("--serviceaccount=ci:deployer")
 
 
@@ -38,14 +38,14 @@ def test_grants_name_users_and_service_accounts():
 def test_profiles_against_each_level(level, uid, admitted):
     identity = Identity(uid=uid, gid=uid)
     found = [p for p in ("restricted", "netadmin", "ptrace", "sysadmin")
-             if not podsecurity.violations(level, doctor.profile_container(p, identity))]
+             if not podsecurity.violations(level, doctor_kube.profile_container(p, identity))]
     assert found == admitted
 
 
 def test_the_rbac_table_is_what_debugkit_uses():
-    required = [(v, r, s) for v, r, s, need, *_ in doctor.RBAC if need]
+    required = [(v, r, s) for v, r, s, need, *_ in doctor_kube.RBAC if need]
     assert required == [("get", "pods", ""), ("patch", "pods", "ephemeralcontainers"), ("get", "pods", "exec")]
-    unused = [(v, r, s) for v, r, s, need, *_ in doctor.RBAC if need is None]
+    unused = [(v, r, s) for v, r, s, need, *_ in doctor_kube.RBAC if need is None]
     assert unused == [("get", "pods", "attach")]
 
 

@@ -1,0 +1,252 @@
+"""`debugkit doctor`'s Kubernetes checks: the context, the API server, ephemeral
+containers, RBAC (one SelfSubjectAccessReview each), PodSecurity and the toolbox image."""
+from __future__ import annotations
+
+from debugkit.core.errors import DebugkitError
+from debugkit.session.doctor_result import (
+    EXAMPLE_UID,
+    FAIL,
+    KUBE_TIMEOUT,
+    NOT_CONFIGURED,
+    OK,
+    REGISTRY_TIMEOUT,
+    SKIP,
+    WARN,
+    Result,
+    guard,
+    toolbox_setting,
+)
+
+
+# What debugkit asks the API server for: (verb, resource, subresource, required, what it
+# is for, what happens without it). required True fails the run when denied; False warns;
+# None is not used at all (shown because people ask). On the 1.32 API server a websocket
+# exec, attach or portforward is authorized as `get` on the subresource, and debugkit
+# speaks only websockets: `get pods/exec` is what it needs (`create` alone is refused).
+RBAC = (
+    ("get", "pods", "", True, "read the target pod", ""),
+    ("patch", "pods", "ephemeralcontainers", True, "add the debug container", ""),
+    ("get", "pods", "exec", True, "run every command in the debug container (websocket exec)", ""),
+    ("get", "pods", "portforward", False, "port-forward straight to the pod",
+     "port-forward relays through a debug container instead"),
+    ("get", "pods", "attach", None, "not used: debugkit runs every command through exec", ""),
+    ("get", "namespaces", "", False, "read the namespace's PodSecurity level before adding the debug container",
+     "a profile the level rejects is refused by the API server instead of beforehand"),
+    ("list", "pods", "", False, "list pods: ps, -l SELECTOR, deploy/ sts/ ds/ rs/ job/ targets, completion",
+     "ps, -l SELECTOR, deploy/ sts/ ds/ rs/ job/ targets and pod completion do not work here"),
+)
+
+
+class Cluster:
+    """One kube context, connected once for all the checks."""
+
+    def __init__(self, client, auth, namespace: str):
+        self.client = client
+        self.auth = auth
+        self.namespace = namespace
+        self.username: str | None = None
+
+    def get(self, path: str) -> dict:
+        return self.client.request("GET", path, timeout=KUBE_TIMEOUT)
+
+    def allowed(self, verb: str, resource: str, subresource: str = "", name: str = "") -> bool:
+        attrs = {"verb": verb, "resource": resource, "group": "", "namespace": self.namespace}
+        if subresource:
+            attrs["subresource"] = subresource
+        if name:
+            attrs["name"] = name
+        answer = self.client.request(
+            "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", timeout=KUBE_TIMEOUT,
+            body={"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": attrs}})
+        return bool((answer.get("status") or {}).get("allowed"))
+
+
+def kube_checks(*, kubeconfig: str | None, context: str | None, namespace: str | None,
+                identity=None, pod_security_context: dict | None = None) -> list[Result]:
+    """The context, the API server, ephemeral containers, RBAC, PodSecurity and the image."""
+    from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
+    from debugkit.session import probes
+
+    if not probes.kube_configured(kubeconfig):
+        return [Result("kube-context", NOT_CONFIGURED,
+                       "no kubeconfig here (KUBECONFIG is not set, ~/.kube/config does not exist) and this is not "
+                       "a pod: Kubernetes targets need one")]
+    try:
+        client, auth = probes.kube_client(kubeconfig, context)
+    except KubeConfigError as exc:
+        return [Result("kube-context", FAIL, str(exc),
+                       "choose a context that exists (--context NAME; kubectl config get-contexts) or correct "
+                       "the kubeconfig")]
+    try:
+        try:
+            ns = probes.kube_namespace(namespace, auth)
+        except DebugkitError:  # a broken config file: the config line says so
+            ns = namespace or auth.namespace
+        cluster = Cluster(client, auth, ns)
+        results = [check_kube_api(cluster)]
+        if not results[0].ok:
+            return [_context_line(cluster)] + results + [
+                Result("kube-access", SKIP, "ephemeral containers, RBAC, PodSecurity: not checked, the API server "
+                                            "did not answer")]
+        results.insert(0, _context_line(cluster))
+        results += guard("ephemeral-containers", lambda: [check_ephemeral_containers(cluster)])
+        results += guard("rbac", lambda: check_rbac(cluster))
+        results += guard("pod-security", lambda: [check_pod_security(cluster, identity, pod_security_context)])
+        results += guard("cluster-toolbox", lambda: [check_cluster_toolbox(cluster)])
+        return results
+    finally:
+        client.close()
+
+
+def _context_line(cluster: Cluster) -> Result:
+    auth = cluster.auth
+    who = f" as {cluster.username}" if cluster.username else ""
+    where = "in-cluster service account" if auth.in_cluster else f"context {auth.context} in {auth.source}"
+    return Result("kube-context", OK, f"{where}: cluster {auth.cluster or '-'} at {auth.server}{who}, "
+                                      f"namespace {cluster.namespace}")
+
+
+def check_kube_api(cluster: Cluster) -> Result:
+    from debugkit.runtimes.kubernetes.kubeclient import ApiError, TransportError
+    from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
+
+    server = cluster.auth.server
+    try:
+        version = cluster.get("/version")
+    except TransportError as exc:
+        return Result("kube-api", FAIL, f"no answer from {server}: {exc}",
+                      "is the API server up and reachable from here (VPN, proxy, firewall)? "
+                      "`kubectl version` tries the same")
+    except ApiError as exc:
+        if exc.status == 401:
+            return Result("kube-api", FAIL, f"{server} rejected the credentials of user {cluster.auth.user} (401)",
+                          "renew them (an expired token or certificate?); kubectl auth whoami shows who you are")
+        return Result("kube-api", FAIL, f"{server} answered {exc}", "")
+    except KubeConfigError as exc:
+        return Result("kube-api", FAIL, str(exc), "correct the kubeconfig's credentials or certificates")
+    try:
+        review = cluster.client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                        timeout=KUBE_TIMEOUT,
+                                        body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        cluster.username = ((review.get("status") or {}).get("userInfo") or {}).get("username")
+    except Exception:  # noqa: BLE001 - before 1.28 the API has no SelfSubjectReview: the name is a nicety
+        pass
+    return Result("kube-api", OK, f"{server} answers: Kubernetes {version.get('gitVersion', '?')}")
+
+
+def check_ephemeral_containers(cluster: Cluster) -> Result:
+    resources = {r.get("name") for r in cluster.get("/api/v1").get("resources") or []}
+    if "pods/ephemeralcontainers" in resources:
+        return Result("ephemeral-containers", OK, "the API serves pods/ephemeralcontainers")
+    return Result("ephemeral-containers", FAIL, "the API server does not serve pods/ephemeralcontainers",
+                  "ephemeral containers are on by default since Kubernetes 1.23 and GA since 1.25: upgrade the "
+                  "cluster, or enable the EphemeralContainers feature gate")
+
+
+def check_rbac(cluster: Cluster) -> list[Result]:
+    ns = cluster.namespace
+    who = cluster.username or cluster.auth.user or "you"
+    out = []
+    for verb, resource, sub, required, purpose, without in RBAC:
+        full = f"{resource}/{sub}" if sub else resource
+        name = f"rbac {verb} {full}"
+        allowed = cluster.allowed(verb, resource, sub, name=ns if resource == "namespaces" else "")
+        if required is None:
+            out.append(Result(name, OK, f"{'allowed' if allowed else 'denied'} in {ns}; {purpose}"))
+        elif allowed:
+            out.append(Result(name, OK, f"allowed in {ns}: to {purpose}"))
+        elif required:
+            out.append(Result(name, FAIL, f"denied in {ns} to {who}: debugkit needs it to {purpose}",
+                              grant_command(ns, who, verb, resource, sub)))
+        else:
+            out.append(Result(name, WARN, f"denied in {ns} to {who}: {without}",
+                              grant_command(ns, who, verb, resource, sub)))
+    return out
+
+
+def grant_command(namespace: str, who: str, verb: str, resource: str, sub: str) -> str:
+    """What to ask a cluster admin for, as commands that can be run as they are."""
+    role = f"debugkit-{verb}-{sub or resource}"
+    full = f"{resource}/{sub}" if sub else resource
+    names = f" --resource-name={namespace}" if resource == "namespaces" else ""
+    if who.startswith("system:serviceaccount:"):
+        subject = "--serviceaccount=" + ":".join(who.split(":")[2:4])
+    else:
+        subject = f"--user={who}"
+    return (f"ask an admin for: kubectl -n {namespace} create role {role} --verb={verb} --resource={full}{names} "
+            f"&& kubectl -n {namespace} create rolebinding {role} --role={role} {subject}")
+
+
+def profile_container(profile: str, identity) -> dict:
+    """The ephemeral container debugkit would send for `profile` (pure: nothing is sent)."""
+    from debugkit.core.profiles import apply_profile
+    from debugkit.core.spec import base_spec
+    from debugkit.runtimes.kubernetes import translate
+
+    spec = base_spec(image="toolbox", identity=identity, target_name="doctor", target_id="doctor",
+                     runtime="kubernetes", cli_pid=0, cli_host="doctor", local_user="doctor")
+    return translate.ephemeral_container(apply_profile(spec, profile), target_container="app")
+
+
+def check_pod_security(cluster: Cluster, identity=None, pod_security_context: dict | None = None) -> Result:
+    """The namespace's enforce level, and which profiles it admits."""
+    from debugkit.core.identity import Identity
+    from debugkit.core.profiles import PROFILES
+    from debugkit.runtimes.kubernetes import podsecurity
+    from debugkit.runtimes.kubernetes.kubeclient import ApiError
+
+    ns = cluster.namespace
+    try:
+        found = cluster.get(f"/api/v1/namespaces/{ns}")
+    except ApiError as exc:
+        if exc.status == 403:
+            return Result("pod-security", WARN, f"cannot read namespace {ns}: its PodSecurity level is unknown "
+                                                f"(the API server still enforces it when the debug container is "
+                                                f"added, and debugkit reports the reason)",
+                          f"ask for get on namespaces/{ns} to have it checked beforehand")
+        if exc.status == 404:
+            return Result("pod-security", FAIL, f"namespace {ns} does not exist",
+                          "choose one with -n (kubectl get namespaces)")
+        raise
+    level = ((found.get("metadata") or {}).get("labels") or {}).get(podsecurity.ENFORCE_LABEL)
+    example = identity is None
+    identity = identity or Identity(uid=EXAMPLE_UID, gid=EXAMPLE_UID, source="example")
+    admitted, rejected = [], []
+    for profile in PROFILES:
+        reasons = podsecurity.violations(level, profile_container(profile, identity), pod_security_context)
+        if reasons:
+            rejected.append(f"{profile} ({reasons[0]})")
+        else:
+            admitted.append(profile)
+    shown = level or "no enforce label: the cluster's default (privileged unless its admission configuration " \
+                     "says otherwise)"
+    whom = f"a target running as {identity.uid}" if not example else f"a non-root target (UID {EXAMPLE_UID})"
+    detail = (f"namespace {ns} enforces {shown}; for {whom} it admits {', '.join(admitted) or 'no profile'}"
+              + (f"; rejects {', '.join(rejected)}" if rejected else ""))
+    if "restricted" not in admitted:
+        return Result("pod-security", FAIL, detail,
+                      "the default profile would be refused: give the sidecar a non-root UID (--user UID:GID) or "
+                      "debug in a namespace with a laxer level")
+    return Result("pod-security", OK, detail)
+
+
+def check_cluster_toolbox(cluster: Cluster) -> Result:
+    """The image debug containers use on this context, when one is configured, exists in
+    its registry (the manifest answers), so the nodes can pull it."""
+    from debugkit.runtimes.kubernetes.registry import RegistryClient, RegistryError, parse_ref
+
+    setting = toolbox_setting("kubernetes", cluster.auth.context)
+    if setting.source == "built-in":
+        return Result("cluster-toolbox", NOT_CONFIGURED,
+                      f"no image configured for the cluster: debug containers use {setting.value}, which the "
+                      f"nodes must already have", "push the toolbox to a registry the nodes pull from and set "
+                                                  "`image:` (for this context) in the config file")
+    ref = setting.value
+    try:
+        RegistryClient(parse_ref(ref), timeout=REGISTRY_TIMEOUT).manifest()
+    except RegistryError as exc:
+        return Result("cluster-toolbox", FAIL, f"{ref} (from {setting.source}): {exc.message}",
+                      f"push the toolbox there (docker tag IMAGE {ref} && docker push {ref}), or correct the "
+                      f"image at {setting.source}")
+    return Result("cluster-toolbox", OK, f"{ref} (from {setting.source}) is in its registry")
