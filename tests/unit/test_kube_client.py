@@ -216,6 +216,10 @@ def test_query_and_patch_bodies(api):
     c.patch_ephemeral_containers("ns", "p", patch)
     rec = api.requests[-1]
     assert rec["headers"]["Content-Type"] == "application/json-patch+json" and json.loads(rec["body"]) == patch
+    c.add_ephemeral_container("ns", "p", {"name": "d"})  # merged by name: others added meanwhile stay
+    rec = api.requests[-1]
+    assert rec["headers"]["Content-Type"] == "application/strategic-merge-patch+json"
+    assert json.loads(rec["body"]) == {"spec": {"ephemeralContainers": [{"name": "d"}]}}
     c.request("PATCH", "/api/v1/namespaces/ns/pods/p", body={"metadata": {"labels": {"a": "b"}}})
     assert api.requests[-1]["headers"]["Content-Type"] == "application/merge-patch+json"
     c.request("GET", "/api/v1/pods", query=[("a", "1"), ("a", "2"), ("b", True), ("c", None)])

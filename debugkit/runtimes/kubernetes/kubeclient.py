@@ -533,9 +533,17 @@ class KubeClient:
         return self.request("GET", path, query={"labelSelector": label_selector, "fieldSelector": field_selector,
                                                 "limit": limit})
 
-    def patch_ephemeral_containers(self, namespace: str, name: str, patch: list) -> dict:
+    def patch_ephemeral_containers(self, namespace: str, name: str, patch: list | dict, *,
+                                   content_type: str = JSON_PATCH) -> dict:
         return self.request("PATCH", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}/ephemeralcontainers",
-                            body=patch, content_type=JSON_PATCH)
+                            body=patch, content_type=content_type)
+
+    def add_ephemeral_container(self, namespace: str, name: str, container: dict) -> dict:
+        """Add one, whatever others are added meanwhile: a strategic merge patch merges the
+        list by name (as kubectl debug sends it), where a JSON patch made from the pod as
+        read would replace a list that another client has just added to."""
+        return self.patch_ephemeral_containers(namespace, name, {"spec": {"ephemeralContainers": [container]}},
+                                               content_type=STRATEGIC_MERGE_PATCH)
 
     def watch_pod(self, namespace: str, name: str, *, resource_version: str | None = None,
                   timeout_seconds: int = 60) -> "WatchStream":

@@ -208,12 +208,8 @@ class KubernetesRuntime(Runtime):
     # -- the debug container ----------------------------------------------------------
 
     def launch(self, pt: PodTarget, container: dict) -> None:
-        if pt.pod["spec"].get("ephemeralContainers"):
-            patch = [{"op": "add", "path": "/spec/ephemeralContainers/-", "value": container}]
-        else:
-            patch = [{"op": "add", "path": "/spec/ephemeralContainers", "value": [container]}]
         try:
-            self.api.patch_ephemeral_containers(pt.namespace, pt.pod_name, patch)
+            self.api.add_ephemeral_container(pt.namespace, pt.pod_name, container)
         except Exception as exc:  # noqa: BLE001
             from debugkit.runtimes.kubernetes.errors import status_and_message
 

@@ -81,3 +81,24 @@ def test_keep_alive_zero_ends_the_container_with_the_command(k8s_cluster, target
 def test_a_bad_keep_alive_is_refused_before_any_call():
     result = run_cli("attach", "pod/x", "--keep-alive", "ten minutes", "--", "true")
     assert result.returncode == 64 and b"--keep-alive" in result.stderr, result.stderr
+
+
+def test_people_debugging_one_pod_at_once_each_get_their_container(k8s_cluster, target_pod, restricted_ns,
+                                                                  toolbox_on_node):
+    """Each adds its debug container while the others add theirs: none may replace the
+    list the others just added to (a JSON patch from the pod as read would)."""
+    import concurrent.futures
+
+    pod = target_pod.metadata.name
+    people = 4
+
+    def attach(_):
+        return kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--new", "--keep-alive", "0",
+                    "--", "echo", "ready", timeout=180)
+
+    with concurrent.futures.ThreadPoolExecutor(people) as pool:
+        results = list(pool.map(attach, range(people)))
+    assert [(r.returncode, r.stdout) for r in results] == [(0, b"ready\n")] * people, \
+        [r.stderr.decode(errors="replace") for r in results]
+    _, names = debug_containers(k8s_cluster, restricted_ns, pod)
+    assert len(set(names)) == people, names

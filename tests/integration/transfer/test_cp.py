@@ -244,7 +244,9 @@ def test_interrupted_copy_into_the_target_leaves_nothing(fresh, rt, out):
     try:
         wait_for(lambda: writing() or proc.poll() is not None, timeout=120, interval=0.2,
                  what="the copy to be under way")
-        assert proc.poll() is None, "the copy ended before it could be interrupted"
+        if proc.poll() is not None:
+            raise AssertionError(f"the copy ended ({proc.returncode}) before it could be interrupted: "
+                                 f"{proc.stderr.read().decode(errors='replace')}")
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
     finally:
