@@ -141,7 +141,12 @@ class Interrupted(DebugkitError):
     def __init__(self, message: str = "interrupted", *, signum: int = 2):
         super().__init__(message)
         self.signum = signum
-        self.exit_code = {1: ExitCode.HANGUP, 15: ExitCode.TERMINATED}.get(signum, ExitCode.INTERRUPTED)
+        self.exit_code = signal_exit_code(signum)
+
+
+def signal_exit_code(signum: int) -> ExitCode:
+    """128 + the signal, for the signals that end a session."""
+    return {1: ExitCode.HANGUP, 15: ExitCode.TERMINATED}.get(signum, ExitCode.INTERRUPTED)
 
 
 class Signalled(BaseException):
@@ -155,12 +160,7 @@ class Signalled(BaseException):
 
         super().__init__(f"received {signal.Signals(signum).name}, cleaned up")
         self.signum = signum
-        self.exit_code = {1: ExitCode.HANGUP, 15: ExitCode.TERMINATED}.get(signum, ExitCode.INTERRUPTED)
-
-
-def interrupt_code(exc: BaseException) -> int:
-    """The exit code for Ctrl-C, a signal, or an Interrupted error: 128 + the signal."""
-    return int(getattr(exc, "exit_code", ExitCode.INTERRUPTED))
+        self.exit_code = signal_exit_code(signum)
 
 
 class OutputClosed(DebugkitError):

@@ -148,7 +148,7 @@ def execute(runbook: Runbook, values: dict[str, str], session: ExecSession, *,
         else:
             try:
                 outcome = session.exec(argv, timeout=step.timeout, max_output=max_output)
-            except Interrupted:  # interrupted: stop now, the caller cleans up and exits 128+N
+            except Interrupted:  # a fleet's Ctrl-C or SIGTERM: stop now, the caller cleans up and exits 128+N
                 raise
             except DebugkitError as exc:  # the sidecar or the engine went away
                 report.aborted = f"step {step.name!r}: {exc}"

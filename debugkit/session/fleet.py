@@ -20,10 +20,9 @@ from debugkit.core.errors import (
     ExitCode,
     Interrupted,
     InvalidInput,
-    TargetNotFound,
     Signalled,
+    TargetNotFound,
     TargetNotRunning,
-    interrupt_code,
 )
 from debugkit.core.escape import safe
 from debugkit.core.options import Connection
@@ -392,8 +391,8 @@ class Fleet:
                 while not finished[i].wait(0.2):
                     pass
         except (KeyboardInterrupt, Signalled, Interrupted) as exc:
-            if type(exc) is not KeyboardInterrupt:
-                self._interrupt_code = interrupt_code(exc)
+            if not isinstance(exc, KeyboardInterrupt):  # Ctrl-C keeps the default, 130
+                self._interrupt_code = int(exc.exit_code)
             self._interrupted.set()
             self._stop.set()
             cancel()
