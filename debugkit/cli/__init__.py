@@ -106,11 +106,7 @@ def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
     except click.exceptions.Abort:
         err("interrupted")
         sys.exit(ExitCode.INTERRUPTED)
-    except Interrupted as exc:
-        _maybe_traceback()
-        err(str(exc))
-        sys.exit(exc.exit_code)
-    except Signalled as exc:
+    except (Interrupted, Signalled) as exc:
         _maybe_traceback()
         err(str(exc))
         sys.exit(exc.exit_code)

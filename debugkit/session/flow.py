@@ -126,10 +126,7 @@ def audited(plan: Plan, *, started: float) -> Iterator[dict]:
     result: dict = {"exit_code": None, "outcome": "error"}
     try:
         yield result
-    except Interrupted as exc:
-        result.update(exit_code=int(exc.exit_code), outcome="interrupted", error=str(exc))
-        raise
-    except Signalled as exc:
+    except (Interrupted, Signalled) as exc:
         result.update(exit_code=int(exc.exit_code), outcome="interrupted", error=str(exc))
         raise
     except KeyboardInterrupt:
