@@ -15,6 +15,7 @@ imports (about +30 ms).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -174,6 +175,15 @@ def ms(seconds: float) -> str:
 
 # -- Docker and Podman ------------------------------------------------------------------
 
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
 
@@ -245,6 +255,14 @@ class Kube:
         self.script = script
         self.kubeconfig = paths["kubeconfig"]
         self.kubectl = [str(Path(paths["bin_dir"]) / "kubectl"), "--kubeconfig", self.kubeconfig]
+
+    def with_toolbox(self, *images: str) -> str:
+        """Load `images` and the default toolbox onto the node; the toolbox's reference."""
+        from debugkit.session.defaults import toolbox_image
+
+        toolbox = toolbox_image()
+        self.load_images(*images, toolbox)
+        return toolbox
 
     def load_images(self, *images: str) -> None:
         for image in images:

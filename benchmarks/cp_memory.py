@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common as c
+
 TARGET_IMAGE = "debugkit-fixture/named-user:1"
 REMOTE_DIR = "/home/nonroot"
 
@@ -49,14 +51,6 @@ def zeros_sha256(size: int) -> str:
     return digest.hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes-mib", default="16,1024")
@@ -79,7 +73,7 @@ def main() -> int:
             subprocess.run(debugkit("attach", target, "--", "truncate", "-s", str(size), f"/proc/1/root{REMOTE_DIR}/{name}",
                                     extra=args.arg), check=True, stdout=subprocess.DEVNULL)
             out_rss, out_s = peak(debugkit("cp", f"{target}:{REMOTE_DIR}/{name}", str(work / name), extra=args.arg))
-            assert sha256_file(work / name) == zeros_sha256(size), "copy out: checksum mismatch"
+            assert c.sha256_file(work / name) == zeros_sha256(size), "copy out: checksum mismatch"
             in_rss, in_s = peak(debugkit("cp", "--write", "--force", str(work / name), f"{target}:{REMOTE_DIR}/{name}",
                                          extra=args.arg))
             (work / name).unlink()

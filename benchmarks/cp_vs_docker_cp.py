@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common as c
+
 TARGET_IMAGE = "debugkit-fixture/named-user:1"
 REMOTE_DIR = "/home/nonroot"
 
@@ -67,14 +69,6 @@ def put_file(target: str, name: str, size: int) -> str:
         proc.stdin.close()
         if proc.wait() != 0:
             raise SystemExit(f"docker cp - {target}:{REMOTE_DIR} failed")
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -121,7 +115,7 @@ def main() -> int:
                     dest.mkdir()
                     elapsed, peak = run_timed(argv(f"{REMOTE_DIR}/{kind}.bin", str(dest)))
                     if round_ == 0 and kind == "big":
-                        got = sha256_file(dest / "big.bin")
+                        got = c.sha256_file(dest / "big.bin")
                         if got != expected:
                             raise SystemExit(f"{name}: the copy's SHA-256 {got} is not {expected}")
                     shutil.rmtree(dest)

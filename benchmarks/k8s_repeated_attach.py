@@ -31,11 +31,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
     c.check_code_under_test()
-    from debugkit.session.defaults import toolbox_image
-
     kube = c.Kube()
-    toolbox = toolbox_image()
-    kube.load_images(TARGET_IMAGE, toolbox)
+    toolbox = kube.with_toolbox(TARGET_IMAGE)
     machine = c.Machine()
     rounds = args.rounds + 1  # the first is a warm-up
     firsts, laters, singles, counts = [], [], [], {"debugkit": [], "kubectl": []}
