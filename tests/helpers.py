@@ -98,13 +98,18 @@ class Pty:
         return self.buffer
 
     def close(self):
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+        close_pty_process(self.master, self.proc)
+
+
+def close_pty_process(master: int, proc: subprocess.Popen) -> None:
+    """Close a pseudo-terminal's master side and end the process on its other side."""
+    try:
+        os.close(master)
+    except OSError:
+        pass
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
 
 
 def audit_records(path: Path) -> list[dict]:

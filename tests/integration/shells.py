@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.helpers import REPO
+from tests.helpers import REPO, close_pty_process
 
 
 def complete(words: str, *, cword: int | None = None, shell: str = "bash", line: str | None = None,
@@ -103,13 +103,7 @@ class InteractiveShell:
         return shown
 
     def close(self) -> None:
-        try:
-            os.close(self.master)
-        except OSError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+        close_pty_process(self.master, self.proc)
 
 
 class SilentServer:
