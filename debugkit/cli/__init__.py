@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
         sys.exit(answer_shell(cli))
     try:
         _closed_streams()
-        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        # A command returns its exit code (None: 0); only this function exits.
+        code = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
         _maybe_traceback()
         err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         sys.exit(ExitCode.INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _maybe_traceback() -> None:

@@ -45,6 +45,36 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class Flags:
+    """A sidecar command's flags as the person typed them (None: not given), before the
+    defaults are filled in and before validation. The CLI builds one; the session layer
+    validates it into SidecarOptions."""
+
+    target: str
+    command: tuple[str, ...] = ()
+    stdin: bool = False
+    tty: bool = False
+    namespace: str | None = None
+    container: str | None = None
+    user: str | None = None
+    image: str | None = None
+    profile: str | None = None
+    memory: str | None = None
+    pids_limit: str | None = None
+    cpus: str | None = None
+    keep_alive: str | None = None
+    timeout: str | None = None
+    custom: str | None = None
+    new: bool = False
+    target_env: bool = False
+    session_id: str | None = None
+    connection: Connection = field(default_factory=Connection)
+
+    def evolve(self, **changes) -> "Flags":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class UserOverride:
     uid: int
     gid: int | None

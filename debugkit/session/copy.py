@@ -33,6 +33,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from debugkit import runtimes
 from debugkit.core.errors import (
     DebugkitError,
     DestinationExists,
@@ -48,7 +49,6 @@ from debugkit.session.tarsink import TarSink
 
 TARGET_ROOT = "/proc/1/root"
 SIDECAR_ROOT = "/"
-SCHEMES = ("docker://", "podman://", "k8s://")
 # The helper's exit codes (toolbox-image/helper): what each means here.
 HELPER_NOT_FOUND, HELPER_FORBIDDEN, HELPER_NOT_DIR, HELPER_EXISTS = 2, 3, 4, 5
 
@@ -66,7 +66,7 @@ def parse_endpoint(text: str) -> Endpoint:
         raise InvalidInput("cp: an empty path")
     if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
         return Endpoint(None, os.path.expanduser(text))
-    scheme = next((s for s in SCHEMES if text.startswith(s)), "")
+    scheme = next((s for s in runtimes.syntax().schemes if text.startswith(s)), "")
     rest = text[len(scheme):]
     if ":" not in rest:
         return Endpoint(None, text)

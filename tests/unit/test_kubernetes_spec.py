@@ -107,7 +107,7 @@ def test_the_reuse_key_separates_people_identities_images_and_profiles():
 
 
 def test_only_a_live_container_with_the_same_key_is_reused():
-    from debugkit.runtimes.kubernetes.runtime import reusable_container
+    from debugkit.runtimes.kubernetes.planning import reusable_container
 
     def ctr(name, key):
         return {"name": name, "env": [{"name": translate.ENV_REUSE, "value": key}]}

@@ -220,15 +220,8 @@ class ContainerProbe:
                 break
         return out
 
-    def resolve_identity(self, target: TargetInfo, user, sources: list[IdentitySource]) -> ident.Identity:
-        """--user wins; otherwise the first source that answered."""
-        if user is not None:
-            if user.gid is None:
-                self.load_etc(target)  # the primary group of a bare UID comes from passwd
-            return ident.name_identity(ident.identity_from_flag(user.text, passwd=target.passwd), target.passwd)
-        for source in sources:
-            if source.identity is not None:
-                return source.identity
-        errors = "; ".join(f"{s.source}: {s.error}" for s in sources)
-        raise IdentityUnresolved(f"cannot determine the target's user ({errors})", hint="pass --user UID[:GID]")
-
+    def user_identity(self, target: TargetInfo, user) -> ident.Identity:
+        """--user, named through the image's passwd (a bare UID takes its primary group from it)."""
+        if user.gid is None:
+            self.load_etc(target)  # the primary group of a bare UID comes from passwd
+        return ident.name_identity(ident.identity_from_flag(user.text, passwd=target.passwd), target.passwd)

@@ -176,17 +176,11 @@ class PodIdentity:
                 break
         return out
 
-    def resolve(self, user, sources: list[IdentitySource]) -> ident.Identity:
-        """--user wins (a bare UID takes its group from the image's passwd, else GID = UID,
-        as on every runtime); otherwise the first source that answered."""
-        if user is not None:
-            passwd = self.etc()[0] if user.gid is None else {}
-            return ident.name_identity(ident.identity_from_flag(user.text, passwd=passwd), passwd)
-        for source in sources:
-            if source.identity is not None:
-                return source.identity
-        errors = "; ".join(f"{s.source}: {s.error}" for s in sources)
-        raise IdentityUnresolved(f"cannot determine the target's user ({errors})", hint="pass --user UID[:GID]")
+    def user_identity(self, user) -> ident.Identity:
+        """--user: a bare UID takes its group from the image's passwd, else GID = UID, as on
+        every runtime."""
+        passwd = self.etc()[0] if user.gid is None else {}
+        return ident.name_identity(ident.identity_from_flag(user.text, passwd=passwd), passwd)
 
 
 def local_engine_image(image: str, image_id: str) -> tuple[str, dict[str, str], str] | None:

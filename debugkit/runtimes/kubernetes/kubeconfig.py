@@ -43,6 +43,11 @@ class KubeConfigError(Exception):
     """The Kubernetes configuration cannot be used; the message is one line and names the file."""
 
 
+class ContextNotFound(KubeConfigError):
+    """The context named with --context is not in the configuration: a flag's value, not a
+    broken file."""
+
+
 @dataclass(frozen=True)
 class ExecConfig:
     """A ``users[].user.exec`` credential plugin."""
@@ -356,7 +361,7 @@ def _resolve(merged: _Merged, context: str | None) -> ClusterAuth:
         raise KubeConfigError(f"{where}: no current-context is set; choose a context")
     ctx = merged.contexts.get(name)
     if ctx is None:
-        raise KubeConfigError(f"{where}: context {name!r} not found")
+        raise (ContextNotFound if context else KubeConfigError)(f"{where}: context {name!r} not found")
     ctx_where = f"{ctx.source}: context {name!r}"
     cluster_name = _str(ctx.body, "cluster", ctx_where)
     if not cluster_name:

@@ -1,0 +1,155 @@
+"""The Kubernetes runtime's hooks for the plan that session/planning.py writes once: find
+the pod and its container, who it runs as (identity.py: securityContext, the image), a
+debug container to reuse (its reuse key in its environment), the pure translation into an
+EphemeralContainer (translate.py), and the namespace's PodSecurity verdict before anything
+is sent. Mixed into KubernetesRuntime, whose API client it uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from debugkit.core.errors import InvalidInput, PolicyRejected, TargetNotFound, TargetNotRunning
+from debugkit.runtimes.base import (Admission, Draft, Located, ResolvedTarget, SidecarImage, TargetReport,
+                                    Translation)
+from debugkit.runtimes.kubernetes import podsecurity, translate
+from debugkit.runtimes.kubernetes.errors import api_error, client_errors, status_and_message
+from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
+
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
+
+
+@dataclass(frozen=True)
+class KubePlan:
+    """What a Kubernetes plan decided beyond the request (Plan.details)."""
+
+    pod_target: PodTarget
+    timeout: float                  # seconds for the debug container to start
+    container: str                  # the debug container the commands run in (reused, or the new one)
+
+
+def default_container(pod: dict) -> str | None:
+    """kubectl's choice: the annotated default container, else the only one."""
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    annotated = (pod["metadata"].get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION)
+    if annotated in names:
+        return annotated
+    return names[0] if len(names) == 1 else None
+
+
+class KubernetesPlanning:
+    """The plan's hooks, in the order session/planning.py calls them."""
+
+    default_keep_alive = 600.0   # a reusable debug container stays this long once idle
+
+    def find_target(self, ref, *, require_running: bool = True) -> PodTarget:
+        namespace = ref.namespace or self.default_namespace
+        pod = self.read_pod(namespace, ref.pod)
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        container = ref.container or default_container(pod)
+        if container is None:
+            raise InvalidInput(f"pod {ref.pod} has several containers; choose one with -c: {', '.join(names)}")
+        if container not in names:
+            raise TargetNotFound(f"container {container!r} not found in pod {namespace}/{ref.pod} "
+                                 f"(containers: {', '.join(names)})")
+        pt = PodTarget(namespace, ref.pod, container, pod)
+        if require_running:
+            phase = pod.get("status", {}).get("phase")
+            state = pt.container_status.get("state") or {}
+            if phase != "Running" or "running" not in state:
+                why = next(iter(state), phase or "unknown")
+                raise TargetNotRunning(f"container {pt.name} is not running ({why})")
+        return pt
+
+    def locate(self, ref, *, mode: str, thorough: bool) -> Located:
+        pt = self.find_target(ref)
+        target = ResolvedTarget(runtime=self.name, name=pt.name, id=pt.uid, image=pt.container_spec.get("image", ""),
+                                namespace=pt.namespace, pod=pt.pod_name, container=pt.container)
+        return Located(target=target, details=PodIdentity(self.api, pt))
+
+    def identity_sources(self, located: Located, *, thorough: bool) -> list:
+        return located.details.sources(stop_at_first=not thorough)
+
+    def user_identity(self, located: Located, user):
+        return located.details.user_identity(user)
+
+    def sidecar_image(self, ref: str, *, toolbox: bool) -> SidecarImage:
+        # The toolbox carries debugkit-helper; a foreign image may not. The node pulls the
+        # image: nothing here can look at it.
+        return SidecarImage(ref=ref, helper=toolbox, default_command=INTERACTIVE_SHELL)
+
+    def reuse_key(self, draft: Draft) -> str | None:
+        return translate.reuse_key(draft.spec, target_container=draft.located.details.pt.container,
+                                   custom=draft.options.custom, local_user=draft.local_user)
+
+    def reusable(self, draft: Draft, key: str) -> str | None:
+        return reusable_container(draft.located.details.pt.pod, key)
+
+    def translate(self, draft: Draft) -> Translation:
+        pt, spec, keep_alive, helper = draft.located.details.pt, draft.spec, draft.keep_alive, draft.image.helper
+        # The container this plan would start (also when a reused one has ended by the time
+        # of the exec): its keep-alive listens on its own name, which its execs hold.
+        container_spec = spec.evolve(
+            command=tuple(translate.keepalive_command(spec.name, idle=keep_alive, helper=helper)), stdin=False,
+            tty=False,
+        ).with_env(**{translate.ENV_REUSE: draft.reuse_key, translate.ENV_KEEP_ALIVE: str(int(keep_alive)),
+                      translate.ENV_LOCAL_USER: draft.local_user, translate.ENV_PROFILE: spec.profile})
+        container = translate.ephemeral_container(container_spec, target_container=pt.container,
+                                                  custom=draft.options.custom)
+        warnings = []
+        if not helper:
+            warnings.append(f"the image {spec.image} may lack debugkit-helper: without it the debug container "
+                            f"lives a fixed {max(60, int(keep_alive))} s and orphaned processes go to the target's "
+                            f"PID 1")
+        return Translation(spec=spec, request=container, warnings=tuple(warnings),
+                           security_context=container.get("securityContext"),
+                           details=KubePlan(pod_target=pt, timeout=draft.options.timeout,
+                                            container=draft.reuse or spec.name))
+
+    def admit(self, draft: Draft, translation: Translation) -> Admission | None:
+        """The namespace's PodSecurity level, checked before the debug container is sent (a
+        reused one passed it already, unless a report wants the verdict)."""
+        if draft.reuse is not None and not draft.thorough:
+            return None
+        pt, spec = draft.located.details.pt, draft.spec
+        level = self.enforce_level(pt.namespace)
+        found = podsecurity.violations(level, translation.request, pt.pod_security_context)
+        if found and not draft.thorough:
+            raise PolicyRejected(
+                f"namespace {pt.namespace} enforces PodSecurity {level!r}, which rejects profile "
+                f"{spec.profile!r}: " + "; ".join(found),
+                hint="use --profile restricted" if spec.profile != "restricted" else None,
+            )
+        return Admission(where=f"namespace {pt.namespace}", level=level, reasons=tuple(found))
+
+    def enforce_level(self, namespace: str) -> str | None:
+        """The namespace's PodSecurity enforce label; None when there is none, or when we
+        may not read the namespace (the API server still enforces it: we cannot pre-check)."""
+        try:
+            ns = self.api.read_namespace(namespace)
+        except client_errors() as exc:
+            if status_and_message(exc)[0] == 403:
+                return None
+            raise api_error(exc, verb="get", resource="namespaces", namespace=namespace, name=namespace) from exc
+        return (ns.get("metadata", {}).get("labels") or {}).get(podsecurity.ENFORCE_LABEL)
+
+    def report(self, draft: Draft, translation: Translation) -> TargetReport:
+        return TargetReport(image_id=draft.located.details.pt.container_status.get("imageID"),
+                            unseen="a pod's processes run on its node, not on this machine (it would take a debug "
+                                   "container)")
+
+
+def reusable_container(pod: dict, key: str) -> str | None:
+    """A debug container in this pod that debugkit made for the same person, identity,
+    image, profile and target container (its reuse key) and that has not ended. The API
+    reports `running` about a second after the container really runs: one still reported
+    as waiting is taken too, and the first exec into it finds out (wait_ready)."""
+    states = {st["name"]: (st.get("state") or {}) for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []}
+    for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
+        env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
+        state = states.get(ctr["name"], {})
+        # --keep-alive 0 made it to end with its command: it is ending, or gone, not reusable.
+        if ctr["name"].startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
+                and "terminated" not in state and env.get(translate.ENV_KEEP_ALIVE) != "0":
+            return ctr["name"]
+    return None
