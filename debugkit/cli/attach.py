@@ -86,8 +86,7 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
         return attach_many(many, tuple(command), stdin=stdin, tty=tty, output=output, parallel=parallel,
                            fail_fast=fail_fast, **kwargs)
     from debugkit.core.escape import safe
-    from debugkit.runtimes.base import Streams
-    from debugkit.runtimes.terminal import raw_mode
+    from debugkit.runtimes.base import Streams, raw_mode
     from debugkit.session import flow
     from debugkit.session.signals import signals_as_exceptions
 

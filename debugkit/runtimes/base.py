@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 from debugkit.core.errors import InvalidInput
 from debugkit.runtimes.entry import RuntimeEntry
 from debugkit.runtimes.execution import ExecResult
+from debugkit.runtimes.terminal import raw_mode  # noqa: F401 - the CLI's interactive terminal
 from debugkit.runtimes.types import (  # noqa: F401 - re-exported: the protocol's types
     FAIL,
     MODES,
@@ -44,7 +45,7 @@ __all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission",
            "IdentitySource", "Located", "Member", "Plan", "ResolvedTarget", "SessionRow", "SidecarImage", "Streams",
            "TargetReport", "Translation", "checked", "ExecResult", "ExecSession", "Preferences", "Runtime",
            "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "GUARD_FIRST_SECONDS", "reaped", "guard_command",
-           "guard_name", "with_target_env", "local_user"]
+           "guard_name", "with_target_env", "local_user", "raw_mode"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from debugkit.core.identity import Identity

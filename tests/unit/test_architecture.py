@@ -1,10 +1,13 @@
 """The layering of the package, checked from the source: layers only look down, runtimes
-do not reach into each other (but for the few edges allowed below), and no two modules
-import each other, even through imports placed inside functions."""
+do not reach into each other (but for the few edges allowed below), the session layer and
+the CLI know runtimes only through the registry and the protocol and never by name, and no
+two modules import each other, even through imports placed inside functions."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from debugkit import runtimes
 
 PACKAGE = Path(__file__).resolve().parents[2] / "debugkit"
 
@@ -17,10 +20,13 @@ RANKS = {
     "debugkit.session": 3,
     "debugkit.cli": 4,
 }
-RUNTIME_PACKAGES = ("docker", "podman", "kubernetes")
+# Every package under debugkit/runtimes/ is a runtime's own.
+RUNTIME_PACKAGES = tuple(sorted(p.name for p in (PACKAGE / "runtimes").iterdir() if (p / "__init__.py").exists()))
 # Podman is Docker pointed at another socket; Kubernetes reads an image from the local
 # Docker engine when it holds the very image the node runs.
 ALLOWED_SIBLINGS = {("podman", "docker"), ("kubernetes", "docker")}
+# What the session layer and the CLI may import of the runtimes: the registry and the protocol.
+PROTOCOL = {"debugkit.runtimes", "debugkit.runtimes.base"}
 
 
 def module_name(path: Path) -> str:
@@ -36,9 +42,12 @@ def modules() -> dict[str, Path]:
 
 def imports(path: Path, known: set[str]) -> set[str]:
     """Every debugkit module this file imports, at the top or inside functions."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    this = module_name(path)
-    package = this if path.name == "__init__.py" else this.rpartition(".")[0]
+    return imports_in(path.read_text(), module_name(path), is_package=path.name == "__init__.py", known=known)
+
+
+def imports_in(source: str, this: str, *, is_package: bool, known: set[str]) -> set[str]:
+    tree = ast.parse(source, filename=this)
+    package = this if is_package else this.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -158,15 +167,54 @@ def test_the_cycle_finder_finds_cycles():
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_the_checks_see_imports_inside_functions(tmp_path):
+def test_the_checks_see_imports_inside_functions():
     """The cycle the old layout had (a backend importing the session inside a function)
     must be visible to these checks: they are only as good as the import scan."""
-    mods = modules()
     source = 'def f():\n    from debugkit.session import flow\n    from . import spec\n'
-    fake = PACKAGE / "core" / "_probe_for_test.py"
-    fake.write_text(source)
-    try:
-        found = imports(fake, set(mods) | {"debugkit.core._probe_for_test"})
-    finally:
-        fake.unlink()
+    found = imports_in(source, "debugkit.core.probe", is_package=False, known=set(modules()))
     assert found == {"debugkit.session.flow", "debugkit.core.spec"}
+
+
+def test_session_and_cli_know_runtimes_only_through_the_registry_and_the_protocol():
+    wrong = []
+    for source, targets in graph().items():
+        if layer(source) not in ("debugkit.session", "debugkit.cli"):
+            continue
+        wrong += [f"{source} -> {target}" for target in targets
+                  if layer(target) == "debugkit.runtimes" and target not in PROTOCOL]
+    assert wrong == [], "session/cli importing a runtime's own modules:\n" + "\n".join(sorted(wrong))
+
+
+def runtime_words() -> set[str]:
+    """The registered runtimes' names and target schemes."""
+    return {e.name for e in runtimes.entries()} | {s for e in runtimes.entries() for s in e.schemes}
+
+
+def named_runtimes(source: str) -> list[str]:
+    """Every string in the code that is exactly a runtime's name or scheme: a comparison with
+    one, a lookup by one, a default of one. (Text that merely mentions one, in a help line or a
+    docstring, is not exactly one.)"""
+    words = runtime_words()
+    return [f"line {node.lineno}: {node.value!r}" for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and node.value in words]
+
+
+def test_session_and_cli_never_name_a_runtime():
+    found = []
+    for layer_dir in ("session", "cli"):
+        for path in sorted((PACKAGE / layer_dir).rglob("*.py")):
+            found += [f"{path.relative_to(PACKAGE.parent)}: {hit}" for hit in named_runtimes(path.read_text())]
+    assert found == [], "runtime names or schemes in session/ or cli/:\n" + "\n".join(found)
+
+
+def test_the_name_check_sees_a_branch_on_a_name():
+    assert named_runtimes('if plan.runtime == "kubernetes":\n    pass\n') == ["line 1: 'kubernetes'"]
+    assert named_runtimes('x = ref.startswith("podman://")\n') == ["line 1: 'podman://'"]
+    assert named_runtimes('"""Works on docker and podman."""\n') == []
+
+
+def test_every_runtime_package_is_registered_and_every_entry_has_its_package():
+    assert set(RUNTIME_PACKAGES) == set(runtimes.names())
+    for entry in runtimes.entries():
+        for where in (entry.runtime, entry.configured):
+            assert where.startswith(f"debugkit.runtimes.{entry.name}."), (entry.name, where)
