@@ -13,7 +13,8 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 
-from debugkit.core.errors import InvalidInput
+from debugkit.core.errors import ImageMissing, InvalidInput
+from debugkit.core.escape import safe
 from debugkit.runtimes.entry import RuntimeEntry
 from debugkit.runtimes.execution import ExecResult
 from debugkit.runtimes.terminal import raw_mode  # noqa: F401 - the CLI's interactive terminal
@@ -44,7 +45,7 @@ from debugkit.runtimes.types import (  # noqa: F401 - re-exported: the protocol'
 __all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission", "CheckResult", "Draft", "Expansion",
            "IdentitySource", "Located", "Member", "Plan", "ResolvedTarget", "SessionRow", "SidecarImage", "Streams",
            "TargetReport", "Translation", "checked", "ExecResult", "ExecSession", "Preferences", "Runtime",
-           "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "GUARD_FIRST_SECONDS", "reaped", "guard_command",
+           "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch", "GUARD_FIRST_SECONDS", "reaped", "guard_command",
            "guard_name", "with_target_env", "local_user", "raw_mode"]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,6 +60,20 @@ HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # What the helper understands, as a number (the toolbox image's label
 # io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard.
 HELPER_PROTOCOL = 3
+# The helper's exit code for arguments it does not understand (sysexits' EX_USAGE), kept
+# apart from every answer it gives (2: no such file, nothing listening): such a helper does
+# not match this debugkit.
+HELPER_USAGE = 64
+
+
+def helper_mismatch(code: int | None, stderr: bytes = b"") -> ImageMissing | None:
+    """The error for a helper that refused the arguments this debugkit sent, or None."""
+    if code != HELPER_USAGE:
+        return None
+    detail = stderr.decode(errors="replace").strip().splitlines()
+    said = f": {safe(detail[0])}" if detail else ""
+    return ImageMissing(f"the sidecar's debugkit-helper does not understand what this debugkit asks of it{said}",
+                        hint="rebuild the toolbox with: debugkit toolbox build")
 
 
 # How long a session's guard waits for its command to hold it (started right after it).

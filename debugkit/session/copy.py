@@ -43,7 +43,7 @@ from debugkit.core.errors import (
     PathNotFound,
 )
 from debugkit.core.escape import safe
-from debugkit.runtimes.base import HELPER_PATH, ExecSession
+from debugkit.runtimes.base import HELPER_PATH, ExecSession, helper_mismatch
 from debugkit.session.progress import Progress
 from debugkit.session.tarsink import TarSink
 
@@ -95,6 +95,9 @@ def remote_stat(session: ExecSession, root: str, path: str, *, follow: bool = Fa
     """The helper's stat of PATH inside ROOT (a final symlink unfollowed unless `follow`)."""
     argv = [HELPER_PATH, "stat", "--root", root] + (["--follow"] if follow else []) + [path]
     result = session.exec(argv, timeout=30)
+    mismatch = helper_mismatch(result.exit_code, result.stderr)
+    if mismatch is not None:
+        raise mismatch
     if result.exit_code != 0:
         detail = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_code}"
         if result.exit_code == HELPER_FORBIDDEN or "permission denied" in detail:
@@ -163,6 +166,9 @@ def helper_failure(code: int, stderr: bytes, session: ExecSession, *, path: str,
     detail = stderr.decode(errors="replace").strip().splitlines()
     detail = detail[-1].removeprefix("debugkit-helper: ") if detail else ""
     shown = safe(detail or path)
+    mismatch = helper_mismatch(code, stderr)
+    if mismatch is not None:
+        return mismatch
     if code == HELPER_NOT_FOUND:
         return PathNotFound(f"cp: no such file or directory in {where}: {safe(path)}")
     if code == HELPER_FORBIDDEN:

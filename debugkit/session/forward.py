@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from debugkit.core.errors import InvalidInput, NothingListening, OutputClosed, PortUnavailable, TargetNotRunning
-from debugkit.runtimes.base import HELPER_PATH, ExecSession
+from debugkit.runtimes.base import HELPER_PATH, ExecSession, helper_mismatch
 
 PROBE_SECONDS = 3
 RELAY_NOTHING_LISTENING = 2   # debugkit-helper relay's exit code
@@ -85,6 +85,9 @@ class ExecRelay:
         """Nothing listening is a clear error now, not a hang at the first connection."""
         result = self.session.exec([HELPER_PATH, "relay", "--probe", str(port)], timeout=PROBE_SECONDS,
                                    max_output=4096)
+        mismatch = helper_mismatch(result.exit_code, result.stderr)
+        if mismatch is not None:
+            raise mismatch
         if result.exit_code == RELAY_NOTHING_LISTENING:
             raise NothingListening(f"nothing is listening on 127.0.0.1:{port} in the target")
 

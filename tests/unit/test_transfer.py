@@ -247,3 +247,19 @@ def test_local_errors_are_one_line_with_their_code():
     assert (denied.exit_code, str(denied)) == (ExitCode.PATH_FORBIDDEN, "cp: cannot write in /x here: Permission denied")
     assert copy.local_error(FileNotFoundError(2, "No such file or directory"), "read", "a").exit_code == \
         ExitCode.PATH_NOT_FOUND
+
+
+def test_a_helper_that_does_not_understand_its_arguments_is_not_a_missing_file():
+    """The helper's usage error (64) and its `no such file` (2) are distinct: an old or new
+    helper's unknown flag says the toolbox does not match, not that the path is absent."""
+    from debugkit.core.errors import ExitCode
+    from debugkit.runtimes.base import HELPER_USAGE
+
+    args = dict(session=None, path="/etc/app", where="the target", writing=False, root="/proc/1/root")
+    refused = copy.helper_failure(HELPER_USAGE, b"debugkit-helper: usage: debugkit-helper tar-out [--follow]\n",
+                                  **args)
+    assert refused.exit_code == ExitCode.IMAGE_MISSING and "debugkit toolbox build" in str(refused)
+    assert "does not understand" in str(refused)
+    missing = copy.helper_failure(copy.HELPER_NOT_FOUND, b"debugkit-helper: /etc/app: not found\n", **args)
+    assert missing.exit_code == ExitCode.PATH_NOT_FOUND
+    assert copy.HELPER_NOT_FOUND != HELPER_USAGE

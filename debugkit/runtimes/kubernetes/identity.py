@@ -127,12 +127,18 @@ class PodIdentity:
         return ident.parse_passwd(files.get("etc/passwd", "")), ident.parse_group(files.get("etc/group", ""))
 
     def _node_architecture(self) -> str | None:
+        """The node's architecture, for a multi-platform image; None when we may not read
+        the node (a common RBAC choice) or it does not say."""
+        from debugkit.runtimes.kubernetes.errors import client_errors
+
         node = self.pt.pod["spec"].get("nodeName")
         if not node:
             return None
-        with contextlib.suppress(Exception):
-            return self.api.read_node(node)["status"]["nodeInfo"]["architecture"]
-        return None
+        try:
+            found = self.api.read_node(node)
+        except client_errors():
+            return None
+        return ((found.get("status") or {}).get("nodeInfo") or {}).get("architecture")
 
     # -- sources --------------------------------------------------------------------------
 
@@ -189,13 +195,14 @@ def local_engine_image(image: str, image_id: str) -> tuple[str, dict[str, str], 
     throwaway container to read /etc through the archive API."""
     if not image_id:
         return None
-    try:
-        from debugkit.runtimes.docker.engine import EngineClient
-        from debugkit.runtimes.docker.probe import ContainerProbe
+    from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineError
+    from debugkit.runtimes.docker.probe import ContainerProbe
 
+    unusable = (EngineConfigError, EngineError, OSError)  # no engine, no such image, a bad DOCKER_HOST
+    try:
         api = EngineClient()
         attrs = api.inspect_image(image)
-    except Exception:  # no engine, no such image, a bad DOCKER_HOST: the registry is the way
+    except unusable:  # the registry is the way then
         return None
     digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
     if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])):
@@ -205,8 +212,11 @@ def local_engine_image(image: str, image_id: str) -> tuple[str, dict[str, str], 
     user = (attrs.get("Config") or {}).get("User") or ""
     files: dict[str, str] = {}
     if needs_etc(user):
-        created = api.create_container({"Image": image, "Cmd": ["/nonexistent"],
-                                        "Labels": {LABEL_MANAGED: "probe"}})
+        try:
+            created = api.create_container({"Image": image, "Cmd": ["/nonexistent"],
+                                            "Labels": {LABEL_MANAGED: "probe"}})
+        except unusable:
+            return None
         try:
             probe = ContainerProbe(api)
             for path in ("/etc/passwd", "/etc/group"):
@@ -214,6 +224,6 @@ def local_engine_image(image: str, image_id: str) -> tuple[str, dict[str, str], 
                 if text is not None:
                     files[path.lstrip("/")] = text
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*unusable):
                 api.remove_container(created["Id"], force=True)
     return user, files, "the local engine"
