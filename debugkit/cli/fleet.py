@@ -192,7 +192,9 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
         out, errors = fleet.Capture(), fleet.Capture()
         flags = base.evolve(target=str(member.ref), namespace=None, container=None, command=command)
         try:
-            outcome.exit_code = flow.attach(flags, Streams(stdin=None, stdout=out, stderr=errors), runtime=runtime)
+            # The fleet says why a target went away itself, with its own names (fleet.explain_failure).
+            outcome.exit_code = flow.attach(flags, Streams(stdin=None, stdout=out, stderr=errors), runtime=runtime,
+                                            explain_gone=False)
             outcome.status = "passed" if outcome.exit_code == 0 else "failed"
         finally:
             outcome.stdout, outcome.stderr = out.text(), errors.text()

@@ -176,16 +176,17 @@ def plan(flags: Flags, *, mode: str, thorough: bool = False,
 
 
 def attach(flags: Flags, streams: Streams, *, announce: Callable[[Plan], None] | None = None,
-           runtime: Runtime | None = None) -> int:
+           runtime: Runtime | None = None, explain_gone: bool = True) -> int:
     """Run one command (or an interactive shell) in a sidecar; its exit code. A session
-    that fails because its target went away says so (exit 67), not what broke first."""
+    that fails because its target went away says so (exit 67), not what broke first
+    (`explain_gone=False`: the caller does, as a fleet does with its own names)."""
     mode = "interactive" if flags.tty else "command"
     runtime, the_plan = plan(flags, mode=mode, runtime=runtime)
     if announce:
         announce(the_plan)
     started = audit_start(the_plan, mode=mode)
     with audited(the_plan, started=started) as result:
-        with explained(runtime, the_plan):
+        with explained(runtime, the_plan) if explain_gone else contextlib.nullcontext():
             result["exit_code"] = runtime.run(the_plan, streams)
         result["outcome"] = "exited"
     return result["exit_code"]
@@ -206,12 +207,12 @@ def explained(runtime: Runtime, the_plan: Plan) -> Iterator[None]:
 
 
 def vanished(runtime: Runtime, the_plan: Plan) -> str | None:
-    """`NAME went away ...`, when the runtime says the target is gone; None otherwise."""
+    """`REF went away ...`, when the runtime says the target is gone; None otherwise."""
     try:
         why = runtime.why_gone(the_plan.ref)
     except DebugkitError:
         return None
-    return None if why is None else f"{the_plan.target.name} {why}"
+    return None if why is None else f"{the_plan.ref} {why}"
 
 
 def inspect(flags: Flags) -> dict:
