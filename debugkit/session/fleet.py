@@ -302,8 +302,8 @@ def explain_failure(runtime: Runtime, member: Member, outcome: Outcome) -> None:
     if outcome.status == "failed":
         if (outcome.exit_code or 0) < 128 and not aborted:
             return  # the command's own verdict
-    elif outcome.status != "error" or (outcome.error or {}).get("exit_code") == ExitCode.TARGET_NOT_RUNNING:
-        return  # not an error, or one that already says the target is gone
+    elif outcome.status != "error":
+        return
     why = runtime.why_gone(member.ref)
     if why is None:
         return
