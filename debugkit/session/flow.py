@@ -187,17 +187,28 @@ def attach(flags: Flags, streams: Streams, *, announce: Callable[[Plan], None] |
     started = audit_start(the_plan, mode=mode)
     with audited(the_plan, started=started) as result:
         with explained(runtime, the_plan) if explain_gone else contextlib.nullcontext():
-            result["exit_code"] = runtime.run(the_plan, streams)
+            code = runtime.run(the_plan, streams)
+            if code >= KILLED and explain_gone:
+                # Killed by a signal: the kubelet's SIGTERM when the pod is deleted, say.
+                gone = vanished(runtime, the_plan)
+                if gone is not None:
+                    raise TargetNotRunning(f"{gone} (the command ended with exit {code})")
+        result["exit_code"] = code
         result["outcome"] = "exited"
     return result["exit_code"]
 
 
+# A command's exit code from here on is a death by signal (128 + N).
+KILLED = 128
+
+
 @contextlib.contextmanager
 def explained(runtime: Runtime, the_plan: Plan) -> Iterator[None]:
-    """debugkit's own error while the target was going away is the target's going away."""
+    """debugkit's own error while the target was going away is the target's going away:
+    one line that says so (67), not the first thing that broke on the way."""
     try:
         yield
-    except (Interrupted, OutputClosed):
+    except (Interrupted, OutputClosed, TargetNotRunning):
         raise
     except DebugkitError as exc:
         gone = vanished(runtime, the_plan)

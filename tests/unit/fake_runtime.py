@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from debugkit.core.errors import TargetNotFound, TargetNotRunning
+from debugkit.core.errors import DebugkitError, TargetNotFound, TargetNotRunning
 from debugkit.core.identity import Identity, identity_from_flag
 from debugkit.core.targets import ContainerRef, ContainerSetRef
 from debugkit.runtimes.base import (OK, CheckResult, ExecResult, ExecSession, Expansion, IdentitySource, Located,
@@ -114,6 +114,11 @@ class FakeRuntime(Runtime):
         if self.on_created is not None:
             self.on_created(plan, sidecar_id)
         argv = list(spec.command)
+        if argv[:1] == ["vanish"]:  # the target is deleted while the command runs
+            del ENGINE.containers[plan.target.name]
+            if argv[1:] == ["killed"]:
+                return 143  # the command died of the SIGTERM that ended its target
+            raise DebugkitError("debugkit-helper: the stream ended without an exit status")
         streams.stdout.write(f"{' '.join(argv)} as {spec.uid}:{spec.gid} next to {plan.target.name}\n".encode())
         return int(argv[1]) if argv[:1] == ["exit"] else 0
 
@@ -139,6 +144,9 @@ class FakeRuntime(Runtime):
                 continue
             members.append(Member(ContainerRef(ctr.name, runtime=many.runtime, scheme=many.scheme), label=ctr.name))
         return Expansion(tuple(members), tuple(skipped))
+
+    def why_gone(self, ref):
+        return None if ref.name in ENGINE.containers else "was deleted while it was debugged"
 
     def sessions(self, *, namespace=None):
         return [SessionRow(**{**row.as_dict(), "age_s": 100_000}) for row in ENGINE.sidecars.values()]

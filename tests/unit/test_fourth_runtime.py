@@ -82,6 +82,23 @@ def test_a_missing_and_a_stopped_target_have_their_codes(fake, capsys):
     assert run(capsys, "attach", "fake://down", "--", "true")[0] == ExitCode.TARGET_NOT_RUNNING
 
 
+@pytest.mark.parametrize("command,detail", [
+    (["vanish"], ""),                                        # the session broke on the way
+    (["vanish", "killed"], " (the command ended with exit 143)"),  # its command died with it
+])
+def test_a_target_that_goes_away_during_an_attach_is_67_in_one_line(fake, capsys, command, detail):
+    fake.add("web")
+    code, out, err = run(capsys, "attach", "fake://web", "--", *command)
+    assert (code, out) == (ExitCode.TARGET_NOT_RUNNING, "")
+    assert err == f"debugkit: error: fake://web was deleted while it was debugged{detail}\n"
+    assert audit.read().records[-1]["exit_code"] == ExitCode.TARGET_NOT_RUNNING
+
+
+def test_a_command_killed_by_a_signal_keeps_its_code_while_its_target_lives(fake, capsys):
+    fake.add("web")
+    assert run(capsys, "attach", "fake://web", "--", "exit", "137")[0] == 137
+
+
 def test_a_fleet_by_label(fake, capsys):
     fake.add("a", labels={"team": "pay"})
     fake.add("b", labels={"team": "pay"})
