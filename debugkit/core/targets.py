@@ -181,7 +181,8 @@ def parse_many(ref: str | None, syntax: TargetSyntax, *, namespace: str | None =
         if runtime not in syntax.label_sets:
             raise InvalidInput(f"--filter needs a container runtime: --runtime {' or '.join(syntax.label_sets)}")
         if namespace is not None or container is not None:
-            raise InvalidInput(f"--namespace and --container apply to {syntax.title(syntax.pods or 'pod')} targets, not to --filter")
+            raise InvalidInput(f"--namespace and --container apply to {syntax.title(syntax.pods or 'pod')} targets, "
+                               f"not to --filter")
         scheme = syntax.scheme_of(runtime)
         return ContainerSetRef(labels=tuple(labels), runtime=runtime, scheme=scheme,
                                description=(f"{runtime}: " if scheme else "")
@@ -201,7 +202,8 @@ def parse_many(ref: str | None, syntax: TargetSyntax, *, namespace: str | None =
             if not _LABEL_VALUE.match(part):
                 raise InvalidInput(f"invalid target {ref!r}: {part!r} is not a Compose project or service name")
         if namespace is not None or container is not None:
-            raise InvalidInput(f"--namespace and --container apply to {syntax.title(syntax.pods or 'pod')} targets, not to compose/")
+            raise InvalidInput(f"--namespace and --container apply to {syntax.title(syntax.pods or 'pod')} targets, "
+                               f"not to compose/")
         labels = [f"{COMPOSE_PROJECT}={parts[0]}"] + ([f"{COMPOSE_SERVICE}={parts[1]}"] if len(parts) == 2 else [])
         return ContainerSetRef(labels=tuple(labels), runtime=runtime, description=ref,
                                scheme=syntax.scheme_of(runtime))

@@ -45,7 +45,8 @@ from debugkit.runtimes.types import (  # noqa: F401 - re-exported: the protocol'
 __all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission", "CheckResult", "Draft", "Expansion",
            "IdentitySource", "Located", "Member", "Plan", "ResolvedTarget", "SessionRow", "SidecarImage", "Streams",
            "TargetReport", "Translation", "checked", "ExecResult", "ExecSession", "Preferences", "Runtime",
-           "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch", "GUARD_FIRST_SECONDS", "reaped", "guard_command",
+           "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch", "GUARD_FIRST_SECONDS",
+           "reaped", "guard_command",
            "guard_name", "with_target_env", "local_user", "raw_mode"]
 
 if TYPE_CHECKING:  # pragma: no cover

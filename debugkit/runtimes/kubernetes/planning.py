@@ -144,7 +144,8 @@ def reusable_container(pod: dict, key: str) -> str | None:
     image, profile and target container (its reuse key) and that has not ended. The API
     reports `running` about a second after the container really runs: one still reported
     as waiting is taken too, and the first exec into it finds out (wait_ready)."""
-    states = {st["name"]: (st.get("state") or {}) for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []}
+    statuses = pod.get("status", {}).get("ephemeralContainerStatuses") or []
+    states = {st["name"]: (st.get("state") or {}) for st in statuses}
     for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
         env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
         state = states.get(ctr["name"], {})
