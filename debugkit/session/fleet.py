@@ -1,7 +1,7 @@
 """Fleets: one command or runbook across every target a reference names, in parallel.
 
 `deploy/checkout`, `-l app=web`, `--filter label=team=pay` or `compose/shop` expand to the
-running targets (the skipped ones are reported, with why); each target then goes through
+running targets (Runtime.expand: the skipped ones are reported, with why); each target then goes through
 the ordinary session flow on its own (identity, PodSecurity pre-check, audit record) in a
 pool of threads that share one runtime and so one API connection pool and rate limit.
 Partial failure is normal: a target's error is its own line and the others carry on.

@@ -1,9 +1,11 @@
 """The Docker runtime: a sidecar container joined to the target's PID and network namespaces.
 
-plan: find the target, resolve its identity (process, then config, then --user), check
-the image, build the spec, apply the profile, translate it (translate.create_request).
+The plan's hooks (planning.py): find the target, its identity sources (process, then
+config), the image and its helper, the reuse key, the translation (translate.create_request).
 run: create, attach, register the wait, start, stream, exit with the command's code.
-Podman's runtime is this class pointed at Podman's Docker-compatible service.
+ps and gc (sessions.py), fleets (fleet.py), doctor (doctor.py) and completion
+(complete.py) are in their own modules. Podman's runtime is this class pointed at
+Podman's Docker-compatible service.
 """
 from __future__ import annotations
 
