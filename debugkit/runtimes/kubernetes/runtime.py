@@ -26,6 +26,9 @@ from debugkit.runtimes.kubernetes.start import DebugContainerStart
 from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSession, exit_code_of, pump
 
 KEPT = "ephemeral containers cannot be deleted; they end with their process or their pod"
+# A websocket upgrade (exec, attach, portforward) is a GET: RBAC authorizes it as `get` on
+# the subresource, and since Kubernetes 1.35 as `create` too.
+WEBSOCKET_VERBS = ("get", "create")
 
 
 class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
@@ -186,11 +189,13 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
         }
 
     def direct_forward(self, plan: Plan):
-        """The portforward subresource, when RBAC allows `get pods/portforward` here."""
+        """The portforward subresource, when RBAC allows `get` and `create` on pods/portforward."""
         pt = plan.details.pod_target
         try:
-            # A websocket portforward is a GET (1.32): that is the verb RBAC must allow.
-            allowed = self.api.self_subject_access_review("get", "pods", pt.namespace, subresource="portforward")
+            # A websocket portforward is a GET, authorized as `get`; since 1.35 the API server
+            # also asks for `create` on the subresource (AuthorizePodWebsocketUpgradeCreatePermission).
+            allowed = all(self.api.self_subject_access_review(verb, "pods", pt.namespace, subresource="portforward")
+                          for verb in WEBSOCKET_VERBS)
         except client_errors():  # cannot ask: relay through the debug container instead
             return None
         if not allowed:
