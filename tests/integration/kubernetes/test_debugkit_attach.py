@@ -251,6 +251,6 @@ def test_a_pod_deleted_during_an_attach_is_67_and_one_line(k8s_cluster, target_p
     lines = err.decode(errors="replace").splitlines()
     assert proc.returncode == ExitCode.TARGET_NOT_RUNNING, lines
     assert len(lines) == 1 and "Traceback" not in lines[0], lines
-    assert re.match(rf"debugkit: error: pod/{name} (was (being )?deleted|stopped running) while it was debugged",
-                    lines[0]), lines
+    assert re.match(rf"debugkit: error: k8s://{restricted_ns}/{name} (was (being )?deleted|stopped running) while "
+                    rf"it was debugged", lines[0]), lines
     assert b"done" not in out
