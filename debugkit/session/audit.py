@@ -2,10 +2,13 @@
 
 Each record is one line written with a single O_APPEND write under an exclusive
 flock and then fsynced, so concurrent sessions never interleave and a killed CLI can
-leave a start without an end, but never half a line.
+leave a start without an end, but never half a line. Each record is linked into a hash
+chain (its position and the previous line's SHA-256: session/auditchain.py) under the
+same lock, so an edit, a deletion or a reorder inside the log shows in `audit verify`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -14,9 +17,11 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from debugkit.core import digest
 from debugkit.core.errors import DebugkitError, ExitCode, InvalidInput
+from debugkit.session import auditchain
 
-SCHEMA = 1
+SCHEMA = 2  # 2: records carry seq and prev (the hash chain)
 
 
 class AuditUnreadable(DebugkitError):
@@ -43,20 +48,24 @@ def now() -> str:
 
 def append(record: dict, *, path: Path | None = None) -> None:
     path = path or audit_path()
-    line = (json.dumps({"schema": SCHEMA, "ts": now(), **record}, sort_keys=False,
-                       separators=(",", ":")) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise AuditUnwritable(f"cannot write the audit log {path}: {exc.strerror or exc}",
                               hint="set DEBUGKIT_AUDIT_LOG or XDG_STATE_HOME to a writable place") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(line)
+        link = auditchain.next_link(fd)
+        body = json.dumps({"schema": SCHEMA, "ts": now(), **record, "seq": link.seq, "prev": link.prev},
+                          sort_keys=False, separators=(",", ":")).encode()
+        view = memoryview((b"\n" if link.newline_first else b"") + body + b"\n")
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
+        # The record is in: a head file that cannot be replaced only lags (verify allows that).
+        with contextlib.suppress(OSError):
+            auditchain.write_head(path, link.seq, digest.hex_digest(body))
     finally:
         os.close(fd)  # closing releases the lock
 
