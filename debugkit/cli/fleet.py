@@ -147,6 +147,7 @@ def _runner(many, kwargs):
 
     base = raw_options(str(many), **kwargs)
     with flow.refusals_audited(base):
+        flow.check_reason(base)  # before the expansion contacts anything
         runtime = fleet.runtime_for(many, base["connection"])
         members, skipped = fleet.expand(many, runtime)
         fleet.require_members(many, members, skipped)

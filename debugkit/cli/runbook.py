@@ -15,7 +15,8 @@ import sys
 
 import click
 
-from debugkit.cli.common import PROFILE_NAMES, complete_runbook, complete_target, raw_options, target_options
+from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, raw_options, reason_option,
+                                 record_options, target_options)
 from debugkit.cli.fleet import fleet_options
 
 OUTPUTS = click.Choice(["text", "markdown", "json"])
@@ -66,6 +67,8 @@ def granted_profile(book, flag: str | None) -> str:
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="Security profile. A runbook that asks for more than restricted runs only with this flag.")
 @fleet_options
+@reason_option
+@record_options
 def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters,
         filter_runtime, parallel, fail_fast, **kwargs):
     """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
