@@ -194,7 +194,7 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
 def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast, profile, **kwargs) -> int:
     """A runbook on every target, one sidecar each, and one report over the fleet."""
     from debugkit.runbook import execute, render, report
-    from debugkit.session import fleet, flow
+    from debugkit.session import fleet, flow, recording
     from debugkit.session.signals import signals_as_exceptions
 
     base, runtime, members, skipped, cleanup = _runner(many, {**kwargs, "profile": profile})
@@ -207,6 +207,7 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
         raw = {**base, "target": str(member.ref), "namespace": None, "container": None}
         with flow.exec_session(raw, record=record, runtime=runtime) as session:
             outcome.report = execute.execute(book, values, session)
+            recording.keep_report(session, outcome.report.as_dict())
         outcome.exit_code = 0 if outcome.report.passed else 1
         outcome.status = "passed" if outcome.report.passed else "failed"
         if output == "text":

@@ -83,7 +83,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     """
     from debugkit.core.targets import parse_many
     from debugkit.runbook import execute, load, render, report, variables
-    from debugkit.session import config, flow
+    from debugkit.session import config, flow, recording
     from debugkit.session.signals import signals_as_exceptions
 
     if target is None and selector is None and not filters:
@@ -120,6 +120,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
                                                                facts=execute.plan_facts(session.plan))):
                     click.echo(line)
             result = execute.execute(book, values, session, on_step=on_step)
+            recording.keep_report(session, result.as_dict())
     if live:
         click.echo(render.summary_line(result))
     else:

@@ -159,7 +159,7 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
         entry = by_id[sid]
         event = rec["event"]
         if event == "start":
-            entry.update({k: v for k, v in rec.items() if k not in ("event", "schema", "ts")})
+            entry.update({k: v for k, v in rec.items() if k not in ("event", "schema", "ts", "seq", "prev")})
             entry["start"] = rec["ts"]
         elif event == "created":
             entry.setdefault("containers", []).append(rec.get("container_id"))
@@ -167,7 +167,8 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
             for key in ("runtime", "target", "command", "local_user", "profile"):
                 if key in rec:
                     entry.setdefault(key, rec[key])
-            for key in ("exit_code", "outcome", "error", "closed_by", "duration_s"):
+            for key in ("exit_code", "outcome", "error", "closed_by", "duration_s", "recording_sha256",
+                        "recording_bytes", "recording_error", "report", "report_sha256"):
                 if key in rec:
                     entry[key] = rec[key]
             entry["end"] = rec["ts"]
@@ -177,6 +178,20 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
     if since is not None:
         out = [s for s in out if s.get("start") and dt.datetime.fromisoformat(s["start"]) >= since]
     return out
+
+
+def find_session(records: Iterable[dict], wanted: str) -> dict:
+    """One session of the log by its ID, or by a prefix only it has."""
+    entries = sessions(records)
+    exact = [e for e in entries if e["session"] == wanted]
+    if exact:
+        return exact[-1]
+    matches = [e for e in entries if wanted and e["session"].startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise InvalidInput(f"session {wanted!r} is ambiguous: {', '.join(e['session'] for e in matches[:5])} ...")
+    raise InvalidInput(f"no session {wanted!r} in the audit log {audit_path()} (debugkit audit lists them)")
 
 
 def sidecar_use(records: Iterable[dict]) -> dict[str, dict]:

@@ -260,26 +260,33 @@ def _check_head(log: Path, lines: list[_Line], verdict: Verdict) -> Problem | No
 
 
 def _check_recordings(lines: list[_Line], verdict: Verdict) -> Problem | None:
+    """Each sealed recording (and a runbook's report kept beside it) still has the SHA-256
+    its session's end record carries."""
     starts = {}
     for line in lines:
         rec = line.record or {}
         if rec.get("event") == "start" and isinstance(rec.get("recording"), str):
             starts[rec.get("session")] = rec["recording"]
-        want = rec.get("recording_sha256")
-        if rec.get("event") != "end" or not isinstance(want, str):
+        if rec.get("event") != "end":
             continue
-        path = starts.get(rec.get("session"))
-        if path is None:
-            return Problem(line.number, "names a recording hash, but its session's start record names no file",
-                           rec)
-        try:
-            have = digest.file_sha256(path)
-        except FileNotFoundError:
-            return Problem(line.number, f"its recording {path} is missing", rec)
-        except OSError as exc:
-            return Problem(line.number, f"its recording {path} cannot be read: {exc.strerror or exc}", rec)
-        if have != want:
-            return Problem(line.number, f"its recording {path} was changed (SHA-256 {have[:16]}..., the record "
-                                        f"says {want[:16]}...)", rec)
-        verdict.recordings += 1
+        files = []
+        if isinstance(rec.get("recording_sha256"), str):
+            path = starts.get(rec.get("session"))
+            if path is None:
+                return Problem(line.number, "names a recording hash, but its session's start record names no "
+                                            "file", rec)
+            files.append(("recording", path, rec["recording_sha256"]))
+        if isinstance(rec.get("report_sha256"), str) and isinstance(rec.get("report"), str):
+            files.append(("report", rec["report"], rec["report_sha256"]))
+        for what, path, want in files:
+            try:
+                have = digest.file_sha256(path)
+            except FileNotFoundError:
+                return Problem(line.number, f"its {what} {path} is missing", rec)
+            except OSError as exc:
+                return Problem(line.number, f"its {what} {path} cannot be read: {exc.strerror or exc}", rec)
+            if have != want:
+                return Problem(line.number, f"its {what} {path} was changed (SHA-256 {have[:16]}..., the record "
+                                            f"says {want[:16]}...)", rec)
+            verdict.recordings += 1
     return None

@@ -262,6 +262,11 @@ class RecordedExec:
     def __init__(self, live: ExecSession, recorder: Recorder):
         self._live = live
         self._recorder = recorder
+        self.report: dict | None = None
+
+    def keep_report(self, report: dict) -> None:
+        """The runbook's report, kept beside the recording when the session is sealed."""
+        self.report = report
 
     def exec(self, argv, *, timeout: float, **kwargs):
         command = shlex.join(argv)
@@ -304,14 +309,43 @@ class SessionRecording:
         if not self.enabled:
             return live
         self._recorder = start(plan, mode=mode)
-        return RecordedExec(live, self._recorder)
+        self._exec = RecordedExec(live, self._recorder)
+        return self._exec
 
     def seal(self, result: dict) -> None:
-        """Close the file with the session's exit status; its hash goes into `result`."""
+        """Close the file with the session's exit status; its hash (and a runbook's report,
+        kept beside it, with its hash) goes into `result`."""
         if self._recorder is None:
             return
         recorder, self._recorder = self._recorder, None
         try:
             result.update(recorder.close(result.get("exit_code")))
+            report = getattr(self, "_exec", None) and self._exec.report
+            if report is not None:
+                result.update(write_report(recorder.path, report))
         except OSError as exc:
             result["recording_error"] = f"cannot seal the recording {recorder.path}: {exc.strerror or exc}"
+
+
+def keep_report(session, report: dict) -> None:
+    """A runbook's report for the recording of its session (nothing when not recorded)."""
+    if isinstance(session, RecordedExec):
+        session.keep_report(report)
+
+
+def report_path(recording: Path) -> Path:
+    return recording.with_name(recording.name[:-len(SUFFIX)] + ".report.json")
+
+
+def write_report(recording: Path, report: dict) -> dict:
+    path = report_path(recording)
+    data = (json.dumps(report, indent=2) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return {"report": str(path), "report_sha256": digest.hex_digest(data)}
