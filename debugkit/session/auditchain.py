@@ -154,21 +154,36 @@ class Verdict:
 @dataclass
 class _Line:
     number: int
-    raw: bytes
     hash: str
     record: dict | None
 
 
 def _lines(fh) -> list[_Line]:
+    """Each line's hash and, when it is short enough to be one of ours, its record. A line
+    longer than that is hashed in pieces and never held whole."""
     out = []
-    for number, raw in enumerate(fh, start=1):
-        body = raw[:-1] if raw.endswith(b"\n") else raw
-        try:
-            record = json.loads(body) if len(body) <= _MAX_PARSED_LINE else None
-        except (ValueError, UnicodeDecodeError):
-            record = None
-        out.append(_Line(number, body, digest.hex_digest(body), record if isinstance(record, dict) else None))
-    return out
+    number = 0
+    while True:
+        piece = fh.readline(_MAX_PARSED_LINE + 1)
+        if not piece:
+            return out
+        number += 1
+        hasher = digest.sha256()
+        kept: bytes | None = piece
+        while not piece.endswith(b"\n"):
+            more = fh.readline(_MAX_PARSED_LINE + 1)
+            if not more:
+                break
+            hasher.update(piece)
+            piece, kept = more, None
+        hasher.update(piece[:-1] if piece.endswith(b"\n") else piece)
+        record = None
+        if kept is not None:
+            try:
+                record = json.loads(kept)
+            except (ValueError, UnicodeDecodeError):
+                record = None
+        out.append(_Line(number, hasher.hexdigest(), record if isinstance(record, dict) else None))
 
 
 def _seq(line: _Line) -> int | None:
