@@ -52,6 +52,15 @@ def path_for(session_id: str) -> Path:
     return recordings_dir() / f"{session_id}{SUFFIX}"
 
 
+def private_directory(path: Path) -> None:
+    """A recordings directory of ours that others can read (made before debugkit made it
+    0700, or under a wide umask) is closed to them; one of someone else's is left alone,
+    and the file itself is 0600 whatever the directory."""
+    info = os.stat(path)
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
 class Recorder:
     """An asciicast v3 file being written. Thread-safe: a relay thread records input."""
 
@@ -60,6 +69,7 @@ class Recorder:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_directory(path.parent)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise RecordingUnwritable(f"cannot create the recording {path}: {exc.strerror or exc}",

@@ -50,6 +50,14 @@ def test_the_file_and_its_directory_are_private(recorder):
     assert stat.S_IMODE(recorder.path.parent.stat().st_mode) == 0o700
 
 
+def test_a_recordings_directory_others_can_read_is_closed(tmp_path):
+    where = tmp_path / "recordings"
+    where.mkdir(mode=0o755)
+    os.chmod(where, 0o755)
+    recording.Recorder(where / "s.cast", cols=80, rows=24, command=None, title="t").close(0)
+    assert stat.S_IMODE(where.stat().st_mode) == 0o700
+
+
 def test_an_existing_file_is_never_overwritten(recorder):
     recorder.close(0)
     with pytest.raises(recording.RecordingUnwritable):
