@@ -17,7 +17,9 @@ from debugkit.core.errors import ImageMissing, InvalidInput
 from debugkit.core.escape import safe
 from debugkit.runtimes.entry import RuntimeEntry
 from debugkit.runtimes.execution import ExecResult
-from debugkit.runtimes.terminal import raw_mode  # noqa: F401 - the CLI's interactive terminal
+# The local terminal and streams, as the CLI and the session layer use them (raw mode for an
+# interactive session, its size for a recording, a write that survives a closed reader).
+from debugkit.runtimes.terminal import raw_mode, terminal_size, write_output  # noqa: F401
 from debugkit.runtimes.types import (  # noqa: F401 - re-exported: the protocol's types
     FAIL,
     MODES,
@@ -47,7 +49,7 @@ __all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission",
            "TargetReport", "Translation", "checked", "ExecResult", "ExecSession", "Preferences", "Runtime",
            "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch", "GUARD_FIRST_SECONDS",
            "reaped", "guard_command",
-           "guard_name", "with_target_env", "local_user", "raw_mode"]
+           "guard_name", "with_target_env", "local_user", "raw_mode", "terminal_size", "write_output"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from debugkit.core.identity import Identity

@@ -46,6 +46,8 @@ def fill(flags: Flags, *, runtime: str, kube_context: str | None) -> dict:
             out[key] = value
     out["profile"] = config.granted_profile(
         cfg.effective("profile", runtime=runtime, kube_context=kube_context), flags.profile)
+    out["reason"] = flags.reason
+    require_reason(flags.reason)
     return out
 
 
@@ -91,3 +93,17 @@ class SessionPreferences(Preferences):
 
 
 PREFERENCES = SessionPreferences()
+
+
+def require_reason(reason: str | None) -> None:
+    """The config file's `require_reason: true`: a session without --reason is refused
+    (exit 64) before anything is contacted or started."""
+    setting = config.current().effective("require_reason")
+    if reason is None and setting.value == "true":
+        raise InvalidInput(f"a reason is required ({setting.source}: require_reason: true): "
+                           f"pass --reason TEXT (why you are debugging, a sentence or a ticket)")
+
+
+def record_sessions() -> bool:
+    """The config file's `record: always`: every attach and runbook session is recorded."""
+    return config.current().effective("record").value == "always"

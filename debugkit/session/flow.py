@@ -25,10 +25,10 @@ from debugkit.core.errors import (
     TargetNotRunning,
 )
 from debugkit.core.options import Flags, SidecarOptions, sidecar_options
-from debugkit.core.spec import new_session_id
+from debugkit.core.spec import ENV_REASON, new_session_id
 from debugkit.core.targets import parse_target
 from debugkit.runtimes.base import ExecSession, Plan, Runtime, Streams, local_user
-from debugkit.session import audit, defaults, planning
+from debugkit.session import audit, defaults, planning, recording
 
 MAX_CUSTOM_BYTES = 1 << 20
 
@@ -51,7 +51,8 @@ def load_custom(path: str) -> dict:
 def validate(flags: Flags) -> SidecarOptions:
     """Everything the person typed, checked with no engine or cluster contacted; what they
     did not type comes from the environment, the config file or the built-in defaults. A
-    flag that does not apply to the target's runtime is refused here too."""
+    flag that does not apply to the target's runtime is refused here too. (--record and
+    --record-input are the session's, not the sidecar's: see recording_for.)"""
     ref = parse_target(flags.target, runtimes.syntax(), namespace=flags.namespace, container=flags.container)
     filled = defaults.fill(flags, runtime=ref.runtime, kube_context=flags.connection.kube_context)
     data = load_custom(flags.custom) if flags.custom is not None else None
@@ -68,6 +69,14 @@ def check_flags(runtime: str, flags: Flags) -> None:
         raise InvalidInput(refused[0])
 
 
+def check_reason(flags: Flags) -> None:
+    """--reason as typed, and the config's require_reason, checked before anything is
+    contacted (a fleet checks it once, before it looks for its members)."""
+    from debugkit.core.options import parse_reason
+
+    defaults.require_reason(parse_reason(flags.reason))
+
+
 @contextlib.contextmanager
 def refusals_audited(flags: Flags) -> Iterator[None]:
     """A session refused before launch still leaves one complete record of the attempt."""
@@ -80,7 +89,7 @@ def refusals_audited(flags: Flags) -> Iterator[None]:
                 "runtime": _runtime_of(flags.target), "target": str(flags.target),
                 "command": list(flags.command or ()), "profile": flags.profile,
                 "local_user": local_user(), "exit_code": int(exc.exit_code), "outcome": "refused",
-                "error": str(exc),
+                "error": str(exc), **({"reason": flags.reason} if flags.reason else {}),
             })
         raise
 
@@ -127,14 +136,23 @@ def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
         "cli_pid": os.getpid(),
         "host": socket.gethostname(),
         **({"engine": plan.engine} if plan.engine else {}),
+        **({"reason": spec.env_dict()[ENV_REASON]} if ENV_REASON in spec.env_dict() else {}),
         **(record or {}),
     })
     return time.monotonic()
 
 
+def recording_for(flags: Flags) -> recording.SessionRecording:
+    """Whether this session is recorded: --record, --record-input (which implies it), or
+    the config file's `record: always`."""
+    return recording.SessionRecording(enabled=bool(flags.record) or flags.record_input or defaults.record_sessions(),
+                                      record_input=flags.record_input)
+
+
 @contextlib.contextmanager
-def audited(plan: Plan, *, started: float) -> Iterator[dict]:
-    """The end record, whatever happens: the caller puts the exit code in the yielded dict."""
+def audited(plan: Plan, *, started: float, sealed: Callable[[dict], None] | None = None) -> Iterator[dict]:
+    """The end record, whatever happens: the caller puts the exit code in the yielded dict.
+    `sealed(result)` runs just before it is written (a recording adds its hash)."""
     result: dict = {"exit_code": None, "outcome": "error"}
     try:
         yield result
@@ -151,6 +169,8 @@ def audited(plan: Plan, *, started: float) -> Iterator[dict]:
         result.update(exit_code=int(exc.exit_code), outcome="error", error=str(exc))
         raise
     finally:
+        if sealed is not None:
+            sealed(result)
         audit.append({"event": "end", "session": plan.spec.session_id,
                       "duration_s": round(time.monotonic() - started, 3), **result})
 
@@ -184,10 +204,12 @@ def attach(flags: Flags, streams: Streams, *, announce: Callable[[Plan], None] |
     runtime, the_plan = plan(flags, mode=mode, runtime=runtime)
     if announce:
         announce(the_plan)
-    started = audit_start(the_plan, mode=mode)
-    with audited(the_plan, started=started) as result:
+    recorded = recording_for(flags)
+    started = audit_start(the_plan, mode=mode, record=recorded.start_fields(the_plan))
+    with audited(the_plan, started=started, sealed=recorded.seal) as result, \
+            recorded.streams(the_plan, streams, mode=mode) as session_streams:
         with explained(runtime, the_plan) if explain_gone else contextlib.nullcontext():
-            code = runtime.run(the_plan, streams)
+            code = runtime.run(the_plan, session_streams)
             if code >= KILLED and explain_gone:
                 # Killed by a signal: the kubelet's SIGTERM when the pod is deleted, say.
                 gone = vanished(runtime, the_plan)
@@ -260,10 +282,13 @@ def exec_session(flags: Flags, *, mode: str = "runbook", record: dict | None = N
     """One started sidecar whose `.exec(argv, timeout=...)` runs a command and returns an
     ExecResult: runbooks, cp and port-forward use it for one start, many commands.
     `record` adds fields to the audit start record (the runbook file and its SHA-256).
-    `lazy`: yield a LazySession that starts the sidecar only when asked."""
+    `lazy`: yield a LazySession that starts the sidecar only when asked. A runbook's
+    session is recorded when asked (--record, or the config's `record: always`); cp and
+    port-forward move bytes, not a terminal's output, and are never recorded."""
     runtime, the_plan = plan(flags, mode="exec", runtime=runtime)
-    started = audit_start(the_plan, mode=mode, record=record)
-    with audited(the_plan, started=started) as result:
+    recorded = recording_for(flags) if mode == "runbook" else recording.SessionRecording(enabled=False)
+    started = audit_start(the_plan, mode=mode, record={**(record or {}), **recorded.start_fields(the_plan)})
+    with audited(the_plan, started=started, sealed=recorded.seal) as result:
         if lazy:
             holder = LazySession(runtime, the_plan)
             try:
@@ -272,5 +297,5 @@ def exec_session(flags: Flags, *, mode: str = "runbook", record: dict | None = N
                 holder.close()
         else:
             with runtime.open_exec(the_plan) as live:
-                yield live
+                yield recorded.exec_session(the_plan, live, mode=mode)
         result.update(exit_code=0, outcome="closed")

@@ -36,7 +36,7 @@ def plan(runtime: Runtime, options: SidecarOptions, *, mode: str, thorough: bool
     spec = base_spec(
         image=image.ref, identity=identity, target_name=target.name, target_id=target.id, runtime=runtime.name,
         command=options.command, stdin=options.stdin, tty=options.tty, session_id=options.session_id,
-        cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me,
+        cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me, reason=options.reason,
     )
     spec = apply_profile(spec, options.profile).evolve(resources=options.resources)
     if options.target_env:

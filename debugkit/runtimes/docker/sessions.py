@@ -6,8 +6,8 @@ import contextlib
 import time
 
 from debugkit.core import identity as ident
-from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_MANAGED, LABEL_PROFILE, LABEL_SESSION,
-                                LABEL_TARGET, LABEL_USER)
+from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_MANAGED, LABEL_PROFILE, LABEL_REASON,
+                                LABEL_SESSION, LABEL_TARGET, LABEL_USER)
 from debugkit.runtimes.base import SessionRow
 from debugkit.runtimes.docker import translate
 
@@ -36,6 +36,7 @@ def rows(runtime) -> list[SessionRow]:
             id=ctr.get("Id", ""),
             reusable=translate.LABEL_REUSE in labels,
             keep_alive_s=int(keep) if ident.is_decimal(keep) else None,
+            reason=labels.get(LABEL_REASON),
         ))
     return found
 

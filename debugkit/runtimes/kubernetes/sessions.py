@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from debugkit.core.spec import ENV_SESSION
+from debugkit.core.spec import ENV_REASON, ENV_SESSION
 from debugkit.runtimes.base import SessionRow
 from debugkit.runtimes.kubernetes import translate
 
@@ -36,5 +36,6 @@ def rows(runtime, namespace: str | None) -> list[SessionRow]:
                 namespace=pod["metadata"]["namespace"], reusable=keep_alive not in (None, "0"),
                 profile=env.get(translate.ENV_PROFILE) or "",
                 keep_alive_s=int(keep_alive) if keep_alive and keep_alive.isdigit() else None,
+                reason=env.get(ENV_REASON),
             ))
     return found
