@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from debugkit.core.errors import InvalidInput
 from debugkit.core.identity import parse_user_flag
@@ -47,8 +48,7 @@ class Connection:
     kubeconfig: str | None = None
 
 
-@dataclass(frozen=True)
-class Flags:
+class Flags(NamedTuple):
     """A sidecar command's flags as the person typed them (None: not given), before the
     defaults are filled in and before validation. The CLI builds one; the session layer
     validates it into SidecarOptions."""
@@ -71,13 +71,13 @@ class Flags:
     new: bool = False
     target_env: bool = False
     session_id: str | None = None
-    connection: Connection = field(default_factory=Connection)
+    connection: Connection = Connection()   # frozen: one shared default is safe
     reason: str | None = None
     record: bool | None = None          # the session's, not the sidecar's (session/recording.py)
     record_input: bool = False
 
     def evolve(self, **changes) -> "Flags":
-        return replace(self, **changes)
+        return self._replace(**changes)
 
 
 @dataclass(frozen=True)

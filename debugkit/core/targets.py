@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from debugkit.core.errors import InvalidInput
 
@@ -26,8 +26,7 @@ POD_SCHEME = "k8s://"
 POD_KINDS = ("pod", "pods", "po")
 
 
-@dataclass(frozen=True)
-class TargetSyntax:
+class TargetSyntax(NamedTuple):
     """Which runtime each way of writing a target names, as the runtime registry says."""
 
     container_schemes: tuple[tuple[str, str], ...] = ()  # ("podman://", "podman"): SCHEME NAME

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from debugkit.runtimes.entry import RUNTIME_FLAGS, RuntimeEntry
+from debugkit.runtimes.runtime_entry import RUNTIME_FLAGS, RuntimeEntry
 
 if TYPE_CHECKING:  # pragma: no cover
     from debugkit.core.options import Connection

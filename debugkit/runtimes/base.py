@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 
 from debugkit.core.errors import ImageMissing, InvalidInput
 from debugkit.core.escape import safe
-from debugkit.runtimes.entry import RuntimeEntry
+from debugkit.runtimes.runtime_entry import RuntimeEntry
 from debugkit.runtimes.execution import ExecResult
 # The local terminal and streams, as the CLI and the session layer use them (raw mode for an
 # interactive session, its size for a recording, a write that survives a closed reader).

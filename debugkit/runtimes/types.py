@@ -4,11 +4,15 @@ Everything here is plain data that crosses from a runtime to the session layer a
 what a plan found and decided, what ps and gc list, what a fleet expands to, what doctor
 checks return. A runtime keeps its own facts in `details` fields typed by itself; the
 session layer never reads them.
+
+The records added for the protocol are NamedTuples, not dataclasses: a dataclass costs
+about a millisecond to create when its module is imported (it generates and compiles its
+methods), a NamedTuple a tenth of that, and every command imports these.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, NamedTuple
 
 from debugkit.core.errors import DebugkitError
 from debugkit.core.identity import Identity
@@ -50,16 +54,14 @@ class IdentitySource:
 
 # -- planning: what the runtime's hooks hand the session's plan skeleton --------------------------
 
-@dataclass(frozen=True)
-class Located:
+class Located(NamedTuple):
     """A running target as `Runtime.locate` found it."""
 
     target: ResolvedTarget
     details: Any = None           # the runtime's own view of it (an engine's inspect, a pod)
 
 
-@dataclass(frozen=True)
-class SidecarImage:
+class SidecarImage(NamedTuple):
     """The image the sidecar runs, as `Runtime.sidecar_image` sees it."""
 
     ref: str
@@ -71,8 +73,7 @@ class SidecarImage:
     details: Any = None           # the runtime's own (mounts that give a foreign image the helper)
 
 
-@dataclass(frozen=True)
-class Draft:
+class Draft(NamedTuple):
     """Everything the plan skeleton decided, for `Runtime.translate` to turn into a request."""
 
     located: Located
@@ -87,8 +88,7 @@ class Draft:
     thorough: bool = False
 
 
-@dataclass(frozen=True)
-class Translation:
+class Translation(NamedTuple):
     """What `Runtime.translate` made of a Draft."""
 
     spec: SidecarSpec             # the spec as planned (a runtime may add its labels)
@@ -99,8 +99,7 @@ class Translation:
     details: Any = None           # the runtime's own facts about this plan
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     """A policy's verdict on the sidecar before it is sent (Kubernetes' PodSecurity)."""
 
     where: str                    # "namespace shop"
@@ -112,8 +111,7 @@ class Admission:
         return not self.reasons
 
 
-@dataclass(frozen=True)
-class TargetReport:
+class TargetReport(NamedTuple):
     """What a thorough plan (inspect, doctor) learns beyond the identity."""
 
     pid: int | None = None        # the target's main process as this machine sees it
@@ -188,8 +186,7 @@ class SessionRow:
 
 # -- fleets ------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):
     """One target of a reference that names many."""
 
     ref: TargetRef
@@ -198,8 +195,7 @@ class Member:
     container: str | None = None
 
 
-@dataclass(frozen=True)
-class Expansion:
+class Expansion(NamedTuple):
     """What a reference that names many expands to: the targets that can be debugged,
     and the ones that cannot, each with why."""
 
@@ -212,8 +208,7 @@ class Expansion:
 OK, FAIL, WARN, SKIP, NOT_CONFIGURED = "ok", "fail", "warn", "skip", "not configured"
 
 
-@dataclass(frozen=True)
-class CheckResult:
+class CheckResult(NamedTuple):
     """One line of `debugkit doctor`: a check's name, its status, what it found, and the fix."""
 
     name: str

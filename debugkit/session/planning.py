@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import replace
 
 from debugkit.core.errors import IdentityUnresolved, InvalidInput
 from debugkit.core.identity import Identity
@@ -48,7 +47,7 @@ def plan(runtime: Runtime, options: SidecarOptions, *, mode: str, thorough: bool
                   reuse_key=None, reuse=None, local_user=me, thorough=thorough)
     key = runtime.reuse_key(draft)
     if key is not None:
-        draft = replace(draft, reuse_key=key, reuse=None if options.new else runtime.reusable(draft, key))
+        draft = draft._replace(reuse_key=key, reuse=None if options.new else runtime.reusable(draft, key))
     built = runtime.translate(draft)
     admission = runtime.admit(draft, built)
     return Plan(

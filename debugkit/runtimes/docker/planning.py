@@ -6,7 +6,7 @@ engine client (`api`, `calls`, `probe`) it uses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from debugkit.core.errors import DebugkitError, ImageMissing
 from debugkit.core.imageref import toolbox_ref
@@ -15,8 +15,7 @@ from debugkit.runtimes.base import Draft, Located, ResolvedTarget, SidecarImage,
 from debugkit.runtimes.docker import translate
 
 
-@dataclass(frozen=True)
-class DockerPlan:
+class DockerPlan(NamedTuple):
     """What a Docker plan decided beyond the request (Plan.details)."""
 
     exec_argv: tuple[str, ...]      # what runs as an exec (interactive, streamed, kept-alive)

@@ -6,7 +6,7 @@ is sent. Mixed into KubernetesRuntime, whose API client it uses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from debugkit.core.errors import InvalidInput, PolicyRejected, TargetNotFound, TargetNotRunning
 from debugkit.runtimes.base import (Admission, Draft, Located, ResolvedTarget, SidecarImage, TargetReport,
@@ -19,8 +19,7 @@ DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
 
 
-@dataclass(frozen=True)
-class KubePlan:
+class KubePlan(NamedTuple):
     """What a Kubernetes plan decided beyond the request (Plan.details)."""
 
     pod_target: PodTarget

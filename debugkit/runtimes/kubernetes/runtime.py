@@ -145,7 +145,7 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
                 # The reused container expired between the plan and the exec: start a new one.
                 if attempt == 2 or plan.reuse is None:
                     raise
-                plan = replace(plan, reuse=None, details=replace(plan.details, container=plan.spec.name))
+                plan = replace(plan, reuse=None, details=plan.details._replace(container=plan.spec.name))
             finally:
                 if ws is not None:
                     ws.close(wait=0.2)

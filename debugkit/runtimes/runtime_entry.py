@@ -7,8 +7,7 @@ runtime is used, so `debugkit --help` and a Docker attach never load the others)
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 # The sidecar flags that only some runtimes take (the rest apply everywhere), as the
 # person types them. An entry lists those its runtime takes; the others are refused
@@ -27,8 +26,7 @@ def load(where: str | Callable) -> Any:
     return found
 
 
-@dataclass(frozen=True)
-class RuntimeEntry:
+class RuntimeEntry(NamedTuple):
     name: str                          # in target references, labels, the audit log, --runtime
     title: str                         # in messages: "Docker"
     runtime: str | Callable            # "module:Class" of its Runtime (Class.for_connection builds one)
