@@ -5,9 +5,10 @@ what a plan found and decided, what ps and gc list, what a fleet expands to, wha
 checks return. A runtime keeps its own facts in `details` fields typed by itself; the
 session layer never reads them.
 
-The records added for the protocol are NamedTuples, not dataclasses: a dataclass costs
-about a millisecond to create when its module is imported (it generates and compiles its
-methods), a NamedTuple a tenth of that, and every command imports these.
+The immutable records are NamedTuples, not dataclasses: a dataclass costs about a
+millisecond to create when its module is imported (it generates and compiles its
+methods), a NamedTuple a fifth of that, and every command imports these. (SessionRow and
+Streams are filled in after they are made, and stay dataclasses.)
 """
 from __future__ import annotations
 
@@ -25,8 +26,7 @@ from debugkit.core.targets import TargetRef
 MODES = ("command", "interactive", "exec")
 
 
-@dataclass(frozen=True)
-class ResolvedTarget:
+class ResolvedTarget(NamedTuple):
     """The one shape every runtime returns for the container being debugged."""
 
     runtime: str
@@ -38,8 +38,7 @@ class ResolvedTarget:
     container: str | None = None
 
 
-@dataclass(frozen=True)
-class IdentitySource:
+class IdentitySource(NamedTuple):
     """One identity source as inspect shows it: what it said, or why it could not say."""
 
     source: str
@@ -123,8 +122,7 @@ class TargetReport(NamedTuple):
     unseen: str = ""              # why this machine cannot look at the target's processes
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     runtime: str
     mode: str
     target: ResolvedTarget

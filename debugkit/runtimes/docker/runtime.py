@@ -13,7 +13,6 @@ import contextlib
 import json
 import threading
 import time
-from dataclasses import replace
 
 from debugkit.core.errors import DebugkitError, EngineUnreachable, InvalidInput
 from debugkit.core.options import Connection
@@ -229,7 +228,7 @@ class DockerRuntime(DockerPlanning, Runtime):
                 # It reached its idle limit between the plan and the exec: start a new one.
                 if attempt == 2 or plan.reuse is None:
                     raise
-                plan = replace(plan, reuse=None)
+                plan = plan._replace(reuse=None)
         raise AssertionError("unreachable")
 
     def start_kept_alive(self, plan: Plan) -> str:

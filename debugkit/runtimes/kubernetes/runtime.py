@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
 
 from debugkit.core.errors import DebugkitError, FileInvalid, InvalidInput
 from debugkit.core.escape import safe
@@ -145,7 +144,7 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
                 # The reused container expired between the plan and the exec: start a new one.
                 if attempt == 2 or plan.reuse is None:
                     raise
-                plan = replace(plan, reuse=None, details=plan.details._replace(container=plan.spec.name))
+                plan = plan._replace(reuse=None, details=plan.details._replace(container=plan.spec.name))
             finally:
                 if ws is not None:
                     ws.close(wait=0.2)
