@@ -235,9 +235,10 @@ def test_ssh_without_user_or_port_leaves_them_to_ssh_config():
 
 def test_ssh_with_a_socket_path_quotes_it_for_the_remote_shell():
     argv = list(parse_ssh("ssh://me@host/run/user/1000/docker.sock").ssh)
-    assert argv[-4:] == ["host", "docker", "--host=unix:///run/user/1000/docker.sock", "system", "dial-stdio"][-4:]
+    assert argv[argv.index("--") + 1:] == ["host", "docker", "--host", "unix:///run/user/1000/docker.sock", "system",
+                                           "dial-stdio"]
     odd = list(parse_ssh("ssh://host/tmp/a%27b.sock").ssh)
-    assert odd[-3] == "'--host=unix:///tmp/a'\"'\"'b.sock'"
+    assert odd[-3] == "'unix:///tmp/a'\"'\"'b.sock'"
 
 
 def test_ssh_ipv6_host():
