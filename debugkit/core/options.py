@@ -35,6 +35,19 @@ _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
+class Impersonate:
+    """kubectl's --as, --as-group (repeatable) and --as-uid: whom the API server should
+    treat the requests as (they override the kubeconfig's as, as-groups and as-uid)."""
+
+    user: str | None = None
+    groups: tuple[str, ...] = ()
+    uid: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.user or self.groups or self.uid)
+
+
+@dataclass(frozen=True)
 class Connection:
     """Where the runtime is: the Docker engine (host or context) or the kube context."""
 
@@ -42,6 +55,7 @@ class Connection:
     docker_context: str | None = None
     kube_context: str | None = None
     kubeconfig: str | None = None
+    kube_impersonate: Impersonate | None = None
 
 
 @dataclass(frozen=True)
