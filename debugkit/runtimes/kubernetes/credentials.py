@@ -1,8 +1,8 @@
-"""Credentials for the Kubernetes API, in client-go's order of precedence: a token file
-(re-read when it changes) or a static token, basic auth, an exec credential plugin (cached
-until its expirationTimestamp, refreshed once on a 401), the oidc auth-provider, and last
-the server URL's own ``user:password@`` (Go's HTTP client uses it when nothing else set an
-Authorization header). TLS client certificates come from files, base64 data or the exec
+"""Credentials for the Kubernetes API, in kubectl's order of precedence: the server URL's
+own ``user:password@`` (Go's HTTP client sets it before any other credential is looked
+at), a token file (re-read when it changes) or a static token, basic auth, an exec
+credential plugin (only when none of those nor a client certificate is configured; cached
+until its expirationTimestamp, refreshed once on a 401), the oidc auth-provider. TLS client certificates come from files, base64 data or the exec
 plugin (loaded through a private temporary file).
 
 Files named by the kubeconfig (tokenFile, CA, client certificate and key) must be regular
@@ -118,6 +118,10 @@ class Credentials:
 
     def authorization(self) -> str | None:
         auth = self.auth
+        if auth.server_userinfo is not None:
+            # Go's http.Client sets basic auth from the URL's user:password before any
+            # round tripper runs, so in kubectl it beats every other credential.
+            return _basic(*auth.server_userinfo)
         if auth.token_file:
             token = self._token_from_file()
             if token:
@@ -126,25 +130,27 @@ class Credentials:
             return "Bearer " + auth.token
         if auth.username or auth.password:
             return _basic(auth.username or "", auth.password or "")
-        if auth.exec_config is not None:
+        if self.uses_exec:
             cred = self.exec_credential()
             if cred.token:
                 return "Bearer " + cred.token
             return None
         if auth.oidc is not None:
             return "Bearer " + self.oidc_token()
-        if auth.server_userinfo is not None:
-            return _basic(*auth.server_userinfo)
         return None
 
     @property
     def uses_exec(self) -> bool:
+        """client-go runs the exec plugin only when no token, basic auth or client
+        certificate is configured (exec.go UpdateTransportConfig)."""
         auth = self.auth
-        return auth.exec_config is not None and not (auth.token or auth.token_file or auth.username or auth.password)
+        return auth.exec_config is not None and not (
+            auth.token or auth.token_file or auth.username or auth.password or auth.client_cert_file
+            or auth.client_cert_data)
 
     def client_cert(self) -> tuple[bytes, bytes] | None:
         """A (cert PEM, key PEM) from the exec plugin, when it issues certificates."""
-        if self.auth.exec_config is None:
+        if not self.uses_exec:
             return None
         cred = self.exec_credential()
         return (cred.cert, cred.key) if cred.cert else None

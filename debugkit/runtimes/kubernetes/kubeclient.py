@@ -313,7 +313,7 @@ class KubeClient:
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS settings (built once; again when an exec plugin issues a new certificate)."""
-        cert = self.credentials.client_cert() if self.auth.exec_config is not None else None
+        cert = self.credentials.client_cert()
         with self._ssl_lock:
             if self._ssl is not None and cert == self._ssl_cert:
                 return self._ssl
@@ -482,7 +482,7 @@ class KubeClient:
         stale_retried = auth_retried = False
         while True:
             headers = self._headers(content_type, accept)
-            if self.auth.exec_config is not None and self.scheme == "https":
+            if self.credentials.uses_exec and self.scheme == "https":
                 self.ssl_context()  # a new exec certificate retires the pooled connections
             conn, reused, gen = self.pool.acquire(timeout)
             got_response = False

@@ -6,8 +6,8 @@ wrapped in ``NewProxierWithNoProxyCIDR``):
 - a cluster's ``proxy-url`` (``http://``, ``socks5://``; with ``user:password@`` for the
   proxy's own authentication) is used for every request to that cluster;
 - otherwise ``HTTPS_PROXY``/``https_proxy`` for an ``https://`` server and
-  ``HTTP_PROXY``/``http_proxy`` for an ``http://`` one (not when ``REQUEST_METHOD`` is set:
-  Go refuses HTTP_PROXY in a CGI environment), unless ``NO_PROXY``/``no_proxy`` exempts
+  ``HTTP_PROXY``/``http_proxy`` for an ``http://`` one (an error when ``REQUEST_METHOD`` is
+  set: Go refuses HTTP_PROXY in a CGI environment), unless ``NO_PROXY``/``no_proxy`` exempts
   the server: ``*``, an IP, a CIDR, ``name`` (the name and its subdomains), ``.name`` or
   ``*.name`` (subdomains only), each optionally with ``:port``. ``localhost`` and loopback
   addresses are never proxied. A proxy value without a scheme means ``http://``.
@@ -122,8 +122,10 @@ def from_environment(server_scheme: str, host: str, port: int,
         name = next((n for n in ("HTTPS_PROXY", "https_proxy") if env.get(n)), None)
     else:
         name = next((n for n in ("HTTP_PROXY", "http_proxy") if env.get(n)), None)
-        if name and env.get("REQUEST_METHOD"):
-            return None  # Go refuses HTTP_PROXY in a CGI environment (golang.org/s/cgihttpproxy)
+        if name and env.get("REQUEST_METHOD") and use_proxy(host, port, env.get("NO_PROXY") or env.get("no_proxy") or ""):
+            # Go refuses the request (golang.org/s/cgihttpproxy: a CGI client controls Proxy:)
+            raise ProxyConfigError(f"refusing to use {name} in a CGI environment (REQUEST_METHOD is set), "
+                                   "as Go does; see golang.org/s/cgihttpproxy")
     if name is None:
         return None
     if not use_proxy(host, port, env.get("NO_PROXY") or env.get("no_proxy") or ""):
