@@ -165,6 +165,11 @@ def _push_one(api: Any, destination: Destination, progress: ProgressFn) -> Pushe
             aux = item.get("aux")
             if isinstance(aux, dict) and aux.get("Digest"):
                 digest = str(aux["Digest"])
+            elif not digest and isinstance(item.get("status"), str):
+                # Docker 29 with the containerd image store sends no aux message, only the
+                # docker CLI's own line: "TAG: digest: sha256:... size: N".
+                said = re.search(r"\bdigest: (sha256:[0-9a-f]{64})\b", item["status"])
+                digest = said.group(1) if said else None
             layer = item.get("id")
             if layer and item.get("status"):
                 state = layers.setdefault(layer, {})

@@ -131,6 +131,17 @@ def test_registry_of():
     assert pushing.registry_of("ghcr.io/o/r") == "ghcr.io"
 
 
+def test_the_digest_comes_from_the_status_line_when_the_engine_sends_no_aux():
+    class StatusOnly(FakeAPI):  # Docker 29 with the containerd image store
+        def push(self, repository, tag):
+            yield {"status": f"The push refers to repository [{repository}]"}
+            yield {"status": "Mounted from other/repo", "progressDetail": {}, "id": "75378e0c6207"}
+            yield {"status": f"{tag}: digest: {DIGEST['full']} size: 537"}
+
+    (pushed,) = pushing.push_toolbox([Destination("full", FULL, "r.example/t", "1")], engine=StatusOnly())
+    assert pushed.pinned == f"r.example/t@{DIGEST['full']}"
+
+
 def test_a_push_without_a_digest_is_an_error():
     class NoDigest(FakeAPI):
         def push(self, repository, tag):

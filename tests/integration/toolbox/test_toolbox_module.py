@@ -151,7 +151,7 @@ def test_unreachable_engine_maps_to_its_exit_code(monkeypatch, capsys):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     code = toolbox_main(["build", "-q"])
     assert code == ExitCode.ENGINE_UNREACHABLE
-    assert "cannot reach a Docker engine" in capsys.readouterr().err
+    assert "cannot reach the Docker engine at unix:///nonexistent/docker.sock" in capsys.readouterr().err
 
 
 def test_importing_the_toolbox_modules_does_not_import_docker():
