@@ -169,9 +169,7 @@ class Credentials:
                 return self._oidc_token
             cfg = self.auth.oidc
             if self._oidc_refresh != cfg.refresh_token:
-                import dataclasses
-
-                cfg = dataclasses.replace(cfg, refresh_token=self._oidc_refresh)
+                cfg = cfg.replace(refresh_token=self._oidc_refresh)
             id_token, new_refresh = oidc.refresh(cfg, user_agent=self.user_agent)
             oidc.persist(cfg, id_token, new_refresh)
             self._oidc_token = id_token

@@ -11,6 +11,7 @@ Errors: :class:`ApiError` for any non-2xx answer (with the Status body's message
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import sys
@@ -39,6 +40,8 @@ from debugkit.runtimes.kubernetes.websocket import (
 )
 
 JSON_PATCH = "application/json-patch+json"
+# Where Go's ProxyFromEnvironment looks (REQUEST_METHOD only matters with one of these).
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 MAX_WATCH_LINE = 16 << 20
@@ -258,8 +261,6 @@ class KubeClient:
         """``interactive``: an exec plugin may take the terminal for a login (not for doctor
         or completion); ``exec_timeout``: how long a plugin may run when no login is in
         progress; ``plugin_stderr``: where a plugin's stderr goes (default: our stderr)."""
-        from debugkit.runtimes.kubernetes import proxy as proxies
-
         self.auth = auth
         parts = urllib.parse.urlsplit(auth.server)  # checked by kubeconfig.server_url
         self.scheme = parts.scheme
@@ -279,12 +280,16 @@ class KubeClient:
         self._ssl_lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
         self._ssl_cert: tuple | None = None
-        where = f"{auth.source}: cluster {auth.cluster!r}" if auth.cluster else str(auth.source)
-        try:
-            self.proxy = (proxies.parse(auth.proxy_url) if auth.proxy_url
-                          else proxies.from_environment(self.scheme, self.host, self.port))
-        except proxies.ProxyConfigError as exc:
-            raise KubeConfigError(f"{where}: {exc}" if auth.proxy_url else str(exc)) from None
+        self.proxy = None
+        if auth.proxy_url or any(os.environ.get(name) for name in _PROXY_VARIABLES):
+            from debugkit.runtimes.kubernetes import proxy as proxies  # only when there may be one
+
+            where = f"{auth.source}: cluster {auth.cluster!r}" if auth.cluster else str(auth.source)
+            try:
+                self.proxy = (proxies.parse(auth.proxy_url) if auth.proxy_url
+                              else proxies.from_environment(self.scheme, self.host, self.port))
+            except proxies.ProxyConfigError as exc:
+                raise KubeConfigError(f"{where}: {exc}" if auth.proxy_url else str(exc)) from None
         # Go sends a plain-http request to an http proxy in absolute form; anything else tunnels.
         self._absolute = self.proxy is not None and self.proxy.scheme == "http" and self.scheme == "http"
         self._impersonation = auth.impersonation.headers() if auth.impersonation else []
@@ -363,12 +368,12 @@ class KubeClient:
 
     def _dial(self, timeout: float | None):
         """A TCP connection to the API server: direct, or through the proxy (CONNECT or SOCKS5)."""
-        from debugkit.runtimes.kubernetes import proxy as proxies
-
         if self.proxy is None:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
+        from debugkit.runtimes.kubernetes import proxy as proxies
+
         return proxies.dial(self.proxy, self.host, self.port, timeout=timeout, user_agent=self.user_agent)
 
     def _dial_proxy_itself(self, timeout: float | None):

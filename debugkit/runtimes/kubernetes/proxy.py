@@ -23,12 +23,13 @@ TLS inside that tunnel, which the standard library's ssl module cannot nest over
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import socket
-import struct
 import urllib.parse
 from dataclasses import dataclass
+
+# ipaddress and struct are imported where they are used: a connection without a proxy
+# (the common case) never pays for them.
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,6 +136,8 @@ def from_environment(server_scheme: str, host: str, port: int,
 
 def use_proxy(host: str, port: int, no_proxy: str) -> bool:
     """Go's httpproxy useProxy: False for localhost, loopback and NO_PROXY matches."""
+    import ipaddress
+
     host = host.strip().lower().strip("[]")
     if host == "localhost":
         return False
@@ -264,6 +267,9 @@ _SOCKS_REPLIES = {1: "general failure", 2: "connection not allowed by ruleset", 
 
 
 def _socks5(sock: socket.socket, proxy: Proxy, host: str, port: int) -> None:
+    import ipaddress
+    import struct
+
     methods = b"\x00\x02" if proxy.username is not None else b"\x00"
     sock.sendall(b"\x05" + bytes([len(methods)]) + methods)
     version, method = _recv_exact(sock, 2, proxy)
