@@ -165,10 +165,10 @@ def _push_one(api: Any, destination: Destination, progress: ProgressFn) -> Pushe
             aux = item.get("aux")
             if isinstance(aux, dict) and aux.get("Digest"):
                 digest = str(aux["Digest"])
-            elif not digest and isinstance(item.get("status"), str):
-                # Docker 29 with the containerd image store sends no aux message, only the
-                # docker CLI's own line: "TAG: digest: sha256:... size: N".
-                said = re.search(r"\bdigest: (sha256:[0-9a-f]{64})\b", item["status"])
+            elif digest is None:
+                # An engine with the containerd image store (Docker 29's default) sends no
+                # aux record, only the docker CLI's line: "TAG: digest: sha256:... size: N".
+                said = re.fullmatch(r"\S+: digest: (sha256:[0-9a-f]{64}) size: \d+", str(item.get("status") or ""))
                 digest = said.group(1) if said else None
             layer = item.get("id")
             if layer and item.get("status"):
