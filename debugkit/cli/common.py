@@ -108,6 +108,23 @@ def sidecar_options(func):
     return func
 
 
+def reason_option(func):
+    """--reason: why, kept in the audit log and on the sidecar (label, DEBUGKIT_REASON)."""
+    return click.option("--reason", metavar="TEXT",
+                        help="Why you are debugging (a sentence or a ticket): in the audit log, the sidecar's "
+                             "labels and its DEBUGKIT_REASON. Required when the config sets require_reason.")(func)
+
+
+def record_options(func):
+    """--record and --record-input: the session as an asciicast v3 file in the state directory."""
+    func = click.option("--record", "record", is_flag=True, default=None,
+                        help="Record the session (asciicast v3, mode 0600, beside the audit log; its SHA-256 "
+                             "goes into the audit log). Config: record: always.")(func)
+    func = click.option("--record-input", is_flag=True,
+                        help="Record what is typed too (implies --record; input can hold passwords).")(func)
+    return func
+
+
 def connection(*, kube_context=None, kubeconfig=None, docker_host=None, docker_context=None):
     from debugkit.core.options import Connection
 

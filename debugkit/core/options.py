@@ -27,6 +27,9 @@ NO_LIMIT = "none"
 DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_CPUS = "256m", "256", "1"
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_KEEP_ALIVE = "10m"
+# A reason is a sentence or a ticket reference; it goes into labels, an environment
+# variable and every audit record, so it is bounded.
+MAX_REASON = 512
 
 _MEMORY = re.compile(r"([0-9]+)([bkmgt]?)", re.ASCII)
 _DURATION = re.compile(r"([0-9]+)([smhd]?)", re.ASCII)
@@ -97,6 +100,7 @@ class SidecarOptions:
     target_env: bool = False            # run with the target process's environment (/proc/1/environ)
     session_id: str | None = None
     connection: Connection = field(default_factory=Connection)
+    reason: str | None = None           # why (--reason): in the audit log, the labels, DEBUGKIT_REASON
 
     def evolve(self, **changes) -> "SidecarOptions":
         return replace(self, **changes)
@@ -167,6 +171,23 @@ def parse_seconds(value: str | float, *, flag: str, allow_zero: bool = False, ma
     return seconds
 
 
+def parse_reason(value: str | None) -> str | None:
+    """--reason: one line of text, at most MAX_REASON characters. Control characters are
+    refused rather than kept: the reason goes into container labels, an environment
+    variable and terminals."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        raise InvalidInput("--reason must not be empty: say why you are debugging (a sentence or a ticket)")
+    if len(text) > MAX_REASON:
+        raise InvalidInput(f"--reason is {len(text)} characters long: at most {MAX_REASON}")
+    bad = next((ch for ch in text if not ch.isprintable()), None)
+    if bad is not None:
+        raise InvalidInput(f"--reason must be one line of printable text (it holds {ascii(bad)})")
+    return text
+
+
 def parse_user(value: str | None) -> UserOverride | None:
     if value is None:
         return None
@@ -197,6 +218,7 @@ def sidecar_options(
     target_env: bool = False,
     session_id: str | None = None,
     connection: Connection | None = None,
+    reason: str | None = None,
 ) -> SidecarOptions:
     """Validate every flag (pure: no engine, no cluster, no file) into SidecarOptions."""
     if profile not in PROFILES:
@@ -220,6 +242,7 @@ def sidecar_options(
         target_env=target_env,
         session_id=session_id,
         connection=connection or Connection(),
+        reason=parse_reason(reason),
     )
 
 

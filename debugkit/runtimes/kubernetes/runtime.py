@@ -28,7 +28,7 @@ from debugkit.core.errors import (
 from debugkit.core.escape import safe
 from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
-from debugkit.core.spec import ENV_SESSION, base_spec
+from debugkit.core.spec import ENV_REASON, ENV_SESSION, base_spec
 from debugkit.runtimes.base import (Plan, ResolvedTarget, Runtime, SessionRow, Streams, guard_command, guard_name,
                                     local_user, with_target_env)
 from debugkit.runtimes.kubernetes import podsecurity, translate
@@ -158,6 +158,7 @@ class KubernetesRuntime(Runtime):
             image=options.sidecar_image, identity=identity, target_name=pt.name, target_id=pt.uid,
             runtime=self.name, command=options.command, stdin=options.stdin, tty=options.tty,
             session_id=options.session_id, cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me,
+            reason=options.reason,
         )
         spec = apply_profile(spec, options.profile)
         if options.target_env:
@@ -462,6 +463,7 @@ class KubernetesRuntime(Runtime):
                     namespace=pod["metadata"]["namespace"], reusable=keep_alive not in (None, "0"),
                     profile=env.get(translate.ENV_PROFILE) or "",
                     keep_alive_s=int(keep_alive) if keep_alive and keep_alive.isdigit() else None,
+                    reason=env.get(ENV_REASON),
                 ))
         return rows
 
