@@ -106,7 +106,7 @@ class Cluster:
                 from debugkit.session import probes
 
                 self._client, self._auth = probes.kube_client(self.kubeconfig, self.context,
-                                                              exec_timeout=CALL_TIMEOUT)
+                                                              exec_timeout=CALL_TIMEOUT, quiet=True)
             return self._client
 
     @property

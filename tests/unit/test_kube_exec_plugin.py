@@ -119,8 +119,7 @@ def test_without_a_terminal_the_plugin_gets_no_stdin_and_interactive_false(tmp_p
     command = plugin(tmp_path, f"CREDENTIAL = {json.loads(CREDENTIAL)!r}\n" + DEVICE_CODE)
     os.environ["PLUGIN_RECORD"] = str(record)
     try:
-        creds = Credentials(auth_for(command), plugin_stderr=None)
-        creds.plugin_stderr = None
+        creds = Credentials(auth_for(command), plugin_stderr=False)
         assert creds.authorization() == "Bearer tok-from-login"  # stdin is /dev/null: readline() is ""
     finally:
         del os.environ["PLUGIN_RECORD"]

@@ -75,14 +75,15 @@ class Credentials:
 
     ``interactive``: an exec plugin may be given the terminal (attach and friends; not
     doctor or completion). ``exec_timeout``: how long a plugin may run when no login is
-    in progress. ``plugin_stderr``: where the plugin's stderr goes (None: nowhere)."""
+    in progress. ``plugin_stderr``: a binary file for the plugin's stderr (default: ours;
+    False: nowhere, for shell completion)."""
 
     def __init__(self, auth: ClusterAuth, *, interactive: bool = True, exec_timeout: float = EXEC_PLUGIN_TIMEOUT,
                  plugin_stderr=None, user_agent: str = "debugkit"):
         self.auth = auth
         self.interactive = interactive
         self.exec_timeout = exec_timeout
-        self.plugin_stderr = plugin_stderr if plugin_stderr is not None else _stderr_buffer()
+        self.plugin_stderr = None if plugin_stderr is False else plugin_stderr or _stderr_buffer()
         self.user_agent = user_agent
         self._lock = threading.Lock()
         self._file_stamp = None
