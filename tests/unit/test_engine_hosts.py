@@ -318,6 +318,11 @@ def test_address_forms(text, netloc, prefix, tls):
     assert (address.netloc, address.base_path, address.tls is not None) == (netloc, prefix, tls)
 
 
+def test_a_password_in_a_tcp_address_is_never_shown():
+    address = address_for("tcp://ops:hunter2@h:2375")
+    assert (address.netloc, address.text) == ("h:2375", "tcp://***@h:2375")
+
+
 def test_a_path_prefix_goes_in_front_of_every_request():
     import http.server
     import threading

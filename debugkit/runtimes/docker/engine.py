@@ -116,7 +116,9 @@ def parse_host(host: str, *, tls: TLSConfig | None = None) -> EngineAddress:
             raise EngineConfigError(f"invalid engine address {host!r}: port 0")
         port = port or (443 if scheme == "https" else 80 if scheme == "http" else 2375)
         netloc = f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
-        return EngineAddress("tcp", netloc=netloc, tls=tls, text=host, base_path=parsed.path.rstrip("/"))
+        # A user:password@ is not used (the docker CLI drops it too) and never shown.
+        shown = host if "@" not in parsed.netloc else host.replace(parsed.netloc.rpartition("@")[0] + "@", "***@", 1)
+        return EngineAddress("tcp", netloc=netloc, tls=tls, text=shown, base_path=parsed.path.rstrip("/"))
     raise EngineConfigError(f"unsupported engine address {host!r}: use unix://, tcp:// or ssh://")
 
 
