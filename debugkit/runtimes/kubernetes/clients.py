@@ -16,14 +16,19 @@ def configured(connection) -> bool:
     return config_available(connection.kubeconfig)
 
 
-def quiet_client(kubeconfig: str | None = None, context: str | None = None):
-    """(client, auth) for the kube context, kubectl's way, printing no warnings. Raises
-    KubeConfigError when the configuration cannot be used."""
+def quiet_client(kubeconfig: str | None = None, context: str | None = None, *, impersonate=None,
+                 exec_timeout: float | None = None, quiet: bool = False):
+    """(client, auth) for the kube context, kubectl's way. The client prints no warnings
+    (completion output must stay clean), never gives an exec plugin the terminal, and
+    ends a plugin that runs longer than `exec_timeout`; `quiet`: a plugin's stderr is not
+    shown either. Pass `timeout=` to each request. `impersonate`: core.options.Impersonate
+    (--as...). Raises KubeConfigError when the configuration cannot be used."""
     from debugkit.runtimes.kubernetes.kubeclient import KubeClient
     from debugkit.runtimes.kubernetes.kubeconfig import load
 
-    auth = load(kubeconfig, context)
-    return KubeClient(auth, warn=None), auth
+    auth = load(kubeconfig, context, impersonate=impersonation(impersonate))
+    return KubeClient(auth, warn=None, interactive=False, exec_timeout=exec_timeout,
+                      plugin_stderr=False if quiet else None), auth
 
 
 def namespace_for(flag: str | None, auth, preferences) -> str:
@@ -36,3 +41,12 @@ def namespace_for(flag: str | None, auth, preferences) -> str:
     if chosen:
         return chosen
     return auth.namespace if auth.namespace_set else preferences.namespace_fallback()
+
+
+def impersonation(flags):
+    """core.options.Impersonate (the flags) as the kubeconfig layer's Impersonation."""
+    if not flags:
+        return None
+    from debugkit.runtimes.kubernetes.kubeuser import Impersonation
+
+    return Impersonation(user=flags.user, uid=flags.uid, groups=tuple(flags.groups))

@@ -36,7 +36,9 @@ class Cluster:
                 from debugkit.runtimes.kubernetes.clients import quiet_client
 
                 connection = self.runtime.connection
-                self._client, self._auth = quiet_client(connection.kubeconfig, connection.kube_context)
+                self._client, self._auth = quiet_client(connection.kubeconfig, connection.kube_context,
+                                                        impersonate=connection.kube_impersonate,
+                                                        exec_timeout=self.timeout, quiet=True)
             return self._client
 
     @property

@@ -77,7 +77,9 @@ def kube_checks(runtime, *, target=None, namespace: str | None = None) -> list[R
                        "no kubeconfig here (KUBECONFIG is not set, ~/.kube/config does not exist) and this is not "
                        "a pod: Kubernetes targets need one")]
     try:
-        client, auth = quiet_client(connection.kubeconfig, connection.kube_context)
+        # An exec plugin gets doctor's own time limit, and no terminal for a login.
+        client, auth = quiet_client(connection.kubeconfig, connection.kube_context,
+                                    impersonate=connection.kube_impersonate, exec_timeout=KUBE_TIMEOUT)
     except KubeConfigError as exc:
         return [Result("kube-context", FAIL, str(exc),
                        "choose a context that exists (--context NAME; kubectl config get-contexts) or correct "

@@ -6,6 +6,7 @@ import re
 from debugkit.core.errors import (
     DebugkitError,
     EngineUnreachable,
+    FileInvalid,
     Forbidden,
     InvalidInput,
     PolicyRejected,
@@ -32,6 +33,10 @@ def status_and_message(exc) -> tuple[int | None, str]:
 
 
 def api_error(exc, *, verb: str, resource: str, namespace: str, name: str = "") -> DebugkitError:
+    from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
+
+    if isinstance(exc, KubeConfigError):  # credentials read at request time: a tokenFile, an exec plugin
+        return FileInvalid(f"cannot use the Kubernetes configuration: {exc}")
     status, message = status_and_message(exc)
     if status is None:
         return EngineUnreachable(f"cannot reach the Kubernetes API server: {message}")

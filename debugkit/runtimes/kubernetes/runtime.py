@@ -34,19 +34,21 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
     name = "kubernetes"
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, api=None,
-                 preferences: Preferences | None = None):
+                 preferences: Preferences | None = None, impersonate=None):
         self._kubeconfig = kubeconfig
         self._context = context
+        self._impersonate = impersonate
         self._api = api
         self._auth = None
-        self.connection = Connection(kube_context=context, kubeconfig=kubeconfig)
+        self.connection = Connection(kube_context=context, kubeconfig=kubeconfig, kube_impersonate=impersonate)
         if preferences is not None:
             self.preferences = preferences
 
     @classmethod
     def for_connection(cls, entry, connection: Connection,
                        preferences: Preferences | None = None) -> "KubernetesRuntime":
-        runtime = cls(kubeconfig=connection.kubeconfig, context=connection.kube_context, preferences=preferences)
+        runtime = cls(kubeconfig=connection.kubeconfig, context=connection.kube_context, preferences=preferences,
+                      impersonate=connection.kube_impersonate)
         runtime.entry, runtime.connection = entry, connection
         return runtime
 
@@ -57,7 +59,8 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
     @property
     def api(self):
         if self._api is None:
-            self._api, self._auth = connect(kubeconfig=self._kubeconfig, context=self._context)
+            self._api, self._auth = connect(kubeconfig=self._kubeconfig, context=self._context,
+                                            impersonate=self._impersonate)
         return self._api
 
     @property
@@ -79,7 +82,8 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
         return self.preferences.namespace_fallback()
 
     def call(self, fn, *args, verb: str, resource: str, namespace: str, name: str = "", **kwargs):
-        """fn(*args, **kwargs), the client's failures as debugkit errors (a bug stays a bug)."""
+        """fn(*args, **kwargs), the client's failures as debugkit errors (a bug stays a bug;
+        credentials read at request time, a tokenFile or an exec plugin, are the config's)."""
         try:
             return fn(*args, **kwargs)
         except client_errors() as exc:
@@ -269,21 +273,26 @@ class Unwaited:
         self.stream.close(wait=0)
 
 
-def connect(*, kubeconfig: str | None, context: str | None):
+def connect(*, kubeconfig: str | None, context: str | None, impersonate=None, **client_options):
     """(client, the context's namespace) as kubectl resolves them: --kubeconfig, else
-    KUBECONFIG (merged), else ~/.kube/config, else the in-cluster service account."""
+    KUBECONFIG (merged), else ~/.kube/config, else the in-cluster service account;
+    `impersonate` (core.options.Impersonate): --as, --as-group, --as-uid."""
+    from debugkit.runtimes.kubernetes.clients import impersonation
     from debugkit.runtimes.kubernetes.kubeclient import KubeClient
     from debugkit.runtimes.kubernetes.kubeconfig import ContextNotFound, KubeConfigError, load
 
     if kubeconfig is not None and not os.path.isfile(kubeconfig):
         raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+    override = impersonation(impersonate)
     try:
-        auth = load(kubeconfig, context)
-        return KubeClient(auth, warn=_warn), auth
+        auth = load(kubeconfig, context, impersonate=override)
+        return KubeClient(auth, warn=client_options.pop("warn", _warn), **client_options), auth
     except ContextNotFound as exc:
         # A flag's value, as a Docker context that does not exist is: 64 for both.
         raise InvalidInput(f"--context {context}: {exc}") from None
     except KubeConfigError as exc:
+        if override and not override.user and "needs a user to impersonate" in str(exc):
+            raise InvalidInput("--as-group and --as-uid need --as (or as: in the kubeconfig's user)") from None
         raise FileInvalid(f"cannot use the Kubernetes configuration: {exc}") from None
 
 
