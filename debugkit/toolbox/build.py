@@ -184,25 +184,45 @@ def _labels(api: Any, ref: str) -> dict[str, str]:
     from docker.errors import ImageNotFound, NotFound
 
     try:
-        return api.inspect_image(ref).get("Config", {}).get("Labels") or {}
+        # API 1.52 leaves out an image's unset Config fields; an image may have no Config at all.
+        return (api.inspect_image(ref).get("Config") or {}).get("Labels") or {}
     except (ImageNotFound, NotFound):
         return {}
 
 
 def _connect(client: Any | None) -> Any:
-    """A docker SDK client that answered a ping, or the matching debugkit error."""
+    """A docker SDK client that answered a ping, or the matching debugkit error. Its API
+    version is negotiated as the runtimes' is (runtimes/docker/apiversion.py): docker-py's
+    "auto" would speak the engine's newest version, past the newest one debugkit is tested on."""
     import docker  # lazy: keeps `debugkit --help` fast
     from docker.errors import DockerException
 
     try:
         if client is None:
-            client = docker.from_env()
+            client = _negotiated_client(docker)
         client.ping()
+    except DebugkitError:
+        raise
     except DockerException as exc:
         raise _engine_error(exc) from exc
     except Exception as exc:  # requests' ConnectionError and friends
         raise _engine_error(exc) from exc
     return client
+
+
+def _negotiated_client(docker: Any) -> Any:
+    from debugkit.runtimes.docker import apiversion
+    from debugkit.runtimes.docker.engine import DEFAULT_SOCKET
+
+    # A client with a fixed version asks nothing when it is made; its /version is unversioned.
+    asking = docker.from_env(version=apiversion.OLDEST_SUPPORTED)
+    try:
+        answer = asking.version(api_version=False)
+    finally:
+        asking.close()
+    host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    chosen = apiversion.negotiate(answer, engine="Docker", host=host)
+    return docker.from_env(version=chosen.version)
 
 
 def _engine_error(exc: BaseException) -> DebugkitError:
@@ -217,7 +237,7 @@ def _engine_error(exc: BaseException) -> DebugkitError:
         seen = seen.__cause__ or seen.__context__
     return EngineUnreachable(
         f"cannot reach a Docker engine: {text}",
-        hint="start dockerd, or set DOCKER_HOST; scripts/docker-testenv up starts one",
+        hint="start the Docker engine (systemctl start docker), or point DOCKER_HOST at a running one",
     )
 
 
@@ -279,8 +299,9 @@ def resolve_base_image(
     raise ImageMissing(
         f"base image {wanted} is not available locally and cannot be pulled: {reason}",
         hint=(
-            "pass --base-image with a local Debian bookworm image; "
-            "scripts/docker-testenv base imports debian:bookworm-slim without a registry"
+            f"pass --base-image with a local Debian bookworm image, or load one as {OFFLINE_BASE_IMAGE} "
+            f"(on a machine without a registry: debootstrap --variant=minbase bookworm DIR && tar -C DIR -c . | "
+            f"docker import - {OFFLINE_BASE_IMAGE})"
         ),
     )
 

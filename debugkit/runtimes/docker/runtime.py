@@ -72,7 +72,8 @@ class DockerRuntime(Runtime):
         return self._resolution
 
     def connect(self):
-        """An engine client that has answered a ping, or a DebugkitError saying why not."""
+        """An engine client whose API version is settled (its GET /version, once per process,
+        is the round trip that also says the engine answers), or a DebugkitError saying why not."""
         from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
 
         address = self.resolution.address
@@ -82,18 +83,23 @@ class DockerRuntime(Runtime):
 
             dial = SSHDialer(address)
         try:
-            client = EngineClient(address, dial=dial)
+            client = EngineClient(address, dial=dial, engine=self.engine)
         except EngineConfigError as exc:
             raise InvalidInput(str(exc)) from None
         count, spare = self._prefetch
         if count:
             client.prefetch(count, spare=spare)
         try:
-            client.ping()
-        except (EngineConnectionError, EngineError, PermissionError) as exc:
+            client.negotiate()
+        except BaseException as exc:
             client.close()
             client.release()
-            raise engine_error(exc, engine=self.engine, host=client.host) from exc
+            if isinstance(exc, EngineError):  # it answered, but not with its version
+                raise EngineUnreachable(f"the {self.engine} engine at {client.host} answered GET /version with "
+                                        f"{exc.status_code}: {exc.explanation}") from exc
+            if isinstance(exc, (EngineConnectionError, PermissionError)):
+                raise engine_error(exc, engine=self.engine, host=client.host) from exc
+            raise  # EngineIncompatible: it speaks none of our API versions
         return client
 
     @property
@@ -452,6 +458,7 @@ class DockerRuntime(Runtime):
             "runtime": self.name,
             "engine": self.api.host,
             "engine_source": self.resolution.why,
+            **self.engine_facts(),
             "container": plan.target.name,
             "container_id": plan.target.id,
             "image": plan.target.image,
@@ -474,6 +481,12 @@ class DockerRuntime(Runtime):
             "attach_command": translate.shell_join(self.cli_argv(
                 translate.run_argv(plan.request, names={plan.target.id: plan.target.name}, cli=self.cli))),
         }
+
+    def engine_facts(self) -> dict:
+        """The engine's release and the API version negotiated with it, for inspect."""
+        found = self.api.negotiate()
+        release = f"{self.engine} {found.engine_version or '(version not stated)'}"
+        return {"engine_version": f"{release} (API {found.engine_range()})", "engine_api": found.version}
 
     def cli_argv(self, argv: list[str]) -> list[str]:
         """`docker run ...` pointed at the engine this runtime uses (a context by name)."""
