@@ -172,3 +172,37 @@ def test_debug_shows_the_negotiated_version(engine, sockdir):
     assert result.returncode == 0, err
     assert json.loads(out) == []
     assert f"debugkit: debug: Docker engine at {engine.url}: Engine API 1.52 (engine 29.1.0 speaks 1.44 to 1.55)" in err
+
+
+def test_ps_reports_a_failing_runtime_and_exits_non_zero_after_the_others_rows(engine, sockdir):
+    engine.upgrade(min_version="1.53", max_version="1.60", release="31.0.0")
+    podman = FakeEngine(os.path.join(sockdir, "podman.sock"), min_version="1.24", max_version="1.41",
+                        release="4.3.1")
+    podman.routes[("GET", "/containers/json")] = [
+        {"Id": "abc123", "Names": ["/debugkit-1a2b"], "State": "running", "Created": 1700000000,
+         "Labels": {"io.debugkit.managed": "true", "io.debugkit.session": "1a2b", "io.debugkit.target": "web",
+                    "io.debugkit.user": "65532:65532"}}]
+    podman.start()
+    try:
+        result = run_cli("ps", env=_cli_env(sockdir, engine, podman), timeout=30)
+    finally:
+        podman.stop()
+    out, err = text(result)
+    assert result.returncode == ExitCode.ENGINE_INCOMPATIBLE, err
+    assert "podman" in out and "1a2b" in out and "web" in out  # the runtime that answered still shows
+    assert err.startswith("debugkit: error: docker: the Docker engine at") and err.count("\n") == 1
+
+
+def test_ps_and_gc_without_any_answer_print_no_empty_table(engine, sockdir):
+    engine.upgrade(min_version="1.53", max_version="1.60", release="31.0.0")
+    podman = FakeEngine(os.path.join(sockdir, "podman.sock"), min_version="1.24", max_version="1.41")
+    podman.routes[("GET", "/containers/json")] = []  # it answers: no sessions there
+    podman.start()
+    try:
+        for command in (["ps"], ["ps", "-o", "json"], ["gc", "--dry-run"]):
+            result = run_cli(*command, env=_cli_env(sockdir, engine, podman), timeout=30)
+            out, err = text(result)
+            assert result.returncode == ExitCode.ENGINE_INCOMPATIBLE, (command, err)
+            assert out == "" and "speaks Engine API 1.53 to 1.60" in err, command
+    finally:
+        podman.stop()
