@@ -142,13 +142,14 @@ def engine_checks(runtime: str, *, docker_host: str | None = None, docker_contex
 def check_engine(api, runtime: str) -> Result:
     """The engine answers GET /version and speaks an Engine API version debugkit speaks."""
     from debugkit.core.errors import EngineIncompatible
-    from debugkit.runtimes.docker.apiversion import NEWEST_TESTED, OLDEST_SUPPORTED
+    from debugkit.runtimes.docker.apiversion import NEWEST_TESTED, OLDEST_SUPPORTED, negotiate
     from debugkit.runtimes.docker.engine import EngineConnectionError, EngineError
     from debugkit.runtimes.docker.errors import start_hint
 
     engine = ENGINES[runtime]
     try:
-        found = api.negotiate()
+        # GET /version rather than the ping attach settles for: it also states the minimum.
+        found = negotiate(api.version(), engine=engine, host=api.host)
     except PermissionError:
         return Result(f"{runtime}-engine", FAIL, f"permission denied on the {engine} socket {api.host}",
                       "see the socket line below")

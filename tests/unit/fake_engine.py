@@ -2,7 +2,8 @@
 
 It checks a call's API version the way Docker's version middleware does (moby,
 daemon/server/middleware/version.go): `/vX.Y/...` below the minimum or above the maximum
-is a 400 with Docker's own words, and every answer carries an `Api-Version` header. It
+is a 400 with Docker's own words, and every answer carries the `Api-Version` and `Server`
+headers; the unversioned `/_ping` and `/version` answer whatever the range. It
 records every request it was sent. Its range can change between two calls, as an engine
 upgraded under a long session does. Its answers are JSON fixtures set by the test
 (`routes`), shaped like a real engine's; it decides nothing else.
@@ -53,6 +54,9 @@ class FakeEngine:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def version_string(self):  # the Server header of every answer, as dockerd's
+                return f"Docker/{engine.release} (linux)"
 
             def _answer(self, status: int, payload, *, headers=()):
                 body = json.dumps(payload).encode()

@@ -1,6 +1,7 @@
 """The Engine API version, negotiated against a loopback engine that refuses out-of-range
-versions as Docker does: the choice, once per process; one renegotiation when the engine
-changes under a session; and a clear exit code (76) when the ranges do not meet."""
+versions as Docker does: the choice from the unversioned ping, once per process; one
+renegotiation (with GET /version) when the engine changes under a session; and a clear
+exit code (76) when the ranges do not meet."""
 from __future__ import annotations
 
 import json
@@ -38,18 +39,19 @@ def test_docker_29_with_its_minimum_raised_gets_the_newest_tested_version(engine
     engine.upgrade(min_version="1.44", max_version="1.55", release="29.1.0")
     client = EngineClient(engine.url)
     assert client.containers() == []
-    assert engine.paths() == ["/version", "/v1.52/containers/json"]
+    assert engine.paths() == ["/_ping", "/v1.52/containers/json"]
     found = client.negotiate()
-    assert (found.version, found.engine_min, found.engine_max, found.engine_version) == ("1.52", "1.44", "1.55",
+    # The ping states the newest version only; the minimum is learned if a call is refused.
+    assert (found.version, found.engine_min, found.engine_max, found.engine_version) == ("1.52", None, "1.55",
                                                                                          "29.1.0")
-    assert found.describe() == "1.52 (engine 29.1.0 speaks 1.44 to 1.55)"
+    assert found.describe() == "1.52 (engine 29.1.0 speaks up to 1.55)"
 
 
 def test_an_engine_of_api_1_41_is_spoken_to_in_1_41(engine):
     engine.upgrade(min_version="1.12", max_version="1.41", release="20.10.24")
     client = EngineClient(engine.url)
     client.containers()
-    assert engine.paths() == ["/version", "/v1.41/containers/json"]
+    assert engine.paths() == ["/_ping", "/v1.41/containers/json"]
 
 
 def test_the_version_is_asked_once_per_process_and_engine(engine):
@@ -57,8 +59,7 @@ def test_the_version_is_asked_once_per_process_and_engine(engine):
         client = EngineClient(engine.url)  # gc, doctor and fleets make several clients of one engine
         client.containers()
         client.close()
-    assert engine.paths().count("/version") == 1
-    assert engine.paths()[1:] == ["/v1.52/containers/json"] * 3
+    assert engine.paths() == ["/_ping"] + ["/v1.52/containers/json"] * 3
 
 
 def test_an_engine_upgraded_mid_session_is_renegotiated_once(engine):
@@ -68,12 +69,12 @@ def test_an_engine_upgraded_mid_session_is_renegotiated_once(engine):
     # The engine is replaced by Docker 29.0 (minimum 1.44) while the session is kept alive.
     engine.upgrade(min_version="1.44", max_version="1.52", release="29.0.0")
     assert client.containers() == []
-    assert engine.paths() == ["/version", "/v1.41/containers/json",
+    assert engine.paths() == ["/_ping", "/v1.41/containers/json",
                               "/v1.41/containers/json",  # refused: too old
                               "/version", "/v1.52/containers/json"]
-    assert client.negotiate().engine_version == "29.0.0"
+    assert client.negotiate().describe() == "1.52 (engine 29.0.0 speaks 1.44 to 1.52)"
     client.containers()  # and from then on, the new version at once
-    assert engine.paths()[-1] == "/v1.52/containers/json" and engine.paths().count("/version") == 2
+    assert engine.paths()[5:] == ["/v1.52/containers/json"]
 
 
 def test_an_engine_downgraded_mid_session_is_renegotiated_too(engine):
@@ -108,15 +109,17 @@ def test_ranges_that_do_not_meet_are_a_clear_error_not_an_outage(engine):
     assert str(error) == (f"the Docker engine at {engine.url} (Docker 31.0.0) speaks Engine API 1.53 to 1.60, and "
                           f"this debugkit speaks 1.41 to 1.52 (upgrade debugkit, or start dockerd with "
                           f"DOCKER_MIN_API_VERSION=1.52)")
-    assert engine.paths() == ["/version"]  # nothing was sent in a version it refuses
+    # One call was refused (before the engine did anything), then GET /version: nothing more.
+    assert engine.paths() == ["/_ping", "/v1.52/containers/json", "/version"]
 
 
 def test_an_engine_older_than_debugkit_is_told_to_upgrade(engine):
     engine.upgrade(min_version="1.12", max_version="1.39", release="18.09.9")
-    with pytest.raises(EngineIncompatible, match=r"speaks Engine API 1\.12 to 1\.39, and this debugkit speaks "
+    with pytest.raises(EngineIncompatible, match=r"speaks Engine API up to 1\.39, and this debugkit speaks "
                                                  r"1\.41 to 1\.52 \(upgrade the engine to one that speaks API "
                                                  r"1\.41 or later"):
         EngineClient(engine.url, engine="Podman").negotiate()
+    assert engine.paths() == ["/_ping"]
 
 
 def test_an_engine_that_changes_to_a_range_we_cannot_speak_mid_session(engine):
@@ -171,7 +174,7 @@ def test_debug_shows_the_negotiated_version(engine, sockdir):
     out, err = text(result)
     assert result.returncode == 0, err
     assert json.loads(out) == []
-    assert f"debugkit: debug: Docker engine at {engine.url}: Engine API 1.52 (engine 29.1.0 speaks 1.44 to 1.55)" in err
+    assert f"debugkit: debug: Docker engine at {engine.url}: Engine API 1.52 (engine 29.1.0 speaks up to 1.55)" in err
 
 
 def test_ps_reports_a_failing_runtime_and_exits_non_zero_after_the_others_rows(engine, sockdir):

@@ -72,7 +72,7 @@ class DockerRuntime(Runtime):
         return self._resolution
 
     def connect(self):
-        """An engine client whose API version is settled (its GET /version, once per process,
+        """An engine client whose API version is settled (its GET /_ping, once per process,
         is the round trip that also says the engine answers), or a DebugkitError saying why not."""
         from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
 
@@ -95,7 +95,7 @@ class DockerRuntime(Runtime):
             client.close()
             client.release()
             if isinstance(exc, EngineError):  # it answered, but not with its version
-                raise EngineUnreachable(f"the {self.engine} engine at {client.host} answered GET /version with "
+                raise EngineUnreachable(f"the {self.engine} engine at {client.host} answered GET /_ping with "
                                         f"{exc.status_code}: {exc.explanation}") from exc
             if isinstance(exc, (EngineConnectionError, PermissionError)):
                 raise engine_error(exc, engine=self.engine, host=client.host) from exc
