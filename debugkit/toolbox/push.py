@@ -136,6 +136,20 @@ def push_error(message: str, destination: Destination) -> DebugkitError:
     return RegistryUnreachable(f"{where}: the registry {registry} did not take it: {message}")
 
 
+# "1.0: digest: sha256:... size: 528": the line every engine ends a push with. Docker 29's
+# containerd image store sends only this, not the {"aux": {"Digest": ...}} a classic store adds.
+_PUSHED_DIGEST = re.compile(r"^(?P<tag>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: \d+$")
+
+
+def pushed_digest(item: dict, tag: str) -> str | None:
+    """The digest a push stream's item reports for `tag`, in either form."""
+    aux = item.get("aux")
+    if isinstance(aux, dict) and aux.get("Digest"):
+        return str(aux["Digest"])
+    match = _PUSHED_DIGEST.match(str(item.get("status") or ""))
+    return match["digest"] if match and match["tag"] == tag else None
+
+
 def registry_of(repository: str) -> str:
     first, _, rest = repository.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
@@ -166,9 +180,7 @@ def _push_one(api: Any, destination: Destination, progress: ProgressFn) -> Pushe
             if "error" in item:
                 detail = item.get("errorDetail") or {}
                 raise push_error(str(detail.get("message") or item["error"]).strip(), destination)
-            aux = item.get("aux")
-            if isinstance(aux, dict) and aux.get("Digest"):
-                digest = str(aux["Digest"])
+            digest = pushed_digest(item, destination.tag) or digest
             layer = item.get("id")
             if layer and item.get("status"):
                 state = layers.setdefault(layer, {})

@@ -134,6 +134,19 @@ def test_registry_of():
     assert pushing.registry_of("ghcr.io/o/r") == "ghcr.io"
 
 
+def test_the_digest_from_a_containerd_store_that_sends_no_aux():
+    class ContainerdStore(FakeAPI):  # Docker 29: the status line only
+        def push(self, repository, tag, stream, decode):
+            for item in super().push(repository, tag, stream, decode):
+                if "aux" not in item:
+                    yield item
+
+    api = ContainerdStore()
+    (pushed,) = pushing.push_toolbox([Destination("full", FULL, "r.example/t", "1")], client=FakeClient(api))
+    assert pushed.digest == DIGEST["full"]
+    assert pushing.pushed_digest({"status": f"other: digest: {DIGEST['full']} size: 528"}, "1") is None
+
+
 def test_a_push_without_a_digest_is_an_error():
     class NoDigest(FakeAPI):
         def push(self, repository, tag, stream, decode):
