@@ -237,7 +237,7 @@ def _engine_error(exc: BaseException) -> DebugkitError:
         seen = seen.__cause__ or seen.__context__
     return EngineUnreachable(
         f"cannot reach a Docker engine: {text}",
-        hint="start the Docker engine (systemctl start docker), or point DOCKER_HOST at a running one",
+        hint="start the Docker engine: systemctl start docker; or point DOCKER_HOST at a running one",
     )
 
 

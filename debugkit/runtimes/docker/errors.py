@@ -44,9 +44,9 @@ def start_hint(engine: str, host: str) -> str:
     this repository's)."""
     on_that_host = "" if host.startswith("unix://") else " on that host"
     if engine == "Podman":
-        return (f"start Podman's API service{on_that_host} (systemctl start podman.socket, or podman system "
-                f"service --time=0), or point CONTAINER_HOST at a running one")
-    return (f"start the {engine} engine{on_that_host} (systemctl start docker), or point -H, DOCKER_HOST or "
+        return (f"start Podman's API service{on_that_host}: systemctl start podman.socket, or podman system "
+                f"service --time=0; or point CONTAINER_HOST at a running one")
+    return (f"start the {engine} engine{on_that_host}: systemctl start docker; or point -H, DOCKER_HOST or "
             f"the Docker context at a running one")
 
 
