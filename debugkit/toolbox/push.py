@@ -136,20 +136,6 @@ def push_error(message: str, destination: Destination) -> DebugkitError:
     return RegistryUnreachable(f"{where}: the registry {registry} did not take it: {message}")
 
 
-# "1.0: digest: sha256:... size: 528": the line every engine ends a push with. Docker 29's
-# containerd image store sends only this, not the {"aux": {"Digest": ...}} a classic store adds.
-_PUSHED_DIGEST = re.compile(r"^(?P<tag>\S+): digest: (?P<digest>sha256:[0-9a-f]{64}) size: \d+$")
-
-
-def pushed_digest(item: dict, tag: str) -> str | None:
-    """The digest a push stream's item reports for `tag`, in either form."""
-    aux = item.get("aux")
-    if isinstance(aux, dict) and aux.get("Digest"):
-        return str(aux["Digest"])
-    match = _PUSHED_DIGEST.match(str(item.get("status") or ""))
-    return match["digest"] if match and match["tag"] == tag else None
-
-
 def registry_of(repository: str) -> str:
     first, _, rest = repository.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
@@ -180,7 +166,14 @@ def _push_one(api: Any, destination: Destination, progress: ProgressFn) -> Pushe
             if "error" in item:
                 detail = item.get("errorDetail") or {}
                 raise push_error(str(detail.get("message") or item["error"]).strip(), destination)
-            digest = pushed_digest(item, destination.tag) or digest
+            aux = item.get("aux")
+            if isinstance(aux, dict) and aux.get("Digest"):
+                digest = str(aux["Digest"])
+            elif digest is None:
+                # An engine with the containerd image store (Docker 29's default) sends no
+                # aux record, only the docker CLI's line: "TAG: digest: sha256:... size: N".
+                said = re.fullmatch(r"\S+: digest: (sha256:[0-9a-f]{64}) size: \d+", str(item.get("status") or ""))
+                digest = said.group(1) if said else None
             layer = item.get("id")
             if layer and item.get("status"):
                 state = layers.setdefault(layer, {})
