@@ -25,6 +25,7 @@ class ExitCode(IntEnum):
     INTERNAL = 70
     AUDIT_UNWRITABLE = 73       # nothing is launched without its audit record
     IMAGE_MISSING = 71
+    ENGINE_INCOMPATIBLE = 76    # the engine speaks no Engine API version debugkit speaks (sysexits' EX_PROTOCOL)
     PERMISSION_DENIED = 77
     FORBIDDEN = 78
     EPHEMERAL_UNAVAILABLE = 79
@@ -95,6 +96,12 @@ class IdentityUnresolved(DebugkitError):
 
 class EngineUnreachable(DebugkitError):
     exit_code = ExitCode.ENGINE_UNREACHABLE
+
+
+class EngineIncompatible(DebugkitError):
+    """The engine answers, but speaks no API version we do: which ranges, what to upgrade."""
+
+    exit_code = ExitCode.ENGINE_INCOMPATIBLE
 
 
 class ImageMissing(DebugkitError):

@@ -7,6 +7,10 @@ its keep-alive (it should have ended itself) or is older than the limit. Its idl
 from the audit log: the end of the last session that used it. A sidecar its runtime
 cannot delete (Kubernetes' ephemeral containers: the API has no such verb) is reported
 instead (Runtime.kept).
+
+Under `--runtime auto` a runtime that is set up here but fails (an engine that does not
+answer, or speaks none of our API versions) does not hide the others' answers, nor pass
+for an empty list: the others' rows are shown, then the command fails with its error.
 """
 from __future__ import annotations
 
@@ -38,16 +42,31 @@ def selected(choice: str) -> list[str]:
     return list(runtimes.names()) if choice == "auto" else [choice]
 
 
-def per_runtime(name: str, choice: str, call, warn: Warn):
-    """A runtime named with --runtime must work; under `auto` its failure is a warning,
-    so the other runtimes' answers still show."""
+class RuntimesFailed(DebugkitError):
+    """Under `auto`, these runtimes failed (the others' answers were shown): one line naming
+    each, and the first one's exit code."""
+
+    def __init__(self, failures: list[tuple[str, DebugkitError]]):
+        super().__init__("; ".join(f"{name}: {exc}" for name, exc in failures))
+        self.failures = failures
+        self.exit_code = failures[0][1].exit_code
+
+
+def per_runtime(name: str, choice: str, call, failed: list | None):
+    """A runtime named with --runtime must work. Under `auto` its failure is kept in
+    `failed` (when given), so the other runtimes' answers still show before it is raised."""
     try:
         return call()
     except DebugkitError as exc:
-        if choice != "auto":
+        if choice != "auto" or failed is None:
             raise
-        warn(f"{name}: {exc}")
+        failed.append((name, exc))
         return []
+
+
+def raise_failed(failed: list) -> None:
+    if failed:
+        raise RuntimesFailed(failed)
 
 
 # A reusable sidecar ends itself once idle for its keep-alive; past this much more, it did not.
@@ -71,15 +90,17 @@ def fill_idle(rows: list[SessionRow], log) -> None:
             row.idle_s = max(1, int((now - slot["last_end"]).total_seconds()))
 
 
-def sessions(choice: str, *, connection: Connection, namespace: str | None, warn: Warn,
-             log=None) -> list[SessionRow]:
+def sessions(choice: str, *, connection: Connection, namespace: str | None, log=None,
+             failed: list | None = None) -> list[SessionRow]:
+    """The sessions of every selected runtime. `failed`: see per_runtime; without it the
+    first failing runtime's error is raised."""
     rows: list[SessionRow] = []
     for name in selected(choice):
         if choice == "auto" and not runtimes.configured(name, connection):
             continue  # `auto` leaves a runtime that is not set up here quietly alone
         runtime = runtimes.get(name, connection, preferences=defaults.PREFERENCES)
         try:
-            found = per_runtime(name, choice, lambda: runtime.sessions(namespace=namespace), warn)
+            found = per_runtime(name, choice, lambda: runtime.sessions(namespace=namespace), failed)
         finally:
             runtime.close()
         for row in found:
@@ -102,9 +123,10 @@ def stale_reason(row: SessionRow, *, older_than_s: int) -> str | None:
 
 
 def collect(choice: str, *, connection: Connection, namespace: str | None, older_than_s: int, dry_run: bool,
-            warn: Warn, by_label: bool = False) -> list[dict]:
+            warn: Warn, by_label: bool = False, failed: list | None = None) -> list[dict]:
     """Remove stale sidecars. Only containers this debugkit recorded creating (audit log)
-    are collected: a label is easy to forge. `by_label` (gc --all) trusts the label alone."""
+    are collected: a label is easy to forge. `by_label` (gc --all) trusts the label alone.
+    `failed`: see per_runtime."""
     log = audit.read()
     if log.skipped:
         warn(f"skipped {log.skipped} malformed line(s) in the audit log {audit.audit_path()}")
@@ -112,7 +134,7 @@ def collect(choice: str, *, connection: Connection, namespace: str | None, older
     actions = []
     collectors: dict[str, object] = {}
     try:
-        for row in sessions(choice, connection=connection, namespace=namespace, warn=warn, log=log):
+        for row in sessions(choice, connection=connection, namespace=namespace, log=log, failed=failed):
             runtime = collectors.get(row.runtime)
             if runtime is None:
                 runtime = collectors[row.runtime] = runtimes.get(row.runtime, connection,

@@ -24,9 +24,10 @@ def configured(connection) -> bool:
     return address.text != f"unix://{DEFAULT_SOCKET}" or os.path.exists(DEFAULT_SOCKET)
 
 
-def short_client(address, *, timeout: float):
-    """An engine client for `address` whose every call gives up after `timeout` seconds.
-    Raises EngineConfigError for an address that cannot be used as written."""
+def short_client(address, *, timeout: float, engine: str = "Docker"):
+    """An engine client for `address` whose every call gives up after `timeout` seconds
+    (`engine`: how messages name it). Raises EngineConfigError for an address that cannot
+    be used as written."""
     from debugkit.runtimes.docker.engine import EngineClient
 
     dial = None
@@ -34,4 +35,4 @@ def short_client(address, *, timeout: float):
         from debugkit.runtimes.docker.sshdial import SSHDialer
 
         dial = SSHDialer(address)
-    return EngineClient(address, timeout=timeout, dial=dial)
+    return EngineClient(address, timeout=timeout, dial=dial, engine=engine)

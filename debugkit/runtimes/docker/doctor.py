@@ -21,7 +21,7 @@ def engine_checks(runtime) -> list[CheckResult]:
         return [CheckResult(f"{name}-engine", NOT_CONFIGURED, f"{engine} is not configured here "
                                                                f"({runtime.unconfigured})")]
     try:
-        api = short_client(runtime.resolve().address, timeout=ENGINE_TIMEOUT)
+        api = short_client(runtime.resolve().address, timeout=ENGINE_TIMEOUT, engine=runtime.engine)
     except EngineConfigError as exc:
         return [CheckResult(f"{name}-engine", FAIL, str(exc), f"correct {runtime.address_setting} (unix:///path, "
                                                                f"tcp://host:port, ssh://user@host)")]
@@ -37,22 +37,31 @@ def engine_checks(runtime) -> list[CheckResult]:
 
 
 def check_engine(api, runtime) -> CheckResult:
+    """The engine answers GET /version and speaks an Engine API version debugkit speaks."""
+    from debugkit.core.errors import EngineIncompatible
+    from debugkit.runtimes.docker.apiversion import NEWEST_TESTED, OLDEST_SUPPORTED, negotiate
     from debugkit.runtimes.docker.engine import EngineConnectionError, EngineError
+    from debugkit.runtimes.docker.errors import start_hint
 
     name, engine = f"{runtime.name}-engine", runtime.engine
     try:
-        version = api.version() or {}
+        # GET /version rather than the ping attach settles for: it also states the minimum.
+        found = negotiate(api.version(), engine=engine, host=api.host)
     except PermissionError:
         return CheckResult(name, FAIL, f"permission denied on the {engine} socket {api.host}",
                            "see the socket line below")
     except EngineConnectionError as exc:
         detail = f": {exc.detail}" if exc.detail else ""
-        return CheckResult(name, FAIL, f"cannot reach the {engine} engine at {api.host}{detail}", runtime.start_fix)
+        return CheckResult(name, FAIL, f"cannot reach the {engine} engine at {api.host}{detail}",
+                           start_hint(engine, api.host))
     except EngineError as exc:
         return CheckResult(name, FAIL, f"the {engine} engine at {api.host} answered {exc.status_code}: "
                                        f"{exc.explanation}", f"check the {engine} service's log")
-    return CheckResult(name, OK, f"{engine} {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}) "
-                                 f"at {api.host}")
+    except EngineIncompatible as exc:
+        return CheckResult(name, FAIL, exc.message, exc.hint or "")
+    return CheckResult(name, OK, f"{engine} {found.engine_version or '?'} at {api.host}: Engine API "
+                                 f"{found.version} (the engine speaks {found.engine_range()}, debugkit "
+                                 f"{OLDEST_SUPPORTED} to {NEWEST_TESTED})")
 
 
 def check_socket(api, runtime) -> CheckResult:

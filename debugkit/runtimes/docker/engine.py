@@ -6,6 +6,10 @@ on every call. This client speaks the same Engine API over the unix socket (or
 tcp://, with TLS when DOCKER_TLS_VERIFY is set) with only http.client, and offers the
 handful of calls the Docker backend makes, named as in docker-py's APIClient.
 docker-py stays for building the toolbox image and in the tests.
+
+The API version is negotiated (apiversion.py) from the unversioned `GET /_ping` a
+connection starts with, once per engine and process, as the docker CLI does: no extra
+round trip.
 """
 from __future__ import annotations
 
@@ -18,8 +22,15 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 
+from debugkit.runtimes.docker import apiversion
+from debugkit.runtimes.docker.apiversion import Negotiated
+
 DEFAULT_SOCKET = "/var/run/docker.sock"
-API_VERSION = "1.41"  # Engine 20.10; every call used here exists since 1.30
+
+# The version negotiated with each engine (by address), once per process: every client of
+# the same engine (a fleet's threads, gc's removals, doctor's short-timeout one) shares it.
+_NEGOTIATED: dict[str, "Negotiated"] = {}
+_NEGOTIATING = threading.Lock()
 
 
 class EngineError(Exception):
@@ -186,13 +197,16 @@ class HijackedSocket:
 class EngineClient:
     """The subset of the Engine API that debugkit's Docker and Podman runtimes use."""
 
-    def __init__(self, address: EngineAddress | str | None = None, *, timeout: float = 60, dial=None):
+    def __init__(self, address: EngineAddress | str | None = None, *, timeout: float = 60, dial=None,
+                 engine: str = "Docker"):
+        """`engine` names the product in messages ("Docker", "Podman")."""
         if address is None or isinstance(address, str):
             address = parse_host(address or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}",
                                  tls=tls_from_env())
         self.address = address
         self.host = address.text
         self.timeout = timeout
+        self.engine = engine
         self._dial = dial
         if address.scheme == "ssh" and dial is None:
             raise EngineConfigError("an ssh:// engine needs a dialer (see runtimes/docker/hosts.py)")
@@ -240,17 +254,92 @@ class EngineClient:
             return http.client.HTTPSConnection(addr.netloc, timeout=timeout, context=self._ssl_context())
         return http.client.HTTPConnection(addr.netloc, timeout=timeout)
 
-    def _path(self, path: str, params: dict | None = None) -> str:
+    def _path(self, path: str, params: dict | None = None, *, version: str | None) -> str:
         query = ""
         if params:
             clean = {k: (json.dumps(v) if isinstance(v, (dict, list)) else
                          str(int(v)) if isinstance(v, bool) else str(v))
                      for k, v in params.items() if v is not None}
             query = "?" + urllib.parse.urlencode(clean)
-        return f"{self.address.base_path}/v{API_VERSION}{path}{query}"
+        prefix = f"{self.address.base_path}/v{version}" if version else self.address.base_path
+        return f"{prefix}{path}{query}"
 
-    def _request(self, method: str, path: str, *, params=None, body=None, stream: bool = False,
-                 timeout: float | None = -1, headers: dict | None = None, data: bytes | None = None):
+    # -- the API version ----------------------------------------------------------------
+
+    def negotiate(self) -> Negotiated:
+        """The API version to speak to this engine, settled once per process from the
+        unversioned `GET /_ping` (its Api-Version header: the engine's newest version), as
+        the docker CLI does. Not `GET /version`, which docker-py asks: Docker 29 runs
+        `runc --version` and `docker-init --version` for it (+3.5 ms), Podman 4.3 takes
+        0.6 to 1 s. The engine's minimum is learned when a call is refused (_renegotiate).
+        Raises VersionMismatch (an EngineIncompatible error) when the engine speaks none
+        of ours, and the transport's errors when it cannot be reached."""
+        known = _NEGOTIATED.get(self.host)
+        if known is not None:
+            return known
+        with _NEGOTIATING:
+            known = _NEGOTIATED.get(self.host)
+            if known is None:
+                answer = self.ping_facts()
+                if not answer["ApiVersion"]:  # a proxy that drops the header: ask the long way
+                    answer = self.version()
+                known = apiversion.negotiate(answer, engine=self.engine, host=self.host)
+                _NEGOTIATED[self.host] = known
+                _debug_note(f"{self.engine} engine at {self.host}: Engine API {known.describe()}")
+        return known
+
+    @property
+    def api_version(self) -> str:
+        return self.negotiate().version
+
+    def _renegotiate(self, refused: apiversion.Refusal) -> None:
+        """A call was refused as too old or too new: ask again (the engine was upgraded, or
+        restarted with another minimum), with `GET /version` this time, whose MinAPIVersion
+        a mismatch message names, and keep what the refusal said about its limit."""
+        with _NEGOTIATING:
+            known = _NEGOTIATED.get(self.host)
+            if known is not None and known.version != refused.spoke:
+                return  # another thread has asked again already
+            _NEGOTIATED.pop(self.host, None)
+            found = apiversion.negotiate(self.version(), engine=self.engine, host=self.host, refused=refused)
+            _NEGOTIATED[self.host] = found
+            _debug_note(f"{self.engine} engine at {self.host} refused API {refused.spoke} (too {refused.too}); "
+                        f"now Engine API {found.describe()}")
+
+    def _request(self, method: str, path: str, *, versioned: bool = True, **kwargs):
+        """One call: on the negotiated version, or on the unversioned path."""
+        if not versioned:
+            return self._send(method, path, version=None, **kwargs)
+        return self._versioned(lambda version: self._send(method, path, version=version, **kwargs))
+
+    def _versioned(self, call):
+        """call(version) on the negotiated version; when the engine refuses that version (the
+        refusal comes before the call does anything), renegotiated and retried once."""
+        try:
+            return call(self.api_version)
+        except EngineError as exc:
+            refused = apiversion.refusal(exc.status_code, exc.explanation)
+            if refused is None:
+                raise
+        self._renegotiate(refused)
+        try:
+            return call(self.api_version)
+        except EngineError as exc:
+            again = apiversion.refusal(exc.status_code, exc.explanation)
+            if again is None:
+                raise
+            raise self._refused_twice(again) from exc
+
+    def _refused_twice(self, refused: apiversion.Refusal) -> apiversion.VersionMismatch:
+        """Refused again after asking anew: the ranges do not meet, as far as the engine says."""
+        known = _NEGOTIATED.pop(self.host, None) or Negotiated(refused.spoke, None, None, None)
+        return apiversion.VersionMismatch(
+            engine=self.engine, host=self.host, engine_version=known.engine_version,
+            engine_min=refused.limit if refused.too == "old" else known.engine_min,
+            engine_max=refused.limit if refused.too == "new" else known.engine_max)
+
+    def _send(self, method: str, path: str, *, version: str | None, params=None, body=None, stream: bool = False,
+              timeout: float | None = -1, headers: dict | None = None, data: bytes | None = None):
         """stream=True: a connection of its own, left open for the caller to read and close.
         Otherwise the shared keep-alive connection. `body` is sent as JSON, `data` as is."""
         hdrs = {"Host": "docker", **(headers or {})}
@@ -260,7 +349,7 @@ class EngineClient:
         use_timeout = self.timeout if timeout == -1 else timeout
         conn = self._new_connection(use_timeout) if stream else self._shared(use_timeout)
         try:
-            conn.request(method, self._path(path, params), body=data, headers=hdrs)
+            conn.request(method, self._path(path, params, version=version), body=data, headers=hdrs)
             resp = conn.getresponse()
         except (ConnectionError, FileNotFoundError, socket.timeout, http.client.HTTPException, OSError) as exc:
             conn.close()
@@ -345,11 +434,26 @@ class EngineClient:
     # -- calls (named as in docker-py) ------------------------------------------------
 
     def ping(self) -> bool:
-        resp, _ = self._request("GET", "/_ping")
+        resp, _ = self._request("GET", "/_ping", versioned=False)
         return resp.read() == b"OK"
 
+    def ping_facts(self) -> dict:
+        """What the unversioned `GET /_ping` says in its headers, in /version's words:
+        `ApiVersion` (Api-Version, the engine's newest version) and `Version` (from Server:
+        `Docker/29.1.0 (linux)`, `Libpod/4.3.1 (linux)`); None where a header is missing."""
+        try:
+            resp, _ = self._request("GET", "/_ping", versioned=False)
+            resp.read()
+        except BaseException:
+            self.close()  # as _json: a failure mid-response leaves the connection unusable
+            raise
+        server = resp.getheader("Server") or ""
+        release = server.partition("/")[2].partition(" ")[0] or None
+        return {"ApiVersion": resp.getheader("Api-Version"), "Version": release}
+
     def version(self) -> dict:
-        return self._json("GET", "/version")
+        """The engine's /version, on the unversioned path: answered whatever the engine's range."""
+        return self._json("GET", "/version", versioned=False) or {}
 
     def inspect_container(self, container: str) -> dict:
         return self._json("GET", f"/containers/{urllib.parse.quote(container)}/json")
@@ -463,12 +567,16 @@ class EngineClient:
     # -- the HTTP upgrade for attach and exec ---------------------------------------------
 
     def _hijack(self, method: str, path: str, *, params=None, body=None) -> HijackedSocket:
+        return self._versioned(lambda version: self._upgrade(method, path, params=params, body=body,
+                                                              version=version))
+
+    def _upgrade(self, method: str, path: str, *, params, body, version: str) -> HijackedSocket:
         conn = self._new_connection(None)
         try:
             conn.connect()
             sock = conn.sock
             data = json.dumps(body).encode() if body is not None else b""
-            head = (f"{method} {self._path(path, params)} HTTP/1.1\r\nHost: docker\r\n"
+            head = (f"{method} {self._path(path, params, version=version)} HTTP/1.1\r\nHost: docker\r\n"
                     f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(data)}\r\n\r\n").encode()
             sock.sendall(head + data)
@@ -513,6 +621,12 @@ class EngineClient:
             raise cls(status, message.strip())
         sock.settimeout(None)
         return HijackedSocket(sock)
+
+
+def _debug_note(line: str) -> None:
+    from debugkit.core import debuglog
+
+    debuglog.note(line)
 
 
 def _path_stat(resp) -> dict:

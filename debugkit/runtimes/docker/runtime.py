@@ -81,7 +81,8 @@ class DockerRuntime(DockerPlanning, Runtime):
         return self._resolution
 
     def connect(self):
-        """An engine client that has answered a ping, or a DebugkitError saying why not."""
+        """An engine client whose API version is settled (its GET /_ping, once per process,
+        is the round trip that also says the engine answers), or a DebugkitError saying why not."""
         from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
 
         address = self.resolution.address
@@ -91,18 +92,23 @@ class DockerRuntime(DockerPlanning, Runtime):
 
             dial = SSHDialer(address)
         try:
-            client = EngineClient(address, dial=dial)
+            client = EngineClient(address, dial=dial, engine=self.engine)
         except EngineConfigError as exc:
             raise InvalidInput(str(exc)) from None
         count, spare = self._prefetch
         if count:
             client.prefetch(count, spare=spare)
         try:
-            client.ping()
-        except (EngineConnectionError, EngineError, PermissionError) as exc:
+            client.negotiate()
+        except BaseException as exc:
             client.close()
             client.release()
-            raise engine_error(exc, engine=self.engine, host=client.host) from exc
+            if isinstance(exc, EngineError):  # it answered, but not with its version
+                raise EngineUnreachable(f"the {self.engine} engine at {client.host} answered GET /_ping with "
+                                        f"{exc.status_code}: {exc.explanation}") from exc
+            if isinstance(exc, (EngineConnectionError, PermissionError)):
+                raise engine_error(exc, engine=self.engine, host=client.host) from exc
+            raise  # EngineIncompatible: it speaks none of our API versions
         return client
 
     @property
@@ -319,6 +325,7 @@ class DockerRuntime(DockerPlanning, Runtime):
             "runtime": self.name,
             "engine": self.api.host,
             "engine_source": self.resolution.why,
+            **self.engine_facts(),
             "container": plan.target.name,
             "container_id": plan.target.id,
             "image": plan.target.image,
@@ -341,6 +348,12 @@ class DockerRuntime(DockerPlanning, Runtime):
             "attach_command": translate.shell_join(self.cli_argv(
                 translate.run_argv(plan.request, names={plan.target.id: plan.target.name}, cli=self.cli))),
         }
+
+    def engine_facts(self) -> dict:
+        """The engine's release and the API version negotiated with it, for inspect."""
+        found = self.api.negotiate()
+        release = f"{self.engine} {found.engine_version or '(version not stated)'}"
+        return {"engine_version": f"{release} (API {found.engine_range()})", "engine_api": found.version}
 
     def cli_argv(self, argv: list[str]) -> list[str]:
         """`docker run ...` pointed at the engine this runtime uses (a context by name)."""
@@ -395,14 +408,13 @@ class DockerRuntime(DockerPlanning, Runtime):
         prefix = complete.prefix_for(word, schemes=entry.schemes, bare=entry.bare_names)
         if prefix is None:
             return []
-        return complete.container_names(short_client(self.resolve().address, timeout=timeout), prefix=prefix)
+        api = short_client(self.resolve().address, timeout=timeout, engine=self.engine)
+        return complete.container_names(api, prefix=prefix)
 
     # -- what the messages and hints say ------------------------------------------------------
 
     unconfigured = "no -H, DOCKER_HOST or Docker context is set and /var/run/docker.sock does not exist"
     address_setting = "-H, DOCKER_HOST or the Docker context"
-    start_fix = ("start it (systemctl start docker; in a debugkit checkout, scripts/docker-testenv up), or point "
-                 "DOCKER_HOST at a running engine")
 
     def toolbox_missing_fix(self, image: str, *, standard: bool) -> str:
         return "debugkit toolbox build" + ("" if standard else f" --tag {image} (or docker pull {image})")

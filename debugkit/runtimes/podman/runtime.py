@@ -52,8 +52,6 @@ class PodmanRuntime(DockerRuntime):
 
     unconfigured = f"CONTAINER_HOST is not set and {DEFAULT_SOCKET} does not exist"
     address_setting = "CONTAINER_HOST"
-    start_fix = ("start it (systemctl start podman.socket, or podman system service --time=0 &), or point "
-                 "CONTAINER_HOST at a running one")
 
     def toolbox_missing_fix(self, image: str, *, standard: bool) -> str:
         return f"copy it from Docker: docker save {image} | podman load" if standard else f"podman pull {image}"
