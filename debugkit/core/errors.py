@@ -23,7 +23,7 @@ class ExitCode(IntEnum):
     IDENTITY_UNRESOLVED = 68
     ENGINE_UNREACHABLE = 69
     INTERNAL = 70
-    AUDIT_UNWRITABLE = 73       # nothing is launched without its audit record
+    CANNOT_WRITE = 73           # the audit log (nothing is launched without its record) or a report
     IMAGE_MISSING = 71
     PERMISSION_DENIED = 77
     FORBIDDEN = 78
@@ -79,6 +79,13 @@ class ConfigInvalid(DebugkitError):
     """The configuration file: unreadable, not YAML, an unknown key or a wrong type."""
 
     exit_code = ExitCode.CONFIG_INVALID
+
+
+class CannotWrite(DebugkitError):
+    """A record or a report could not be written or read back: the audit log (nothing is
+    launched without its start record), a runbook report on a full disk. sysexits' EX_CANTCREAT."""
+
+    exit_code = ExitCode.CANNOT_WRITE
 
 
 class TargetNotFound(DebugkitError):

@@ -8,7 +8,6 @@ Podman's runtime is this class pointed at Podman's Docker-compatible service.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -16,6 +15,7 @@ import time
 from dataclasses import replace
 
 from debugkit.core import identity as ident
+from debugkit.core import jsonsafe
 from debugkit.core.errors import DebugkitError, EngineUnreachable, ImageMissing, InvalidInput
 from debugkit.core.imageref import toolbox_ref
 from debugkit.core.options import SidecarOptions
@@ -73,7 +73,8 @@ class DockerRuntime(Runtime):
 
     def connect(self):
         """An engine client that has answered a ping, or a DebugkitError saying why not."""
-        from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
+        from debugkit.runtimes.docker.engine import (EngineAnswerInvalid, EngineClient, EngineConfigError,
+                                                     EngineConnectionError, EngineError)
 
         address = self.resolution.address
         dial = None
@@ -90,7 +91,7 @@ class DockerRuntime(Runtime):
             client.prefetch(count, spare=spare)
         try:
             client.ping()
-        except (EngineConnectionError, EngineError, PermissionError) as exc:
+        except (EngineConnectionError, EngineError, PermissionError, EngineAnswerInvalid) as exc:
             client.close()
             client.release()
             raise engine_error(exc, engine=self.engine, host=client.host) from exc
@@ -409,7 +410,12 @@ class DockerRuntime(Runtime):
 
         def read():
             try:
-                result.update(json.loads(response.read() or b"{}"))
+                answer = jsonsafe.loads(response.read(1 << 20) or b"{}", max_bytes=1 << 20)
+                code = answer.get("StatusCode") if isinstance(answer, dict) else None
+                if isinstance(code, int) and not isinstance(code, bool):
+                    result["StatusCode"] = code
+                else:
+                    result["Error"] = {"Message": f"the engine's wait answered {str(answer)[:100]!r}"}
             except Exception as exc:  # surfaced to the caller through result
                 result["Error"] = {"Message": str(exc)}
             finally:
