@@ -8,6 +8,7 @@ import time
 import pytest
 
 from debugkit.core import identity as ident
+from debugkit.core import userdb
 from debugkit.core.errors import InvalidInput
 from debugkit.core.escape import safe, safe_data
 from debugkit.core.identity import Identity
@@ -143,11 +144,12 @@ def test_malformed_audit_lines_are_skipped_and_counted(tmp_path, monkeypatch):
 
 # -- 11. silent surprises ------------------------------------------------------------------------------
 
-def test_non_ascii_digits_in_a_passwd_are_not_ids():
-    passwd = ident.parse_passwd("odd:x:\u00b2:1::/:/bin/sh\nok:x:7:7::/:/bin/sh\n")
-    assert list(passwd) == ["ok"]
+def test_non_ascii_digits_in_a_passwd_are_read_as_the_runtimes_read_them():
+    # runc's parser takes a field strconv.Atoi cannot read as 0, and no runtime reads '²' as a number.
+    db = userdb.from_text("odd:x:\u00b2:1::/:/bin/sh\nok:x:7:7::/:/bin/sh\n")
+    assert (ident.runtime_user("odd", db).uid, ident.runtime_user("ok", db).uid) == (0, 7)
     with pytest.raises(ident.IdentityUnresolved):
-        ident.resolve_configured_user("\u00b2", passwd=passwd, groups={})
+        ident.runtime_user("\u00b2", db)
 
 
 # -- 12. a pathological expectation cannot stall the CLI -----------------------------------------------

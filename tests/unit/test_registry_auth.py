@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from debugkit.core.identity import runtime_user
 from debugkit.runtimes.kubernetes.registry import RegistryError, image_user_and_etc
 
 
@@ -45,7 +46,7 @@ class Registry(ThreadingHTTPServer):
                        "etc/group": b"root:x:0:\napp:x:10002:\n"})
         # A newer layer deletes /etc/group and writes another: the newest version must win.
         top = _layer({"etc/.wh.group": b"", "etc/group": b"root:x:0:\napp:x:10003:\n"})
-        config = json.dumps({"config": {"User": "app"}}).encode()
+        config = json.dumps({"config": {"User": "app:app"}}).encode()
         self.blobs = {_digest(b): b for b in (base, top, config)}
         self.manifest = json.dumps({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -121,10 +122,10 @@ def docker_config(tmp_path, monkeypatch):
 @pytest.mark.parametrize("registry", ["bearer"], indirect=True)
 def test_bearer_token_flow_with_docker_config_credentials(registry, docker_config):
     docker_config(registry.host, "alice", "s3cret")
-    user, files = image_user_and_etc(f"{registry.host}/team/app:1")
-    assert user == "app"
-    assert "app:x:10001:10002" in files["etc/passwd"]
-    assert "app:x:10003:" in files["etc/group"]  # the newest layer's version
+    user, etc, problem = image_user_and_etc(f"{registry.host}/team/app:1")
+    assert user == "app:app" and problem is None
+    got = runtime_user(user, etc)
+    assert (got.uid, got.gid) == (10001, 10003)  # the group from the newest layer's /etc/group
     (request,) = registry.token_requests[:1]
     assert "scope=repository%3Ateam%2Fapp%3Apull" in request["path"] and request["auth"].startswith("Basic ")
 
@@ -139,8 +140,8 @@ def test_anonymous_token_refused_is_a_clear_error(registry, docker_config):
 @pytest.mark.parametrize("registry", ["basic"], indirect=True)
 def test_basic_auth_from_docker_config(registry, docker_config):
     docker_config(registry.host, "alice", "s3cret")
-    user, _files = image_user_and_etc(f"{registry.host}/team/app:1")
-    assert user == "app"
+    user, _etc, _problem = image_user_and_etc(f"{registry.host}/team/app:1")
+    assert user == "app:app"
 
 
 @pytest.mark.parametrize("registry", ["none"], indirect=True)

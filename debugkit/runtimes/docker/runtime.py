@@ -120,8 +120,6 @@ class DockerRuntime(Runtime):
         with self.calls():
             probe = self.probe
             info = probe.find_target(options.target.name)
-            if thorough:
-                probe.load_etc(info)  # names for every source, not just the winner
             sources = probe.identity_sources(info, stop_at_first=not thorough)
             identity = probe.resolve_identity(info, options.user, sources)
             image_ref = options.sidecar_image

@@ -141,7 +141,8 @@ class KubernetesRuntime(Runtime):
 
     def plan(self, options: SidecarOptions, *, mode: str, thorough: bool = False) -> Plan:
         pt = self.find_target(options.target)
-        identities = PodIdentity(self.api, pt)
+        flag = options.user
+        identities = PodIdentity(self.api, pt, uids=(flag.uid,) if flag is not None and flag.gid is None else ())
         sources = identities.sources(stop_at_first=not thorough)
         identity = identities.resolve(options.user, sources)
         me = local_user()
