@@ -46,6 +46,29 @@ def test_custom_cannot_raise_privileges(custom):
         ephemeral_container(spec(), target_container="app", custom=custom)
 
 
+@pytest.mark.parametrize("custom,field", [
+    ({"command": ["sleep", "3600"]}, "'command'"),
+    ({"args": ["3600"]}, "'args'"),
+    ({"image": "busybox"}, "'image'"),
+    ({"name": "debugkit-other"}, "'name'"),
+    ({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "3600"]}}}}, "'lifecycle'"),
+    ({"stdin": True}, "'stdin'"),
+    ({"stdinOnce": False}, "'stdinOnce'"),
+    ({"env": [{"name": "DEBUGKIT_KEEP_ALIVE", "value": "99999"}]}, "DEBUGKIT_KEEP_ALIVE"),
+    ({"env": [{"name": "DEBUGKIT_REUSE", "value": "x"}]}, "DEBUGKIT_REUSE"),
+])
+def test_custom_cannot_change_what_the_debug_container_runs_or_how_long_it_lives(custom, field):
+    # Issue 27, item 18: a patch with command: [sleep, "3600"] ran despite --keep-alive 0.
+    with pytest.raises(InvalidInput, match=f"--custom may not set .*{field}"):
+        ephemeral_container(spec(), target_container="app", custom=custom)
+
+
+def test_custom_env_is_added_to_debugkits_own_not_put_in_their_place():
+    c = ephemeral_container(spec(), target_container="app", custom={"env": [{"name": "A", "value": "1"}]})
+    names = [e["name"] for e in c["env"]]
+    assert names[-1] == "A" and "DEBUGKIT_SESSION" in names
+
+
 def test_custom_may_repeat_what_the_profile_sets_and_shape_the_rest():
     c = ephemeral_container(spec(), target_container="app", custom={
         "securityContext": {"runAsUser": 65532, "readOnlyRootFilesystem": False}, "env": [{"name": "A", "value": "1"}]})

@@ -21,6 +21,14 @@ ENV_PROFILE = "DEBUGKIT_SIDECAR_PROFILE"  # for `ps` (ephemeral containers carry
 # How long a keep-alive waits for its first command before it gives up (a CLI that died
 # between the PATCH and its first exec must not leave a container for ever).
 FIRST_COMMAND_SECONDS = 120
+# What --custom may never set, and why: what the debug container is, what it runs and how
+# long it lives (kubectl debug refuses the same for its --custom).
+FIXED_FIELDS = {
+    "name": "name", "targetContainerName": "target", "image": "image", "command": "command", "args": "command",
+    "lifecycle": "lifecycle", "stdin": "lifecycle (its stdin decides when it ends)",
+    "stdinOnce": "lifecycle (its stdin decides when it ends)", "tty": "terminal",
+    "volumeDevices": "devices", "restartPolicy": "lifecycle",
+}
 # Fields of the securityContext that decide privilege: --custom may not touch them
 # unless the profile already grants as much (see check_custom).
 PRIVILEGE_FIELDS = ("privileged", "runAsUser", "runAsGroup", "runAsNonRoot", "allowPrivilegeEscalation",
@@ -110,10 +118,22 @@ def ephemeral_container(spec: SidecarSpec, *, target_container: str, custom: dic
 
 def check_custom(custom: dict, container: dict) -> None:
     """--custom may shape the container (env, workingDir, resources, volumeMounts...) but
-    never raise its privileges: a file may ask, only a --profile flag grants."""
-    for key in ("name", "targetContainerName"):
+    never raise its privileges (a file may ask, only a --profile flag grants), and never
+    change what the debug container is or how long it lives: as kubectl debug's --custom
+    (KEP-4292), not its name, image, command, args or lifecycle, nor debugkit's own
+    DEBUGKIT_* variables, which carry its session, reuse key and keep-alive."""
+    for key in FIXED_FIELDS:
         if key in custom:
-            raise InvalidInput(f"--custom may not set {key!r}")
+            raise InvalidInput(f"--custom may not set {key!r}: debugkit decides the debug container's "
+                               f"{FIXED_FIELDS[key]}")
+    env = custom.get("env")
+    if env is not None:
+        if not isinstance(env, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in env):
+            raise InvalidInput("--custom: env must be a list of {name, value} mappings")
+        for entry in env:
+            if entry["name"].startswith("DEBUGKIT_"):
+                raise InvalidInput(f"--custom may not set the environment variable {entry['name']}: debugkit's "
+                                   f"own variables carry the session, its reuse key and its keep-alive")
     sc = custom.get("securityContext")
     if sc is None:
         return
@@ -128,11 +148,16 @@ def check_custom(custom: dict, container: dict) -> None:
 
 
 def merge(base: dict, override: dict) -> dict:
-    """Recursive merge: mappings merge, everything else (lists included) is replaced."""
+    """Recursive merge: mappings merge; `env` merges by name, as a strategic merge patch
+    does (so --custom adds to debugkit's variables instead of replacing them); every other
+    list is replaced."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
+        elif key == "env" and isinstance(value, list) and isinstance(out.get(key), list):
+            given = {e["name"]: copy.deepcopy(e) for e in value}
+            out[key] = [given.pop(e["name"], e) for e in out[key]] + list(given.values())
         else:
             out[key] = copy.deepcopy(value)
     return out
