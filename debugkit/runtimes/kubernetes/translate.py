@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 from debugkit.core.errors import InvalidInput
+from debugkit.core.reuse import RUNNING, STARTING, SidecarFacts
 from debugkit.core.spec import SidecarSpec
 from debugkit.runtimes.base import HELPER_PATH, HELPER_PROTOCOL, reaped
 
@@ -59,9 +60,11 @@ def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, gu
     return ["sh", "-c", script, name, *argv]
 
 
-def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, local_user: str) -> str:
+def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, local_user: str,
+              keep_alive: float | None = None) -> str:
     """What two attaches must share to use one debug container: the target container, the
-    person, the sidecar's identity, image and profile, and any --custom."""
+    person, the sidecar's identity, image and profile, any --custom, and the keep-alive
+    (its idle limit is part of the container's command)."""
     import hashlib
     import json
 
@@ -69,7 +72,53 @@ def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, 
     # may not know what this one asks of it (the image's tag can have moved since).
     facts = [target_container, local_user, spec.uid, spec.gid, list(spec.supplementary_groups), spec.image,
              spec.profile, custom or {}, HELPER_PROTOCOL]
+    if keep_alive is not None:
+        facts.append(int(keep_alive))
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+# Waiting reasons of a debug container on its way to running: reusing it means waiting.
+STARTING_REASONS = {None, "", "ContainerCreating", "PodInitializing"}
+
+
+def _digest(image_id: str | None) -> str | None:
+    """sha256:... of an imageID (docker-pullable://repo@sha256:..., repo@sha256:..., sha256:...)."""
+    if not isinstance(image_id, str) or "sha256:" not in image_id:
+        return None
+    return "sha256:" + image_id.rsplit("sha256:", 1)[1]
+
+
+def _security(container: dict) -> dict:
+    return {"securityContext": container.get("securityContext") or {},
+            "targetContainerName": container.get("targetContainerName") or ""}
+
+
+def planned_facts(container: dict, *, name: str, command) -> SidecarFacts:
+    """What a reused debug container named `name` must be to serve this plan: the plan's
+    image (and digest, when the reference pins one), user and securityContext (after
+    --custom), targeting the same container, running its own keep-alive command."""
+    sc = container.get("securityContext") or {}
+    return SidecarFacts(name=name, image=container["image"], user=f"{sc.get('runAsUser')}:{sc.get('runAsGroup')}",
+                        security=_security(container), command=tuple(command),
+                        digest=_digest(container["image"]) if "@" in container["image"] else None)
+
+
+def found_facts(container: dict, status: dict) -> SidecarFacts:
+    """What an ephemeral container of the pod is, from its spec and status."""
+    sc = container.get("securityContext") or {}
+    state = status.get("state") or {}
+    if "running" in state:
+        now = RUNNING
+    elif "terminated" in state:
+        now = f"terminated: {state['terminated'].get('reason') or 'exit ' + str(state['terminated'].get('exitCode'))}"
+    elif (state.get("waiting") or {}).get("reason") in STARTING_REASONS:
+        now = STARTING
+    else:
+        now = f"waiting: {state['waiting'].get('reason')}"
+    command = [*(container.get("command") or []), *(container.get("args") or [])]
+    return SidecarFacts(name=container.get("name", ""), image=str(container.get("image") or ""),
+                        user=f"{sc.get('runAsUser')}:{sc.get('runAsGroup')}", security=_security(container),
+                        command=tuple(str(c) for c in command), state=now, digest=_digest(status.get("imageID")))
 
 
 def security_context(spec: SidecarSpec) -> dict:
