@@ -265,9 +265,19 @@ class EngineHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802
         mode = self.server.mode
+        if mode == "html":  # a web server at that address: every path is a page
+            return self._send(200, b"<!DOCTYPE html><html><body>hello</body></html>", "text/html")
         if self.path.endswith("/_ping"):
-            return self._send(200, b"<html>hello</html>", "text/html") if mode == "html" else \
-                self._send(200, b"OK", "text/plain")
+            self.send_response(200)
+            for header, value in (("Api-Version", "1.47"), ("Server", "Docker/29.0.0 (linux)"),
+                                  ("Content-Length", "2")):
+                self.send_header(header, value)
+            self.end_headers()
+            self.wfile.write(b"OK")
+            return
+        if self.path.endswith("/version"):
+            return self._send(200, json.dumps({"ApiVersion": "1.47", "MinAPIVersion": "1.24",
+                                               "Version": "29.0.0"}).encode())
         answers = {
             "deep": (200, DEEP_JSON.encode()),
             "list": (200, b'[{"Id": "x"}]'),
@@ -352,7 +362,8 @@ def test_an_engine_that_answers_html_is_named_with_what_it_sent(fake_engines):
     result = subprocess.run([sys.executable, "-m", "debugkit", "attach", "web", "--", "true"],
                             env={**os.environ, "DOCKER_HOST": host}, capture_output=True, timeout=60)
     assert result.returncode == UNREACHABLE
-    assert f"the Docker engine at {host} answered GET /_ping with HTML, not JSON" in result.stderr.decode()
+    (line,) = result.stderr.decode().splitlines()
+    assert f"the Docker engine at {host} answered GET /" in line and "HTML, not JSON" in line, line
 
 
 # -- 6. the audit log's user is the real UID's, never $USER ---------------------------------------------------

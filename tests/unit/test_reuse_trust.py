@@ -15,7 +15,7 @@ from debugkit.runtimes.docker import translate as docker
 from debugkit.runtimes.kubernetes import translate as kube
 
 TARGET = Identity(uid=65532, gid=65532, groups=(65532,), source="config")
-WANTED = SidecarFacts(name="debugkit-a", image="sha256:img", user="65532:65532", security={"CapDrop": ["ALL"]},
+WANTED = SidecarFacts(name="debugkit-a", image="sha256:img", user="65532:65532", security={"Capabilities": []},
                       command=("helper", "keepalive", "--socket", "debugkit-a"))
 
 
@@ -29,7 +29,7 @@ def state(tmp_path, monkeypatch):
     ({"user": "4242:4242"}, "it runs as 4242:4242, not 65532:65532"),
     ({"user": "0:0"}, "it runs as 0:0, not 65532:65532"),
     ({"image": "sha256:other"}, "its image is sha256:other, not sha256:img"),
-    ({"security": {"CapDrop": []}}, "security settings differ from the plan's (CapDrop)"),
+    ({"security": {"Capabilities": ["SYS_ADMIN"]}}, "security settings differ from the plan's (Capabilities)"),
     ({"command": ("sleep", "3600")}, "another command than debugkit's keep-alive"),
     ({"state": "waiting: ErrImagePull"}, "it is not running (waiting: ErrImagePull)"),
 ])
@@ -207,6 +207,15 @@ def test_kubernetes_refuses_a_recorded_container_that_cannot_start_or_differs():
     moved["status"]["ephemeralContainerStatuses"][0]["imageID"] = "reg/toolbox@sha256:" + "b" * 64
     reuse, why = kube_reuse(moved, kube_container("debugkit-new"))
     assert reuse is None and "digest" in why
+
+
+def test_podmans_expanded_capdrop_means_the_same_as_dockers_all():
+    """Podman 4.3 reports CapDrop: [ALL] as the list of the defaults it dropped."""
+    docker_side = {"CapDrop": ["ALL"], "CapAdd": ["NET_ADMIN", "NET_RAW"]}
+    podman_side = {"CapDrop": sorted(docker.DEFAULT_CAPS - {"NET_RAW"}), "CapAdd": ["CAP_NET_ADMIN", "NET_RAW"]}
+    assert docker.effective_caps(docker_side) == docker.effective_caps(podman_side) == ["NET_ADMIN", "NET_RAW"]
+    assert docker.effective_caps({"CapDrop": sorted(docker.DEFAULT_CAPS)}) == []
+    assert docker.effective_caps({"CapDrop": ["NET_RAW"]}) == sorted(docker.DEFAULT_CAPS - {"NET_RAW"})
 
 
 def test_the_facts_of_a_container_made_from_the_plan_match_the_plan():

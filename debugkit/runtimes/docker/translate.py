@@ -126,17 +126,30 @@ def reuse_key(spec: SidecarSpec, *, target_id: str, image_id: str, local_user: s
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _caps(values) -> list[str]:
-    return sorted({str(c).upper().removeprefix("CAP_") for c in values or ()})
+# The capabilities a container gets when nothing is dropped: Docker's default set, which
+# Podman 4.3 also lists when it reports a CapDrop of ALL (it expands ALL into them).
+DEFAULT_CAPS = frozenset({"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                          "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"})
+
+
+def _caps(values) -> set[str]:
+    return {str(c).upper().removeprefix("CAP_") for c in values or ()}
+
+
+def effective_caps(host_config: dict) -> list[str]:
+    """The capabilities a container runs with, from CapAdd and CapDrop, whichever way the
+    engine writes them: Docker keeps CapDrop: [ALL], Podman reports the defaults it dropped."""
+    dropped, added = _caps(host_config.get("CapDrop")), _caps(host_config.get("CapAdd"))
+    base = set() if "ALL" in dropped else DEFAULT_CAPS - dropped
+    return sorted(base | added)
 
 
 def security_facts(host_config: dict) -> dict:
     """The security settings of a container, from a create body's HostConfig or an
-    inspect's, in one form (None, [] and absent alike; capability names without CAP_)."""
+    inspect's, in one form (None, [] and absent alike; the capabilities it gets)."""
     return {
         "Privileged": bool(host_config.get("Privileged")),
-        "CapAdd": _caps(host_config.get("CapAdd")),
-        "CapDrop": _caps(host_config.get("CapDrop")),
+        "Capabilities": effective_caps(host_config),
         "NoNewPrivileges": any(str(o).startswith("no-new-privileges") and not str(o).endswith(":false")
                                for o in host_config.get("SecurityOpt") or ()),
         "ReadonlyRootfs": bool(host_config.get("ReadonlyRootfs")),
