@@ -366,17 +366,23 @@ class EngineClient:
         return self._json("GET", "/version", kind=dict)
 
     def inspect_container(self, container: str) -> dict:
-        return checked(self._json("GET", f"/containers/{urllib.parse.quote(container)}/json", kind=dict),
-                       f"GET /containers/{container}/json", Id=str, State=dict, Config=dict, HostConfig=dict)
+        request = f"GET /containers/{container}/json"
+        found = checked(self._json("GET", f"/containers/{urllib.parse.quote(container)}/json", kind=dict), request,
+                        required=("Id",), Id=str, Name=str, Image=str, State=dict, Config=dict, HostConfig=dict)
+        checked(found.get("State") or {}, request, Pid=int, ExitCode=int, Running=bool, Paused=bool, Status=str)
+        checked(found.get("Config") or {}, request, User=str, Image=str, Labels=dict, Entrypoint=list, Cmd=list)
+        return found
 
     def inspect_image(self, image: str) -> dict:
         return checked(self._json("GET", f"/images/{image}/json", kind=dict), f"GET /images/{image}/json",
-                       Id=str, Config=dict, RepoDigests=list)
+                       required=("Id",), Id=str, Config=dict, RepoDigests=list)
 
     def containers(self, *, all: bool = False, filters: dict | None = None) -> list:  # noqa: A002
         found = self._json("GET", "/containers/json", params={"all": all, "filters": filters}, kind=list)
         for item in found:
-            checked(item, "GET /containers/json", Id=str, Names=list, Labels=dict)
+            if not isinstance(item, dict):
+                raise EngineAnswerInvalid("GET /containers/json", "a list of something else than containers")
+            checked(item, "GET /containers/json", Id=str, Names=list, Labels=dict, Created=int, State=str)
         return found
 
     def top(self, container: str, ps_args: str | None = None) -> dict:
@@ -409,7 +415,7 @@ class EngineClient:
 
     def create_container(self, body: dict, *, name: str | None = None) -> dict:
         return checked(self._json("POST", "/containers/create", params={"name": name}, body=body, kind=dict),
-                       "POST /containers/create", Id=str)
+                       "POST /containers/create", required=("Id",), Id=str)
 
     def start(self, container: str) -> None:
         self._json("POST", f"/containers/{container}/start")
@@ -464,14 +470,15 @@ class EngineClient:
         if user:
             body["User"] = user
         return checked(self._json("POST", f"/containers/{container}/exec", body=body, kind=dict),
-                       f"POST /containers/{container}/exec", Id=str)
+                       f"POST /containers/{container}/exec", required=("Id",), Id=str)
 
     def exec_start_detached(self, exec_id: str) -> None:
         """Start an exec and return at once (no stream: the shared connection serves)."""
         self._json("POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": False})
 
     def exec_inspect(self, exec_id: str) -> dict:
-        return self._json("GET", f"/exec/{exec_id}/json", kind=dict)
+        return checked(self._json("GET", f"/exec/{exec_id}/json", kind=dict), f"GET /exec/{exec_id}/json",
+                       ExitCode=int, Running=bool, Pid=int)
 
     def exec_resize(self, exec_id: str, *, height: int, width: int) -> None:
         self._json("POST", f"/exec/{exec_id}/resize", params={"h": height, "w": width})
@@ -572,9 +579,13 @@ def error_message(payload: bytes) -> str | None:
     return None
 
 
-def checked(doc: dict, request: str, **fields: type) -> dict:
-    """doc, when each named field is absent, null, or of its type; EngineAnswerInvalid naming
-    the first one that is not (a string for an object, a number for a list)."""
+def checked(doc: dict, request: str, *, required: tuple[str, ...] = (), **fields: type) -> dict:
+    """doc, when each named field is absent, null, or of its type (and each `required` one
+    is there); EngineAnswerInvalid naming the first one that is not (a string for an
+    object, a number for a list)."""
+    for name in required:
+        if doc.get(name) is None:
+            raise EngineAnswerInvalid(request, f"an answer without {name}")
     for name, kind in fields.items():
         value = doc.get(name)
         if value is not None:
