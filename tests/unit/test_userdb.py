@@ -139,3 +139,39 @@ def _flag(text: str):
 
     uid, gid = ident.parse_user_flag(text)
     return UserOverride(uid=uid, gid=gid, text=text)
+
+
+# -- Kubernetes: the local engine's copy is "the very image the node runs" ------------------------------------
+
+def _oci_export(blobs: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for digest, data in sorted(blobs.items()):
+            info = tarfile.TarInfo(f"blobs/sha256/{digest.removeprefix('sha256:')}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def test_the_node_config_digest_is_matched_through_the_local_engines_manifest():
+    """Docker 29 names an image by its index digest; the node by its config digest."""
+    import hashlib
+    import json
+
+    from debugkit.runtimes.kubernetes.identity import config_digests
+
+    def digest(data: bytes) -> str:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    config = b'{"config": {"User": "65532"}}'
+    manifest = json.dumps({"config": {"digest": digest(config)}, "layers": []}).encode()
+    index = json.dumps({"manifests": [{"digest": digest(manifest)}]}).encode()
+    export = _oci_export({digest(b): b for b in (config, manifest, index)})
+
+    class Exporter:
+        def export_stream(self, image):
+            body = io.BytesIO(export)
+            return body, body
+
+    assert config_digests(Exporter(), "img", digest(index)) == {digest(config)}
+    assert config_digests(Exporter(), "img", digest(b"another")) == set()

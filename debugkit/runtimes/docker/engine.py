@@ -402,6 +402,11 @@ class EngineClient:
             self.close()
             raise
 
+    def export_stream(self, image: str):
+        """(response, connection) of `docker save IMAGE`'s tar, on a connection of its own:
+        the caller reads as much as it needs and closes the connection."""
+        return self._request("GET", f"/images/{urllib.parse.quote(image, safe='')}/get", stream=True)
+
     def get_archive_stream(self, container: str, path: str):
         """(response, connection) of a path's tar archive, on a connection of its own: the
         caller reads the body as a stream and closes the connection."""

@@ -216,6 +216,60 @@ class PodIdentity:
         raise IdentityUnresolved(f"cannot determine the target's user ({errors})", hint="pass --user UID[:GID]")
 
 
+# How much of `docker save` config_digests reads before it gives up (the registry is the way then).
+MAX_EXPORT_BYTES = 256 << 20
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def config_digests(api, image: str, image_id: str) -> set[str]:
+    """The config digests of an image the local engine holds, read from its `docker save`
+    stream. The node reports an image by its config digest; an engine that keeps images
+    in containerd (Docker 29's default) names them by their manifest (or index) digest, so
+    proving "the very image the node runs" takes the manifest, which only the export holds.
+    The stream is read once, up to MAX_EXPORT_BYTES, keeping only small blobs (indexes and
+    manifests); empty when anything is off."""
+    import tarfile
+
+    from debugkit.core import jsonsafe
+
+    if not image_id.startswith("sha256:"):
+        return set()
+    small: dict[str, bytes] = {}
+    try:
+        resp, conn = api.export_stream(image)
+    except Exception:  # noqa: BLE001 - no export: no proof
+        return set()
+    try:
+        from debugkit.runtimes.kubernetes.registry import Bounded
+
+        with tarfile.open(fileobj=Bounded(resp, MAX_EXPORT_BYTES, what=f"the export of {image}"), mode="r|") as tar:
+            for member in tar:
+                name = member.name
+                if member.isfile() and name.startswith("blobs/sha256/") and member.size <= MAX_MANIFEST_BYTES:
+                    fh = tar.extractfile(member)
+                    small["sha256:" + name.rsplit("/", 1)[1]] = fh.read() if fh else b""
+    except Exception:  # noqa: BLE001 - a broken or endless export proves nothing
+        return set()
+    finally:
+        conn.close()
+    found: set[str] = set()
+    pending = [image_id]
+    while pending and len(found) < 64:
+        try:
+            doc = jsonsafe.loads(small.get(pending.pop(), b""), max_bytes=MAX_MANIFEST_BYTES)
+        except jsonsafe.Rejected:
+            continue
+        if not isinstance(doc, dict):
+            continue
+        config = doc.get("config")
+        if isinstance(config, dict) and isinstance(config.get("digest"), str):
+            found.add(config["digest"])
+        for entry in doc.get("manifests") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+                pending.append(entry["digest"])
+    return found
+
+
 def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | None:
     """The image's facts when the local Docker engine holds exactly the image the node runs
     (same ID or repo digest); None otherwise. Creates, never starts, a throwaway container
@@ -231,7 +285,8 @@ def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | No
     except Exception:  # no engine, no such image, a bad DOCKER_HOST: the registry is the way
         return None
     digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
-    if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])):
+    if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])
+            or digest in config_digests(api, image, attrs.get("Id") or "")):
         return None
     from debugkit.runtimes.kubernetes.registry import needs_etc
 
