@@ -21,7 +21,7 @@ from debugkit.cli.completion import answer_shell, completing, completion as comp
 from debugkit.cli.config import config_group
 from debugkit.cli.doctor import doctor
 from debugkit.cli.runbook import runbook
-from debugkit.cli.sessions import audit_command, gc_command, ps_command
+from debugkit.cli.sessions import audit_command, gc_command, ps_command, replay_command
 from debugkit.cli.toolbox import toolbox
 from debugkit.cli.transfer import cp, port_forward
 from debugkit.core.errors import DebugkitError, ExitCode, Interrupted, OutputClosed, Signalled
@@ -43,7 +43,7 @@ def _debug_requested() -> bool:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="debugkit")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors, and what was negotiated with the engine.")
 @click.option("--config", "config_file", metavar="FILE", envvar="DEBUGKIT_CONFIG",
               help="Configuration file (default: $XDG_CONFIG_HOME/debugkit/config.yaml).")
 def cli(debug: bool, config_file: str | None) -> None:
@@ -54,14 +54,18 @@ def cli(debug: bool, config_file: str | None) -> None:
     its localhost ports and (through /proc/1/root) its files.
     """
     _DEBUG["on"] = debug
+    if _debug_requested():
+        from debugkit.core import debuglog
+
+        debuglog.enable()  # notes such as the Engine API version negotiated
     if config_file is not None:
         from debugkit.session import config
 
         config.use(config_file)
 
 
-for _command in (attach, inspect, cp, port_forward, ps_command, gc_command, audit_command, runbook, toolbox,
-                 config_group, completion_command, doctor):
+for _command in (attach, inspect, cp, port_forward, ps_command, gc_command, audit_command, replay_command, runbook,
+                 toolbox, config_group, completion_command, doctor):
     cli.add_command(_command)
 
 

@@ -23,8 +23,9 @@ class ExitCode(IntEnum):
     IDENTITY_UNRESOLVED = 68
     ENGINE_UNREACHABLE = 69
     INTERNAL = 70
-    CANNOT_WRITE = 73           # the audit log (nothing is launched without its record) or a report
+    AUDIT_UNWRITABLE = 73       # the audit log (nothing is launched without its record), a recording, a report
     IMAGE_MISSING = 71
+    ENGINE_INCOMPATIBLE = 76    # the engine speaks no Engine API version debugkit speaks (sysexits' EX_PROTOCOL)
     PERMISSION_DENIED = 77
     FORBIDDEN = 78
     EPHEMERAL_UNAVAILABLE = 79
@@ -85,7 +86,7 @@ class CannotWrite(DebugkitError):
     """A record or a report could not be written or read back: the audit log (nothing is
     launched without its start record), a runbook report on a full disk. sysexits' EX_CANTCREAT."""
 
-    exit_code = ExitCode.CANNOT_WRITE
+    exit_code = ExitCode.AUDIT_UNWRITABLE
 
 
 class TargetNotFound(DebugkitError):
@@ -102,6 +103,12 @@ class IdentityUnresolved(DebugkitError):
 
 class EngineUnreachable(DebugkitError):
     exit_code = ExitCode.ENGINE_UNREACHABLE
+
+
+class EngineIncompatible(DebugkitError):
+    """The engine answers, but speaks no API version we do: which ranges, what to upgrade."""
+
+    exit_code = ExitCode.ENGINE_INCOMPATIBLE
 
 
 class ImageMissing(DebugkitError):

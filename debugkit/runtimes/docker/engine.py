@@ -6,6 +6,10 @@ on every call. This client speaks the same Engine API over the unix socket (or
 tcp://, with TLS when DOCKER_TLS_VERIFY is set) with only http.client, and offers the
 handful of calls the Docker backend makes, named as in docker-py's APIClient.
 docker-py stays for building the toolbox image and in the tests.
+
+The API version is negotiated (apiversion.py) from the unversioned `GET /_ping` a
+connection starts with, once per engine and process, as the docker CLI does: no extra
+round trip.
 """
 from __future__ import annotations
 
@@ -19,9 +23,15 @@ import urllib.parse
 from dataclasses import dataclass
 
 from debugkit.core import jsonsafe
+from debugkit.runtimes.docker import apiversion
+from debugkit.runtimes.docker.apiversion import Negotiated
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
-API_VERSION = "1.41"  # Engine 20.10; every call used here exists since 1.30
+
+# The version negotiated with each engine (by address), once per process: every client of
+# the same engine (a fleet's threads, gc's removals, doctor's short-timeout one) shares it.
+_NEGOTIATED: dict[str, "Negotiated"] = {}
+_NEGOTIATING = threading.Lock()
 
 
 class EngineError(Exception):
@@ -74,7 +84,9 @@ class EngineConfigError(ValueError):
 @dataclass(frozen=True)
 class TLSConfig:
     """Client TLS for tcp:// engines: DOCKER_CERT_PATH's ca.pem, cert.pem and key.pem, or
-    a Docker context's TLS material."""
+    a Docker context's TLS material. No ca: the system's roots; no cert: no client
+    certificate (server-only TLS); verify False: DOCKER_TLS without DOCKER_TLS_VERIFY, or a
+    context's SkipTLSVerify."""
 
     ca: str | None
     cert: str | None
@@ -92,6 +104,7 @@ class EngineAddress:
     tls: TLSConfig | None = None
     ssh: tuple[str, ...] = ()   # argv of the ssh dialer (see hosts.py)
     text: str = ""              # as the user gave it, for messages
+    base_path: str = ""         # tcp://host:port/PREFIX: every request goes under /PREFIX
 
     @property
     def local(self) -> bool:
@@ -100,27 +113,41 @@ class EngineAddress:
 
 
 def parse_host(host: str, *, tls: TLSConfig | None = None) -> EngineAddress:
-    """`unix:///path`, `tcp://host:port`, `http(s)://host:port`. Raises EngineConfigError."""
+    """`unix:///path`, `tcp://host[:port][/prefix]`, `http(s)://host[:port][/prefix]`.
+    Raises EngineConfigError.
+
+    The docker CLI's ParseTCPAddr: a missing port is 2375, with TLS too (only a missing
+    host means localhost:2376 under TLS: see hosts.py); a path is a prefix for every request.
+    `https://` (which the docker CLI refuses, and the Engine SDKs take) is TLS; without TLS
+    settings it verifies the server with the system's roots."""
     try:
-        parsed = urllib.parse.urlparse(host)
+        parsed = urllib.parse.urlsplit(host)
         port = parsed.port
     except ValueError as exc:
         raise EngineConfigError(f"invalid engine address {host!r}: {exc}") from None
     scheme = parsed.scheme
     if scheme == "unix":
-        if not parsed.path:
+        path = parsed.path or (DEFAULT_SOCKET if parsed.netloc == "" and host.rstrip("/") == "unix:" else "")
+        if not path:
             raise EngineConfigError(f"invalid engine address {host!r}: no socket path")
-        return EngineAddress("unix", path=parsed.path, text=host)
+        return EngineAddress("unix", path=path, text=host)
     if scheme in ("tcp", "http", "https"):
-        if not parsed.hostname:
+        if parsed.query or parsed.fragment:
+            raise EngineConfigError(f"invalid engine address {host!r}: no query or fragment allowed")
+        hostname = parsed.hostname or ("localhost" if scheme == "tcp" and host.rstrip("/") == "tcp:" else None)
+        if not hostname:
             raise EngineConfigError(f"invalid engine address {host!r}: no host name")
         if scheme == "https" and tls is None:
-            raise EngineConfigError(f"engine address {host!r} asks for TLS but no certificates are configured "
-                                    f"(set DOCKER_CERT_PATH and DOCKER_TLS_VERIFY, or use a Docker context)")
-        netloc = f"{parsed.hostname}:{port or (2376 if tls else 2375)}"
-        if ":" in parsed.hostname:
-            netloc = f"[{parsed.hostname}]:{port or (2376 if tls else 2375)}"
-        return EngineAddress("tcp", netloc=netloc, tls=tls, text=host)
+            tls = TLSConfig(ca=None, cert=None, key=None, verify=True)
+        elif scheme == "http":
+            tls = None
+        if port == 0:
+            raise EngineConfigError(f"invalid engine address {host!r}: port 0")
+        port = port or (443 if scheme == "https" else 80 if scheme == "http" else 2375)
+        netloc = f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
+        # A user:password@ is not used (the docker CLI drops it too) and never shown.
+        shown = host if "@" not in parsed.netloc else host.replace(parsed.netloc.rpartition("@")[0] + "@", "***@", 1)
+        return EngineAddress("tcp", netloc=netloc, tls=tls, text=shown, base_path=parsed.path.rstrip("/"))
     raise EngineConfigError(f"unsupported engine address {host!r}: use unix://, tcp:// or ssh://")
 
 
@@ -188,13 +215,16 @@ class HijackedSocket:
 class EngineClient:
     """The subset of the Engine API that debugkit's Docker and Podman runtimes use."""
 
-    def __init__(self, address: EngineAddress | str | None = None, *, timeout: float = 60, dial=None):
+    def __init__(self, address: EngineAddress | str | None = None, *, timeout: float = 60, dial=None,
+                 engine: str = "Docker"):
+        """`engine` names the product in messages ("Docker", "Podman")."""
         if address is None or isinstance(address, str):
             address = parse_host(address or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}",
                                  tls=tls_from_env())
         self.address = address
         self.host = address.text
         self.timeout = timeout
+        self.engine = engine
         self._dial = dial
         if address.scheme == "ssh" and dial is None:
             raise EngineConfigError("an ssh:// engine needs a dialer (see runtimes/docker/hosts.py)")
@@ -212,15 +242,21 @@ class EngineClient:
         if self._ssl is None:
             import ssl
 
+            from debugkit.core.files import read_regular
+
             tls = self.address.tls
             try:
-                ctx = ssl.create_default_context(cafile=tls.ca if tls.verify else None)
+                ca = read_regular(tls.ca, 1 << 20).decode("ascii", "replace") if tls.ca else None
+                ctx = ssl.create_default_context(cadata=ca)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # the docker CLI's tlsconfig.ClientDefault
                 if not tls.verify:
                     ctx.check_hostname = False
                     ctx.verify_mode = ssl.CERT_NONE
                 if tls.cert and tls.key:
+                    for path in (tls.cert, tls.key):
+                        read_regular(path, 1 << 20)  # a FIFO or a device is refused, not waited on
                     ctx.load_cert_chain(tls.cert, tls.key)
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError, ValueError) as exc:
                 raise EngineConnectionError(f"cannot use the TLS material for {self.host}",
                                             detail=f"{getattr(exc, 'strerror', None) or exc}") from None
             self._ssl = ctx
@@ -236,20 +272,94 @@ class EngineClient:
             return http.client.HTTPSConnection(addr.netloc, timeout=timeout, context=self._ssl_context())
         return http.client.HTTPConnection(addr.netloc, timeout=timeout)
 
-    def _path(self, path: str, params: dict | None = None) -> str:
+    def _path(self, path: str, params: dict | None = None, *, version: str | None) -> str:
         query = ""
         if params:
             clean = {k: (json.dumps(v) if isinstance(v, (dict, list)) else
                          str(int(v)) if isinstance(v, bool) else str(v))
                      for k, v in params.items() if v is not None}
             query = "?" + urllib.parse.urlencode(clean)
-        return f"/v{API_VERSION}{path}{query}"
+        prefix = f"{self.address.base_path}/v{version}" if version else self.address.base_path
+        return f"{prefix}{path}{query}"
 
-    def _request(self, method: str, path: str, *, params=None, body=None, stream: bool = False,
-                 timeout: float | None = -1, headers: dict | None = None):
+    # -- the API version ----------------------------------------------------------------
+
+    def negotiate(self) -> Negotiated:
+        """The API version to speak to this engine, settled once per process from the
+        unversioned `GET /_ping` (its Api-Version header: the engine's newest version), as
+        the docker CLI does. Not `GET /version`, which docker-py asks: Docker 29 runs
+        `runc --version` and `docker-init --version` for it (+3.5 ms), Podman 4.3 takes
+        0.6 to 1 s. The engine's minimum is learned when a call is refused (_renegotiate).
+        Raises VersionMismatch (an EngineIncompatible error) when the engine speaks none
+        of ours, and the transport's errors when it cannot be reached."""
+        known = _NEGOTIATED.get(self.host)
+        if known is not None:
+            return known
+        with _NEGOTIATING:
+            known = _NEGOTIATED.get(self.host)
+            if known is None:
+                answer = self.ping_facts()
+                if not answer["ApiVersion"]:  # a proxy that drops the header: ask the long way
+                    answer = self.version()
+                known = apiversion.negotiate(answer, engine=self.engine, host=self.host)
+                _NEGOTIATED[self.host] = known
+                _debug_note(f"{self.engine} engine at {self.host}: Engine API {known.describe()}")
+        return known
+
+    @property
+    def api_version(self) -> str:
+        return self.negotiate().version
+
+    def _renegotiate(self, refused: apiversion.Refusal) -> None:
+        """A call was refused as too old or too new: ask again (the engine was upgraded, or
+        restarted with another minimum), with `GET /version` this time, whose MinAPIVersion
+        a mismatch message names, and keep what the refusal said about its limit."""
+        with _NEGOTIATING:
+            known = _NEGOTIATED.get(self.host)
+            if known is not None and known.version != refused.spoke:
+                return  # another thread has asked again already
+            _NEGOTIATED.pop(self.host, None)
+            found = apiversion.negotiate(self.version(), engine=self.engine, host=self.host, refused=refused)
+            _NEGOTIATED[self.host] = found
+            _debug_note(f"{self.engine} engine at {self.host} refused API {refused.spoke} (too {refused.too}); "
+                        f"now Engine API {found.describe()}")
+
+    def _request(self, method: str, path: str, *, versioned: bool = True, **kwargs):
+        """One call: on the negotiated version, or on the unversioned path."""
+        if not versioned:
+            return self._send(method, path, version=None, **kwargs)
+        return self._versioned(lambda version: self._send(method, path, version=version, **kwargs))
+
+    def _versioned(self, call):
+        """call(version) on the negotiated version; when the engine refuses that version (the
+        refusal comes before the call does anything), renegotiated and retried once."""
+        try:
+            return call(self.api_version)
+        except EngineError as exc:
+            refused = apiversion.refusal(exc.status_code, exc.explanation)
+            if refused is None:
+                raise
+        self._renegotiate(refused)
+        try:
+            return call(self.api_version)
+        except EngineError as exc:
+            again = apiversion.refusal(exc.status_code, exc.explanation)
+            if again is None:
+                raise
+            raise self._refused_twice(again) from exc
+
+    def _refused_twice(self, refused: apiversion.Refusal) -> apiversion.VersionMismatch:
+        """Refused again after asking anew: the ranges do not meet, as far as the engine says."""
+        known = _NEGOTIATED.pop(self.host, None) or Negotiated(refused.spoke, None, None, None)
+        return apiversion.VersionMismatch(
+            engine=self.engine, host=self.host, engine_version=known.engine_version,
+            engine_min=refused.limit if refused.too == "old" else known.engine_min,
+            engine_max=refused.limit if refused.too == "new" else known.engine_max)
+
+    def _send(self, method: str, path: str, *, version: str | None, params=None, body=None, stream: bool = False,
+              timeout: float | None = -1, headers: dict | None = None, data: bytes | None = None):
         """stream=True: a connection of its own, left open for the caller to read and close.
-        Otherwise the shared keep-alive connection."""
-        data = None
+        Otherwise the shared keep-alive connection. `body` is sent as JSON, `data` as is."""
         hdrs = {"Host": "docker", **(headers or {})}
         if body is not None:
             data = json.dumps(body).encode()
@@ -257,7 +367,7 @@ class EngineClient:
         use_timeout = self.timeout if timeout == -1 else timeout
         conn = self._new_connection(use_timeout) if stream else self._shared(use_timeout)
         try:
-            conn.request(method, self._path(path, params), body=data, headers=hdrs)
+            conn.request(method, self._path(path, params, version=version), body=data, headers=hdrs)
             resp = conn.getresponse()
         except (ConnectionError, FileNotFoundError, socket.timeout, http.client.HTTPException, OSError) as exc:
             conn.close()
@@ -355,15 +465,32 @@ class EngineClient:
     # -- calls (named as in docker-py) ------------------------------------------------
 
     def ping(self) -> bool:
-        resp, _ = self._request("GET", "/_ping")
+        resp, _ = self._request("GET", "/_ping", versioned=False)
         body = resp.read(MAX_ERROR_BYTES)
         if body != b"OK":
             self.close()
             raise EngineAnswerInvalid("GET /_ping", jsonsafe.describe(body) if body else "an empty body")
         return True
 
+    def ping_facts(self) -> dict:
+        """What the unversioned `GET /_ping` says in its headers, in /version's words:
+        `ApiVersion` (Api-Version, the engine's newest version) and `Version` (from Server:
+        `Docker/29.1.0 (linux)`, `Libpod/4.3.1 (linux)`); None where a header is missing."""
+        try:
+            resp, _ = self._request("GET", "/_ping", versioned=False)
+            resp.read(MAX_ERROR_BYTES)
+            if not resp.isclosed():
+                self.close()  # a body past any ping's: the rest is not read, nor the connection reused
+        except BaseException:
+            self.close()  # as _json: a failure mid-response leaves the connection unusable
+            raise
+        server = resp.getheader("Server") or ""
+        release = server.partition("/")[2].partition(" ")[0] or None
+        return {"ApiVersion": resp.getheader("Api-Version"), "Version": release}
+
     def version(self) -> dict:
-        return self._json("GET", "/version", kind=dict)
+        """The engine's /version, on the unversioned path: answered whatever the engine's range."""
+        return self._json("GET", "/version", versioned=False, kind=dict)
 
     def inspect_container(self, container: str) -> dict:
         request = f"GET /containers/{container}/json"
@@ -504,12 +631,16 @@ class EngineClient:
     # -- the HTTP upgrade for attach and exec ---------------------------------------------
 
     def _hijack(self, method: str, path: str, *, params=None, body=None) -> HijackedSocket:
+        return self._versioned(lambda version: self._upgrade(method, path, params=params, body=body,
+                                                              version=version))
+
+    def _upgrade(self, method: str, path: str, *, params, body, version: str) -> HijackedSocket:
         conn = self._new_connection(None)
         try:
             conn.connect()
             sock = conn.sock
             data = json.dumps(body).encode() if body is not None else b""
-            head = (f"{method} {self._path(path, params)} HTTP/1.1\r\nHost: docker\r\n"
+            head = (f"{method} {self._path(path, params, version=version)} HTTP/1.1\r\nHost: docker\r\n"
                     f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(data)}\r\n\r\n").encode()
             sock.sendall(head + data)
@@ -560,6 +691,12 @@ class EngineClient:
         return HijackedSocket(sock)
 
 
+def _debug_note(line: str) -> None:
+    from debugkit.core import debuglog
+
+    debuglog.note(line)
+
+
 def _path_stat(resp) -> dict:
     header = resp.getheader("X-Docker-Container-Path-Stat")
     try:
@@ -602,16 +739,24 @@ def checked(doc: dict, request: str, *, required: tuple[str, ...] = (), **fields
 
 
 def tls_from_env(environ=None, *, default_cert_path: str | None = None) -> TLSConfig | None:
-    """DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as the docker CLI reads them. The certificates
-    default to the docker CLI's config directory (~/.docker, or $DOCKER_CONFIG)."""
+    """The docker CLI's TLS options from the environment (cli/flags/options.go): TLS when
+    DOCKER_TLS or DOCKER_TLS_VERIFY is set (verification only with the latter), with
+    DOCKER_CERT_PATH's ca.pem (required, as the CLI reads it), and cert.pem and key.pem when
+    they exist (otherwise no client certificate: server-only TLS). The certificates default
+    to the docker CLI's config directory (~/.docker, or $DOCKER_CONFIG)."""
     env = os.environ if environ is None else environ
-    if not env.get("DOCKER_TLS_VERIFY") and not (env.get("DOCKER_HOST") or "").startswith("https:"):
+    verify = bool(env.get("DOCKER_TLS_VERIFY"))
+    if not (verify or env.get("DOCKER_TLS")):
         return None
-    cert_path = env.get("DOCKER_CERT_PATH") or default_cert_path or os.path.expanduser("~/.docker")
+    cert_path = env.get("DOCKER_CERT_PATH") or default_cert_path or \
+        os.path.join(env.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"))
     files = {name: os.path.join(cert_path, f"{name}.pem") for name in ("ca", "cert", "key")}
-    missing = [p for p in files.values() if not os.path.isfile(p)]
-    if missing:
-        raise EngineConfigError(f"TLS is requested for the engine but {', '.join(missing)} "
-                                f"{'is' if len(missing) == 1 else 'are'} missing (set DOCKER_CERT_PATH)")
-    return TLSConfig(ca=files["ca"], cert=files["cert"], key=files["key"],
-                     verify=bool(env.get("DOCKER_TLS_VERIFY")))
+    if not os.path.exists(files["ca"]):
+        raise EngineConfigError(f"TLS is requested for the engine ({'DOCKER_TLS_VERIFY' if verify else 'DOCKER_TLS'}) "
+                                f"but {files['ca']} does not exist (set DOCKER_CERT_PATH)")
+    cert = files["cert"] if os.path.exists(files["cert"]) else None
+    key = files["key"] if os.path.exists(files["key"]) else None
+    if (cert is None) != (key is None):
+        raise EngineConfigError(f"TLS for the engine: {files['cert'] if cert else files['key']} has no "
+                                f"{'key.pem' if cert else 'cert.pem'} next to it")
+    return TLSConfig(ca=files["ca"], cert=cert, key=key, verify=verify)

@@ -39,10 +39,19 @@ def engine_error(exc: BaseException, *, engine: str, host: str) -> DebugkitError
             hint="add your user to the group that owns the socket, or run with sudo",
         )
     detail = getattr(exc, "detail", None)
-    return EngineUnreachable(
-        f"cannot reach the {engine} engine at {host}" + (f": {detail}" if detail else ""),
-        hint="is the engine running? scripts/docker-testenv (or podman-testenv) starts one",
-    )
+    return EngineUnreachable(f"cannot reach the {engine} engine at {host}" + (f": {detail}" if detail else ""),
+                             hint=start_hint(engine, host))
+
+
+def start_hint(engine: str, host: str) -> str:
+    """What to start when an engine does not answer (said to installed users: no script of
+    this repository's)."""
+    on_that_host = "" if host.startswith("unix://") else " on that host"
+    if engine == "Podman":
+        return (f"start Podman's API service{on_that_host}: systemctl start podman.socket, or podman system "
+                f"service --time=0; or point CONTAINER_HOST at a running one")
+    return (f"start the {engine} engine{on_that_host}: systemctl start docker; or point -H, DOCKER_HOST or "
+            f"the Docker context at a running one")
 
 
 @contextlib.contextmanager

@@ -20,8 +20,8 @@ from debugkit.core.errors import DebugkitError, EngineUnreachable, ImageMissing,
 from debugkit.core.imageref import toolbox_ref
 from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
-from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_SESSION, LABEL_TARGET,
-                                LABEL_MANAGED, LABEL_USER, base_spec)
+from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_REASON, LABEL_SESSION,
+                                LABEL_TARGET, LABEL_MANAGED, LABEL_USER, base_spec)
 from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user, with_target_env
 from debugkit.core.reuse import NOT_RECORDED, RUNNING, refusal_line, reuse_refusal
 from debugkit.runtimes import reuse_records
@@ -74,7 +74,8 @@ class DockerRuntime(Runtime):
         return self._resolution
 
     def connect(self):
-        """An engine client that has answered a ping, or a DebugkitError saying why not."""
+        """An engine client whose API version is settled (its GET /_ping, once per process,
+        is the round trip that also says the engine answers), or a DebugkitError saying why not."""
         from debugkit.runtimes.docker.engine import (EngineAnswerInvalid, EngineClient, EngineConfigError,
                                                      EngineConnectionError, EngineError)
 
@@ -85,18 +86,23 @@ class DockerRuntime(Runtime):
 
             dial = SSHDialer(address)
         try:
-            client = EngineClient(address, dial=dial)
+            client = EngineClient(address, dial=dial, engine=self.engine)
         except EngineConfigError as exc:
             raise InvalidInput(str(exc)) from None
         count, spare = self._prefetch
         if count:
             client.prefetch(count, spare=spare)
         try:
-            client.ping()
-        except (EngineConnectionError, EngineError, PermissionError, EngineAnswerInvalid) as exc:
+            client.negotiate()
+        except BaseException as exc:
             client.close()
             client.release()
-            raise engine_error(exc, engine=self.engine, host=client.host) from exc
+            if isinstance(exc, EngineError):  # it answered, but not with its version
+                raise EngineUnreachable(f"the {self.engine} engine at {client.host} answered GET /_ping with "
+                                        f"{exc.status_code}: {exc.explanation}") from exc
+            if isinstance(exc, (EngineConnectionError, PermissionError, EngineAnswerInvalid)):
+                raise engine_error(exc, engine=self.engine, host=client.host) from exc
+            raise  # EngineIncompatible: it speaks none of our API versions
         return client
 
     @property
@@ -131,7 +137,7 @@ class DockerRuntime(Runtime):
         spec = base_spec(
             image=image_ref, identity=identity, target_name=info.name, target_id=info.id, runtime=self.name,
             command=options.command, stdin=options.stdin, tty=options.tty, session_id=options.session_id,
-            cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me,
+            cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me, reason=options.reason,
         )
         spec = apply_profile(spec, options.profile).evolve(resources=options.resources)
         if options.custom is not None:
@@ -497,6 +503,7 @@ class DockerRuntime(Runtime):
             "runtime": self.name,
             "engine": self.api.host,
             "engine_source": self.resolution.why,
+            **self.engine_facts(),
             "container": plan.target.name,
             "container_id": plan.target.id,
             "image": plan.target.image,
@@ -519,6 +526,12 @@ class DockerRuntime(Runtime):
             "attach_command": translate.shell_join(self.cli_argv(
                 translate.run_argv(plan.request, names={plan.target.id: plan.target.name}, cli=self.cli))),
         }
+
+    def engine_facts(self) -> dict:
+        """The engine's release and the API version negotiated with it, for inspect."""
+        found = self.api.negotiate()
+        release = f"{self.engine} {found.engine_version or '(version not stated)'}"
+        return {"engine_version": f"{release} (API {found.engine_range()})", "engine_api": found.version}
 
     def cli_argv(self, argv: list[str]) -> list[str]:
         """`docker run ...` pointed at the engine this runtime uses (a context by name)."""
@@ -553,6 +566,7 @@ class DockerRuntime(Runtime):
                 id=ctr.get("Id", ""),
                 reusable=translate.LABEL_REUSE in labels,
                 keep_alive_s=int(keep) if ident.is_decimal(keep := labels.get(translate.LABEL_KEEP_ALIVE, "")) else None,
+                reason=labels.get(LABEL_REASON),
             ))
         return rows
 
