@@ -53,7 +53,7 @@ __all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission",
 
 if TYPE_CHECKING:  # pragma: no cover
     from debugkit.core.identity import Identity
-    from debugkit.core.options import Connection, UserOverride
+    from debugkit.core.options import Connection, SidecarOptions, UserOverride
     from debugkit.core.targets import ManyRef, TargetRef
 
 # The toolbox's helper (toolbox-image/helper): reaper, keep-alive, copies, relay. Every
@@ -173,7 +173,7 @@ class Runtime(abc.ABC):
 
     Planning is written once (session/planning.py) and calls the hooks in the order they
     appear below: locate -> identity_sources -> user_identity -> sidecar_image ->
-    reuse_key -> reusable -> translate -> admit -> report."""
+    reuse_key -> translate -> reusable -> admit -> report."""
 
     name: str
     # Called with (plan, container ID) as soon as a container exists, so the session flow
@@ -209,8 +209,9 @@ class Runtime(abc.ABC):
     # -- planning hooks ------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def locate(self, ref: TargetRef, *, mode: str, thorough: bool) -> Located:
-        """The running target `ref` names (TargetNotFound, TargetNotRunning otherwise)."""
+    def locate(self, options: SidecarOptions, *, mode: str, thorough: bool) -> Located:
+        """The running target `options.target` names (TargetNotFound, TargetNotRunning
+        otherwise); `options.user` says whose passwd entry matters too."""
 
     @abc.abstractmethod
     def identity_sources(self, located: Located, *, thorough: bool) -> list[IdentitySource]:
@@ -219,8 +220,8 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def user_identity(self, located: Located, user: UserOverride) -> Identity:
-        """--user as an identity: a bare UID's group and the names from the target image's
-        own /etc/passwd when it can be read (else GID = UID)."""
+        """--user as an identity: a bare UID's group as the runtime would give it (from the
+        target image's own /etc/passwd when it can be read), and the names from it."""
 
     @abc.abstractmethod
     def sidecar_image(self, ref: str, *, toolbox: bool) -> SidecarImage:
@@ -232,17 +233,22 @@ class Runtime(abc.ABC):
         sidecar get the same key); None: this plan's sidecar is not reusable."""
         return None
 
-    def reusable(self, draft: Draft, key: str) -> str | None:
-        """A running sidecar that carries `key`, by name, or None."""
-        return None
-
     @abc.abstractmethod
     def translate(self, draft: Draft) -> Translation:
         """The runtime's own request for the draft, from a pure translation of its spec."""
 
+    def reusable(self, draft: Draft, translation: Translation) -> tuple[str | None, str | None]:
+        """(a running sidecar to exec into instead of starting the translated one, or None;
+        one line saying why a candidate that carries the key is not trusted, or None). Only
+        a sidecar this person's debugkit started for the key, and that is exactly what the
+        translation asks for, may be reused. Asked only when the draft has a reuse key and
+        --new was not given."""
+        return None, None
+
     def admit(self, draft: Draft, translation: Translation) -> Admission | None:
         """A policy's verdict on the request before it is sent (None: no policy here). A
-        runtime raises PolicyRejected for a rejected draft, unless the draft is thorough."""
+        runtime raises PolicyRejected for a rejected draft, unless the draft is thorough.
+        `draft.reuse` is already decided: a reused sidecar passed it when it was started."""
         return None
 
     def report(self, draft: Draft, translation: Translation) -> TargetReport:
@@ -328,11 +334,14 @@ class Runtime(abc.ABC):
 
 
 def local_user() -> str:
-    """Who runs debugkit on this machine, for labels and the audit log."""
-    import getpass
+    """Who runs debugkit on this machine, for labels, reuse keys and the audit log: the
+    name of the real UID in the passwd database, never $USER or $LOGNAME (anyone can set
+    those), or the UID itself when it has no entry (containers, CI)."""
     import os
+    import pwd
 
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry for our own UID (containers, CI)
-        return str(os.getuid())
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -82,7 +82,8 @@ class Draft(NamedTuple):
     options: SidecarOptions
     keep_alive: float | None      # None: the sidecar ends with its session
     reuse_key: str | None         # what a reusable sidecar for this plan carries
-    reuse: str | None             # an existing sidecar to exec into instead of a new one
+    reuse: str | None             # an existing sidecar to exec into instead of a new one (decided after
+                                  # translate, by Runtime.reusable; translate always sees None)
     local_user: str
     thorough: bool = False
 

@@ -27,7 +27,7 @@ from debugkit.core.errors import (
 from debugkit.core.options import Flags, SidecarOptions, sidecar_options
 from debugkit.core.spec import ENV_REASON, new_session_id
 from debugkit.core.targets import parse_target
-from debugkit.runtimes.base import ExecSession, Plan, Runtime, Streams, local_user
+from debugkit.runtimes.base import ExecSession, Plan, Runtime, Streams
 from debugkit.session import audit, defaults, planning, recording
 
 MAX_CUSTOM_BYTES = 1 << 20
@@ -83,12 +83,13 @@ def refusals_audited(flags: Flags) -> Iterator[None]:
     try:
         yield
     except DebugkitError as exc:
-        with contextlib.suppress(OSError):
+        # A log that cannot take the record must not hide why the session was refused.
+        with contextlib.suppress(audit.AuditUnwritable):
             audit.append({
                 "event": "refused", "session": flags.session_id or new_session_id(),
                 "runtime": _runtime_of(flags.target), "target": str(flags.target),
                 "command": list(flags.command or ()), "profile": flags.profile,
-                "local_user": local_user(), "exit_code": int(exc.exit_code), "outcome": "refused",
+                **audit.who(), "exit_code": int(exc.exit_code), "outcome": "refused",
                 "error": str(exc), **({"reason": flags.reason} if flags.reason else {}),
             })
         raise
@@ -132,7 +133,7 @@ def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
         "reused": plan.reuse is not None,
         "mode": mode,
         "command": list(spec.command),
-        "local_user": local_user(),
+        **audit.who(),
         "cli_pid": os.getpid(),
         "host": socket.gethostname(),
         **({"engine": plan.engine} if plan.engine else {}),

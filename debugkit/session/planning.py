@@ -3,8 +3,9 @@ nothing.
 
     locate the target -> its identity sources -> the identity (--user wins) -> the sidecar
     image -> the base spec -> the profile and the limits -> --target-env -> the keep-alive
-    -> the reuse key and a sidecar to reuse -> the runtime's request (a pure translation)
-    -> its policy's verdict -> (thorough) the report -> the warnings
+    -> the reuse key -> the runtime's request (a pure translation) -> a sidecar to reuse
+    (one that is exactly that request) -> its policy's verdict -> (thorough) the report ->
+    the warnings
 
 Each step that needs a runtime calls one of its hooks (runtimes/base.py, in this order);
 everything else is decided here, the same way for all of them.
@@ -26,7 +27,7 @@ def plan(runtime: Runtime, options: SidecarOptions, *, mode: str, thorough: bool
     """Resolve and translate; start and change nothing. `thorough` (inspect, doctor) also
     gathers what only a report needs: every identity source, the target's processes, a
     policy's verdict even for a reused sidecar."""
-    located = runtime.locate(options.target, mode=mode, thorough=thorough)
+    located = runtime.locate(options, mode=mode, thorough=thorough)
     sources = runtime.identity_sources(located, thorough=thorough)
     identity = runtime.user_identity(located, options.user) if options.user is not None else first_answer(sources)
     image = runtime.sidecar_image(options.sidecar_image, toolbox=options.image is None)
@@ -45,14 +46,17 @@ def plan(runtime: Runtime, options: SidecarOptions, *, mode: str, thorough: bool
     keep_alive = runtime.default_keep_alive if options.keep_alive is None else options.keep_alive
     draft = Draft(located=located, spec=spec, image=image, mode=mode, options=options, keep_alive=keep_alive,
                   reuse_key=None, reuse=None, local_user=me, thorough=thorough)
-    key = runtime.reuse_key(draft)
-    if key is not None:
-        draft = draft._replace(reuse_key=key, reuse=None if options.new else runtime.reusable(draft, key))
+    draft = draft._replace(reuse_key=runtime.reuse_key(draft))
     built = runtime.translate(draft)
+    refused = None
+    if draft.reuse_key is not None and not options.new:
+        reuse, refused = runtime.reusable(draft, built)
+        draft = draft._replace(reuse=reuse)
     admission = runtime.admit(draft, built)
     return Plan(
         runtime=runtime.name, mode=mode, target=target, spec=built.spec, request=built.request,
-        sources=tuple(sources), warnings=image.warnings + built.warnings, image_id=image.image_id,
+        sources=tuple(sources), warnings=image.warnings + built.warnings + ((refused,) if refused else ()),
+        image_id=image.image_id,
         image_digest=image.image_digest, helper=image.helper, keep_alive=keep_alive, reuse=draft.reuse,
         engine=built.engine, security_context=built.security_context, admission=admission,
         report=runtime.report(draft, built) if thorough else None, details=built.details, ref=options.target,

@@ -78,7 +78,8 @@ class FakeRuntime(Runtime):
 
     # -- the plan's hooks ------------------------------------------------------------------------
 
-    def locate(self, ref, *, mode, thorough):
+    def locate(self, options, *, mode, thorough):
+        ref = options.target
         found = ENGINE.containers.get(ref.name)
         if found is None:
             raise TargetNotFound(f"no fake container {ref.name!r}")

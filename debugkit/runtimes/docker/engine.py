@@ -22,6 +22,7 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 
+from debugkit.core import jsonsafe
 from debugkit.runtimes.docker import apiversion
 from debugkit.runtimes.docker.apiversion import Negotiated
 
@@ -57,6 +58,23 @@ class EngineConnectionError(OSError):
 class SSHConnectionError(EngineConnectionError):
     """ssh could not connect, authenticate or keep the connection to an ssh:// engine;
     `detail` is ssh's own reason as one line (see sshdial.explain)."""
+
+
+class EngineAnswerInvalid(Exception):
+    """The engine answered, but not with what the Engine API sends: HTML from a web server
+    at that address, JSON nested without end, a list for an object, a body past any real
+    answer's size. `request` is the call ("GET /containers/x/json"), `what` what came back."""
+
+    def __init__(self, request: str, what: str):
+        super().__init__(f"{request}: {what}")
+        self.request = request
+        self.what = what
+
+
+# No answer debugkit reads is near this: `containers?all=1` on an engine with thousands
+# of containers is a few MB. Bigger is not an engine speaking the API.
+MAX_ANSWER_BYTES = 64 << 20
+MAX_ERROR_BYTES = 1 << 20
 
 
 class EngineConfigError(ValueError):
@@ -361,15 +379,16 @@ class EngineClient:
             raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}",
                                         detail=getattr(exc, "strerror", None) or str(exc) or None) from exc
         if resp.status >= 400:
-            payload = resp.read()
-            try:
-                message = json.loads(payload).get("message", payload.decode(errors="replace"))
-            except (ValueError, AttributeError):
-                message = payload.decode(errors="replace")
-            if stream:
-                conn.close()
+            payload = resp.read(MAX_ERROR_BYTES)
+            if stream or not resp.isclosed():
+                conn.close()  # an error body past the bound is not read: the connection cannot be reused
+                if not stream:
+                    self._conn = None
+            message = error_message(payload)
+            if message is None:  # the Engine API's errors are JSON: this is some other server
+                raise EngineAnswerInvalid(f"{method} {path}", f"{resp.status} and {jsonsafe.describe(payload)}")
             cls = EngineNotFound if resp.status == 404 else EngineError
-            raise cls(resp.status, str(message).strip())
+            raise cls(resp.status, message or resp.reason)
         return resp, conn
 
     @property
@@ -401,17 +420,29 @@ class EngineClient:
             self._conn = self._new_connection(timeout)
         return self._conn
 
-    def _json(self, method: str, path: str, **kwargs):
+    def _json(self, method: str, path: str, *, kind: type | None = None, **kwargs):
+        """The answer's JSON (None for an empty body), at most MAX_ANSWER_BYTES; with `kind`
+        it must be that (an object, a list). EngineAnswerInvalid otherwise."""
         try:
             resp, _ = self._request(method, path, **kwargs)
-            payload = resp.read()
+            payload = resp.read(MAX_ANSWER_BYTES + 1)
+            if len(payload) > MAX_ANSWER_BYTES:
+                raise EngineAnswerInvalid(f"{method} {path}", f"a body larger than {MAX_ANSWER_BYTES >> 20} MiB")
         except BaseException:
             # A signal (or any failure) mid-response leaves the shared connection unusable.
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
             raise
-        return json.loads(payload) if payload else None
+        if not payload:
+            if kind is not None:
+                raise EngineAnswerInvalid(f"{method} {path}", "an empty body")
+            return None
+        try:
+            value = jsonsafe.loads(payload, max_bytes=MAX_ANSWER_BYTES)
+            return value if kind is None else jsonsafe.expect(value, kind, "the answer")
+        except jsonsafe.Rejected as exc:
+            raise EngineAnswerInvalid(f"{method} {path}", str(exc)) from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -435,7 +466,11 @@ class EngineClient:
 
     def ping(self) -> bool:
         resp, _ = self._request("GET", "/_ping", versioned=False)
-        return resp.read() == b"OK"
+        body = resp.read(MAX_ERROR_BYTES)
+        if body != b"OK":
+            self.close()
+            raise EngineAnswerInvalid("GET /_ping", jsonsafe.describe(body) if body else "an empty body")
+        return True
 
     def ping_facts(self) -> dict:
         """What the unversioned `GET /_ping` says in its headers, in /version's words:
@@ -443,7 +478,9 @@ class EngineClient:
         `Docker/29.1.0 (linux)`, `Libpod/4.3.1 (linux)`); None where a header is missing."""
         try:
             resp, _ = self._request("GET", "/_ping", versioned=False)
-            resp.read()
+            resp.read(MAX_ERROR_BYTES)
+            if not resp.isclosed():
+                self.close()  # a body past any ping's: the rest is not read, nor the connection reused
         except BaseException:
             self.close()  # as _json: a failure mid-response leaves the connection unusable
             raise
@@ -453,19 +490,31 @@ class EngineClient:
 
     def version(self) -> dict:
         """The engine's /version, on the unversioned path: answered whatever the engine's range."""
-        return self._json("GET", "/version", versioned=False) or {}
+        return self._json("GET", "/version", versioned=False, kind=dict)
 
     def inspect_container(self, container: str) -> dict:
-        return self._json("GET", f"/containers/{urllib.parse.quote(container)}/json")
+        request = f"GET /containers/{container}/json"
+        found = checked(self._json("GET", f"/containers/{urllib.parse.quote(container)}/json", kind=dict), request,
+                        required=("Id",), Id=str, Name=str, Image=str, State=dict, Config=dict, HostConfig=dict)
+        checked(found.get("State") or {}, request, Pid=int, ExitCode=int, Running=bool, Paused=bool, Status=str)
+        checked(found.get("Config") or {}, request, User=str, Image=str, Labels=dict, Entrypoint=list, Cmd=list)
+        return found
 
     def inspect_image(self, image: str) -> dict:
-        return self._json("GET", f"/images/{image}/json")
+        return checked(self._json("GET", f"/images/{image}/json", kind=dict), f"GET /images/{image}/json",
+                       required=("Id",), Id=str, Config=dict, RepoDigests=list)
 
     def containers(self, *, all: bool = False, filters: dict | None = None) -> list:  # noqa: A002
-        return self._json("GET", "/containers/json", params={"all": all, "filters": filters})
+        found = self._json("GET", "/containers/json", params={"all": all, "filters": filters}, kind=list)
+        for item in found:
+            if not isinstance(item, dict):
+                raise EngineAnswerInvalid("GET /containers/json", "a list of something else than containers")
+            checked(item, "GET /containers/json", Id=str, Names=list, Labels=dict, Created=int, State=str)
+        return found
 
     def top(self, container: str, ps_args: str | None = None) -> dict:
-        return self._json("GET", f"/containers/{container}/top", params={"ps_args": ps_args})
+        return checked(self._json("GET", f"/containers/{container}/top", params={"ps_args": ps_args}, kind=dict),
+                       f"GET /containers/{container}/top", Titles=list, Processes=list)
 
     def get_archive(self, container: str, path: str, *, max_bytes: int | None = None):
         """(tar bytes, stat) of a path; the bytes are None when larger than max_bytes."""
@@ -480,6 +529,16 @@ class EngineClient:
             self.close()
             raise
 
+    def export_stream(self, image: str):
+        """(response, connection) of `docker save IMAGE`'s tar, on a connection of its own:
+        the caller reads as much as it needs and closes the connection."""
+        return self._request("GET", f"/images/{urllib.parse.quote(image, safe='')}/get", stream=True)
+
+    def get_archive_stream(self, container: str, path: str):
+        """(response, connection) of a path's tar archive, on a connection of its own: the
+        caller reads the body as a stream and closes the connection."""
+        return self._request("GET", f"/containers/{container}/archive", params={"path": path}, stream=True)
+
     def stat_path(self, container: str, path: str) -> dict:
         """The engine's stat of a path in a container (HEAD: nothing is transferred)."""
         resp, _ = self._request("HEAD", f"/containers/{container}/archive", params={"path": path})
@@ -487,7 +546,8 @@ class EngineClient:
         return _path_stat(resp)
 
     def create_container(self, body: dict, *, name: str | None = None) -> dict:
-        return self._json("POST", "/containers/create", params={"name": name}, body=body)
+        return checked(self._json("POST", "/containers/create", params={"name": name}, body=body, kind=dict),
+                       "POST /containers/create", required=("Id",), Id=str)
 
     def start(self, container: str) -> None:
         self._json("POST", f"/containers/{container}/start")
@@ -499,7 +559,7 @@ class EngineClient:
             params["until"] = f"{until:.3f}"
         resp, conn = self._request("GET", "/events", params=params, stream=True, timeout=10)
         try:
-            raw = resp.read()
+            raw = resp.read(MAX_ANSWER_BYTES)
         finally:
             conn.close()
         out = []
@@ -507,9 +567,11 @@ class EngineClient:
             line = line.strip()
             if line:
                 try:
-                    out.append(json.loads(line))
+                    event = jsonsafe.loads(line, max_bytes=MAX_ERROR_BYTES)
                 except ValueError:
                     continue
+                if isinstance(event, dict):
+                    out.append(event)
         return out
 
     def kill(self, container: str, *, signal: str = "TERM") -> None:
@@ -539,14 +601,16 @@ class EngineClient:
                 "Tty": tty, "Env": [f"{k}={v}" for k, v in (environment or {}).items()]}
         if user:
             body["User"] = user
-        return self._json("POST", f"/containers/{container}/exec", body=body)
+        return checked(self._json("POST", f"/containers/{container}/exec", body=body, kind=dict),
+                       f"POST /containers/{container}/exec", required=("Id",), Id=str)
 
     def exec_start_detached(self, exec_id: str) -> None:
         """Start an exec and return at once (no stream: the shared connection serves)."""
         self._json("POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": False})
 
     def exec_inspect(self, exec_id: str) -> dict:
-        return self._json("GET", f"/exec/{exec_id}/json")
+        return checked(self._json("GET", f"/exec/{exec_id}/json", kind=dict), f"GET /exec/{exec_id}/json",
+                       ExitCode=int, Running=bool, Pid=int)
 
     def exec_resize(self, exec_id: str, *, height: int, width: int) -> None:
         self._json("POST", f"/exec/{exec_id}/resize", params={"h": height, "w": width})
@@ -584,6 +648,8 @@ class EngineClient:
             # follows may be swallowed into a buffer.
             raw = b""
             while not raw.endswith(b"\r\n\r\n"):
+                if len(raw) > MAX_ERROR_BYTES:
+                    raise EngineConnectionError("the engine sent a response head without end")
                 chunk = sock.recv(1)
                 if not chunk:
                     raise EngineConnectionError("the engine closed the connection during the upgrade")
@@ -595,13 +661,17 @@ class EngineClient:
                 raise
             raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}") from exc
         status_line = raw.split(b"\r\n", 1)[0].decode(errors="replace")
-        status = int(status_line.split()[1])
+        parts = status_line.split()
+        if len(parts) < 2 or not parts[1].isdigit() or not status_line.startswith("HTTP/"):
+            conn.close()
+            raise EngineAnswerInvalid(f"{method} {path}", f"a reply that is not HTTP ({status_line[:40]!r})")
+        status = int(parts[1])
         if status >= 400:
             # The error body follows the head; read what is there.
             sock.settimeout(5)
             rest = b""
             try:
-                while True:
+                while len(rest) < MAX_ERROR_BYTES:
                     chunk = sock.recv(65536)
                     if not chunk:
                         break
@@ -611,14 +681,12 @@ class EngineClient:
             except OSError:
                 pass
             conn.close()
-            text = rest.decode(errors="replace")
-            start = text.find("{")
-            try:
-                message = json.loads(text[start:]).get("message", text) if start >= 0 else text
-            except ValueError:
-                message = text
+            start = rest.find(b"{")
+            message = error_message(rest[start:] if start >= 0 else rest)
+            if message is None:
+                raise EngineAnswerInvalid(f"{method} {path}", f"{status} and {jsonsafe.describe(rest)}")
             cls = EngineNotFound if status == 404 else EngineError
-            raise cls(status, message.strip())
+            raise cls(status, message or status_line)
         sock.settimeout(None)
         return HijackedSocket(sock)
 
@@ -632,9 +700,42 @@ def _debug_note(line: str) -> None:
 def _path_stat(resp) -> dict:
     header = resp.getheader("X-Docker-Container-Path-Stat")
     try:
-        return json.loads(base64.b64decode(header)) if header else {}
+        found = jsonsafe.loads(base64.b64decode(header[:65536]), max_bytes=65536) if header else {}
     except ValueError:
         return {}
+    return found if isinstance(found, dict) else {}
+
+
+def error_message(payload: bytes) -> str | None:
+    """The `message` of an engine's error body ("" for an empty body, as HEAD's); None when
+    the body is not the Engine API's JSON at all (HTML from a proxy, text, a bomb)."""
+    if not payload.strip():
+        return ""
+    try:
+        found = jsonsafe.loads(payload, max_bytes=MAX_ERROR_BYTES)
+    except jsonsafe.Rejected:
+        return None
+    if isinstance(found, dict):
+        message = found.get("message")
+        return message.strip() if isinstance(message, str) else " ".join(str(found)[:300].split())
+    return None
+
+
+def checked(doc: dict, request: str, *, required: tuple[str, ...] = (), **fields: type) -> dict:
+    """doc, when each named field is absent, null, or of its type (and each `required` one
+    is there); EngineAnswerInvalid naming the first one that is not (a string for an
+    object, a number for a list)."""
+    for name in required:
+        if doc.get(name) is None:
+            raise EngineAnswerInvalid(request, f"an answer without {name}")
+    for name, kind in fields.items():
+        value = doc.get(name)
+        if value is not None:
+            try:
+                jsonsafe.expect(value, kind, name)
+            except jsonsafe.Rejected as exc:
+                raise EngineAnswerInvalid(request, str(exc)) from None
+    return doc
 
 
 def tls_from_env(environ=None, *, default_cert_path: str | None = None) -> TLSConfig | None:

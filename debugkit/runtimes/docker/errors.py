@@ -22,8 +22,12 @@ class TransientStartFailure(DebugkitError):
 
 def engine_error(exc: BaseException, *, engine: str, host: str) -> DebugkitError:
     """A transport failure (no socket, refused, TLS, SSH) as one clear error."""
-    from debugkit.runtimes.docker.engine import SSHConnectionError
+    from debugkit.runtimes.docker.engine import EngineAnswerInvalid, SSHConnectionError
 
+    if isinstance(exc, EngineAnswerInvalid):
+        # Something answers there, but not the Engine API: say who and what, in one line.
+        return EngineUnreachable(f"the {engine} engine at {host} answered {exc.request} with {exc.what}",
+                                 hint="is DOCKER_HOST (or -H, the context) the engine's address?")
     if isinstance(exc, SSHConnectionError):
         # ssh's own reason says what to do ("Permission denied (publickey)" is about the
         # key, not the socket): one line, exit 69.
@@ -54,13 +58,13 @@ def start_hint(engine: str, host: str) -> str:
 def engine_calls(*, engine: str, host: str):
     """Turn transport failures mid-session (engine restarted, socket gone) into our errors.
     Our own errors pass through untouched (a closed stdout is not the engine's fault)."""
-    from debugkit.runtimes.docker.engine import EngineConnectionError, EngineError
+    from debugkit.runtimes.docker.engine import EngineAnswerInvalid, EngineConnectionError, EngineError
 
     try:
         yield
     except DebugkitError:
         raise
-    except (EngineConnectionError, ConnectionError, PermissionError) as exc:
+    except (EngineConnectionError, ConnectionError, PermissionError, EngineAnswerInvalid) as exc:
         raise engine_error(exc, engine=engine, host=host) from exc
     except EngineError as exc:
         raise api_error(exc, engine=engine) from exc

@@ -10,7 +10,9 @@ from typing import NamedTuple
 
 from debugkit.core.errors import DebugkitError, ImageMissing
 from debugkit.core.imageref import toolbox_ref
+from debugkit.core.reuse import NOT_RECORDED, RUNNING, refusal_line, reuse_refusal
 from debugkit.core.spec import LABEL_MANAGED
+from debugkit.runtimes import reuse_records
 from debugkit.runtimes.base import Draft, Located, ResolvedTarget, SidecarImage, TargetReport, Translation
 from debugkit.runtimes.docker import translate
 
@@ -26,16 +28,13 @@ class DockerPlan(NamedTuple):
 class DockerPlanning:
     """The plan's hooks, in the order session/planning.py calls them."""
 
-    def locate(self, ref, *, mode: str, thorough: bool) -> Located:
+    def locate(self, options, *, mode: str, thorough: bool) -> Located:
         if self._api is None and not thorough:
             # A session needs three connections (the API calls, the keep-alive stream,
             # the first exec) when the engine is remote; a dialer (ssh) starts them at once.
             self._prefetch = (3, mode == "exec")
         with self.calls():
-            probe = self.probe
-            info = probe.find_target(ref.name)
-            if thorough:
-                probe.load_etc(info)  # names for every source, not just the winner
+            info = self.probe.find_target(options.target.name)
         target = ResolvedTarget(runtime=self.name, name=info.name, id=info.id, image=info.image)
         return Located(target=target, details=info)
 
@@ -45,7 +44,7 @@ class DockerPlanning:
 
     def user_identity(self, located: Located, user):
         with self.calls():
-            return self.probe.user_identity(located.details, user)
+            return self.probe.resolve_identity(located.details, user, [])
 
     def sidecar_image(self, ref: str, *, toolbox: bool) -> SidecarImage:
         with self.calls():
@@ -60,16 +59,7 @@ class DockerPlanning:
         if not draft.keep_alive:  # 0: end with the command, as without the flag
             return None
         return translate.reuse_key(draft.spec, target_id=draft.located.target.id, image_id=draft.image.image_id,
-                                   local_user=draft.local_user)
-
-    def reusable(self, draft: Draft, key: str) -> str | None:
-        """A running kept-alive sidecar made for the same target, person, identity, image,
-        profile and limits (its reuse key), by name."""
-        with self.calls():
-            found = self.api.containers(filters={"label": [f"{LABEL_MANAGED}=true",
-                                                           f"{translate.LABEL_REUSE}={key}"],
-                                                 "status": ["running"]})
-        return (found[0].get("Names") or ["/"])[0].lstrip("/") or None if found else None
+                                   local_user=draft.local_user, keep_alive=draft.keep_alive)
 
     def translate(self, draft: Draft) -> Translation:
         spec, mode, helper = draft.spec, draft.mode, draft.image.helper
@@ -106,6 +96,47 @@ class DockerPlanning:
                              heartbeat_s=translate.HEARTBEAT_S if remote else None)
         return Translation(spec=spec, request=request, warnings=tuple(warnings), engine=self.api.host,
                            details=details)
+
+    def reusable(self, draft: Draft, translation: Translation) -> tuple[str | None, str | None]:
+        """Only the sidecar this person's debugkit recorded starting for this key is a
+        candidate (see core/reuse.py), and only when the engine shows it running with exactly
+        the plan's image, user, security settings and keep-alive command. A look-alike that
+        merely carries the key is named and skipped."""
+        return self.trusted_reuse(draft.reuse_key, translation.request, image_id=draft.image.image_id,
+                                  helper=draft.image.helper, keep_alive=draft.keep_alive)
+
+    def trusted_reuse(self, key: str, request: dict, *, image_id: str, helper: bool,
+                      keep_alive: float) -> tuple[str | None, str | None]:
+        """reusable() for the plan's create `request`: (the sidecar to reuse, a refusal line)."""
+        from debugkit.runtimes.docker.engine import EngineNotFound
+
+        scope = self.api.host
+        with self.calls():
+            record = reuse_records.recall(self.name, scope, key)
+            if record is not None:
+                try:
+                    found = translate.inspected_facts(self.api.inspect_container(record.id))
+                except EngineNotFound:
+                    found = None  # it reached its idle limit and was removed: the usual end
+                if found is not None:
+                    wanted = translate.planned_facts(request, image_id=image_id,
+                                                     name=found.name, command=translate.main_command(
+                                                         found.name, (), mode="exec", helper=helper,
+                                                         keep_alive=keep_alive, session_id=""))
+                    why = reuse_refusal(found, wanted, recorded=True)
+                    if why is None:
+                        return found.name, None
+                    reuse_records.forget(self.name, scope, key, record.name)
+                    if found.state != RUNNING:
+                        return None, None  # it ended by itself (its keep-alive expired): nothing to say
+                    return None, refusal_line(found.name, why)
+                reuse_records.forget(self.name, scope, key, record.name)
+            lookalikes = self.api.containers(filters={"label": [f"{LABEL_MANAGED}=true",
+                                                                f"{translate.LABEL_REUSE}={key}"],
+                                                      "status": ["running"]})
+        for ctr in lookalikes:
+            return None, refusal_line((ctr.get("Names") or ["/?"])[0].lstrip("/"), NOT_RECORDED)
+        return None, None
 
     def report(self, draft: Draft, translation: Translation) -> TargetReport:
         info = draft.located.details

@@ -10,14 +10,15 @@ Podman's Docker-compatible service.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 
+from debugkit.core import jsonsafe
 from debugkit.core.errors import DebugkitError, EngineUnreachable, InvalidInput
 from debugkit.core.options import Connection
 from debugkit.core.targets import ContainerSetRef
 from debugkit.runtimes.base import CheckResult, Expansion, Plan, Preferences, Runtime, SessionRow, Streams, TargetReport
+from debugkit.runtimes import reuse_records
 from debugkit.runtimes.docker import translate
 from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls, engine_error, start_error
 from debugkit.runtimes.docker.planning import DockerPlanning
@@ -83,7 +84,8 @@ class DockerRuntime(DockerPlanning, Runtime):
     def connect(self):
         """An engine client whose API version is settled (its GET /_ping, once per process,
         is the round trip that also says the engine answers), or a DebugkitError saying why not."""
-        from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
+        from debugkit.runtimes.docker.engine import (EngineAnswerInvalid, EngineClient, EngineConfigError,
+                                                     EngineConnectionError, EngineError)
 
         address = self.resolution.address
         dial = None
@@ -106,7 +108,7 @@ class DockerRuntime(DockerPlanning, Runtime):
             if isinstance(exc, EngineError):  # it answered, but not with its version
                 raise EngineUnreachable(f"the {self.engine} engine at {client.host} answered GET /_ping with "
                                         f"{exc.status_code}: {exc.explanation}") from exc
-            if isinstance(exc, (EngineConnectionError, PermissionError)):
+            if isinstance(exc, (EngineConnectionError, PermissionError, EngineAnswerInvalid)):
                 raise engine_error(exc, engine=self.engine, host=client.host) from exc
             raise  # EngineIncompatible: it speaks none of our API versions
         return client
@@ -238,9 +240,15 @@ class DockerRuntime(DockerPlanning, Runtime):
         raise AssertionError("unreachable")
 
     def start_kept_alive(self, plan: Plan) -> str:
-        """Start the plan's --keep-alive sidecar, which outlives this CLI until idle; its name."""
+        """Start the plan's --keep-alive sidecar, which outlives this CLI until idle; its name.
+        It is recorded in this person's state directory, which is what lets a later session
+        trust it (DockerPlanning.reusable)."""
         with self.calls():
             container_id = self.create(plan)
+            key = plan.spec.labels_dict().get(translate.LABEL_REUSE)
+            if key:
+                reuse_records.remember(self.name, self.api.host, key, reuse_records.Record(plan.spec.name,
+                                                                                          container_id))
             try:
                 # Attach before start: Podman would otherwise restart a target that
                 # stopped in the meantime (its attach is where that is refused).
@@ -282,7 +290,12 @@ class DockerRuntime(DockerPlanning, Runtime):
 
         def read():
             try:
-                result.update(json.loads(response.read() or b"{}"))
+                answer = jsonsafe.loads(response.read(1 << 20) or b"{}", max_bytes=1 << 20)
+                code = answer.get("StatusCode") if isinstance(answer, dict) else None
+                if isinstance(code, int) and not isinstance(code, bool):
+                    result["StatusCode"] = code
+                else:
+                    result["Error"] = {"Message": f"the engine's wait answered {str(answer)[:100]!r}"}
             except Exception as exc:  # surfaced to the caller through result
                 result["Error"] = {"Message": str(exc)}
             finally:

@@ -6,9 +6,12 @@ is sent. Mixed into KubernetesRuntime, whose API client it uses.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 from debugkit.core.errors import InvalidInput, PolicyRejected, TargetNotFound, TargetNotRunning
+from debugkit.core.reuse import NOT_RECORDED, refusal_line, reuse_refusal
+from debugkit.runtimes import reuse_records
 from debugkit.runtimes.base import (Admission, Draft, Located, ResolvedTarget, SidecarImage, TargetReport,
                                     Translation)
 from debugkit.runtimes.kubernetes import podsecurity, translate
@@ -24,7 +27,7 @@ class KubePlan(NamedTuple):
 
     pod_target: PodTarget
     timeout: float                  # seconds for the debug container to start
-    container: str                  # the debug container the commands run in (reused, or the new one)
+    reuse_key: str                  # what the debug container carries, for the record of it (reuse_records)
 
 
 def default_container(pod: dict) -> str | None:
@@ -60,11 +63,13 @@ class KubernetesPlanning:
                 raise TargetNotRunning(f"container {pt.name} is not running ({why})")
         return pt
 
-    def locate(self, ref, *, mode: str, thorough: bool) -> Located:
-        pt = self.find_target(ref)
+    def locate(self, options, *, mode: str, thorough: bool) -> Located:
+        pt = self.find_target(options.target)
         target = ResolvedTarget(runtime=self.name, name=pt.name, id=pt.uid, image=pt.container_spec.get("image", ""),
                                 namespace=pt.namespace, pod=pt.pod_name, container=pt.container)
-        return Located(target=target, details=PodIdentity(self.api, pt))
+        flag = options.user  # a bare --user UID takes its group from the image's passwd
+        uids = (flag.uid,) if flag is not None and flag.gid is None else ()
+        return Located(target=target, details=PodIdentity(self.api, pt, uids=uids))
 
     def identity_sources(self, located: Located, *, thorough: bool) -> list:
         return located.details.sources(stop_at_first=not thorough)
@@ -79,10 +84,8 @@ class KubernetesPlanning:
 
     def reuse_key(self, draft: Draft) -> str | None:
         return translate.reuse_key(draft.spec, target_container=draft.located.details.pt.container,
-                                   custom=draft.options.custom, local_user=draft.local_user)
-
-    def reusable(self, draft: Draft, key: str) -> str | None:
-        return reusable_container(draft.located.details.pt.pod, key)
+                                   custom=draft.options.custom, local_user=draft.local_user,
+                                   keep_alive=draft.keep_alive)
 
     def translate(self, draft: Draft) -> Translation:
         pt, spec, keep_alive, helper = draft.located.details.pt, draft.spec, draft.keep_alive, draft.image.helper
@@ -103,7 +106,47 @@ class KubernetesPlanning:
         return Translation(spec=spec, request=container, warnings=tuple(warnings),
                            security_context=container.get("securityContext"),
                            details=KubePlan(pod_target=pt, timeout=draft.options.timeout,
-                                            container=draft.reuse or spec.name))
+                                            reuse_key=draft.reuse_key))
+
+    def reusable(self, draft: Draft, translation: Translation) -> tuple[str | None, str | None]:
+        """Only the container this person's debugkit recorded adding to this very pod (its
+        UID) for this key is a candidate, and only when its spec and status are exactly the
+        plan's: image (and digest), user, securityContext, target and keep-alive command
+        (core/reuse.py). A look-alike that merely carries the key in its environment, planted
+        by anyone who may patch pods/ephemeralcontainers, is named and skipped; so is one
+        that cannot start. --keep-alive 0 makes a container end with its command: never one
+        to reuse."""
+        return self.trusted_reuse(draft.located.details.pt, draft.reuse_key, translation.request,
+                                  keep_alive=draft.keep_alive, helper=draft.image.helper)
+
+    def trusted_reuse(self, pt, key: str, planned: dict, *, keep_alive: float,
+                      helper: bool) -> tuple[str | None, str | None]:
+        """reusable() for the plan's ephemeral container `planned` in the pod `pt`."""
+        if not keep_alive:
+            return None, None
+        specs = {c.get("name"): c for c in pt.pod["spec"].get("ephemeralContainers") or []}
+        record = reuse_records.recall(self.name, pt.uid, key)
+        if record is not None:
+            found_spec = specs.get(record.name)
+            if found_spec is not None:
+                found = translate.found_facts(found_spec, self.debug_status(pt.pod, record.name))
+                wanted = translate.planned_facts(planned, name=record.name,
+                                                 command=translate.keepalive_command(record.name,
+                                                                                     idle=keep_alive,
+                                                                                     helper=helper))
+                why = reuse_refusal(found, wanted, recorded=True, recorded_digest=record.digest)
+                if why is None:
+                    if record.digest is None and found.digest:  # the image it runs is known now: pin it
+                        reuse_records.remember(self.name, pt.uid, key, replace(record, digest=found.digest))
+                    return record.name, None
+                reuse_records.forget(self.name, pt.uid, key, record.name)
+                if found.state.startswith("terminated"):
+                    return None, None  # it ended by itself (its keep-alive expired): nothing to say
+                return None, refusal_line(record.name, why)
+            reuse_records.forget(self.name, pt.uid, key, record.name)
+        for name in lookalikes(pt.pod, key):
+            return None, refusal_line(name, NOT_RECORDED)
+        return None, None
 
     def admit(self, draft: Draft, translation: Translation) -> Admission | None:
         """The namespace's PodSecurity level, checked before the debug container is sent (a
@@ -138,18 +181,15 @@ class KubernetesPlanning:
                                    "container)")
 
 
-def reusable_container(pod: dict, key: str) -> str | None:
-    """A debug container in this pod that debugkit made for the same person, identity,
-    image, profile and target container (its reuse key) and that has not ended. The API
-    reports `running` about a second after the container really runs: one still reported
-    as waiting is taken too, and the first exec into it finds out (wait_ready)."""
+def lookalikes(pod: dict, key: str) -> list[str]:
+    """Debug containers of this pod that carry the reuse key and have not ended, newest
+    first: candidates only in name (see KubernetesPlanning.reusable)."""
     statuses = pod.get("status", {}).get("ephemeralContainerStatuses") or []
     states = {st["name"]: (st.get("state") or {}) for st in statuses}
+    found = []
     for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
         env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
-        state = states.get(ctr["name"], {})
-        # --keep-alive 0 made it to end with its command: it is ending, or gone, not reusable.
-        if ctr["name"].startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
-                and "terminated" not in state and env.get(translate.ENV_KEEP_ALIVE) != "0":
-            return ctr["name"]
-    return None
+        if str(ctr.get("name", "")).startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
+                and "terminated" not in states.get(ctr["name"], {}):
+            found.append(ctr["name"])
+    return found

@@ -148,7 +148,7 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
                 # The reused container expired between the plan and the exec: start a new one.
                 if attempt == 2 or plan.reuse is None:
                     raise
-                plan = plan._replace(reuse=None, details=plan.details._replace(container=plan.spec.name))
+                plan = plan._replace(reuse=None)
             finally:
                 if ws is not None:
                     ws.close(wait=0.2)
@@ -182,7 +182,7 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
             "profile": plan.spec.profile,
             "admitted_by_namespace": admission.admitted if admission else True,
             "zombies": None,
-            "debug_container": plan.details.container,
+            "debug_container": plan.reuse or plan.spec.name,
             "reuses": plan.reuse,
             "keep_alive_s": int(plan.keep_alive),
             "warnings": list(plan.warnings),

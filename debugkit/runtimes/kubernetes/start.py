@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from debugkit.core.errors import DebugkitError, EphemeralContainersUnavailable, Timeout
+from debugkit.core.errors import DebugkitError, EphemeralContainersUnavailable, Interrupted, Timeout
+from debugkit.core.reuse import refusal_line
+from debugkit.runtimes import reuse_records
 from debugkit.core.escape import safe
 from debugkit.runtimes.base import Plan
 from debugkit.runtimes.kubernetes import translate
@@ -72,13 +74,26 @@ class DebugContainerStart:
         return self.debug_status(self.read_pod(pt.namespace, pt.pod_name), name).get("state") or {}
 
     def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
-        """The running debug container the plan uses: the one it reuses, or a new one."""
+        """The running debug container the plan uses: the one it reuses, or a new one. A
+        reused one that fails to start is dropped, and a new one starts in its place."""
+        pt = plan.details.pod_target
         if plan.reuse is not None:
-            state = self.debug_status(plan.details.pod_target.pod, plan.reuse).get("state") or {}
-            if "running" not in state:
+            state = self.debug_status(pt.pod, plan.reuse).get("state") or {}
+            if "running" in state:
+                return plan.reuse
+            try:
                 self.wait_ready(plan, name=plan.reuse, on_waiting=on_waiting)
-            return plan.reuse
-        self.launch(plan.details.pod_target, plan.request)
+                return plan.reuse
+            except (Interrupted, ContainerNotReady):
+                raise
+            except DebugkitError as exc:
+                reuse_records.forget(self.name, pt.uid, plan.details.reuse_key, plan.reuse)
+                if on_waiting:
+                    on_waiting(refusal_line(plan.reuse, str(exc)))
+        self.launch(pt, plan.request)
+        if plan.details.reuse_key and plan.keep_alive:
+            reuse_records.remember(self.name, pt.uid, plan.details.reuse_key,
+                                   reuse_records.Record(plan.spec.name, plan.spec.name))
         self.wait_ready(plan, name=plan.spec.name, on_waiting=on_waiting)
         return plan.spec.name
 
