@@ -233,3 +233,24 @@ def test_every_runtime_package_is_registered_and_every_entry_has_its_package():
     for entry in runtimes.entries():
         for where in (entry.runtime, entry.configured):
             assert where.startswith(f"debugkit.runtimes.{entry.name}."), (entry.name, where)
+
+
+def imported_by(*argv: str) -> set[str]:
+    """The debugkit.runtimes modules a fresh `debugkit ARGV...` imports."""
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\nsys.argv = ['debugkit', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('debugkit', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('loaded:', *(m for m in sys.modules if m.startswith('debugkit.')), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("loaded:")]
+    return {m for m in line.split()[1:] if m.startswith("debugkit.runtimes")}
+
+
+def test_help_imports_no_runtime():
+    """`debugkit --help` and `attach --help` build their choices from the registry's entries,
+    which are data: no runtime package is imported (runtimes.get() is lazy)."""
+    for argv in (["--help"], ["attach", "--help"], ["ps", "--help"]):
+        loaded = imported_by(*argv)
+        assert {runtime_package(m) for m in loaded} <= {None}, (argv, sorted(loaded))
