@@ -44,8 +44,12 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
             raise InvalidInput("cp into a target changes its files: pass --write to allow it")
         if inbound and from_sidecar:
             raise InvalidInput("--from-sidecar reads from the sidecar; it cannot be a destination")
-        # The local side first: a destination that exists, or a missing directory, costs no sidecar.
-        out = None if inbound else copy.plan_out(source.path, dest.path, force=force)
+        # The local side first: a destination that exists, a missing directory, a FIFO or a
+        # device costs no sidecar.
+        if inbound:
+            sending = copy.plan_in(source.path)
+        else:
+            out = copy.plan_out(source.path, dest.path, force=force)
     record = {"cp": {"direction": "in" if inbound else "out", "remote_path": remote.path,
                      "local_path": (source if inbound else dest).path, "from_sidecar": from_sidecar}}
     with signals_as_exceptions():
@@ -54,7 +58,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
                 raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
             progress = copy.is_terminal()
             if inbound:
-                done = copy.copy_in(session, source.path, dest.path, force=force, progress=progress,
+                done = copy.copy_in(session, sending, dest.path, force=force, progress=progress,
                                     checksum=checksum)
             else:
                 done = copy.copy_out(session, out, from_sidecar=from_sidecar, progress=progress, checksum=checksum)

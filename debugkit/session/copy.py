@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import posixpath
 import re
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
@@ -40,9 +40,11 @@ from debugkit.core.errors import (
     NotADirectory,
     PathForbidden,
     PathNotFound,
+    SpecialFile,
 )
 from debugkit.core.escape import safe
 from debugkit.runtimes.base import HELPER_PATH, ExecSession
+from debugkit.runtimes.execution import BoundedCapture
 from debugkit.session.progress import Progress
 from debugkit.session.tarsink import TarSink
 
@@ -50,7 +52,7 @@ TARGET_ROOT = "/proc/1/root"
 SIDECAR_ROOT = "/"
 SCHEMES = ("docker://", "podman://", "k8s://")
 # The helper's exit codes (toolbox-image/helper): what each means here.
-HELPER_NOT_FOUND, HELPER_FORBIDDEN, HELPER_NOT_DIR, HELPER_EXISTS = 2, 3, 4, 5
+HELPER_NOT_FOUND, HELPER_FORBIDDEN, HELPER_NOT_DIR, HELPER_EXISTS, HELPER_SPECIAL = 2, 3, 4, 5, 6
 
 
 @dataclass(frozen=True)
@@ -94,16 +96,61 @@ def remote_path(path: str) -> str:
 def remote_stat(session: ExecSession, root: str, path: str, *, follow: bool = False) -> dict:
     """The helper's stat of PATH inside ROOT (a final symlink unfollowed unless `follow`)."""
     argv = [HELPER_PATH, "stat", "--root", root] + (["--follow"] if follow else []) + [path]
-    result = session.exec(argv, timeout=30)
+    result = session.exec(argv, timeout=30, max_output=MAX_STAT)
     if result.exit_code != 0:
-        detail = result.stderr.decode(errors="replace").strip() or f"exit {result.exit_code}"
+        detail = last_line(result.stderr) or f"exit {result.exit_code}"
         if result.exit_code == HELPER_FORBIDDEN or "permission denied" in detail:
             return {"path": path, "exists": False, "error": "permission denied", "root": True}
         raise DebugkitError(f"cp: cannot examine {safe(path)} in the sidecar: {safe(detail)}")
+    return parse_stat(result.stdout, path, truncated=result.truncated)
+
+
+MAX_STAT = 64 << 10   # the helper's stat line: a path and a link target of PATH_MAX each, JSON-escaped
+STAT_TYPES = ("file", "dir", "symlink", "other")
+_OCTAL_MODE = re.compile(r"[0-7]{1,6}", re.ASCII)
+
+
+def parse_stat(data: bytes, path: str, *, truncated: bool = False) -> dict:
+    """The helper's stat line, checked as hostile input (the target can write into the
+    helper's output): bounded, one JSON object of the shape the helper writes, with the
+    right types; only the fields used are kept, and `path` is ours, not theirs."""
+    def unusable(why: str) -> DebugkitError:
+        return DebugkitError(f"cp: the sidecar's answer about {safe(path)} is unusable: {why}")
+
+    if truncated or len(data) > MAX_STAT:
+        raise unusable(f"more than {MAX_STAT} bytes")
     try:
-        return json.loads(result.stdout)
-    except ValueError as exc:
-        raise DebugkitError(f"cp: the helper's answer about {safe(path)} is not JSON") from exc
+        info = json.loads(data)
+    except (ValueError, RecursionError):
+        raise unusable("not JSON") from None
+    if not isinstance(info, dict) or not isinstance(info.get("exists"), bool):
+        raise unusable("not a stat object")
+    if not info["exists"]:
+        error = info.get("error")
+        if not isinstance(error, str):
+            raise unusable("no error for a missing path")
+        return {"path": path, "exists": False, "error": error[:200]}
+    out = {"path": path, "exists": True}
+    for key, kind, check in (("type", str, lambda v: v in STAT_TYPES),
+                             ("mode", str, lambda v: _OCTAL_MODE.fullmatch(v) is not None),
+                             ("uid", int, lambda v: 0 <= v < 1 << 32), ("gid", int, lambda v: 0 <= v < 1 << 32),
+                             ("size", int, lambda v: 0 <= v < 1 << 63)):
+        value = info.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or not check(value):
+            raise unusable(f"a wrong {key}")
+        out[key] = value
+    link = info.get("link")
+    if out["type"] == "symlink":
+        if not isinstance(link, str) or len(link) > 4096:
+            raise unusable("a wrong link")
+        out["link"] = link
+    return out
+
+
+def last_line(stderr: bytes) -> str:
+    """The helper's last line on stderr (its error), without its prefix."""
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return lines[-1].removeprefix("debugkit-helper: ") if lines else ""
 
 
 def who(session: ExecSession) -> str:
@@ -160,8 +207,7 @@ _FAILED_PATH = re.compile(r"^(/.*?): (?:permission denied|cannot list it: permis
 
 def helper_failure(code: int, stderr: bytes, session: ExecSession, *, path: str, where: str, writing: bool,
                    root: str) -> DebugkitError:
-    detail = stderr.decode(errors="replace").strip().splitlines()
-    detail = detail[-1].removeprefix("debugkit-helper: ") if detail else ""
+    detail = last_line(stderr)
     shown = safe(detail or path)
     if code == HELPER_NOT_FOUND:
         return PathNotFound(f"cp: no such file or directory in {where}: {safe(path)}")
@@ -172,6 +218,8 @@ def helper_failure(code: int, stderr: bytes, session: ExecSession, *, path: str,
         return NotADirectory(f"cp: {where}: {shown}")
     if code == HELPER_EXISTS:
         return DestinationExists(f"cp: {where}: {shown}", hint="pass --force to replace it")
+    if code == HELPER_SPECIAL:
+        return SpecialFile(f"cp: {where}: {shown}", hint="cp copies regular files, directories and symlinks")
     return DebugkitError(f"cp failed in {where} (exit {code}): {shown}")
 
 
@@ -224,17 +272,47 @@ class OutPlan:
 
 def plan_out(remote: str, local: str, *, force: bool) -> OutPlan:
     """The local side of a copy out: checked before a sidecar is started, so a destination
-    that exists (without --force) or a missing directory costs no sidecar."""
+    that exists (without --force), one that is not a regular file, a directory or a
+    symlink (even with --force), or a missing directory costs no sidecar."""
     path = remote_path(remote)
     name = posixpath.basename(path) or "root"
     dest = Path(local)
-    if dest.is_dir() and not dest.is_symlink():
+    if local.endswith("/"):
+        # A trailing slash names a directory, through a symlink too (as `cp` and `ls` take it).
+        if not os.path.isdir(local):
+            raise (NotADirectory if os.path.lexists(local.rstrip("/") or "/") else PathNotFound)(
+                f"cp: {safe(local)} is not a local directory")
         dest = dest / name
-    elif local.endswith("/"):
-        raise (NotADirectory if dest.exists() else PathNotFound)(f"cp: {safe(local)} is not a local directory")
+    elif dest.is_dir() and not dest.is_symlink():
+        dest = dest / name
     if not dest.parent.is_dir():
         raise PathNotFound(f"cp: the local directory {safe(dest.parent)} does not exist")
+    check_local_dest(dest)
     return OutPlan(path, dest, force, os.path.lexists(dest))
+
+
+def special_kind(mode: int) -> str | None:
+    """What a device, FIFO or socket is, for a message; None for what cp copies."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+        return None
+    return ("a FIFO" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file")
+
+
+def check_local_dest(dest: Path, *, dir_fd: int | None = None) -> None:
+    """The rule `--report` follows: write only to a regular file or a new path (or, for cp,
+    a directory or a symlink, replaced as a whole). A device, FIFO or socket is never
+    replaced, even with --force: `cp T:/x /dev/null` as root would replace the device."""
+    try:
+        mode = os.lstat(dest.name if dir_fd is not None else dest, dir_fd=dir_fd).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise local_error(exc, "examine", dest) from None
+    kind = special_kind(mode)
+    if kind:
+        raise SpecialFile(f"cp: {safe(dest)} is {kind}: cp writes only to a regular file, a directory or a new path, "
+                          f"even with --force")
 
 
 def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progress: bool,
@@ -249,32 +327,92 @@ def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progres
             if "permission" in str(info.get("error")):
                 raise forbidden(session, plan.path, where=where, writing=False, root=root)
             raise PathNotFound(f"cp: no such file or directory in {where}: {safe(plan.path)}")
+        if info.get("type") not in ("dir", "file", "symlink"):
+            raise SpecialFile(f"cp: {safe(plan.path)} in {where} is not a regular file, a directory or a symlink",
+                              hint="cp copies regular files, directories and symlinks")
         _check_dest(dest, "dir" if info.get("type") == "dir" else "file", plan.path)
         raise DestinationExists(f"cp: {safe(dest)} exists", hint="pass --force to replace it")
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.debugkit-", dir=dest.parent))
-    except OSError as exc:
-        raise local_error(exc, "write in", dest.parent) from None
-    try:
+    with _Workspace(dest, replacing_dir=plan.exists and dest.is_dir() and not dest.is_symlink()) as work:
         meter = Progress(None, enabled=progress)
-        sink = TarSink(staging, meter, hashing=checksum, check_top=lambda kind: _check_dest(dest, kind, plan.path))
-        errors = io.BytesIO()
+        sink = TarSink(work.staging, meter, hashing=checksum,
+                       check_top=lambda kind: _check_dest(dest, kind, plan.path))
         try:
-            code = session.exec_io([HELPER_PATH, "tar-out", "--root", root, plan.path], stdin_fd=None,
-                                   stdout=sink, stderr=errors)
+            errors = BoundedCapture()
+            try:
+                code = session.exec_io([HELPER_PATH, "tar-out", "--root", root, plan.path], stdin_fd=None,
+                                       stdout=sink, stderr=errors)
+            finally:
+                meter.finish()
+            if code != 0:
+                raise helper_failure(code, errors.getvalue(), session, path=plan.path, where=where, writing=False,
+                                     root=root)
+            sink.close()
+            work.replace(sink.top, sink.root_fd)
         finally:
-            meter.finish()
-        if code != 0:
-            raise helper_failure(code, errors.getvalue(), session, path=plan.path, where=where, writing=False,
-                                 root=root)
-        sink.close()
-        try:
-            _replace(staging / sink.top, dest)
-        except OSError as exc:
-            raise local_error(exc, "replace", dest) from None
+            sink.release()
         return Copied(str(dest), sink.sums(dest.name), meter.done, sink.files, helper_warnings(errors.getvalue()))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+
+class _Workspace:
+    """The staging directory beside the destination (`.debugkit-cp-XXXXXXXX`: a fixed
+    short name, so any destination name within NAME_MAX fits), and, when an existing
+    directory is to be replaced, an empty directory of an unpredictable name
+    (`.debugkit-old-XXXXXXXX`) that the old one is renamed onto. Both are made with
+    mkdtemp (mode 0700) before any byte is transferred, so nobody can have prepared them,
+    and a directory where they cannot be made fails before the transfer, not after it."""
+
+    def __init__(self, dest: Path, *, replacing_dir: bool):
+        self.dest = dest
+        self.replacing_dir = replacing_dir
+        self.parent_fd = -1
+        self.staging: Path | None = None
+        self.aside: str | None = None
+
+    def __enter__(self) -> "_Workspace":
+        parent = self.dest.parent
+        try:
+            self.parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.staging = Path(tempfile.mkdtemp(prefix=".debugkit-cp-", dir=parent))
+            if self.replacing_dir:
+                self.aside = os.path.basename(tempfile.mkdtemp(prefix=".debugkit-old-", dir=parent))
+        except OSError as exc:
+            self.__exit__(None, None, None)
+            raise local_error(exc, "write in", parent) from None
+        return self
+
+    def replace(self, top: str, staging_fd: int) -> None:
+        """Move the finished copy into place, relative to the directories' descriptors: a
+        file (or symlink) at once (rename), a directory by renaming the old one onto the
+        empty aside first. The destination is checked again here, just before."""
+        name = self.dest.name
+        source, source_fd = (top, staging_fd) if top != "." else (self.staging.name, self.parent_fd)
+        check_local_dest(self.dest, dir_fd=self.parent_fd)
+        try:
+            old = os.lstat(name, dir_fd=self.parent_fd).st_mode
+        except FileNotFoundError:
+            old = 0
+        try:
+            if stat.S_ISDIR(old):
+                if self.aside is None:  # it became a directory during the transfer
+                    self.aside = os.path.basename(tempfile.mkdtemp(prefix=".debugkit-old-", dir=self.dest.parent))
+                os.rename(name, self.aside, src_dir_fd=self.parent_fd, dst_dir_fd=self.parent_fd)
+                try:
+                    os.rename(source, name, src_dir_fd=source_fd, dst_dir_fd=self.parent_fd)
+                except OSError:
+                    os.rename(self.aside, name, src_dir_fd=self.parent_fd, dst_dir_fd=self.parent_fd)
+                    raise
+            else:
+                os.rename(source, name, src_dir_fd=source_fd, dst_dir_fd=self.parent_fd)
+        except OSError as exc:
+            raise local_error(exc, "replace", self.dest) from None
+
+    def __exit__(self, *exc) -> None:
+        for made in (self.staging.name if self.staging else None, self.aside):
+            if made:  # what is left of them: the old copy, or an interrupted one
+                shutil.rmtree(self.dest.parent / made, ignore_errors=True)
+        if self.parent_fd >= 0:
+            os.close(self.parent_fd)
+            self.parent_fd = -1
 
 
 def local_error(exc: OSError, verb: str, path) -> DebugkitError:
@@ -295,32 +433,49 @@ def _check_dest(dest: Path, kind: str, path: str) -> None:
         raise DestinationExists(f"cp: {safe(dest)} is a directory; a {kind} does not replace it, even with --force")
 
 
-def _replace(produced: Path, dest: Path) -> None:
-    """Move the finished copy into place: a file at once (rename), a directory by moving
-    the old one aside first."""
-    if dest.is_dir() and not dest.is_symlink():
-        aside = dest.with_name(f".{dest.name}.debugkit-old-{os.getpid()}")
-        os.rename(dest, aside)
-        os.rename(produced, dest)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(produced, dest)
-
-
 # -- local -> target ---------------------------------------------------------------------------------------
 
-def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progress: bool,
+@dataclass(frozen=True)
+class InPlan:
+    """What a copy into the target sends, checked before any sidecar exists."""
+
+    local: str     # as typed: a trailing slash follows a symlink to a directory
+    name: str      # the name it gets in the target
+    kind: str      # "file", "dir" or "symlink"
+
+
+def plan_in(local: str) -> InPlan:
+    """The local side of a copy in: a regular file, a directory or a symlink (sent as a
+    link). A trailing slash names a directory, through a symlink too. A FIFO, a device
+    or a socket is refused (87): reading /dev/zero or a FIFO is no copy."""
+    try:
+        st = os.stat(local) if local.endswith("/") else os.lstat(local)
+    except FileNotFoundError:
+        raise PathNotFound(f"cp: no such local file or directory: {safe(local)}") from None
+    except NotADirectoryError:
+        raise NotADirectory(f"cp: {safe(local)} is not a local directory") from None
+    except OSError as exc:
+        raise local_error(exc, "read", local) from None
+    kind = special_kind(st.st_mode)
+    if kind:
+        raise SpecialFile(f"cp: {safe(local)} is {kind}: cp copies regular files, directories and symlinks")
+    if local.endswith("/") and not stat.S_ISDIR(st.st_mode):
+        raise NotADirectory(f"cp: {safe(local)} is not a local directory")
+    name = Path(local).name or Path(os.path.abspath(local)).name
+    return InPlan(local, name, "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode)
+                  else "file")
+
+
+def copy_in(session: ExecSession, plan: InPlan, remote: str, *, force: bool, progress: bool,
             checksum: bool = False) -> Copied:
     """Writes go into the target's filesystem with the target's user's rights, no more."""
+    local, name = plan.local, plan.name
     source = Path(local)
-    if not source.exists() and not source.is_symlink():
-        raise PathNotFound(f"cp: no such local file or directory: {safe(local)}")
-    name = source.name or Path(os.path.abspath(local)).name
     path = remote_path(remote)
     # A trailing slash names a directory: a symlink to one is followed (inside the target's
     # root); without it a symlink is the entry itself, replaced only with --force.
     info = remote_stat(session, TARGET_ROOT, path, follow=remote.endswith("/"))
-    source_is_dir = source.is_dir() and not source.is_symlink()
+    source_is_dir = plan.kind == "dir"
     if info.get("exists") and info.get("type") == "dir":
         dest_dir = path
     elif info.get("exists"):
@@ -344,10 +499,9 @@ def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progr
             raise PathNotFound(f"cp: no such directory in the target: {safe(dest_dir)}")
         if parent.get("type") != "dir":
             raise NotADirectory(f"cp: {safe(dest_dir)} in the target is not a directory")
-    total = 0
-    if source.is_symlink():
+    if plan.kind == "symlink":
         total = 0
-    elif source.is_file():
+    elif plan.kind == "file":
         total = source.stat().st_size
     else:
         total = sum(p.stat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink())
@@ -356,12 +510,13 @@ def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progr
     read_fd, write_fd = os.pipe()
     writer_error: list[BaseException] = []
     counted = [0]
+    skipped: list[str] = []
 
     def write_archive() -> None:
         try:
             with os.fdopen(write_fd, "wb", buffering=1 << 20) as sink:
                 with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=1 << 20) as tar:
-                    counted[0] = _add(tar, source, name, meter, sums, checksum)
+                    counted[0] = _add(tar, local, name, meter, sums, checksum, skipped)
         except BrokenPipeError:
             pass  # the helper stopped reading: its exit code says why
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
@@ -369,10 +524,10 @@ def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progr
 
     worker = threading.Thread(target=write_archive, daemon=True, name="debugkit-cp")
     worker.start()
-    errors = io.BytesIO()
+    errors = BoundedCapture()
     argv = [HELPER_PATH, "tar-in", "--root", TARGET_ROOT] + (["--force"] if force else []) + [dest_dir]
     try:
-        code = session.exec_io(argv, stdin_fd=read_fd, stdout=io.BytesIO(), stderr=errors)
+        code = session.exec_io(argv, stdin_fd=read_fd, stdout=BoundedCapture(), stderr=errors)
     finally:
         # Closing our end stops the writer at its next write (EPIPE) if the exec ended early.
         with contextlib.suppress(OSError):
@@ -387,29 +542,60 @@ def copy_in(session: ExecSession, local: str, remote: str, *, force: bool, progr
     if code != 0:
         raise helper_failure(code, errors.getvalue(), session, path=posixpath.join(dest_dir, name),
                              where="the target", writing=True, root="")
-    return Copied(posixpath.join(dest_dir, name), sums, meter.done, counted[0], helper_warnings(errors.getvalue()))
+    warnings = helper_warnings(errors.getvalue()) + _skipped_warning(skipped)
+    return Copied(posixpath.join(dest_dir, name), sums, meter.done, counted[0], warnings)
 
 
-def _add(tar: tarfile.TarFile, source: Path, arcname: str, meter: Progress, sums: list, checksum: bool) -> int:
-    """The local tree as a tar: files, directories and symlinks (as links, never followed);
-    the number of regular files."""
-    info = tar.gettarinfo(str(source), arcname=arcname)
+def _add(tar: tarfile.TarFile, source: str, arcname: str, meter: Progress, sums: list, checksum: bool,
+         skipped: list) -> int:
+    """The local tree as a tar: files, directories and symlinks (as links, never followed;
+    the top one too, unless it is named with a trailing slash); the number of regular
+    files. Sockets, FIFOs and devices are skipped (and listed), as the helper does."""
+    info = tar.gettarinfo(source, arcname=arcname)
+    if info is None:  # a socket: tarfile has no type for it
+        skipped.append(source)
+        return 0
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     if info.isfile():
-        digest = hashlib.sha256() if checksum else None
-        with open(source, "rb") as fh:
+        fh = _open_regular(source)
+        if fh is None:  # it became something else since it was examined
+            skipped.append(source)
+            return 0
+        with fh:
+            info.size = os.fstat(fh.fileno()).st_size
+            digest = hashlib.sha256() if checksum else None
             tar.addfile(info, _Counting(fh, digest, meter))
         if digest is not None:
             sums.append((digest.hexdigest(), arcname))
         return 1
     if info.isdir():
         tar.addfile(info)
-        return sum(_add(tar, child, f"{arcname}/{child.name}", meter, sums, checksum)
-                   for child in sorted(source.iterdir()))
+        return sum(_add(tar, os.path.join(source, child), f"{arcname}/{child}", meter, sums, checksum, skipped)
+                   for child in sorted(os.listdir(source)))
     if info.issym():
         tar.addfile(info)
-    return 0  # sockets, FIFOs and devices are skipped, as the helper does
+    else:
+        skipped.append(source)
+    return 0
+
+
+def _open_regular(path: str):
+    """PATH opened for reading only if it is (still) a regular file: never a FIFO that
+    would block the open, never through a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _skipped_warning(skipped: list[str]) -> list[str]:
+    if not skipped:
+        return []
+    shown = ", ".join(safe(p) for p in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+    return [f"not copied: {len(skipped)} local socket(s), device(s) or FIFO(s): {shown}"]
 
 
 class _Counting:
