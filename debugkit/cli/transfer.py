@@ -73,7 +73,8 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
 @click.command("port-forward")
 @click.argument("target", shell_complete=complete_target)
 @click.argument("ports", nargs=-1, required=True, metavar="[LOCAL:]REMOTE...")
-@click.option("--address", default="127.0.0.1", show_default=True, help="Local address to listen on.")
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Local IP address (or localhost) to listen on; another than loopback is warned about.")
 @click.option("--via", type=click.Choice(["auto", "sidecar", "portforward"]), default="auto", show_default=True,
               help="Kubernetes: the pod's portforward subresource (auto: when RBAC allows it) or the sidecar.")
 @target_options
@@ -91,10 +92,11 @@ def port_forward(target, ports, address, via, **kwargs):
     """
     from debugkit.core.errors import Forbidden, InvalidInput
     from debugkit.session import flow
-    from debugkit.session.forward import ExecRelay, Forwarder, parse_mappings
+    from debugkit.session.forward import ExecRelay, Forwarder, check_address, parse_mappings
     from debugkit.session.signals import signals_as_exceptions
 
     mappings = parse_mappings(ports)
+    exposed = check_address(address)
     raw = raw_options(target, **kwargs)
     if via == "portforward" and not target.startswith(("pod/", "pods/", "po/", "k8s://")):
         raise InvalidInput("--via portforward is the Kubernetes pod subresource: the target is not a pod")
@@ -130,6 +132,8 @@ def port_forward(target, ports, address, via, **kwargs):
                     for mapping in mappings:
                         relay.check(mapping.remote)
                 forwarder.relay = relay
+                if exposed:
+                    err(f"warning: {exposed}")
                 for addr, local, remote in bound:
                     click.echo(f"Forwarding from {addr}:{local} -> {remote} (via {relay.via})")
                 sys.stdout.flush()

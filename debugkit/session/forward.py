@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from debugkit.core.errors import InvalidInput, NothingListening, OutputClosed, PortUnavailable, TargetNotRunning
+from debugkit.core.escape import safe
 from debugkit.runtimes.base import HELPER_PATH, ExecSession
 
 PROBE_SECONDS = 3
@@ -53,6 +54,26 @@ def parse_mappings(specs) -> list[Mapping]:
     if not out:
         raise InvalidInput("port-forward needs at least one port: REMOTE or LOCAL:REMOTE")
     return out
+
+
+def check_address(address: str) -> str | None:
+    """--address: an IP address or `localhost`, as kubectl takes it; a warning (to print)
+    when it is not a loopback address. An empty one is refused, not bound: bind() takes ""
+    for every interface, which would expose a target's 127.0.0.1-only service to the
+    network without anybody having asked for it."""
+    import ipaddress
+
+    if address == "localhost":
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise InvalidInput(f"--address must be an IP address or localhost, not {safe(repr(address))}") from None
+    if ip.is_loopback:
+        return None
+    where = "every interface" if ip.is_unspecified else f"{ip}"
+    return (f"listening on {where}, not only on loopback: anyone who can reach this machine there can reach the "
+            f"target's forwarded ports")
 
 
 class SocketWriter:

@@ -448,3 +448,24 @@ def test_a_flood_on_the_helpers_stderr_is_bounded():
     value = capture.getvalue()
     assert len(value) <= 2001 and value.startswith(b"x" * 999) and value.endswith(b"the last word\n")
     assert copy.last_line(value) == "the last word"
+
+
+@pytest.mark.parametrize("address, warned", [("127.0.0.1", False), ("127.0.0.2", False), ("::1", False),
+                                             ("localhost", False), ("0.0.0.0", True), ("::", True),
+                                             ("192.0.2.7", True), ("fe80::1", True)])
+def test_a_non_loopback_address_is_warned_about(address, warned):
+    from debugkit.session.forward import check_address
+
+    warning = check_address(address)
+    assert bool(warning) == warned
+    if address in ("0.0.0.0", "::"):
+        assert "every interface" in warning
+
+
+@pytest.mark.parametrize("address", ["", " ", "example.com", "127.0.0.1 ", "1.2.3.4.5", "[::1]", "\x1b[2J"])
+def test_an_empty_or_unusable_address_is_refused(address):
+    from debugkit.session.forward import check_address
+
+    with pytest.raises(InvalidInput, match="--address must be an IP address or localhost") as caught:
+        check_address(address)
+    assert "\x1b" not in str(caught.value)
