@@ -25,8 +25,10 @@ MODES = ("command", "interactive", "exec")
 # foreign image when they can); plan.facts["helper"] says whether the sidecar has it.
 HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # What the helper understands, as a number (the toolbox image's label
-# io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard.
-HELPER_PROTOCOL = 3
+# io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard, 4 relay --mux
+# (port-forward over one exec), tar-out's exit 6 for a device, FIFO or socket, and a
+# helper that is not dumpable (the target cannot open its output).
+HELPER_PROTOCOL = 4
 
 
 # How long a session's guard waits for its command to hold it (started right after it).

@@ -148,11 +148,12 @@ def test_the_profile_named_in_the_hint_can_read_it(docker_rt, out):
 
 
 def test_from_sidecar_reads_the_sidecar(shared, out, rt):
-    """--from-sidecar: the sidecar's own files (its helper, here), not the target's."""
-    result = shared.cli("cp", "--from-sidecar", shared.spec("/usr/local/bin/debugkit-helper"), str(out))
+    """--from-sidecar: the sidecar's own files (its static curl, here), not the target's.
+    (Not the helper: it is execute-only, so that its process is never dumpable.)"""
+    result = shared.cli("cp", "--from-sidecar", shared.spec("/usr/local/bin/curl"), str(out))
     assert result.returncode == 0, result.stderr
-    assert (out / "debugkit-helper").stat().st_size > 1 << 20
-    in_target = shared.cli("cp", shared.spec("/usr/local/bin/debugkit-helper"), str(out / "x"))
+    assert (out / "curl").stat().st_size > 1 << 20
+    in_target = shared.cli("cp", shared.spec("/usr/local/bin/curl"), str(out / "x"))
     assert in_target.returncode == ExitCode.PATH_NOT_FOUND
     if rt.name != "kubernetes":
         # The capture use case: a file the sidecar wrote to its /tmp (a tmpfs on Docker and Podman).
