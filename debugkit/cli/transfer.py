@@ -92,7 +92,8 @@ def port_forward(target, ports, address, via, **kwargs):
     """
     from debugkit.core.errors import Forbidden, InvalidInput
     from debugkit.session import flow
-    from debugkit.session.forward import ExecRelay, Forwarder, check_address, parse_mappings
+    from debugkit.session.forward import Forwarder, check_address, parse_mappings
+    from debugkit.session.relaymux import MuxRelay
     from debugkit.session.signals import signals_as_exceptions
 
     mappings = parse_mappings(ports)
@@ -113,7 +114,8 @@ def port_forward(target, ports, address, via, **kwargs):
                     if not session.plan.facts.get("helper"):
                         raise InvalidInput("port-forward through the sidecar needs debugkit-helper in its image: "
                                            "use the toolbox (drop --image)")
-                    return ExecRelay(session)
+                    forwarder.relay = MuxRelay(session, selector=forwarder.selector, log=lambda m: err(m))
+                    return forwarder.relay
 
                 relay = opened.direct_forward() if via in ("auto", "portforward") else None
                 if relay is None and via == "portforward":
@@ -126,7 +128,7 @@ def port_forward(target, ports, address, via, **kwargs):
                 except Forbidden:
                     # RBAC said `get pods/portforward`, the API server wanted more (a cluster
                     # that also asks `create` for websocket upgrades): the sidecar then.
-                    if via != "auto" or isinstance(relay, ExecRelay):
+                    if via != "auto" or isinstance(relay, MuxRelay):
                         raise
                     relay = through_sidecar()
                     for mapping in mappings:
@@ -137,6 +139,9 @@ def port_forward(target, ports, address, via, **kwargs):
                 for addr, local, remote in bound:
                     click.echo(f"Forwarding from {addr}:{local} -> {remote} (via {relay.via})")
                 sys.stdout.flush()
-                forwarder.serve_forever()
+                try:
+                    forwarder.serve_forever()
+                finally:
+                    forwarder.close()  # the connections and the relay's exec first, then the sidecar
         finally:
             forwarder.close()
