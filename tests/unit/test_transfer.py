@@ -469,3 +469,15 @@ def test_an_empty_or_unusable_address_is_refused(address):
     with pytest.raises(InvalidInput, match="--address must be an IP address or localhost") as caught:
         check_address(address)
     assert "\x1b" not in str(caught.value)
+
+
+def test_an_execs_reaper_carries_its_marker_on_its_command_line():
+    """The helper is not dumpable, so its environment (where DEBUGKIT_EXEC is) cannot be
+    read by the sidecar's user: STOP_EXECS finds the reaper by its command line."""
+    from debugkit.runtimes.docker import translate
+
+    argv = translate.exec_command("sc", ["debugkit-helper", "tar-out", "/x"], helper=True, watch_stdin=True,
+                                  mark="DEBUGKIT_EXEC=abcd1234.0a0b")
+    assert argv[:6] == [translate.HELPER, "reap", "--hold", "sc", "--watch-stdin", "--mark=DEBUGKIT_EXEC=abcd1234.0a0b"]
+    assert argv[6:] == ["--", "debugkit-helper", "tar-out", "/x"]
+    assert '"$p/cmdline"' in translate.STOP_EXECS and "kill -TERM" in translate.STOP_EXECS

@@ -151,7 +151,8 @@ class DockerExecSession(ExecSession):
         # own session sidecar its keep-alive, on our attach, already does that.
         watch = helper and not stdin and not tty
         guard = self._start_guard() if helper and not watch and not self._owned else None
-        command = translate.exec_command(self.name, argv, helper=helper, watch_stdin=watch, guard=guard)
+        command = translate.exec_command(self.name, argv, helper=helper, watch_stdin=watch, guard=guard,
+                                         mark=f"{EXEC_MARKER}={tag}")
         exec_id = None
         with self.runtime.calls():
             try:
