@@ -96,33 +96,39 @@ class MuxRelay:
         self.session = session
         self.sel = selector
         self.log = log
-        self._ours, theirs = socket.socketpair()
-        self._ours.setblocking(False)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._lock = threading.Lock()
         self._inbox: collections.deque = collections.deque()
-        self._out = bytearray()
-        self._writing = False
         self._streams: dict[int, _Stream] = {}
         self._next_id = 0
         self._probes: dict[int, tuple | None] = {}
-        self._ended: list = []       # the exec's end: [exit code or exception]
-        self._errors = BoundedCapture()
+        self._restarts: list[float] = []
+        self._closing = False
         self.sel.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
-        self._thread = threading.Thread(target=self._run, args=(theirs,), daemon=True, name="debugkit-relay")
-        self._thread.start()
+        self._start_exec()
 
     # -- the exec, in its own thread ---------------------------------------------------------
 
-    def _run(self, theirs: socket.socket) -> None:
+    def _start_exec(self) -> None:
+        self._ours, theirs = socket.socketpair()
+        self._ours.setblocking(False)
+        self._out = bytearray()
+        self._writing = False
+        self._ended: list = []       # the exec's end: [exit code or exception]
+        self._errors = BoundedCapture()
+        self._thread = threading.Thread(target=self._run, args=(theirs, self._ended, self._errors), daemon=True,
+                                        name="debugkit-relay")
+        self._thread.start()
+
+    def _run(self, theirs: socket.socket, ended: list, errors: BoundedCapture) -> None:
         try:
             code = self.session.exec_io([HELPER_PATH, "relay", "--mux"], stdin_fd=theirs.fileno(),
-                                        stdout=FrameReader(self._deliver), stderr=self._errors)
-            self._ended.append(code)
+                                        stdout=FrameReader(self._deliver), stderr=errors)
+            ended.append(code)
         except BaseException as exc:  # noqa: BLE001 - reported by the selector loop
-            self._ended.append(exc)
+            ended.append(exc)
         finally:
             theirs.close()
             self._wake()
@@ -146,8 +152,40 @@ class MuxRelay:
             frames, self._inbox = self._inbox, collections.deque()
         for kind, stream_id, payload in frames:
             self._frame(kind, stream_id, payload)
-        if self._ended and not self._inbox:
+        if self._ended and not self._inbox and not self._closing:
+            self._thread.join(timeout=5)
+            if self._may_restart():
+                return
             self._raise_ended()
+
+    def _may_restart(self) -> bool:
+        """The relay exec ended while the sidecar runs (an engine's transient exec failure,
+        say): its connections are lost, the next ones get a new exec. At most 3 a minute."""
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < 60]
+        if len(self._restarts) >= 3 or isinstance(self._ended[0], (KeyboardInterrupt, MuxBroken)) \
+                or not self.session.alive():
+            return False
+        self._restarts.append(now)
+        lost = len(self._streams)
+        why = self._why_ended()
+        for stream in list(self._streams.values()):
+            self._teardown(stream, tell=False)
+        for probe in self._probes:
+            self._probes[probe] = (FAILED, bytes([1]) + b"the relay ended")
+        if self._writing:
+            self.sel.unregister(self._ours)
+        self._ours.close()
+        self.log(f"the relay in the sidecar ended ({why}); {lost} connection(s) lost, starting it again")
+        self._start_exec()
+        return True
+
+    def _why_ended(self) -> str:
+        outcome = self._ended[0]
+        if isinstance(outcome, BaseException):
+            return str(outcome) or type(outcome).__name__
+        detail = self._errors.getvalue().decode(errors="replace").strip().splitlines()
+        return detail[-1].removeprefix("debugkit-helper: ") if detail else f"exit {outcome}"
 
     def _raise_ended(self) -> None:
         outcome = self._ended[0]
@@ -329,6 +367,7 @@ class MuxRelay:
 
     def close(self) -> None:
         """Every local connection closed, the exec's stdin too (the helper ends at its EOF)."""
+        self._closing = True
         for stream in list(self._streams.values()):
             self._teardown(stream, tell=False)
         for fd_or_sock in (self._ours, self._wake_r):
