@@ -20,14 +20,18 @@ from debugkit.session.doctor_result import (
 
 # What debugkit asks the API server for: (verb, resource, subresource, required, what it
 # is for, what happens without it). required True fails the run when denied; False warns;
-# None is not used at all (shown because people ask). On the 1.32 API server a websocket
-# exec, attach or portforward is authorized as `get` on the subresource, and debugkit
-# speaks only websockets: `get pods/exec` is what it needs (`create` alone is refused).
+# None is not used at all (shown because people ask). A websocket exec, attach or
+# portforward is authorized as `get` on the subresource and, since Kubernetes 1.35
+# (AuthorizePodWebsocketUpgradeCreatePermission), as `create` too; debugkit speaks only
+# websockets, so it needs both on pods/exec (before 1.35, `get` was enough).
 RBAC = (
     ("get", "pods", "", True, "read the target pod", ""),
     ("patch", "pods", "ephemeralcontainers", True, "add the debug container", ""),
     ("get", "pods", "exec", True, "run every command in the debug container (websocket exec)", ""),
+    ("create", "pods", "exec", True, "run every command in the debug container (websocket exec, Kubernetes 1.35 and later)", ""),
     ("get", "pods", "portforward", False, "port-forward straight to the pod",
+     "port-forward relays through a debug container instead"),
+    ("create", "pods", "portforward", False, "port-forward straight to the pod (Kubernetes 1.35 and later)",
      "port-forward relays through a debug container instead"),
     ("get", "pods", "attach", None, "not used: debugkit runs every command through exec", ""),
     ("get", "namespaces", "", False, "read the namespace's PodSecurity level before adding the debug container",

@@ -169,6 +169,11 @@ def _push_one(api: Any, destination: Destination, progress: ProgressFn) -> Pushe
             aux = item.get("aux")
             if isinstance(aux, dict) and aux.get("Digest"):
                 digest = str(aux["Digest"])
+            elif digest is None:
+                # An engine with the containerd image store (Docker 29's default) sends no
+                # aux record, only the docker CLI's line: "TAG: digest: sha256:... size: N".
+                said = re.fullmatch(r"\S+: digest: (sha256:[0-9a-f]{64}) size: \d+", str(item.get("status") or ""))
+                digest = said.group(1) if said else None
             layer = item.get("id")
             if layer and item.get("status"):
                 state = layers.setdefault(layer, {})

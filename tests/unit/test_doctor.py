@@ -44,7 +44,8 @@ def test_profiles_against_each_level(level, uid, admitted):
 
 def test_the_rbac_table_is_what_debugkit_uses():
     required = [(v, r, s) for v, r, s, need, *_ in doctor_kube.RBAC if need]
-    assert required == [("get", "pods", ""), ("patch", "pods", "ephemeralcontainers"), ("get", "pods", "exec")]
+    assert required == [("get", "pods", ""), ("patch", "pods", "ephemeralcontainers"), ("get", "pods", "exec"),
+                        ("create", "pods", "exec")]
     unused = [(v, r, s) for v, r, s, need, *_ in doctor_kube.RBAC if need is None]
     assert unused == [("get", "pods", "attach")]
 

@@ -720,3 +720,22 @@ def test_proxy_url_tunnels_requests_and_streams(pki):
     finally:
         proxy.close()
         server.stop()
+
+
+def test_a_403_names_the_verb_the_api_server_refused():
+    from debugkit.core.errors import Forbidden
+    from debugkit.runtimes.kubernetes.errors import api_error
+
+    class Refused(Exception):
+        status = 403
+
+        def __init__(self, message):
+            self.message = message
+
+    said = api_error(Refused('pods "web" is forbidden: User "alice" cannot create resource "pods/exec" in API '
+                             'group "" in the namespace "shop"'), verb="get", resource="pods/exec", namespace="shop")
+    assert isinstance(said, Forbidden)
+    assert str(said).startswith('forbidden: cannot create pods/exec in namespace shop as alice')
+    # Kubernetes 1.37 refuses a websocket exec allowed only `get` with an empty reason.
+    silent = api_error(Refused('pods "web" is forbidden: '), verb="get", resource="pods/exec", namespace="shop")
+    assert str(silent).startswith("forbidden: cannot get and create pods/exec in namespace shop")

@@ -38,6 +38,14 @@ def api_error(exc, *, verb: str, resource: str, namespace: str, name: str = "") 
     if status == 403 and "violates PodSecurity" in message:
         return PolicyRejected(f"PodSecurity rejected the debug container: {summarize_pod_security(message)}")
     if status == 403:
+        # The API server names the verb it refused ('cannot create resource "pods/exec"'),
+        # which may not be the one asked about: a websocket upgrade is authorized as get and,
+        # since 1.35, create. Its 403 for that upgrade sometimes names nothing at all.
+        said = re.search(r'cannot (\w+) resource "([^"]+)"', message)
+        if said:
+            verb, resource = said.group(1), said.group(2)
+        elif resource in ("pods/exec", "pods/portforward", "pods/attach"):
+            verb = "get and create"
         user = ""
         if 'User "' in message:
             user = " as " + message.split('User "', 1)[1].split('"', 1)[0]

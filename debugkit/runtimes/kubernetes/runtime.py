@@ -48,6 +48,9 @@ DEFAULT_KEEP_ALIVE = 600.0   # a reusable debug container stays this long once i
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
 # Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
 ROUTINE_REASONS = {"ContainerCreating", "PodInitializing"}
+# A websocket upgrade (exec, attach, portforward) is a GET: RBAC authorizes it as `get` on
+# the subresource, and since Kubernetes 1.35 as `create` too.
+WEBSOCKET_VERBS = ("get", "create")
 # Waiting reasons that more waiting will not cure (a pull, by contrast, may succeed on a retry).
 DEFINITIVE_REASONS = {"RunContainerError", "CreateContainerError", "CreateContainerConfigError", "InvalidImageName",
                       "ErrImageNeverPull"}
@@ -457,11 +460,13 @@ class KubernetesRuntime(Runtime):
         return rows
 
     def direct_forward(self, plan: Plan):
-        """The portforward subresource, when RBAC allows `get pods/portforward` here."""
+        """The portforward subresource, when RBAC allows `get` and `create` on pods/portforward."""
         pt = plan.facts["pod_target"]
         try:
-            # A websocket portforward is a GET (1.32): that is the verb RBAC must allow.
-            allowed = self.api.self_subject_access_review("get", "pods", pt.namespace, subresource="portforward")
+            # A websocket portforward is a GET, authorized as `get`; since 1.35 the API server
+            # also asks for `create` on the subresource (AuthorizePodWebsocketUpgradeCreatePermission).
+            allowed = all(self.api.self_subject_access_review(verb, "pods", pt.namespace, subresource="portforward")
+                          for verb in WEBSOCKET_VERBS)
         except Exception:  # noqa: BLE001 - cannot ask: relay through the debug container instead
             return None
         if not allowed:

@@ -15,8 +15,8 @@ from tests.integration.kubernetes.cluster import BUSYBOX_IMAGE
 from tests.integration.shells import SilentServer, silent_kubeconfig
 
 pytestmark = pytest.mark.kubernetes
-REQUIRED = ("rbac get pods", "rbac patch pods/ephemeralcontainers", "rbac get pods/exec")
-OPTIONAL = ("rbac get pods/portforward", "rbac get namespaces", "rbac list pods")
+REQUIRED = ("rbac get pods", "rbac patch pods/ephemeralcontainers", "rbac get pods/exec", "rbac create pods/exec")
+OPTIONAL = ("rbac get pods/portforward", "rbac create pods/portforward", "rbac get namespaces", "rbac list pods")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_the_admin_is_all_green(k8s_cluster, shop):
     assert code == 0 and not failed, failed
     assert statuses(checks, "kube-context", "kube-api", "ephemeral-containers", *REQUIRED, *OPTIONAL,
                     "pod-security") == ["ok"] * 10
-    assert "Kubernetes v1.32" in checks["kube-api"]["detail"]
+    assert "Kubernetes v1.37" in checks["kube-api"]["detail"]
     assert f"namespace {shop}" in checks["kube-context"]["detail"]
     assert f"namespace {shop} enforces restricted" in checks["pod-security"]["detail"]
     assert "admits restricted;" in checks["pod-security"]["detail"]
@@ -78,24 +78,26 @@ def test_the_restricted_user_sees_what_is_missing_and_the_fixes_suffice(k8s_clus
     user = k8s_cluster.restricted_user_kubeconfig
     code, checks = doctor("-n", shop, kubeconfig=user)
     assert code == 1
-    assert statuses(checks, *REQUIRED) == ["fail"] * 3
-    assert statuses(checks, *OPTIONAL) == ["warn"] * 3
+    assert statuses(checks, *REQUIRED) == ["fail"] * len(REQUIRED)
+    assert statuses(checks, *OPTIONAL) == ["warn"] * len(OPTIONAL)
     for name in REQUIRED:
         assert f"denied in {shop} to {k8s_cluster.restricted_user}" in checks[name]["detail"]
         assert f"--user={k8s_cluster.restricted_user}" in checks[name]["fix"]
     assert "--verb=patch --resource=pods/ephemeralcontainers" in checks["rbac patch pods/ephemeralcontainers"]["fix"]
     assert "--verb=get --resource=pods/exec" in checks["rbac get pods/exec"]["fix"]
+    assert "--verb=create --resource=pods/exec" in checks["rbac create pods/exec"]["fix"]
     assert checks["rbac get pods/attach"]["status"] == "ok"  # not needed, whatever the answer
     assert checks["pod-security"]["status"] == "warn" and "cannot read namespace" in checks["pod-security"]["detail"]
     assert f"as {k8s_cluster.restricted_user}" in checks["kube-context"]["detail"]
 
-    # An admin runs exactly what the three failures ask for, and nothing else.
+    # An admin runs exactly what the failures ask for, and nothing else.
     for name in REQUIRED:
         grant(k8s_cluster, checks[name]["fix"])
     code, checks = doctor("-n", shop, kubeconfig=user)
-    assert statuses(checks, *REQUIRED) == ["ok"] * 3
+    assert statuses(checks, *REQUIRED) == ["ok"] * len(REQUIRED)
     assert code == 0  # only warnings left
-    # ... and that is enough to debug: exec is a websocket, authorized as get on pods/exec.
+    # ... and that is enough to debug: exec is a websocket, authorized as get and (since
+    # 1.35) create on pods/exec.
     result = run_cli("attach", "--kubeconfig", user, "-n", shop, "pod/web", "--", "sh", "-c",
                      "id -u; cat /proc/1/root/home/nonroot/secret.txt", timeout=180)
     out, err = text(result)

@@ -93,7 +93,9 @@ def test_push_prints_the_digest_the_registry_serves(pushed, docker_client, toolb
     assert by_digest == body
     manifest = json.loads(body)
     local = docker_client.images.get(toolbox_image)
-    assert manifest["config"]["digest"] == local.id                 # and it is the local toolbox image
+    # ... and it is the local toolbox image: an engine's image ID is the config's digest with
+    # a graph driver, the manifest's with the containerd image store (Docker 29's default).
+    assert local.id in (manifest["config"]["digest"], digest)
     assert f"{REPOSITORY}@{digest}" in local.attrs["RepoDigests"]
     print(f"\n[push] {toolbox_image} -> {pushed['pinned']} in {pushed['seconds']:.1f} s")
 
