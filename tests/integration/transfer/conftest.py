@@ -69,19 +69,15 @@ def podman_images(podman_client, docker_client, transfer_image, toolbox_image):
     """The transfer target and the toolbox in Podman's store, as Docker has them."""
     refs = {}
     for ref in (transfer_image, toolbox_image):
-        # `podman load` names what Docker's own image store saves localhost/..., and what
-        # the containerd store saves (fully qualified names) docker.io/...
-        names = (f"localhost/{ref}", f"docker.io/{ref}")
+        local = f"localhost/{ref}"
         image_id = docker_client.images.get(ref).id
-        found = next((name for name in names if podman_has(podman_client, name, image_id)), None)
-        if found is None:
+        if not podman_has(podman_client, local, image_id):
             save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
             load = subprocess.run(["podman", "load", "-q"], stdin=save.stdout, capture_output=True, text=True)
             save.wait()
             assert load.returncode == 0, load.stderr
-            found = next((name for name in names if podman_has(podman_client, name, image_id)), None)
-            assert found is not None, f"{ref} in Podman is not Docker's {image_id}"
-        refs[ref] = found
+            assert podman_has(podman_client, local, image_id), f"{local} in Podman is not Docker's {image_id}"
+        refs[ref] = local
     return refs
 
 
