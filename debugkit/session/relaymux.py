@@ -118,6 +118,7 @@ class MuxRelay:
         self._writing = False
         self._ended: list = []       # the exec's end: [exit code or exception]
         self._errors = BoundedCapture()
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, args=(theirs, self._ended, self._errors), daemon=True,
                                         name="debugkit-relay")
         self._thread.start()
@@ -160,11 +161,13 @@ class MuxRelay:
 
     def _may_restart(self) -> bool:
         """The relay exec ended while the sidecar runs (an engine's transient exec failure,
-        say): its connections are lost, the next ones get a new exec. At most 3 a minute."""
+        say): its connections are lost, the next ones get a new exec. Not for an exec that
+        ended at once (a new one would too), nor when the sidecar is going (the target's
+        death: the engine may still say it runs for a moment); at most 3 a minute."""
         now = time.monotonic()
         self._restarts = [t for t in self._restarts if now - t < 60]
         if len(self._restarts) >= 3 or isinstance(self._ended[0], (KeyboardInterrupt, MuxBroken)) \
-                or not self.session.alive():
+                or now - self._started < 2 or not self.session.alive():
             return False
         self._restarts.append(now)
         lost = len(self._streams)
@@ -189,14 +192,15 @@ class MuxRelay:
 
     def _raise_ended(self) -> None:
         outcome = self._ended[0]
+        if isinstance(outcome, KeyboardInterrupt):
+            raise outcome
+        if not self.session.alive():
+            # Whatever the exec's stream said last (an engine's message about a stopped
+            # container is not a frame), the sidecar is gone: that is the news.
+            raise TargetNotRunning("the target (or its sidecar) stopped: port-forward ended")
         if isinstance(outcome, DebugkitError):
             raise outcome
-        if isinstance(outcome, BaseException):
-            raise DebugkitError(f"port-forward: the relay in the sidecar failed: {outcome}") from outcome
-        detail = self._errors.getvalue().decode(errors="replace").strip().splitlines()
-        if outcome not in (0, None) and detail:
-            raise DebugkitError(f"port-forward: the relay in the sidecar ended: {detail[-1]}")
-        raise TargetNotRunning("the target (or its sidecar) stopped: port-forward ended")
+        raise DebugkitError(f"port-forward: the relay in the sidecar ended ({self._why_ended()})")
 
     def _frame(self, kind: int, stream_id: int, payload: bytes) -> None:
         if stream_id in self._probes:
@@ -274,6 +278,8 @@ class MuxRelay:
             stream.events = want
 
     def on_event(self, stream: _Stream, mask: int) -> None:
+        if stream.conn is None:
+            return  # ended by an earlier event of the same batch
         if mask & selectors.EVENT_READ:
             self._read_local(stream)
         if stream.conn is not None:

@@ -3,6 +3,7 @@
 (Ctrl-C, SIGTERM, the target's death), and its two clear refusals."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -118,9 +119,21 @@ def k8s_sidecar(rt) -> tuple[str, ...]:
 # -- through the sidecar (Docker, Podman; Kubernetes with --via sidecar) -----------------------------------------
 
 
+@contextlib.contextmanager
+def stopped_with(fwd, sig=signal.SIGINT):
+    """Stop the forward with `sig` at the end; a failure inside carries its stderr."""
+    outcome: dict = {}
+    try:
+        yield outcome
+    except BaseException as exc:
+        code, err = fwd.stop(sig)
+        raise AssertionError(f"{exc!r}\nport-forward: exit {code}, stderr:\n{err}") from exc
+    outcome["code"], outcome["err"] = fwd.stop(sig)
+
+
 def test_through_the_sidecar(fresh, rt):
     fwd = start_forward(fresh, f":{HASH}", f":{SOURCE}", f":{ECHO}", extra=k8s_sidecar(rt))
-    try:
+    with stopped_with(fwd) as stopped:
         assert fwd.via.startswith(SIDECAR), fwd.lines
         assert all(line.startswith("Forwarding from 127.0.0.1:") for line in fwd.lines), fwd.lines
         assert len(fresh.sidecars()) == 1
@@ -133,8 +146,7 @@ def test_through_the_sidecar(fresh, rt):
             sock.sendall(b"50000000\n")
             sock.recv(1000)
         concurrent_echo(fwd.ports[ECHO], 5)
-    finally:
-        code, err = fwd.stop(signal.SIGINT)
+    code, err = stopped["code"], stopped["err"]
     ended_cleanly(fresh, code, err, ExitCode.INTERRUPTED)
     assert "failed" not in err, err
 
