@@ -178,8 +178,13 @@ class Forwarder:
             return  # closed already
         self._stopping = True
         closer = getattr(self.relay, "close", None)
-        if closer is not None:
-            closer()
+        try:
+            if closer is not None:
+                closer()
+        finally:
+            self._close_own()
+
+    def _close_own(self) -> None:
         for sock, _mapping in self.listeners:
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(sock)

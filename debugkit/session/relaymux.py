@@ -167,7 +167,7 @@ class MuxRelay:
         now = time.monotonic()
         self._restarts = [t for t in self._restarts if now - t < 60]
         if len(self._restarts) >= 3 or isinstance(self._ended[0], (KeyboardInterrupt, MuxBroken)) \
-                or now - self._started < 2 or not self.session.alive():
+                or now - self._started < 2 or self._sidecar_gone():
             return False
         self._restarts.append(now)
         lost = len(self._streams)
@@ -183,6 +183,17 @@ class MuxRelay:
         self._start_exec()
         return True
 
+    def _sidecar_gone(self, within: float = 2.0) -> bool:
+        """Whether the sidecar has ended, given the engine a moment to say so: when the
+        target dies, the relay's stream ends first and the engine reports the sidecar
+        stopped a little later."""
+        deadline = time.monotonic() + within
+        while self.session.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     def _why_ended(self) -> str:
         outcome = self._ended[0]
         if isinstance(outcome, BaseException):
@@ -194,7 +205,7 @@ class MuxRelay:
         outcome = self._ended[0]
         if isinstance(outcome, KeyboardInterrupt):
             raise outcome
-        if not self.session.alive():
+        if self._sidecar_gone():
             # Whatever the exec's stream said last (an engine's message about a stopped
             # container is not a frame), the sidecar is gone: that is the news.
             raise TargetNotRunning("the target (or its sidecar) stopped: port-forward ended")
@@ -318,7 +329,11 @@ class MuxRelay:
     def _teardown(self, stream: _Stream, *, tell: bool) -> None:
         if stream.conn is not None:
             if stream.events:
-                self.sel.unregister(stream.conn)
+                # (A signal may have cut a registration short: the state may be half-made
+                # when close() ends everything.)
+                with contextlib.suppress(KeyError, ValueError):
+                    self.sel.unregister(stream.conn)
+                stream.events = 0
             stream.conn.close()
             stream.conn = None
         self._streams.pop(stream.id, None)
@@ -375,7 +390,8 @@ class MuxRelay:
         """Every local connection closed, the exec's stdin too (the helper ends at its EOF)."""
         self._closing = True
         for stream in list(self._streams.values()):
-            self._teardown(stream, tell=False)
+            with contextlib.suppress(OSError):
+                self._teardown(stream, tell=False)
         for fd_or_sock in (self._ours, self._wake_r):
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(fd_or_sock)

@@ -135,3 +135,25 @@ def test_data_beyond_the_window_ends_that_connection():
         hold.set()
         relay.close()
         ours.close()
+
+
+def test_close_ends_every_connection_even_after_a_signal_cut_a_registration_short():
+    """Ctrl-C can land between a selector call and the bookkeeping after it; the cleanup
+    that follows must still close every connection (it ended with a KeyError, exit 70)."""
+    import socket
+
+    hold = threading.Event()
+    relay, _ = relay_with(StandIn(frame(OPENED, 1), hold=hold))
+    ours, theirs = socket.socketpair()
+    try:
+        relay.adopt(theirs, 9)
+        while relay._streams[1].events == 0:
+            for key, mask in relay.sel.select(1):
+                key.data(mask)
+        relay.sel.unregister(theirs)   # as if interrupted right after this call
+        hold.set()
+        relay.close()
+        assert relay.connections == 0 and theirs.fileno() == -1
+    finally:
+        hold.set()
+        ours.close()
