@@ -1,7 +1,8 @@
 """Moving bytes between the local terminal and a sidecar's attach socket.
 
-One selector loop (epoll: no limit on descriptor numbers, which a port-forward with a
-thousand connections passes) serves both directions: the local stdin (raw mode when it is a TTY)
+One poll loop (no limit on descriptor numbers, which a port-forward with a thousand
+connections passes, as select() has; and, unlike epoll, fine with a regular file or
+/dev/null as stdin) serves both directions: the local stdin (raw mode when it is a TTY)
 goes to the sidecar, and the sidecar's output comes back, demultiplexed into stdout
 and stderr when the sidecar has no TTY. SIGWINCH is turned into a resize callback
 through a self-pipe so the loop never blocks a signal handler.
@@ -117,7 +118,7 @@ def pump(
                 os.write(wake_w, b"w")
 
         previous_winch = signal.signal(signal.SIGWINCH, _winch)
-    watch = selectors.DefaultSelector()
+    watch = selectors.PollSelector()
     try:
         last_size = terminal_size() if on_resize is not None else None
         watch.register(sock, selectors.EVENT_READ)
@@ -173,7 +174,7 @@ def pump(
 def wait_readable(fds, timeout: float | None) -> set:
     """Which of fds (descriptors or objects with fileno()) can be read within timeout:
     select() without its limit of descriptor numbers below 1024."""
-    with selectors.DefaultSelector() as watch:
+    with selectors.PollSelector() as watch:
         for fd in fds:
             watch.register(fd, selectors.EVENT_READ)
         return {key.fileobj for key, _mask in watch.select(timeout)}

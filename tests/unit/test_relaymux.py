@@ -157,3 +157,32 @@ def test_close_ends_every_connection_even_after_a_signal_cut_a_registration_shor
     finally:
         hold.set()
         ours.close()
+
+
+@pytest.mark.parametrize("source", ["a regular file", "/dev/null"])
+def test_the_exec_pump_takes_a_file_as_stdin(tmp_path, source):
+    """epoll refuses regular files and /dev/null (EPERM): the pump polls instead, which
+    has no 1024 limit either (`attach -i T -- cmd < file`, and a closed stdin)."""
+    import io
+    import socket
+
+    from debugkit.runtimes.terminal import FdReader, pump
+
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"file contents\n")
+    engine, ours = socket.socketpair()
+    received = []
+    try:
+        with open(path if source == "a regular file" else "/dev/null", "rb") as stdin:
+            engine.sendall(b"\x01\0\0\0\0\0\0\x03out")   # one frame of stdout, then the end
+            thread = threading.Thread(target=lambda: received.append(engine.makefile("rb").read()), daemon=True)
+            thread.start()
+            engine.shutdown(socket.SHUT_WR)
+            out = io.BytesIO()
+            assert pump(ours, tty_mode=False, stdin=FdReader(stdin.fileno()), stdout=out, stderr=io.BytesIO())
+    finally:
+        ours.close()
+        thread.join(10)
+        engine.close()
+    assert out.getvalue() == b"out"
+    assert received == [b"file contents\n" if source == "a regular file" else b""]
