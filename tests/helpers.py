@@ -65,12 +65,20 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "c
 
 
 class Pty:
-    """The CLI on a real pseudo-terminal, as a person at a terminal runs it."""
+    """The CLI on a real pseudo-terminal, as a person at a terminal runs it. controlling:
+    the terminal is also the process's controlling terminal, with the process in its
+    foreground (what a shell gives a command: /dev/tty works, Ctrl-C is a signal)."""
 
-    def __init__(self, args, rows=40, cols=120, env: dict | None = None):
+    def __init__(self, args, rows=40, cols=120, env: dict | None = None, *, controlling: bool = False):
         self.master, slave = pty.openpty()
         self.resize(rows, cols)
-        self.proc = subprocess.Popen([sys.executable, "-m", "debugkit", *args], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+
+        def take_terminal():
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "debugkit", *args], stdin=slave, stdout=slave,
+                                     stderr=slave, start_new_session=True,
+                                     preexec_fn=take_terminal if controlling else None,
                                      env={**os.environ, "TERM": "xterm", **(env or {})})
         os.close(slave)
         self.buffer = b""

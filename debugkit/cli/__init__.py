@@ -21,7 +21,7 @@ from debugkit.cli.completion import answer_shell, completing, completion as comp
 from debugkit.cli.config import config_group
 from debugkit.cli.doctor import doctor
 from debugkit.cli.runbook import runbook
-from debugkit.cli.sessions import audit_command, gc_command, ps_command
+from debugkit.cli.sessions import audit_command, gc_command, ps_command, replay_command
 from debugkit.cli.toolbox import toolbox
 from debugkit.cli.transfer import cp, port_forward
 from debugkit.core.errors import DebugkitError, ExitCode, Interrupted, OutputClosed, Signalled
@@ -91,8 +91,8 @@ def cli(debug: bool, config_file: str | None) -> None:
         config.use(config_file)
 
 
-for _command in (attach, inspect, cp, port_forward, ps_command, gc_command, audit_command, runbook, toolbox,
-                 config_group, completion_command, doctor):
+for _command in (attach, inspect, cp, port_forward, ps_command, gc_command, audit_command, replay_command, runbook,
+                 toolbox, config_group, completion_command, doctor):
     cli.add_command(_command)
 
 

@@ -6,7 +6,7 @@ import sys
 import click
 
 from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, err, raw_options,
-                                 render, sidecar_options, target_options)
+                                 reason_option, record_options, render, sidecar_options, target_options)
 from debugkit.cli.fleet import fleet_options
 
 
@@ -22,6 +22,8 @@ from debugkit.cli.fleet import fleet_options
 @target_options
 @fleet_options
 @sidecar_options
+@reason_option
+@record_options
 def attach(target, command, stdin, tty, output, selector, all_namespaces, filters, filter_runtime, parallel, fail_fast,
            **kwargs):
     """Start a debug sidecar next to TARGET; run COMMAND in it, or a shell.

@@ -32,8 +32,41 @@ def engine_options(func):
     return func
 
 
+_IMPERSONATE = "debugkit.impersonate"
+
+
+def _remember_impersonation(ctx: click.Context, param: click.Parameter, value):
+    """--as, --as-group and --as-uid are kept in the context (not passed to each command):
+    connection() hands them to the Kubernetes runtime, as kubectl's global flags."""
+    if value not in (None, ()):
+        if any(not v or not str(v).isprintable() for v in (value if isinstance(value, tuple) else (value,))):
+            raise click.BadParameter("must be a non-empty name without control characters")
+        ctx.meta.setdefault(_IMPERSONATE, {})[param.name] = value
+    return value
+
+
+def impersonation():
+    """The --as/--as-group/--as-uid of the command being run (None when none was given)."""
+    from debugkit.core.options import Impersonate
+
+    ctx = click.get_current_context(silent=True)
+    given = ctx.meta.get(_IMPERSONATE) if ctx is not None else None
+    if not given:
+        return None
+    return Impersonate(user=given.get("kube_as"), groups=tuple(given.get("kube_as_groups") or ()),
+                       uid=given.get("kube_as_uid"))
+
+
 def kube_options(func):
-    """--context/--kubeconfig: which cluster; -H/--docker-context: which Docker engine."""
+    """--context/--kubeconfig: which cluster, --as/--as-group/--as-uid: as whom (kubectl's
+    impersonation flags); -H/--docker-context: which Docker engine."""
+    func = click.option("--as-uid", "kube_as_uid", metavar="UID", expose_value=False,
+                        callback=_remember_impersonation, help="Kubernetes: UID to impersonate.")(func)
+    func = click.option("--as-group", "kube_as_groups", metavar="GROUP", multiple=True, expose_value=False,
+                        callback=_remember_impersonation,
+                        help="Kubernetes: group to impersonate (repeatable).")(func)
+    func = click.option("--as", "kube_as", metavar="USER", expose_value=False, callback=_remember_impersonation,
+                        help="Kubernetes: user to impersonate (as kubectl --as).")(func)
     func = click.option("--context", "kube_context", metavar="NAME", help="kubeconfig context to use.",
                         shell_complete=complete_context)(func)
     func = click.option("--kubeconfig", help="Path to a kubeconfig file.", shell_complete=complete_file)(func)
@@ -75,11 +108,28 @@ def sidecar_options(func):
     return func
 
 
+def reason_option(func):
+    """--reason: why, kept in the audit log and on the sidecar (label, DEBUGKIT_REASON)."""
+    return click.option("--reason", metavar="TEXT",
+                        help="Why you are debugging (a sentence or a ticket): in the audit log, the sidecar's "
+                             "labels and its DEBUGKIT_REASON. Required when the config sets require_reason.")(func)
+
+
+def record_options(func):
+    """--record and --record-input: the session as an asciicast v3 file in the state directory."""
+    func = click.option("--record", "record", is_flag=True, default=None,
+                        help="Record the session (asciicast v3, mode 0600, beside the audit log; its SHA-256 "
+                             "goes into the audit log). Config: record: always.")(func)
+    func = click.option("--record-input", is_flag=True,
+                        help="Record what is typed too (implies --record; input can hold passwords).")(func)
+    return func
+
+
 def connection(*, kube_context=None, kubeconfig=None, docker_host=None, docker_context=None):
     from debugkit.core.options import Connection
 
     return Connection(docker_host=docker_host, docker_context=docker_context, kube_context=kube_context,
-                      kubeconfig=kubeconfig)
+                      kubeconfig=kubeconfig, kube_impersonate=impersonation())
 
 
 def raw_options(target: str, command=(), *, kube_context=None, kubeconfig=None, docker_host=None,

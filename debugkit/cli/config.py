@@ -33,7 +33,8 @@ def view(runtime, kube_context, output) -> None:
     from debugkit.session import config
 
     cfg = config.current()
-    keys = ("image", "profile", "memory", "pids_limit", "cpus", "timeout", "keep_alive", "namespace")
+    keys = ("image", "profile", "memory", "pids_limit", "cpus", "timeout", "keep_alive", "namespace", "require_reason",
+            "record")
     rows = {}
     for key in keys:
         setting = cfg.effective(key, runtime=runtime, kube_context=kube_context)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from debugkit.cli.common import complete_target, raw_options, target_options
+from debugkit.cli.common import complete_target, impersonation, raw_options, target_options
 
 LABELS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip", "not configured": "n/a"}
 
@@ -49,7 +49,7 @@ def doctor(target, output, namespace, container, kube_context, kubeconfig, docke
         if is_pod:
             parse_target(target, namespace=namespace, container=container)  # bad input: exit 64 now
     results = checks.run(raw=raw, namespace=namespace, kube_context=kube_context, kubeconfig=kubeconfig,
-                         docker_host=docker_host, docker_context=docker_context)
+                         docker_host=docker_host, docker_context=docker_context, impersonate=impersonation())
     ok = checks.passed(results)
     if output == "json":
         click.echo(json.dumps({"ok": ok, "checks": [r.as_dict() for r in results]}, indent=2))

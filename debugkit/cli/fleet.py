@@ -147,6 +147,7 @@ def _runner(many, kwargs):
 
     base = raw_options(str(many), **kwargs)
     with flow.refusals_audited(base):
+        flow.check_reason(base)  # before the expansion contacts anything
         runtime = fleet.runtime_for(many, base["connection"])
         members, skipped = fleet.expand(many, runtime)
         fleet.require_members(many, members, skipped)
@@ -193,7 +194,7 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
 def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast, profile, **kwargs) -> int:
     """A runbook on every target, one sidecar each, and one report over the fleet."""
     from debugkit.runbook import execute, render, report
-    from debugkit.session import fleet, flow
+    from debugkit.session import fleet, flow, recording
     from debugkit.session.signals import signals_as_exceptions
 
     base, runtime, members, skipped, cleanup = _runner(many, {**kwargs, "profile": profile})
@@ -206,6 +207,7 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
         raw = {**base, "target": str(member.ref), "namespace": None, "container": None}
         with flow.exec_session(raw, record=record, runtime=runtime) as session:
             outcome.report = execute.execute(book, values, session)
+            recording.keep_report(session, outcome.report.as_dict())
         outcome.exit_code = 0 if outcome.report.passed else 1
         outcome.status = "passed" if outcome.report.passed else "failed"
         if output == "text":

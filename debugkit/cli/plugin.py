@@ -7,7 +7,7 @@ as typed, so kubectl's habit of global flags before the subcommand reaches us to
 
 Two things differ from `debugkit`, and only here:
 
-1. --context, --kubeconfig and -n/--namespace written before the subcommand (or between
+1. --context, --kubeconfig, -n/--namespace and --as/--as-group/--as-uid written before the subcommand (or between
    a group and its subcommand: `runbook -n shop run dns web`) are moved to just after
    the subcommand, which takes them. A flag the subcommand has no use for is refused.
    Written after the subcommand, they are the subcommand's own, as usual (and win).
@@ -31,12 +31,15 @@ HOISTED = {
     "--namespace": ("namespace", "--namespace"),
     "--context": ("kube_context", "--context"),
     "--kubeconfig": ("kubeconfig", "--kubeconfig"),
+    "--as": ("kube_as", "--as"),
+    "--as-group": ("kube_as_groups", "--as-group"),
+    "--as-uid": ("kube_as_uid", "--as-uid"),
 }
 PLUGIN_HELP = """
 
 As a kubectl plugin (kubectl debugkit), a bare TARGET is a pod: `kubectl debugkit attach
-web` is `pod/web`, and kubectl's -n/--namespace, --context and --kubeconfig may come
-before the subcommand."""
+web` is `pod/web`, and kubectl's -n/--namespace, --context, --kubeconfig, --as, --as-group
+and --as-uid may come before the subcommand."""
 
 
 class PluginUsage(click.UsageError):

@@ -15,7 +15,8 @@ import sys
 
 import click
 
-from debugkit.cli.common import PROFILE_NAMES, complete_runbook, complete_target, raw_options, target_options
+from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, raw_options, reason_option,
+                                 record_options, target_options)
 from debugkit.cli.fleet import fleet_options
 
 OUTPUTS = click.Choice(["text", "markdown", "json"])
@@ -66,6 +67,8 @@ def granted_profile(book, flag: str | None) -> str:
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="Security profile. A runbook that asks for more than restricted runs only with this flag.")
 @fleet_options
+@reason_option
+@record_options
 def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters,
         filter_runtime, parallel, fail_fast, **kwargs):
     """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
@@ -80,7 +83,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     """
     from debugkit.core.targets import parse_many
     from debugkit.runbook import execute, load, render, report, variables
-    from debugkit.session import config, flow
+    from debugkit.session import config, flow, recording
     from debugkit.session.signals import signals_as_exceptions
 
     if target is None and selector is None and not filters:
@@ -117,6 +120,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
                                                                facts=execute.plan_facts(session.plan))):
                     click.echo(line)
             result = execute.execute(book, values, session, on_step=on_step)
+            recording.keep_report(session, result.as_dict())
     if live:
         click.echo(render.summary_line(result))
     else:

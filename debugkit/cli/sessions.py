@@ -32,12 +32,14 @@ def ps_command(output, runtime, namespace, **where):
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
     click.echo(f"{'RUNTIME':<11}{'SESSION':<10}{'TARGET':<32}{'USER':<13}{'PROFILE':<11}{'AGE':<6}{'STATE':<11}"
-               f"{'REUSE':<12}CLI")
+               f"{'REUSE':<12}{'CLI':<16}REASON")
     for r in rows:
         cli_state = {True: f"alive ({r.cli_pid})", False: f"gone ({r.cli_pid})", None: "-"}[r.cli_alive]
         target = safe(f"{r.namespace}/{r.target}" if r.namespace else r.target)
+        # The reason is read back from a label or the pod spec: anyone with access may have set it.
+        reason = safe(r.reason)[:60] if r.reason else "-"
         click.echo(f"{r.runtime:<11}{safe(r.session):<10}{target[:31]:<32}{safe(r.user):<13}{safe(r.profile):<11}"
-                   f"{age(r.age_s):<6}{safe(r.state):<11}{reuse_column(r):<12}{cli_state}")
+                   f"{age(r.age_s):<6}{safe(r.state):<11}{reuse_column(r):<12}{cli_state:<16}{reason}")
 
 
 def reuse_column(row) -> str:
@@ -77,11 +79,21 @@ def gc_command(dry_run, older_than, by_label, output, runtime, namespace, **wher
                    f"{safe(a['reason'])}")
 
 
-@click.command("audit")
+@click.group("audit", invoke_without_command=True)
 @click.option("--since", help="Only sessions started since then: 30m, 12h, 7d or an ISO time.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def audit_command(since, output):
-    """Show the audit log of debug sessions (one JSON object per session with -o json)."""
+@click.pass_context
+def audit_command(ctx, since, output):
+    """Show the audit log of debug sessions (one JSON object per session with -o json).
+
+    \b
+    debugkit audit --since 12h                 who debugged what, as whom, why, with what result
+    debugkit audit show SESSION                one session's record, its reason and recording
+    debugkit audit export SESSION --html FILE  a self-contained page with the recording's player
+    debugkit audit verify                      check the log's hash chain and the recordings
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from debugkit.core.escape import safe
     from debugkit.session import audit
 
@@ -93,12 +105,107 @@ def audit_command(since, output):
     if output == "json":
         click.echo(json.dumps(sessions, indent=2))
         return
-    click.echo(f"{'START':<25}{'SESSION':<10}{'RUNTIME':<11}{'TARGET':<28}{'AS':<13}{'BY':<10}{'EXIT':<6}OUTCOME")
+    click.echo(f"{'START':<25}{'SESSION':<10}{'RUNTIME':<11}{'TARGET':<28}{'AS':<13}{'BY':<10}{'EXIT':<6}"
+               f"{'OUTCOME':<18}REASON")
     for s in sessions:
         ident = s.get("identity") or {}
         who = f"{ident.get('uid')}:{ident.get('gid')}" if ident else "-"
         code = "-" if s.get("exit_code") is None else str(s["exit_code"])
-        outcome = s.get("outcome", "running or killed")
+        outcome = s.get("outcome", "running or killed") + (" ●rec" if s.get("recording") else "")
         click.echo(safe(f"{str(s.get('start', '-'))[:23]:<25}{s['session']:<10}{str(s.get('runtime', '-')):<11}"
                         f"{str(s.get('target', '-'))[:27]:<28}{who:<13}{str(s.get('local_user', '-'))[:9]:<10}"
-                        f"{code:<6}{outcome}"))
+                        f"{code:<6}{outcome:<18}{str(s.get('reason') or '-')[:60]}"))
+
+
+@audit_command.command("show")
+@click.argument("session")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def audit_show(session, output):
+    """Print one session's record: who, when, target, identity, profile, reason, result, recording."""
+    from debugkit.cli.common import render
+    from debugkit.session import audit
+
+    entry = audit.find_session(audit.read(), session)
+    if output == "json":
+        click.echo(json.dumps(entry, indent=2))
+        return
+    render(entry, "text")
+
+
+@audit_command.command("export")
+@click.argument("session")
+@click.option("--html", "html_path", required=True, metavar="FILE",
+              help="Write one self-contained page (the record, the recording in its player, a runbook's report).")
+def audit_export(session, html_path):
+    """Write a session's record and recording as one page that opens offline."""
+    from debugkit.core.escape import safe
+    from debugkit.session import audit, export
+
+    entry = audit.find_session(audit.read(), session)
+    path = export.write(entry, html_path)
+    err(f"wrote {safe(path)} (session {safe(entry['session'])}; mode 0600: it holds the recording)")
+
+
+@audit_command.command("verify")
+@click.option("--no-recordings", is_flag=True, help="Check the chain only, not the recordings' hashes.")
+def audit_verify(no_recordings):
+    """Check the audit log's hash chain and every recording's SHA-256.
+
+    Exit 0 when everything holds; 1 naming the first bad record (edited, deleted, reordered,
+    or a recording that changed). What this proves and does not: docs/security.md.
+    """
+    import sys
+
+    from debugkit.core.escape import safe
+    from debugkit.session import audit, auditchain
+
+    path = audit.audit_path()
+    try:
+        verdict = auditchain.verify(path, check_recordings=not no_recordings)
+    except FileNotFoundError:
+        err(f"no audit log at {safe(path)}: nothing to verify")
+        sys.exit(1)
+    except OSError as exc:
+        raise audit.AuditUnreadable(f"cannot read the audit log {path}: {exc.strerror or exc}") from None
+    for note in verdict.notes:
+        _warn(note)
+    if not verdict.ok:
+        err(f"the audit log {safe(path)} fails verification at {safe(verdict.problems[0].describe())}")
+        sys.exit(1)
+    older = f"; the first {verdict.unchained} predate the chain and are not covered" if verdict.unchained else ""
+    recordings = "" if no_recordings else f"; {verdict.recordings} recording(s) and report(s) match their SHA-256"
+    click.echo(safe(f"{path}: {verdict.records} record(s), chain intact{older}{recordings}"))
+
+
+@click.command("replay")
+@click.argument("session")
+@click.option("--speed", default=1.0, show_default=True, type=click.FloatRange(0.01, 1000),
+              help="Play this many times faster.")
+@click.option("--idle-limit", type=click.FloatRange(0, 86400), default=None, metavar="SECONDS",
+              help="Cut every pause to at most this long.")
+def replay_command(session, speed, idle_limit):
+    """Play a recorded session in the terminal with its timing (after checking its SHA-256)."""
+    from debugkit.core.escape import safe
+    from debugkit.runtimes.terminal import terminal_size
+    from debugkit.session import audit, replay
+    from debugkit.session.signals import signals_as_exceptions
+
+    import sys
+
+    entry = audit.find_session(audit.read(), session)
+    recording = replay.open_recording(entry)
+    if not recording.sealed:
+        _warn(f"the recording of session {safe(entry['session'])} was never sealed (the CLI ended before the "
+              f"session's end record): its SHA-256 cannot be checked")
+    term = recording.header.get("term") or {}
+    rows, cols = terminal_size()
+    if sys.stdout.isatty() and (term.get("cols"), term.get("rows")) != (cols, rows):
+        _warn(f"recorded at {safe(term.get('cols'))}x{safe(term.get('rows'))}; this terminal is {cols}x{rows}")
+    try:
+        with signals_as_exceptions():
+            status = replay.play(recording, sys.stdout.buffer, speed=speed, idle_limit=idle_limit)
+    finally:
+        if sys.stdout.isatty():
+            sys.stdout.buffer.write(b"\x1b[0m\x1b[?25h")  # attributes reset, cursor shown: whatever was cut off
+            sys.stdout.flush()
+    err(f"end of session {safe(entry['session'])}" + ("" if status is None else f" (exit status {status})"))

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from debugkit.cli.common import engine_options
 from debugkit.core.imageref import VARIANTS
 
 
@@ -49,6 +50,7 @@ def toolbox() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Show the whole build output instead of a progress line.")
 @click.option("--log", "log_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write the build log here (default: $XDG_STATE_HOME/debugkit/toolbox-build-VARIANT.log).")
+@engine_options
 def build(
     tag: str | None,
     base_image: str | None,
@@ -59,6 +61,8 @@ def build(
     quiet: bool,
     verbose: bool,
     log_file: str | None,
+    docker_host: str | None,
+    docker_context: str | None,
 ) -> None:
     """Build the toolbox image and tag it as the reference `attach` uses.
 
@@ -89,6 +93,8 @@ def build(
             cache_from=cache_from,
             no_cache=no_cache,
             if_changed=if_changed,
+            docker_host=docker_host,
+            docker_context=docker_context,
         )
     except DebugkitError as exc:
         exc.hint = report.failed() or exc.hint
@@ -136,15 +142,17 @@ def local_toolbox_ref(variant: str) -> str:
 @click.option("--context", "kube_context", metavar="NAME",
               help="With --set-default: set the image of this kube context only.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the pinned references (and warnings).")
-def push(destination: str, variant: str | None, set_default: bool, kube_context: str | None, quiet: bool) -> None:
+@engine_options
+def push(destination: str, variant: str | None, set_default: bool, kube_context: str | None, quiet: bool,
+         docker_host: str | None, docker_context: str | None) -> None:
     """Push the built toolbox to a registry a cluster can pull from.
 
     REPO[:TAG] names the repository, registry included (registry.example.com/team/toolbox);
     TAG defaults to debugkit's version. The full variant goes to REPO:TAG, the slim one to
-    REPO:TAG-slim. The engine pushes, with the credentials of the docker config (docker
-    login). Prints the digest-pinned reference of each, REPO@sha256:..., full first.
+    REPO:TAG-slim. The engine attach uses pushes, with the credentials the docker CLI would
+    send (docker login, credential helpers). Prints the digest-pinned reference of each,
+    REPO@sha256:..., full first.
     """
-    from debugkit.core.errors import ImageMissing
     from debugkit.toolbox import push as pushing
 
     pushing.parse_destination(destination)  # a bad reference is refused before anything else
@@ -154,11 +162,24 @@ def push(destination: str, variant: str | None, set_default: bool, kube_context:
         raise click.UsageError("--context names the kube context whose image --set-default sets: add --set-default")
     if set_default and variant == "slim":
         raise click.UsageError("--set-default writes the full variant's reference: use --variant full or all")
-    client = _docker_client()
+    from debugkit.toolbox.build import connect_engine
+
+    engine = connect_engine(docker_host=docker_host, docker_context=docker_context)
+    try:
+        _push(engine, destination, variant, set_default, kube_context, quiet)
+    finally:
+        engine.close()
+
+
+def _push(engine, destination: str, variant: str | None, set_default: bool, kube_context: str | None,
+          quiet: bool) -> None:
+    from debugkit.core.errors import ImageMissing
+    from debugkit.toolbox import push as pushing
+
     wanted = ("full", "slim") if variant in (None, "all") else (variant,)
     sources = {v: local_toolbox_ref(v) for v in wanted}
     if variant is None:  # every variant that is built; at least one must be
-        built = {v: ref for v, ref in sources.items() if pushing.local_image_id(client.api, ref) is not None}
+        built = {v: ref for v, ref in sources.items() if pushing.local_image_id(engine, ref) is not None}
         if not built:
             raise ImageMissing(f"no toolbox image is built in the local Docker engine ({', '.join(sources.values())})",
                                hint="build it first with: debugkit toolbox build")
@@ -169,7 +190,7 @@ def push(destination: str, variant: str | None, set_default: bool, kube_context:
     config_file = _config_to_edit() if set_default else None
     view = _PushView(quiet=quiet)
     try:
-        results = pushing.push_toolbox(targets, client=client, progress=view.progress)
+        results = pushing.push_toolbox(targets, engine=engine, progress=view.progress)
     finally:
         view.close()
     for result in results:
@@ -182,12 +203,6 @@ def push(destination: str, variant: str | None, set_default: bool, kube_context:
             click.echo(f"debugkit: {edit.describe()}", err=True)
         for note in _shadowing(kube_context):
             click.echo(f"debugkit: note: {note}", err=True)
-
-
-def _docker_client():
-    from debugkit.toolbox.build import _connect
-
-    return _connect(None)
 
 
 def _config_to_edit():

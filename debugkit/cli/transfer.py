@@ -5,7 +5,8 @@ import sys
 
 import click
 
-from debugkit.cli.common import complete_file, complete_target, err, raw_options, sidecar_options, target_options
+from debugkit.cli.common import (complete_file, complete_target, err, raw_options, reason_option, sidecar_options,
+                                 target_options)
 
 
 @click.command("cp")
@@ -18,6 +19,7 @@ from debugkit.cli.common import complete_file, complete_target, err, raw_options
 @click.option("--checksum", is_flag=True, help="Print the SHA-256 of every file copied.")
 @target_options
 @sidecar_options
+@reason_option
 def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
     """Copy between TARGET:PATH and a local path, as the target's own user.
 
@@ -79,6 +81,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
               help="Kubernetes: the pod's portforward subresource (auto: when RBAC allows it) or the sidecar.")
 @target_options
 @sidecar_options
+@reason_option
 def port_forward(target, ports, address, via, **kwargs):
     """Forward local ports to ports on TARGET's localhost (even ones bound to 127.0.0.1 only).
 

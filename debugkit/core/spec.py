@@ -23,10 +23,14 @@ LABEL_CLI_HOST = "io.debugkit.cli-host"
 LABEL_LOCAL_USER = "io.debugkit.local-user"
 LABEL_VERSION = "io.debugkit.version"
 LABEL_USER = "io.debugkit.user"
+LABEL_REASON = "io.debugkit.reason"
 
 ENV_SESSION = "DEBUGKIT_SESSION"
 ENV_TARGET_ROOT = "DEBUGKIT_TARGET_ROOT"
 ENV_TARGET = "DEBUGKIT_TARGET"
+# Why the session was started (--reason): an ephemeral container carries no labels, so on
+# Kubernetes the pod spec shows it here (and the API server's audit log with it).
+ENV_REASON = "DEBUGKIT_REASON"
 
 # The target's main process is PID 1 in the shared PID namespace (Docker) and is
 # found by the backend on Kubernetes; its root filesystem is reachable through /proc.
@@ -126,6 +130,7 @@ def base_spec(
     cli_pid: int,
     cli_host: str,
     local_user: str,
+    reason: str | None = None,
 ) -> SidecarSpec:
     spec = SidecarSpec(
         image=image,
@@ -139,7 +144,9 @@ def base_spec(
         ENV_SESSION: spec.session_id,
         ENV_TARGET_ROOT: spec.target_root,
         ENV_TARGET: target_name,
+        **({ENV_REASON: reason} if reason else {}),
     })
+    spec = spec.with_labels(**({LABEL_REASON: reason} if reason else {}))
     return spec.with_labels(**{
         LABEL_MANAGED: "true",
         LABEL_SESSION: spec.session_id,

@@ -30,7 +30,7 @@ def get(name: str, connection: "Connection | None" = None, *, namespace_fallback
         from debugkit.runtimes.kubernetes.runtime import KubernetesRuntime
 
         return KubernetesRuntime(kubeconfig=connection.kubeconfig, context=connection.kube_context,
-                                 namespace_fallback=namespace_fallback)
+                                 namespace_fallback=namespace_fallback, impersonate=connection.kube_impersonate)
     raise ValueError(f"unknown runtime {name!r}")
 
 

@@ -142,6 +142,7 @@ class SessionRow:
     idle_s: int | None = None          # reusable sidecars: seconds since a session last used it; 0 busy
     reusable: bool = False             # started with a keep-alive; later sessions exec into it
     keep_alive_s: int | None = None    # how long it stays once idle before it ends itself
+    reason: str | None = None          # --reason of the session that started it (label or DEBUGKIT_REASON)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -2,10 +2,13 @@
 
 Each record is one line written with a single O_APPEND write under an exclusive
 flock and then fsynced, so concurrent sessions never interleave and a killed CLI can
-leave a start without an end, but never half a line.
+leave a start without an end, but never half a line. Each record is linked into a hash
+chain (its position and the previous line's SHA-256: session/auditchain.py) under the
+same lock, so an edit, a deletion or a reorder inside the log shows in `audit verify`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -14,9 +17,11 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from debugkit.core import digest
 from debugkit.core.errors import DebugkitError, ExitCode, InvalidInput
+from debugkit.session import auditchain
 
-SCHEMA = 1
+SCHEMA = 2  # 2: records carry seq and prev (the hash chain)
 
 
 class AuditUnreadable(DebugkitError):
@@ -43,20 +48,24 @@ def now() -> str:
 
 def append(record: dict, *, path: Path | None = None) -> None:
     path = path or audit_path()
-    line = (json.dumps({"schema": SCHEMA, "ts": now(), **record}, sort_keys=False,
-                       separators=(",", ":")) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise AuditUnwritable(f"cannot write the audit log {path}: {exc.strerror or exc}",
                               hint="set DEBUGKIT_AUDIT_LOG or XDG_STATE_HOME to a writable place") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(line)
+        link = auditchain.next_link(fd)
+        body = json.dumps({"schema": SCHEMA, "ts": now(), **record, "seq": link.seq, "prev": link.prev},
+                          sort_keys=False, separators=(",", ":")).encode()
+        view = memoryview((b"\n" if link.newline_first else b"") + body + b"\n")
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
+        # The record is in: a head file that cannot be replaced only lags (verify allows that).
+        with contextlib.suppress(OSError):
+            auditchain.write_head(path, link.seq, digest.hex_digest(body))
     finally:
         os.close(fd)  # closing releases the lock
 
@@ -150,7 +159,7 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
         entry = by_id[sid]
         event = rec["event"]
         if event == "start":
-            entry.update({k: v for k, v in rec.items() if k not in ("event", "schema", "ts")})
+            entry.update({k: v for k, v in rec.items() if k not in ("event", "schema", "ts", "seq", "prev")})
             entry["start"] = rec["ts"]
         elif event == "created":
             entry.setdefault("containers", []).append(rec.get("container_id"))
@@ -158,7 +167,8 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
             for key in ("runtime", "target", "command", "local_user", "profile"):
                 if key in rec:
                     entry.setdefault(key, rec[key])
-            for key in ("exit_code", "outcome", "error", "closed_by", "duration_s"):
+            for key in ("exit_code", "outcome", "error", "closed_by", "duration_s", "recording_sha256",
+                        "recording_bytes", "recording_error", "report", "report_sha256"):
                 if key in rec:
                     entry[key] = rec[key]
             entry["end"] = rec["ts"]
@@ -168,6 +178,20 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
     if since is not None:
         out = [s for s in out if s.get("start") and dt.datetime.fromisoformat(s["start"]) >= since]
     return out
+
+
+def find_session(records: Iterable[dict], wanted: str) -> dict:
+    """One session of the log by its ID, or by a prefix only it has."""
+    entries = sessions(records)
+    exact = [e for e in entries if e["session"] == wanted]
+    if exact:
+        return exact[-1]
+    matches = [e for e in entries if wanted and e["session"].startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise InvalidInput(f"session {wanted!r} is ambiguous: {', '.join(e['session'] for e in matches[:5])} ...")
+    raise InvalidInput(f"no session {wanted!r} in the audit log {audit_path()} (debugkit audit lists them)")
 
 
 def sidecar_use(records: Iterable[dict]) -> dict[str, dict]:

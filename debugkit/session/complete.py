@@ -105,7 +105,8 @@ class Cluster:
             if self._client is None:
                 from debugkit.session import probes
 
-                self._client, self._auth = probes.kube_client(self.kubeconfig, self.context)
+                self._client, self._auth = probes.kube_client(self.kubeconfig, self.context,
+                                                              exec_timeout=CALL_TIMEOUT, quiet=True)
             return self._client
 
     @property

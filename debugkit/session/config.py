@@ -11,6 +11,8 @@
     timeout: 120                # Kubernetes: seconds for a debug container to start
     keep_alive: 10m             # how long a reusable sidecar stays once idle
     runbook_paths: [DIR, ...]   # team runbooks, listed beside the bundled ones
+    require_reason: true        # refuse a session without --reason (exit 64)
+    record: always              # record every attach and runbook session (as --record); default never
     contexts:                   # per kube context
       CONTEXT_NAME: {image: REF, namespace: NAME}
 
@@ -34,7 +36,8 @@ from debugkit.core.targets import check_k8s_name
 MAX_BYTES = 256 * 1024
 RUNTIME_NAMES = ("docker", "podman", "kubernetes")
 TOP_KEYS = ("image", "runtimes", "profile", "namespace", "limits", "timeout", "keep_alive", "runbook_paths",
-            "contexts")
+            "contexts", "require_reason", "record")
+RECORD_CHOICES = ("always", "never")
 LIMIT_KEYS = ("memory", "pids", "cpus")
 ENV = {
     "image": "DEBUGKIT_IMAGE", "profile": "DEBUGKIT_PROFILE", "memory": "DEBUGKIT_MEMORY",
@@ -43,7 +46,8 @@ ENV = {
 }
 BUILT_IN = {
     "profile": "restricted", "memory": opts.DEFAULT_MEMORY, "pids_limit": opts.DEFAULT_PIDS,
-    "cpus": opts.DEFAULT_CPUS, "timeout": str(int(opts.DEFAULT_TIMEOUT)),
+    "cpus": opts.DEFAULT_CPUS, "timeout": str(int(opts.DEFAULT_TIMEOUT)), "require_reason": "false",
+    "record": "never",
 }
 
 
@@ -149,6 +153,11 @@ def load(path: Path, *, required: bool = False) -> Config:
                 for ctx, (_k, cnode) in doc.mapping(node, "contexts", "in contexts", None).items():
                     entries = doc.mapping(cnode, f"contexts.{ctx}", f"in contexts.{ctx}", ("image", "namespace"))
                     config.contexts[ctx] = {k: _checked(doc, k, v) for k, (_kk, v) in entries.items()}
+            elif key == "require_reason":
+                value = doc.scalar(node, key)
+                if not isinstance(value, bool):
+                    doc.fail(node, f"require_reason must be true or false, not {_describe(value)}")
+                config.values[key] = Setting("true" if value else "false", f"{doc.source}:{node.start_mark.line + 1}")
             elif key == "runbook_paths":
                 if not isinstance(node, yamlsafe.yaml.SequenceNode):
                     doc.fail(node, "runbook_paths must be a list of directories")
@@ -198,6 +207,9 @@ def check(key: str, value: str) -> None:
         opts.parse_seconds(value, flag="timeout")
     elif key == "keep_alive":
         opts.parse_seconds(value, flag="keep_alive", allow_zero=True)
+    elif key == "record":
+        if value not in RECORD_CHOICES:
+            raise ConfigInvalid(f"record must be one of {', '.join(RECORD_CHOICES)}, not {value!r}")
 
 
 def granted_profile(setting: Setting, flag: str | None) -> str:

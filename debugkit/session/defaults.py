@@ -42,6 +42,7 @@ def fill(raw: dict, *, runtime: str, kube_context: str | None) -> dict:
                 out[key] = config.BUILT_IN[key]
     out["profile"] = config.granted_profile(
         cfg.effective("profile", runtime=runtime, kube_context=kube_context), out.get("profile"))
+    require_reason(out.get("reason"))
     # The configured image is the toolbox (pushed to a registry, say): it carries the helper.
     out["toolbox"] = _value("image", runtime=runtime, kube_context=kube_context) or toolbox_ref()
     return out
@@ -78,3 +79,17 @@ def apply_context(raw: dict, options, *, kube_context: str | None):
             target = replace(target, namespace=chosen)
     toolbox = _value("image", runtime="kubernetes", kube_context=kube_context) or options.toolbox
     return options.evolve(target=target, toolbox=toolbox)
+
+
+def require_reason(reason: str | None) -> None:
+    """The config file's `require_reason: true`: a session without --reason is refused
+    (exit 64) before anything is contacted or started."""
+    setting = config.current().effective("require_reason")
+    if reason is None and setting.value == "true":
+        raise InvalidInput(f"a reason is required ({setting.source}: require_reason: true): "
+                           f"pass --reason TEXT (why you are debugging, a sentence or a ticket)")
+
+
+def record_sessions() -> bool:
+    """The config file's `record: always`: every attach and runbook session is recorded."""
+    return config.current().effective("record").value == "always"

@@ -330,7 +330,7 @@ def _zombies(count, pid) -> Result:
 
 def run(*, raw: dict | None = None, namespace: str | None = None, kube_context: str | None = None,
         kubeconfig: str | None = None, docker_host: str | None = None,
-        docker_context: str | None = None) -> list[Result]:
+        docker_context: str | None = None, impersonate=None) -> list[Result]:
     """Every check, in order; `raw` (raw_options for a TARGET) adds the target's."""
     results = guard("config", lambda: [check_config()]) + guard("audit-log", lambda: [check_audit_log()])
     results += guard("docker-engine", lambda: engine_checks("docker", docker_host=docker_host,
@@ -341,7 +341,8 @@ def run(*, raw: dict | None = None, namespace: str | None = None, kube_context: 
         target_results, target_facts = _guard_target(raw)
     results += guard("kube-context", lambda: kube_checks(
         kubeconfig=kubeconfig, context=kube_context, namespace=target_facts.get("namespace") or namespace,
-        identity=target_facts.get("identity"), pod_security_context=target_facts.get("pod_security_context")))
+        identity=target_facts.get("identity"), pod_security_context=target_facts.get("pod_security_context"),
+        impersonate=impersonate))
     return results + target_results
 
 

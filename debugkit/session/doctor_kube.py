@@ -67,7 +67,7 @@ class Cluster:
 
 
 def kube_checks(*, kubeconfig: str | None, context: str | None, namespace: str | None,
-                identity=None, pod_security_context: dict | None = None) -> list[Result]:
+                identity=None, pod_security_context: dict | None = None, impersonate=None) -> list[Result]:
     """The context, the API server, ephemeral containers, RBAC, PodSecurity and the image."""
     from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
     from debugkit.session import probes
@@ -77,7 +77,8 @@ def kube_checks(*, kubeconfig: str | None, context: str | None, namespace: str |
                        "no kubeconfig here (KUBECONFIG is not set, ~/.kube/config does not exist) and this is not "
                        "a pod: Kubernetes targets need one")]
     try:
-        client, auth = probes.kube_client(kubeconfig, context)
+        # An exec plugin gets doctor's own time limit, and no terminal for a login.
+        client, auth = probes.kube_client(kubeconfig, context, impersonate=impersonate, exec_timeout=KUBE_TIMEOUT)
     except KubeConfigError as exc:
         return [Result("kube-context", FAIL, str(exc),
                        "choose a context that exists (--context NAME; kubectl config get-contexts) or correct "

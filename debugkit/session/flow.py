@@ -23,10 +23,10 @@ from debugkit.core.errors import (
     Signalled,
 )
 from debugkit.core.options import Connection, SidecarOptions, sidecar_options
-from debugkit.core.spec import new_session_id
+from debugkit.core.spec import ENV_REASON, new_session_id
 from debugkit.core.targets import parse_target
 from debugkit.runtimes.base import ExecSession, Plan, Streams, local_user
-from debugkit.session import audit, defaults
+from debugkit.session import audit, defaults, recording
 
 MAX_CUSTOM_BYTES = 1 << 20
 
@@ -47,14 +47,24 @@ def load_custom(path: str) -> dict:
 
 
 def validate(*, target: str, namespace: str | None = None, container: str | None = None,
-             custom: str | None = None, connection: Connection | None = None, **flags) -> SidecarOptions:
+             custom: str | None = None, connection: Connection | None = None, record: bool | None = None,
+             record_input: bool = False, **flags) -> SidecarOptions:
     """Everything the person typed, checked with no engine or cluster contacted; what they
-    did not type comes from the environment, the config file or the built-in defaults."""
+    did not type comes from the environment, the config file or the built-in defaults.
+    (--record and --record-input are the session's, not the sidecar's: see recording_for.)"""
     connection = connection or Connection()
     ref = parse_target(target, namespace=namespace, container=container)
     filled = defaults.fill(flags, runtime=ref.runtime, kube_context=connection.kube_context)
     data = load_custom(custom) if custom is not None else None
     return sidecar_options(target=ref, custom=data, custom_source=custom, connection=connection, **filled)
+
+
+def check_reason(raw: dict) -> None:
+    """--reason as typed, and the config's require_reason, checked before anything is
+    contacted (a fleet checks it once, before it looks for its members)."""
+    from debugkit.core.options import parse_reason
+
+    defaults.require_reason(parse_reason(raw.get("reason")))
 
 
 @contextlib.contextmanager
@@ -69,7 +79,7 @@ def refusals_audited(raw: dict) -> Iterator[None]:
                 "runtime": _runtime_of(raw.get("target")), "target": str(raw.get("target")),
                 "command": list(raw.get("command") or ()), "profile": raw.get("profile"),
                 "local_user": local_user(), "exit_code": int(exc.exit_code), "outcome": "refused",
-                "error": str(exc),
+                "error": str(exc), **({"reason": raw["reason"]} if raw.get("reason") else {}),
             })
         raise
 
@@ -115,14 +125,24 @@ def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
         "cli_pid": os.getpid(),
         "host": socket.gethostname(),
         **({"engine": plan.facts["engine"]} if plan.facts.get("engine") else {}),
+        **({"reason": spec.env_dict()[ENV_REASON]} if ENV_REASON in spec.env_dict() else {}),
         **(record or {}),
     })
     return time.monotonic()
 
 
+def recording_for(raw: dict) -> recording.SessionRecording:
+    """Whether this session is recorded: --record, --record-input (which implies it), or
+    the config file's `record: always`."""
+    record_input = bool(raw.get("record_input"))
+    return recording.SessionRecording(enabled=bool(raw.get("record")) or record_input or defaults.record_sessions(),
+                                      record_input=record_input)
+
+
 @contextlib.contextmanager
-def audited(plan: Plan, *, started: float) -> Iterator[dict]:
-    """The end record, whatever happens: the caller puts the exit code in the yielded dict."""
+def audited(plan: Plan, *, started: float, sealed: Callable[[dict], None] | None = None) -> Iterator[dict]:
+    """The end record, whatever happens: the caller puts the exit code in the yielded dict.
+    `sealed(result)` runs just before it is written (a recording adds its hash)."""
     result: dict = {"exit_code": None, "outcome": "error"}
     try:
         yield result
@@ -139,6 +159,8 @@ def audited(plan: Plan, *, started: float) -> Iterator[dict]:
         result.update(exit_code=int(exc.exit_code), outcome="error", error=str(exc))
         raise
     finally:
+        if sealed is not None:
+            sealed(result)
         audit.append({"event": "end", "session": plan.spec.session_id,
                       "duration_s": round(time.monotonic() - started, 3), **result})
 
@@ -171,10 +193,12 @@ def attach(raw: dict, streams: Streams, *, announce: Callable[[Plan], None] | No
     runtime, the_plan = plan(raw, mode=mode, runtime=runtime)
     if announce:
         announce(the_plan)
-    started = audit_start(the_plan, mode=mode)
-    with audited(the_plan, started=started) as result:
-        result["exit_code"] = runtime.run(the_plan, streams)
-        result["outcome"] = "exited"
+    recorded = recording_for(raw)
+    started = audit_start(the_plan, mode=mode, record=recorded.start_fields(the_plan))
+    with audited(the_plan, started=started, sealed=recorded.seal) as result:
+        with recorded.streams(the_plan, streams, mode=mode) as session_streams:
+            result["exit_code"] = runtime.run(the_plan, session_streams)
+            result["outcome"] = "exited"
     return result["exit_code"]
 
 
@@ -212,10 +236,13 @@ def exec_session(raw: dict, *, mode: str = "runbook", record: dict | None = None
     """One started sidecar whose `.exec(argv, timeout=...)` runs a command and returns an
     ExecResult: runbooks, cp and port-forward use it for one start, many commands.
     `record` adds fields to the audit start record (the runbook file and its SHA-256).
-    `lazy`: yield a LazySession that starts the sidecar only when asked."""
+    `lazy`: yield a LazySession that starts the sidecar only when asked. A runbook's
+    session is recorded when asked (--record, or the config's `record: always`); cp and
+    port-forward move bytes, not a terminal's output, and are never recorded."""
     runtime, the_plan = plan(raw, mode="exec", runtime=runtime)
-    started = audit_start(the_plan, mode=mode, record=record)
-    with audited(the_plan, started=started) as result:
+    recorded = recording_for(raw) if mode == "runbook" else recording.SessionRecording(enabled=False)
+    started = audit_start(the_plan, mode=mode, record={**(record or {}), **recorded.start_fields(the_plan)})
+    with audited(the_plan, started=started, sealed=recorded.seal) as result:
         if lazy:
             holder = LazySession(runtime, the_plan)
             try:
@@ -224,5 +251,5 @@ def exec_session(raw: dict, *, mode: str = "runbook", record: dict | None = None
                 holder.close()
         else:
             with runtime.open_exec(the_plan) as live:
-                yield live
+                yield recorded.exec_session(the_plan, live, mode=mode)
         result.update(exit_code=0, outcome="closed")

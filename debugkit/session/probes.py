@@ -74,15 +74,20 @@ def kube_configured(kubeconfig: str | None = None) -> bool:
     return config_available(kubeconfig)
 
 
-def kube_client(kubeconfig: str | None = None, context: str | None = None) -> tuple["KubeClient", "ClusterAuth"]:
+def kube_client(kubeconfig: str | None = None, context: str | None = None, *, impersonate=None,
+                exec_timeout: float | None = None, quiet: bool = False) -> tuple["KubeClient", "ClusterAuth"]:
     """(client, auth) for the kube context, kubectl's way. The client prints no warnings
-    (completion output must stay clean); pass `timeout=` to each request. Raises
-    KubeConfigError when the configuration cannot be used."""
+    (completion output must stay clean), never gives an exec plugin the terminal, and
+    ends a plugin that runs longer than `exec_timeout`; `quiet`: a plugin's stderr is not
+    shown either. Pass `timeout=` to each request. `impersonate`: core.options.Impersonate
+    (--as...). Raises KubeConfigError when the configuration cannot be used."""
     from debugkit.runtimes.kubernetes.kubeclient import KubeClient
     from debugkit.runtimes.kubernetes.kubeconfig import load
+    from debugkit.runtimes.kubernetes.runtime import impersonation
 
-    auth = load(kubeconfig, context)
-    return KubeClient(auth, warn=None), auth
+    auth = load(kubeconfig, context, impersonate=impersonation(impersonate))
+    return KubeClient(auth, warn=None, interactive=False, exec_timeout=exec_timeout,
+                      plugin_stderr=False if quiet else None), auth
 
 
 def kube_namespace(flag: str | None, auth: "ClusterAuth") -> str:

@@ -1,8 +1,10 @@
 """Building the bundled toolbox image from toolbox-image/.
 
 `build_toolbox()` is the library entry point behind `debugkit toolbox build`; it raises
-`debugkit.errors` exceptions and never exits. The docker SDK is imported inside the
-functions that need it, so that importing this module (and `debugkit --help`) stays fast.
+`debugkit.errors` exceptions and never exits. It builds on the engine attach uses (-H,
+DOCKER_HOST, --docker-context, DOCKER_CONTEXT, the current context), through debugkit's
+own engine client (runtimes/docker/images.py), imported inside the functions that need it
+so that importing this module (and `debugkit --help`) stays fast.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from debugkit.core.errors import (
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-    import docker
+    from debugkit.runtimes.docker.images import ImageEngine
 
 # hashlib, json, pathlib, subprocess and time are imported inside the functions that use
 # them: the CLI imports this module for its option choices and must stay fast.
@@ -181,72 +183,55 @@ def inputs_digest(*, context: Path, variant: str, base_id: str, buildargs: dict[
 
 
 def _labels(api: Any, ref: str) -> dict[str, str]:
-    from docker.errors import ImageNotFound, NotFound
-
-    try:
-        return api.inspect_image(ref).get("Config", {}).get("Labels") or {}
-    except (ImageNotFound, NotFound):
-        return {}
+    info = api.inspect_image(ref)
+    return ((info or {}).get("Config") or {}).get("Labels") or {}
 
 
-def _connect(client: Any | None) -> Any:
-    """A docker SDK client that answered a ping, or the matching debugkit error."""
-    import docker  # lazy: keeps `debugkit --help` fast
-    from docker.errors import DockerException
+def connect_engine(engine: Any | None = None, *, docker_host: str | None = None,
+                   docker_context: str | None = None) -> Any:
+    """The image engine to use: `engine` as given, else the engine attach would use, pinged
+    (EngineUnreachable, PermissionDenied or InvalidInput when it cannot be)."""
+    if engine is not None:
+        return engine
+    from debugkit.runtimes.docker.images import connect
 
-    try:
-        if client is None:
-            client = docker.from_env()
-        client.ping()
-    except DockerException as exc:
-        raise _engine_error(exc) from exc
-    except Exception as exc:  # requests' ConnectionError and friends
-        raise _engine_error(exc) from exc
-    return client
+    return connect(host=docker_host, context=docker_context)
 
 
-def _engine_error(exc: BaseException) -> DebugkitError:
-    text = str(exc)
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, PermissionError) or "Permission denied" in str(seen):
-            return PermissionDenied(
-                f"the Docker engine socket refused access: {text}",
-                hint="run as a user in the docker group, or set DOCKER_HOST",
-            )
-        seen = seen.__cause__ or seen.__context__
-    return EngineUnreachable(
-        f"cannot reach a Docker engine: {text}",
-        hint="start dockerd, or set DOCKER_HOST; scripts/docker-testenv up starts one",
-    )
+def _engine_error(exc: BaseException, host: str = "the Docker engine") -> DebugkitError:
+    """A connection to the engine that failed mid-call, as the matching debugkit error."""
+    from debugkit.runtimes.docker.errors import engine_error
+
+    return engine_error(exc, engine="Docker", host=host)
+
+
+def _engine_calls():
+    """The exceptions an engine call may raise, imported when a call is made."""
+    from debugkit.runtimes.docker.engine import EngineConnectionError, EngineError
+    from debugkit.runtimes.docker.registryauth import RegistryAuthError
+
+    return EngineConnectionError, EngineError, RegistryAuthError
 
 
 def _image_present(api: Any, ref: str) -> bool:
-    from docker.errors import ImageNotFound, NotFound
-
-    try:
-        api.inspect_image(ref)
-    except (ImageNotFound, NotFound):
-        return False
-    return True
+    return api.inspect_image(ref) is not None
 
 
 def _pull(api: Any, ref: str, progress: ProgressFn) -> str | None:
     """Pull ref; None on success, else the reason it failed."""
-    from docker.errors import DockerException
-
+    connection_error, engine_error, auth_error = _engine_calls()
     last = ""
     try:
-        for item in api.pull(ref, stream=True, decode=True):
+        for item in api.pull(ref):
             if "error" in item:
                 return str(item["error"]).strip()
             status = item.get("status", "")
             if status and status != last and "id" not in item:
                 progress(status)
                 last = status
-    except DockerException as exc:
-        return getattr(exc, "explanation", None) or str(exc)
-    except Exception as exc:  # requests errors while streaming
+    except engine_error as exc:
+        return exc.explanation
+    except (auth_error, connection_error, OSError, ValueError) as exc:
         return str(exc)
     return None
 
@@ -334,7 +319,9 @@ def build_toolbox(
     base_image: str | None = None,
     variant: Variant = "full",
     progress: ProgressFn = _stderr_progress,
-    client: "docker.DockerClient | None" = None,
+    engine: "ImageEngine | None" = None,
+    docker_host: str | None = None,
+    docker_context: str | None = None,
     cache_from: Sequence[str] = (),
     no_cache: bool = False,
     if_changed: bool = False,
@@ -345,7 +332,9 @@ def build_toolbox(
     base_image  the Debian bookworm image to build FROM; see `resolve_base_image`.
     variant     "full" (the debug tools) or "slim" (static busybox + static curl).
     progress    called with each line of build output (the CLI prints them on stderr).
-    client      a docker SDK `DockerClient`; `docker.from_env()` when None.
+    engine      an ImageEngine (runtimes/docker/images.py); when None, the engine attach
+                uses for `docker_host` (-H) and `docker_context` (--docker-context), else
+                DOCKER_HOST, DOCKER_CONTEXT or the current context.
     cache_from  images whose layers the engine may reuse (for CI caches that were
                 `docker load`ed on a fresh machine). With the legacy builder this
                 replaces the local cache: offer every stage (`CACHE_REPOSITORY` tags)
@@ -370,76 +359,72 @@ def build_toolbox(
     if not ref or any(c.isspace() for c in ref):
         raise InvalidInput(f"invalid image tag {ref!r}")
 
-    from docker.errors import DockerException
-
-    client = _connect(client)
-    api = client.api
-    context = toolbox_context_dir()
-    base = resolve_base_image(api=api, base_image=base_image, context=context, progress=progress)
-    buildargs = {"BASE_IMAGE": base, **source_metadata(context)}
-    inputs = inputs_digest(
-        context=context, variant=variant, base_id=api.inspect_image(base)["Id"], buildargs=buildargs
-    )
-    if if_changed and not no_cache:
-        for candidate in (ref, *cache_from):
-            if _labels(api, candidate).get(INPUTS_LABEL) == inputs:
-                if candidate != ref:
-                    api.tag(candidate, *_split_ref(ref))
-                progress(f"{ref} is up to date (inputs {inputs[7:19]} unchanged; found as {candidate})")
-                return ref
-    buildargs["INPUTS"] = inputs
-    progress(
-        f"building {ref} ({variant}) from {context} on base {base}, "
-        f"revision {buildargs['REVISION']}"
-    )
-    started = time.monotonic()
-    error: str | None = None
-    image_id: str | None = None
-    tracker = _StageTracker()
-
-    def track(line: str) -> None:
-        tracker.feed(line)
-        progress(line)
-
+    api = connect_engine(engine, docker_host=docker_host, docker_context=docker_context)
+    connection_error, engine_error, auth_error = _engine_calls()
     try:
-        stream = api.build(
-            path=str(context),
-            tag=ref,
-            target=variant,
-            buildargs=buildargs,
-            rm=True,
-            forcerm=True,
-            pull=False,
-            nocache=no_cache,
-            cache_from=list(cache_from) or None,
-            decode=True,
-            timeout=BUILD_READ_TIMEOUT,
+        context = toolbox_context_dir()
+        base = resolve_base_image(api=api, base_image=base_image, context=context, progress=progress)
+        buildargs = {"BASE_IMAGE": base, **source_metadata(context)}
+        inputs = inputs_digest(
+            context=context, variant=variant, base_id=api.inspect_image(base)["Id"], buildargs=buildargs
         )
-        for item in _stream_lines(stream, track):
-            if "error" in item:
-                detail = item.get("errorDetail") or {}
-                error = str(detail.get("message") or item["error"]).strip()
-            aux = item.get("aux") or {}
-            if isinstance(aux, dict) and aux.get("ID"):
-                image_id = aux["ID"]
-    except DockerException as exc:
-        error = getattr(exc, "explanation", None) or str(exc)
-    except Exception as exc:  # connection dropped or read timed out mid-build
-        raise _engine_error(exc) from exc
-    if error:
-        raise DebugkitError(f"toolbox build failed: {error}", hint="the build output above shows the failing step")
-    try:
+        if if_changed and not no_cache:
+            for candidate in (ref, *cache_from):
+                if _labels(api, candidate).get(INPUTS_LABEL) == inputs:
+                    if candidate != ref:
+                        api.tag(candidate, *_split_ref(ref))
+                    progress(f"{ref} is up to date (inputs {inputs[7:19]} unchanged; found as {candidate})")
+                    return ref
+        buildargs["INPUTS"] = inputs
+        progress(
+            f"building {ref} ({variant}) from {context} on base {base}, "
+            f"revision {buildargs['REVISION']}"
+        )
+        started = time.monotonic()
+        error: str | None = None
+        image_id: str | None = None
+        tracker = _StageTracker()
+
+        def track(line: str) -> None:
+            tracker.feed(line)
+            progress(line)
+
+        try:
+            stream = api.build(str(context), tag=ref, target=variant, buildargs=buildargs, nocache=no_cache,
+                               cache_from=cache_from, timeout=BUILD_READ_TIMEOUT)
+            for item in _stream_lines(stream, track):
+                if "error" in item:
+                    detail = item.get("errorDetail") or {}
+                    error = str(detail.get("message") or item["error"]).strip()
+                aux = item.get("aux") or {}
+                if isinstance(aux, dict) and aux.get("ID"):
+                    image_id = aux["ID"]
+        except engine_error as exc:
+            error = exc.explanation
+        except auth_error as exc:
+            error = str(exc)
+        except (connection_error, OSError, ValueError) as exc:  # dropped or timed out mid-build
+            raise _engine_error(exc, api.host) from exc
+        if error:
+            raise DebugkitError(f"toolbox build failed: {error}", hint="the build output above shows the failing step")
         info = api.inspect_image(ref)
-    except DockerException as exc:
-        raise DebugkitError(f"the build finished but {ref} cannot be inspected: {exc}") from exc
-    if image_id and info.get("Id") != image_id:  # pragma: no cover - engine race
-        raise DebugkitError(f"{ref} does not point at the image just built ({image_id})")
-    for stage, stage_id in tracker.finish().items():
-        if stage != variant:
-            try:
-                api.tag(stage_id, CACHE_REPOSITORY, stage)
-            except DockerException as exc:  # the image is built; a missing cache tag is not fatal
-                progress(f"warning: cannot tag stage {stage} ({stage_id}): {exc}")
-    size_mb = info.get("Size", 0) / 1e6
-    progress(f"built {ref} ({info['Id'][7:19]}, {size_mb:.1f} MB) in {time.monotonic() - started:.1f} s")
-    return ref
+        if info is None:
+            raise DebugkitError(f"the build finished but {ref} cannot be inspected")
+        if image_id and info.get("Id") != image_id:  # pragma: no cover - engine race
+            raise DebugkitError(f"{ref} does not point at the image just built ({image_id})")
+        for stage, stage_id in tracker.finish().items():
+            if stage != variant:
+                try:
+                    api.tag(stage_id, CACHE_REPOSITORY, stage)
+                except engine_error as exc:  # the image is built; a missing cache tag is not fatal
+                    progress(f"warning: cannot tag stage {stage} ({stage_id}): {exc.explanation}")
+        size_mb = info.get("Size", 0) / 1e6
+        progress(f"built {ref} ({info['Id'][7:19]}, {size_mb:.1f} MB) in {time.monotonic() - started:.1f} s")
+        return ref
+    except connection_error as exc:
+        raise _engine_error(exc, api.host) from exc
+    except engine_error as exc:
+        raise DebugkitError(f"the Docker engine at {api.host} said: {exc.explanation}") from exc
+    finally:
+        if engine is None:
+            api.close()

@@ -3,10 +3,10 @@
 A real cluster's node cannot use an image that exists only in the local Docker engine.
 `push_toolbox()` tags the local full and slim images as `REPO:TAG` and `REPO:TAG-slim`,
 pushes them through the engine (so the engine's network, TLS and insecure-registry
-settings apply, and the credentials come from the docker config, as for `docker push`),
-and returns the digest the registry stored for each: the reference to pin.
-
-The docker SDK is imported inside the functions that use it (`debugkit --help` stays fast).
+settings apply), with the credentials the docker CLI would send (the docker config's
+auths, credsStore and credHelpers: runtimes/docker/registryauth.py), and returns the
+digest the registry stored for each: the reference to pin. The engine is the one attach
+uses (runtimes/docker/images.py), imported when a push is made (`debugkit --help` stays fast).
 """
 from __future__ import annotations
 
@@ -94,12 +94,8 @@ def destinations(text: str, sources: dict[str, str]) -> list[Destination]:
 
 
 def local_image_id(api: Any, ref: str) -> str | None:
-    from docker.errors import ImageNotFound, NotFound
-
-    try:
-        return api.inspect_image(ref)["Id"]
-    except (ImageNotFound, NotFound):
-        return None
+    info = api.inspect_image(ref)
+    return info["Id"] if info else None
 
 
 def missing_variant_error(variant: str, ref: str) -> ImageMissing:
@@ -147,22 +143,22 @@ ProgressFn = Callable[[str, dict], None]
 
 
 def _push_one(api: Any, destination: Destination, progress: ProgressFn) -> Pushed:
-    from docker.errors import DockerException
+    from debugkit.toolbox.build import _engine_calls, _engine_error
 
+    connection_error, engine_error, auth_error = _engine_calls()
     image_id = local_image_id(api, destination.source)
     if image_id is None:
         raise missing_variant_error(destination.variant, destination.source)
     started = time.monotonic()
     try:
         api.tag(destination.source, destination.repository, destination.tag)
-    except DockerException as exc:
-        raise DebugkitError(f"cannot tag {destination.source} as {destination.ref}: "
-                            f"{getattr(exc, 'explanation', None) or exc}") from exc
+    except engine_error as exc:
+        raise DebugkitError(f"cannot tag {destination.source} as {destination.ref}: {exc.explanation}") from exc
     digest = None
     layers: dict[str, dict] = {}
     progress("start", {"destination": destination, "image_id": image_id})
     try:
-        for item in api.push(destination.repository, tag=destination.tag, stream=True, decode=True):
+        for item in api.push(destination.repository, destination.tag):
             if "error" in item:
                 detail = item.get("errorDetail") or {}
                 raise push_error(str(detail.get("message") or item["error"]).strip(), destination)
@@ -184,12 +180,13 @@ def _push_one(api: Any, destination: Destination, progress: ProgressFn) -> Pushe
                 progress("layer", {"destination": destination, "layers": layers})
     except DebugkitError:
         raise
-    except DockerException as exc:
-        raise push_error(getattr(exc, "explanation", None) or str(exc), destination) from exc
-    except Exception as exc:  # the engine's connection dropped mid-push
-        from debugkit.toolbox.build import _engine_error
-
-        raise _engine_error(exc) from exc
+    except engine_error as exc:
+        raise push_error(exc.explanation, destination) from exc
+    except auth_error as exc:
+        raise RegistryRefused(f"pushing {destination.ref}: no credentials for {registry_of(destination.repository)}: "
+                              f"{exc}") from exc
+    except (connection_error, OSError, ValueError) as exc:  # the engine's connection dropped mid-push
+        raise _engine_error(exc, api.host) from exc
     if not digest or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise DebugkitError(f"pushing {destination.ref}: the engine reported no digest for it")
     present = sum(1 for s in layers.values() if s.get("status", "").startswith(("Layer already exists", "Mounted")))
@@ -197,26 +194,35 @@ def _push_one(api: Any, destination: Destination, progress: ProgressFn) -> Pushe
     return Pushed(destination, digest, image_id, time.monotonic() - started, uploaded, present)
 
 
-def push_toolbox(targets: Sequence[Destination], *, client: Any | None = None,
+def push_toolbox(targets: Sequence[Destination], *, engine: Any | None = None,
                  progress: ProgressFn = lambda kind, data: None) -> list[Pushed]:
     """Push each destination's local image (full first) and return what the registry stored.
 
+    engine: an ImageEngine (runtimes/docker/images.py); None: the engine attach uses.
     progress(kind, data) is called with "start" and "layer" (the per-layer status, bytes
     pushed and total) while a push runs, and "pushed" (data: {"pushed": Pushed}) after.
     Raises ImageMissing (71) before anything is pushed when a local image is not built,
     RegistryUnreachable (69) / RegistryRefused (78) when the registry cannot be reached or
     says no, EngineUnreachable / PermissionDenied when the Docker engine does not answer.
     """
-    from debugkit.toolbox.build import _connect
+    from debugkit.toolbox.build import _engine_calls, _engine_error, connect_engine
 
-    client = _connect(client)
-    api = client.api
-    for destination in targets:  # every image must be there before anything is pushed
-        if local_image_id(api, destination.source) is None:
-            raise missing_variant_error(destination.variant, destination.source)
-    done = []
-    for destination in targets:
-        pushed = _push_one(api, destination, progress)
-        progress("pushed", {"pushed": pushed})
-        done.append(pushed)
-    return done
+    api = connect_engine(engine)
+    connection_error, engine_error, _auth_error = _engine_calls()
+    try:
+        for destination in targets:  # every image must be there before anything is pushed
+            if local_image_id(api, destination.source) is None:
+                raise missing_variant_error(destination.variant, destination.source)
+        done = []
+        for destination in targets:
+            pushed = _push_one(api, destination, progress)
+            progress("pushed", {"pushed": pushed})
+            done.append(pushed)
+        return done
+    except connection_error as exc:
+        raise _engine_error(exc, api.host) from exc
+    except engine_error as exc:
+        raise DebugkitError(f"the Docker engine at {api.host} said: {exc.explanation}") from exc
+    finally:
+        if engine is None:
+            api.close()

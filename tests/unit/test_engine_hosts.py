@@ -235,9 +235,10 @@ def test_ssh_without_user_or_port_leaves_them_to_ssh_config():
 
 def test_ssh_with_a_socket_path_quotes_it_for_the_remote_shell():
     argv = list(parse_ssh("ssh://me@host/run/user/1000/docker.sock").ssh)
-    assert argv[-4:] == ["host", "docker", "--host=unix:///run/user/1000/docker.sock", "system", "dial-stdio"][-4:]
+    assert argv[argv.index("--") + 1:] == ["host", "docker", "--host", "unix:///run/user/1000/docker.sock", "system",
+                                           "dial-stdio"]
     odd = list(parse_ssh("ssh://host/tmp/a%27b.sock").ssh)
-    assert odd[-3] == "'--host=unix:///tmp/a'\"'\"'b.sock'"
+    assert odd[-3] == "'unix:///tmp/a'\"'\"'b.sock'"
 
 
 def test_ssh_ipv6_host():
@@ -268,3 +269,85 @@ def test_ssh_from_a_context(store, home):
     found = resolve(environ=env(home))
     assert found.address.scheme == "ssh" and found.address.tls is None
     assert found.address.netloc == "127.0.0.1:2222"
+
+
+# -- every TLS form of the docker CLI (checked against it in tests/integration/conformance) ----------
+
+def _certs(directory, *names) -> str:
+    os.makedirs(directory, exist_ok=True)
+    for name in names:
+        with open(os.path.join(directory, f"{name}.pem"), "w") as fh:
+            fh.write("-----BEGIN CERTIFICATE-----\n")
+    return str(directory)
+
+
+def test_docker_tls_alone_is_tls_without_verification(tmp_path, home):
+    certs = _certs(tmp_path / "certs", "ca")
+    found = resolve(environ={"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS": "1", "DOCKER_CERT_PATH": certs}, home=home)
+    assert found.address.tls.verify is False and found.address.tls.ca.endswith("ca.pem")
+
+
+def test_tls_verify_with_only_a_ca_is_server_only_tls(tmp_path, home):
+    certs = _certs(tmp_path / "certs", "ca")
+    tls = resolve(environ={"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": certs},
+                  home=home).address.tls
+    assert (tls.verify, tls.cert, tls.key) == (True, None, None)
+
+
+def test_tls_needs_a_ca_pem_as_in_the_docker_cli(tmp_path, home):
+    certs = _certs(tmp_path / "certs", "cert", "key")
+    with pytest.raises(EngineConfigError, match="ca.pem does not exist"):
+        resolve(environ={"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS": "1", "DOCKER_CERT_PATH": certs}, home=home)
+
+
+def test_tls_without_a_host_is_localhost_2376(tmp_path, home):
+    certs = _certs(tmp_path / "certs", "ca", "cert", "key")
+    found = resolve(environ={"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": certs}, home=home)
+    assert (found.address.netloc, found.address.tls.cert is not None) == ("localhost:2376", True)
+
+
+@pytest.mark.parametrize("text, netloc, prefix, tls", [
+    ("tcp://h", "h:2375", "", False),                 # 2375 even under TLS: the CLI's ParseTCPAddr
+    ("tcp://h:2376/proxied/engine/", "h:2376", "/proxied/engine", False),
+    ("https://h", "h:443", "", True),                 # the CLI refuses https://; the SDKs take it
+    ("http://h", "h:80", "", False),
+    ("tcp://", "localhost:2375", "", False),
+])
+def test_address_forms(text, netloc, prefix, tls):
+    address = address_for(text)
+    assert (address.netloc, address.base_path, address.tls is not None) == (netloc, prefix, tls)
+
+
+def test_a_password_in_a_tcp_address_is_never_shown():
+    address = address_for("tcp://ops:hunter2@h:2375")
+    assert (address.netloc, address.text) == ("h:2375", "tcp://***@h:2375")
+
+
+def test_a_path_prefix_goes_in_front_of_every_request():
+    import http.server
+    import threading
+
+    from debugkit.runtimes.docker.engine import EngineClient
+
+    seen = []
+
+    class Engine(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the base class's name
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Api-Version", "1.45")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Engine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        EngineClient(address_for(f"tcp://127.0.0.1:{server.server_address[1]}/proxied/engine")).ping()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen and all(path.startswith("/proxied/engine/") for path in seen), seen

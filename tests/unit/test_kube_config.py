@@ -241,10 +241,25 @@ def test_empty_file_named_explicitly(tmp_path):
         kc.load(write(tmp_path / "empty", ""))
 
 
-@pytest.mark.parametrize("provider", ["gcp", "azure", "oidc"])
-def test_auth_provider_is_not_supported(tmp_path, provider):
+@pytest.mark.parametrize("provider, replacement", [("gcp", "gke-gcloud-auth-plugin"), ("azure", "kubelogin")])
+def test_removed_auth_providers_name_their_replacement(tmp_path, provider, replacement):
     path = write(tmp_path / "c", config(user_body=f"auth-provider:\n      name: {provider}\n      config: {{}}"))
-    with pytest.raises(KubeConfigError, match=f"auth-provider '{provider}' is not supported; use an exec"):
+    with pytest.raises(KubeConfigError, match=f"the {provider} auth-provider was removed from kubectl; use the "
+                                              f"{replacement} exec credential plugin"):
+        kc.load(path)
+
+
+def test_unknown_auth_provider_is_refused(tmp_path):
+    path = write(tmp_path / "c", config(user_body="auth-provider:\n      name: openstack\n      config: {}"))
+    with pytest.raises(KubeConfigError, match="auth-provider 'openstack' is not supported"):
+        kc.load(path)
+
+
+@pytest.mark.parametrize("cfg, match", [("{}", "idp-issuer-url is missing"),
+                                        ("{idp-issuer-url: https://i}", "client-id is missing")])
+def test_oidc_needs_an_issuer_and_a_client(tmp_path, cfg, match):
+    path = write(tmp_path / "c", config(user_body=f"auth-provider:\n      name: oidc\n      config: {cfg}"))
+    with pytest.raises(KubeConfigError, match=match):
         kc.load(path)
 
 
@@ -273,8 +288,12 @@ def test_cert_without_key(tmp_path):
         kc.load(write(tmp_path / "c", config(user_body="client-certificate: a.crt")))
 
 
-def test_bare_host_server_gets_https(tmp_path):
-    assert kc.load(write(tmp_path / "c", config(server="10.0.0.1:6443"))).server == "https://10.0.0.1:6443"
+def test_bare_host_server_is_plain_http_without_credentials_as_in_kubectl(tmp_path):
+    # client-go's DefaultServerURL: no scheme and (at that point) no CA known -> http://; and
+    # an http:// server gets none of the user's credentials.
+    auth = kc.load(write(tmp_path / "c", config(server="10.0.0.1:6443")))
+    assert auth.server == "http://10.0.0.1:6443"
+    assert auth.token is None and auth.withheld == ("token",)
     with pytest.raises(KubeConfigError, match="must be an http"):
         kc.load(write(tmp_path / "d", config(server="ftp://x")))
 

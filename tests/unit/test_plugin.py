@@ -17,6 +17,9 @@ from debugkit.cli.plugin import PluginUsage, _endpoint_default, _wrap, hoist, po
      ["inspect", "--namespace=shop", "--kubeconfig=/k", "web"]),
     # a group's subcommand takes them, wherever they were written before it
     (["-n", "shop", "runbook", "run", "dns", "web"], ["runbook", "run", "--namespace=shop", "dns", "web"]),
+    # kubectl's impersonation flags, as kubectl users write them
+    (["--as", "bob", "--as-group=devs", "--as-group", "ops", "--as-uid", "7", "attach", "web"],
+     ["attach", "--as=bob", "--as-group=devs", "--as-group=ops", "--as-uid=7", "web"]),
     (["runbook", "-n", "shop", "run", "dns", "web"], ["runbook", "run", "--namespace=shop", "dns", "web"]),
     # the root's own options stay in front, with their values
     (["--debug", "--config", "f.yaml", "-n", "s", "doctor"], ["--debug", "--config", "f.yaml", "doctor",

@@ -115,3 +115,40 @@ def test_no_ssh_here_is_a_clear_failure():
 def test_ssh_stderr_becomes_one_line(stderr, expected):
     line = explain(stderr, WHERE)
     assert expected in line and "\n" not in line
+
+
+# -- on a terminal: ssh may ask, one question at a time ---------------------------------------
+
+def interactive(script: str) -> SSHDialer:
+    argv = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T", "--", "build-1")
+    dial = SSHDialer(EngineAddress("ssh", ssh=argv, text="ssh://build-1"), interactive=True)
+    dial.argv = ["sh", "-c", script, "--", "build-1"]  # sh stands in for ssh, as above
+    return dial
+
+
+def test_on_a_terminal_batch_mode_goes_and_the_terminals_signals_are_ignored():
+    argv = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T", "--", "build-1")
+    assert "BatchMode=yes" not in SSHDialer(EngineAddress("ssh", ssh=argv, text="t"), interactive=True).argv
+    assert "BatchMode=yes" in SSHDialer(EngineAddress("ssh", ssh=argv, text="t"), interactive=False).argv
+    sock = interactive("grep -E '^SigIgn' /proc/$$/status; ps -o pgid= -p $$")(5)
+    out = b""
+    while not out.count(b"\n") >= 2:
+        out += sock.recv(1000)
+    sock.close()
+    ignored = int(out.split()[1], 16)
+    for sig in (2, 3, 20, 1):  # SIGINT, SIGQUIT, SIGTSTP, SIGHUP
+        assert ignored & (1 << (sig - 1)), f"signal {sig} is not ignored in ssh"
+    assert int(out.split()[2]) == os.getpgrp(), "ssh must share debugkit's process group to reach the terminal"
+
+
+def test_on_a_terminal_prefetch_waits_for_the_first_answer():
+    dial = interactive("exec cat")
+    dial.prefetch(2)
+    assert not dial._pool, "connections started before ssh's questions were answered"
+    first = dial(5)
+    first.sendall(b"hi")
+    assert first.recv(2) == b"hi"  # the first answer: now the others start
+    assert len(dial._pool) == 2
+    first.close()
+    dial.close()
+    assert sshdial.live_count() == 0

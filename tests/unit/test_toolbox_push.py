@@ -14,26 +14,31 @@ DIGEST = {"full": "sha256:" + "1" * 64, "slim": "sha256:" + "2" * 64}
 
 
 class FakeAPI:
-    """The engine: local images by reference, and a push stream like dockerd 20.10's."""
+    """The engine (runtimes/docker/images.ImageEngine's calls): local images by reference,
+    and a push stream like dockerd's."""
+
+    host = "unix:///fake.sock"
 
     def __init__(self, present=(FULL, SLIM), error: str | None = None):
         self.present = set(present)
         self.error = error
         self.tags: list[tuple[str, str, str]] = []
         self.pushed: list[str] = []
+        self.closed = False
 
     def inspect_image(self, ref):
-        from docker.errors import ImageNotFound
-
         if ref not in self.present:
-            raise ImageNotFound(f"No such image: {ref}")
+            return None
         return {"Id": "sha256:" + ("a" if ref == FULL else "b") * 64}
 
     def tag(self, source, repository, tag):
         self.tags.append((source, repository, tag))
         self.present.add(f"{repository}:{tag}")
 
-    def push(self, repository, tag, stream, decode):
+    def close(self):
+        self.closed = True
+
+    def push(self, repository, tag):
         self.pushed.append(f"{repository}:{tag}")
         variant = "slim" if tag.endswith("-slim") else "full"
         yield {"status": f"The push refers to repository [{repository}]"}
@@ -46,14 +51,6 @@ class FakeAPI:
         yield {"status": "Layer already exists", "progressDetail": {}, "id": "00aa11bb22cc"}
         yield {"status": f"{tag}: digest: {DIGEST[variant]} size: 528"}
         yield {"progressDetail": {}, "aux": {"Tag": tag, "Digest": DIGEST[variant], "Size": 528}}
-
-
-class FakeClient:
-    def __init__(self, api):
-        self.api = api
-
-    def ping(self):
-        return True
 
 
 def test_destinations_default_tag_and_slim_suffix():
@@ -85,7 +82,7 @@ def test_push_tags_pushes_and_returns_the_pinned_references():
     api = FakeAPI()
     events = []
     targets = pushing.destinations("127.0.0.1:5000/dk/toolbox:t", {"full": FULL, "slim": SLIM})
-    results = pushing.push_toolbox(targets, client=FakeClient(api), progress=lambda k, d: events.append(k))
+    results = pushing.push_toolbox(targets, engine=api, progress=lambda k, d: events.append(k))
     assert [r.pinned for r in results] == [f"127.0.0.1:5000/dk/toolbox@{DIGEST['full']}",
                                            f"127.0.0.1:5000/dk/toolbox@{DIGEST['slim']}"]
     assert api.tags == [(FULL, "127.0.0.1:5000/dk/toolbox", "t"), (SLIM, "127.0.0.1:5000/dk/toolbox", "t-slim")]
@@ -98,7 +95,7 @@ def test_nothing_is_pushed_when_a_variant_is_not_built():
     api = FakeAPI(present=(FULL,))
     targets = pushing.destinations("r.example/t", {"full": FULL, "slim": SLIM})
     with pytest.raises(ImageMissing) as err:
-        pushing.push_toolbox(targets, client=FakeClient(api))
+        pushing.push_toolbox(targets, engine=api)
     assert err.value.exit_code == 71 and "debugkit toolbox build --variant slim" in err.value.hint
     assert api.pushed == []
 
@@ -120,7 +117,7 @@ def test_registry_errors_map_to_exit_codes(message, kind, code):
     api = FakeAPI(error=message)
     targets = pushing.destinations("r.example:5000/t", {"full": FULL})
     with pytest.raises(kind) as err:
-        pushing.push_toolbox(targets, client=FakeClient(api))
+        pushing.push_toolbox(targets, engine=api)
     assert err.value.exit_code == code
     assert message in err.value.message and "r.example:5000" in err.value.message
     if code == 78:
@@ -134,13 +131,24 @@ def test_registry_of():
     assert pushing.registry_of("ghcr.io/o/r") == "ghcr.io"
 
 
+def test_the_digest_comes_from_the_status_line_when_the_engine_sends_no_aux():
+    class StatusOnly(FakeAPI):  # Docker 29 with the containerd image store
+        def push(self, repository, tag):
+            yield {"status": f"The push refers to repository [{repository}]"}
+            yield {"status": "Mounted from other/repo", "progressDetail": {}, "id": "75378e0c6207"}
+            yield {"status": f"{tag}: digest: {DIGEST['full']} size: 537"}
+
+    (pushed,) = pushing.push_toolbox([Destination("full", FULL, "r.example/t", "1")], engine=StatusOnly())
+    assert pushed.pinned == f"r.example/t@{DIGEST['full']}"
+
+
 def test_a_push_without_a_digest_is_an_error():
     class NoDigest(FakeAPI):
-        def push(self, repository, tag, stream, decode):
+        def push(self, repository, tag):
             yield {"status": "Pushed", "id": "x"}
 
     with pytest.raises(Exception, match="no digest"):
-        pushing.push_toolbox([Destination("full", FULL, "r.example/t", "1")], client=FakeClient(NoDigest()))
+        pushing.push_toolbox([Destination("full", FULL, "r.example/t", "1")], engine=NoDigest())
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -155,7 +163,7 @@ def cli_module():
 @pytest.fixture
 def engine(monkeypatch):
     api = FakeAPI()
-    monkeypatch.setattr(cli_module(), "_docker_client", lambda: FakeClient(api))
+    monkeypatch.setattr("debugkit.toolbox.build.connect_engine", lambda engine=None, **where: engine or api)
     monkeypatch.delenv("DEBUGKIT_IMAGE", raising=False)
     return api
 
@@ -259,6 +267,7 @@ def test_option_combinations_that_make_no_sense_are_usage_errors(engine, cli, ar
 
 
 def test_a_bad_reference_is_exit_64_before_the_engine_is_asked(monkeypatch, cli):
-    monkeypatch.setattr(cli_module(), "_docker_client", lambda: pytest.fail("the engine was contacted"))
+    monkeypatch.setattr("debugkit.toolbox.build.connect_engine",
+                        lambda *a, **k: pytest.fail("the engine was contacted"))
     result = cli("Not/A Ref")
     assert result.exit_code == 64

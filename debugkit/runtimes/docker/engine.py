@@ -55,7 +55,9 @@ class EngineConfigError(ValueError):
 @dataclass(frozen=True)
 class TLSConfig:
     """Client TLS for tcp:// engines: DOCKER_CERT_PATH's ca.pem, cert.pem and key.pem, or
-    a Docker context's TLS material."""
+    a Docker context's TLS material. No ca: the system's roots; no cert: no client
+    certificate (server-only TLS); verify False: DOCKER_TLS without DOCKER_TLS_VERIFY, or a
+    context's SkipTLSVerify."""
 
     ca: str | None
     cert: str | None
@@ -73,6 +75,7 @@ class EngineAddress:
     tls: TLSConfig | None = None
     ssh: tuple[str, ...] = ()   # argv of the ssh dialer (see hosts.py)
     text: str = ""              # as the user gave it, for messages
+    base_path: str = ""         # tcp://host:port/PREFIX: every request goes under /PREFIX
 
     @property
     def local(self) -> bool:
@@ -81,27 +84,41 @@ class EngineAddress:
 
 
 def parse_host(host: str, *, tls: TLSConfig | None = None) -> EngineAddress:
-    """`unix:///path`, `tcp://host:port`, `http(s)://host:port`. Raises EngineConfigError."""
+    """`unix:///path`, `tcp://host[:port][/prefix]`, `http(s)://host[:port][/prefix]`.
+    Raises EngineConfigError.
+
+    The docker CLI's ParseTCPAddr: a missing port is 2375, with TLS too (only a missing
+    host means localhost:2376 under TLS: see hosts.py); a path is a prefix for every request.
+    `https://` (which the docker CLI refuses, and the Engine SDKs take) is TLS; without TLS
+    settings it verifies the server with the system's roots."""
     try:
-        parsed = urllib.parse.urlparse(host)
+        parsed = urllib.parse.urlsplit(host)
         port = parsed.port
     except ValueError as exc:
         raise EngineConfigError(f"invalid engine address {host!r}: {exc}") from None
     scheme = parsed.scheme
     if scheme == "unix":
-        if not parsed.path:
+        path = parsed.path or (DEFAULT_SOCKET if parsed.netloc == "" and host.rstrip("/") == "unix:" else "")
+        if not path:
             raise EngineConfigError(f"invalid engine address {host!r}: no socket path")
-        return EngineAddress("unix", path=parsed.path, text=host)
+        return EngineAddress("unix", path=path, text=host)
     if scheme in ("tcp", "http", "https"):
-        if not parsed.hostname:
+        if parsed.query or parsed.fragment:
+            raise EngineConfigError(f"invalid engine address {host!r}: no query or fragment allowed")
+        hostname = parsed.hostname or ("localhost" if scheme == "tcp" and host.rstrip("/") == "tcp:" else None)
+        if not hostname:
             raise EngineConfigError(f"invalid engine address {host!r}: no host name")
         if scheme == "https" and tls is None:
-            raise EngineConfigError(f"engine address {host!r} asks for TLS but no certificates are configured "
-                                    f"(set DOCKER_CERT_PATH and DOCKER_TLS_VERIFY, or use a Docker context)")
-        netloc = f"{parsed.hostname}:{port or (2376 if tls else 2375)}"
-        if ":" in parsed.hostname:
-            netloc = f"[{parsed.hostname}]:{port or (2376 if tls else 2375)}"
-        return EngineAddress("tcp", netloc=netloc, tls=tls, text=host)
+            tls = TLSConfig(ca=None, cert=None, key=None, verify=True)
+        elif scheme == "http":
+            tls = None
+        if port == 0:
+            raise EngineConfigError(f"invalid engine address {host!r}: port 0")
+        port = port or (443 if scheme == "https" else 80 if scheme == "http" else 2375)
+        netloc = f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
+        # A user:password@ is not used (the docker CLI drops it too) and never shown.
+        shown = host if "@" not in parsed.netloc else host.replace(parsed.netloc.rpartition("@")[0] + "@", "***@", 1)
+        return EngineAddress("tcp", netloc=netloc, tls=tls, text=shown, base_path=parsed.path.rstrip("/"))
     raise EngineConfigError(f"unsupported engine address {host!r}: use unix://, tcp:// or ssh://")
 
 
@@ -193,15 +210,21 @@ class EngineClient:
         if self._ssl is None:
             import ssl
 
+            from debugkit.core.files import read_regular
+
             tls = self.address.tls
             try:
-                ctx = ssl.create_default_context(cafile=tls.ca if tls.verify else None)
+                ca = read_regular(tls.ca, 1 << 20).decode("ascii", "replace") if tls.ca else None
+                ctx = ssl.create_default_context(cadata=ca)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # the docker CLI's tlsconfig.ClientDefault
                 if not tls.verify:
                     ctx.check_hostname = False
                     ctx.verify_mode = ssl.CERT_NONE
                 if tls.cert and tls.key:
+                    for path in (tls.cert, tls.key):
+                        read_regular(path, 1 << 20)  # a FIFO or a device is refused, not waited on
                     ctx.load_cert_chain(tls.cert, tls.key)
-            except (OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError, ValueError) as exc:
                 raise EngineConnectionError(f"cannot use the TLS material for {self.host}",
                                             detail=f"{getattr(exc, 'strerror', None) or exc}") from None
             self._ssl = ctx
@@ -224,13 +247,12 @@ class EngineClient:
                          str(int(v)) if isinstance(v, bool) else str(v))
                      for k, v in params.items() if v is not None}
             query = "?" + urllib.parse.urlencode(clean)
-        return f"/v{API_VERSION}{path}{query}"
+        return f"{self.address.base_path}/v{API_VERSION}{path}{query}"
 
     def _request(self, method: str, path: str, *, params=None, body=None, stream: bool = False,
-                 timeout: float | None = -1, headers: dict | None = None):
+                 timeout: float | None = -1, headers: dict | None = None, data: bytes | None = None):
         """stream=True: a connection of its own, left open for the caller to read and close.
-        Otherwise the shared keep-alive connection."""
-        data = None
+        Otherwise the shared keep-alive connection. `body` is sent as JSON, `data` as is."""
         hdrs = {"Host": "docker", **(headers or {})}
         if body is not None:
             data = json.dumps(body).encode()
@@ -502,16 +524,24 @@ def _path_stat(resp) -> dict:
 
 
 def tls_from_env(environ=None, *, default_cert_path: str | None = None) -> TLSConfig | None:
-    """DOCKER_TLS_VERIFY / DOCKER_CERT_PATH as the docker CLI reads them. The certificates
-    default to the docker CLI's config directory (~/.docker, or $DOCKER_CONFIG)."""
+    """The docker CLI's TLS options from the environment (cli/flags/options.go): TLS when
+    DOCKER_TLS or DOCKER_TLS_VERIFY is set (verification only with the latter), with
+    DOCKER_CERT_PATH's ca.pem (required, as the CLI reads it), and cert.pem and key.pem when
+    they exist (otherwise no client certificate: server-only TLS). The certificates default
+    to the docker CLI's config directory (~/.docker, or $DOCKER_CONFIG)."""
     env = os.environ if environ is None else environ
-    if not env.get("DOCKER_TLS_VERIFY") and not (env.get("DOCKER_HOST") or "").startswith("https:"):
+    verify = bool(env.get("DOCKER_TLS_VERIFY"))
+    if not (verify or env.get("DOCKER_TLS")):
         return None
-    cert_path = env.get("DOCKER_CERT_PATH") or default_cert_path or os.path.expanduser("~/.docker")
+    cert_path = env.get("DOCKER_CERT_PATH") or default_cert_path or \
+        os.path.join(env.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"))
     files = {name: os.path.join(cert_path, f"{name}.pem") for name in ("ca", "cert", "key")}
-    missing = [p for p in files.values() if not os.path.isfile(p)]
-    if missing:
-        raise EngineConfigError(f"TLS is requested for the engine but {', '.join(missing)} "
-                                f"{'is' if len(missing) == 1 else 'are'} missing (set DOCKER_CERT_PATH)")
-    return TLSConfig(ca=files["ca"], cert=files["cert"], key=files["key"],
-                     verify=bool(env.get("DOCKER_TLS_VERIFY")))
+    if not os.path.exists(files["ca"]):
+        raise EngineConfigError(f"TLS is requested for the engine ({'DOCKER_TLS_VERIFY' if verify else 'DOCKER_TLS'}) "
+                                f"but {files['ca']} does not exist (set DOCKER_CERT_PATH)")
+    cert = files["cert"] if os.path.exists(files["cert"]) else None
+    key = files["key"] if os.path.exists(files["key"]) else None
+    if (cert is None) != (key is None):
+        raise EngineConfigError(f"TLS for the engine: {files['cert'] if cert else files['key']} has no "
+                                f"{'key.pem' if cert else 'cert.pem'} next to it")
+    return TLSConfig(ca=files["ca"], cert=cert, key=key, verify=verify)

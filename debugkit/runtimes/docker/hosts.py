@@ -32,6 +32,7 @@ from debugkit.runtimes.docker.engine import (DEFAULT_SOCKET, EngineAddress, Engi
                                              parse_host, tls_from_env)
 
 DEFAULT_CONTEXT = "default"
+DEFAULT_TLS_PORT = 2376
 # How long ssh may take to connect and authenticate before it gives up (the docker CLI
 # uses 30 s); then how it notices a server that went silent: 3 unanswered probes 5 s apart.
 SSH_CONNECT_TIMEOUT = 10
@@ -100,8 +101,19 @@ def resolve(*, host: str | None = None, context: str | None = None, environ: Map
     if current:
         found = _context(current, f"current context in {shown_cfg}", env=env, cfg_dir=cfg_dir, home=home)
         return Resolution(found.address, found.why, found.context, warnings)
-    address = address_for(f"unix://{DEFAULT_SOCKET}")
-    return Resolution(address, "the default socket (no -H, DOCKER_HOST or Docker context set)", warnings=warnings)
+    found = _no_host(env, cfg_dir, "the default socket (no -H, DOCKER_HOST or Docker context set)")
+    return Resolution(found.address, found.why, warnings=warnings)
+
+
+def _no_host(env: Mapping[str, str], cfg_dir: str, why: str) -> Resolution:
+    """The default context without a host: the default socket, or under DOCKER_TLS or
+    DOCKER_TLS_VERIFY tcp://localhost:2376 (the docker CLI's ParseHost(defaultToTLS, ""))."""
+    tls = tls_from_env(env, default_cert_path=cfg_dir)
+    if tls is not None:
+        return Resolution(address_for(f"tcp://localhost:{DEFAULT_TLS_PORT}", tls=tls),
+                          f"tcp://localhost:{DEFAULT_TLS_PORT} (TLS is set and no -H, DOCKER_HOST or Docker context, "
+                          "as in the docker CLI)")
+    return Resolution(address_for(f"unix://{DEFAULT_SOCKET}"), why)
 
 
 def _default(host: str, source: str, *, env: Mapping[str, str], cfg_dir: str) -> Resolution:
@@ -116,8 +128,7 @@ def _context(name: str, source: str, *, env: Mapping[str, str], cfg_dir: str, ho
         if env_host:
             found = _default(env_host, f'context "default" ({source}): DOCKER_HOST', env=env, cfg_dir=cfg_dir)
         else:
-            found = Resolution(address_for(f"unix://{DEFAULT_SOCKET}"),
-                               f'context "default" ({source}): the default socket')
+            found = _no_host(env, cfg_dir, f'context "default" ({source}): the default socket')
         return found
     meta_dir = os.path.join(cfg_dir, "contexts", "meta", context_dir_name(name))
     meta_path = os.path.join(meta_dir, "meta.json")
@@ -170,13 +181,13 @@ def _current_context(cfg_dir: str, shown: str) -> tuple[str | None, tuple[str, .
 
 def address_for(text: str, *, tls: TLSConfig | None = None) -> EngineAddress:
     """An engine address from a host string: unix://, tcp:// (host:port alone means tcp,
-    as in the docker CLI), or ssh://[user@]host[:port][/socket-path]."""
+    as in the docker CLI), https:// (TLS), or ssh://[user@]host[:port][/socket-path]."""
     text = text.strip()
     if "://" not in text:
         text = f"tcp://{text}"
     if text.startswith("ssh://"):
         return parse_ssh(text)
-    if not text.startswith("tcp://"):
+    if not text.startswith(("tcp://", "https://")):
         tls = None  # TLS is for TCP only; the docker CLI ignores it for sockets
     return parse_host(text, tls=tls)
 
@@ -224,11 +235,12 @@ def parse_ssh(text: str) -> EngineAddress:
     if port is not None:
         argv += ["-p", str(port)]
     # The remote side runs the command through the login shell: quote what is not ours.
+    # The words are the docker CLI's (connhelper: docker [--host unix://PATH] system dial-stdio).
     remote = ["docker", "system", "dial-stdio"]
     if path.strip("/"):
         import shlex
 
-        remote = ["docker", shlex.quote(f"--host=unix://{path}"), "system", "dial-stdio"]
+        remote = ["docker", "--host", shlex.quote(f"unix://{path}"), "system", "dial-stdio"]
     argv += ["--", raw_host, *remote]
     shown_host = f"[{raw_host}]" if ":" in raw_host else raw_host
     netloc_out = f"{shown_host}:{port}" if port else shown_host

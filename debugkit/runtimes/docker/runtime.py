@@ -20,8 +20,8 @@ from debugkit.core.errors import DebugkitError, EngineUnreachable, ImageMissing,
 from debugkit.core.imageref import toolbox_ref
 from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
-from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_SESSION, LABEL_TARGET,
-                                LABEL_MANAGED, LABEL_USER, base_spec)
+from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_REASON, LABEL_SESSION,
+                                LABEL_TARGET, LABEL_MANAGED, LABEL_USER, base_spec)
 from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user, with_target_env
 from debugkit.runtimes.docker import translate
 from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls, engine_error, start_error
@@ -130,7 +130,7 @@ class DockerRuntime(Runtime):
         spec = base_spec(
             image=image_ref, identity=identity, target_name=info.name, target_id=info.id, runtime=self.name,
             command=options.command, stdin=options.stdin, tty=options.tty, session_id=options.session_id,
-            cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me,
+            cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me, reason=options.reason,
         )
         spec = apply_profile(spec, options.profile).evolve(resources=options.resources)
         if options.custom is not None:
@@ -515,6 +515,7 @@ class DockerRuntime(Runtime):
                 id=ctr.get("Id", ""),
                 reusable=translate.LABEL_REUSE in labels,
                 keep_alive_s=int(keep) if ident.is_decimal(keep := labels.get(translate.LABEL_KEEP_ALIVE, "")) else None,
+                reason=labels.get(LABEL_REASON),
             ))
         return rows
 

@@ -16,7 +16,16 @@ No ssh process outlives its connection, whatever the path:
 - if debugkit itself is SIGKILLed, the kernel kills its ssh processes (PR_SET_PDEATHSIG),
   as the docker CLI's commandconn does.
 ssh runs in a session of its own, so a Ctrl-C at the terminal reaches debugkit (which
-cleans up over the connection) and not ssh. Imported only for ssh:// engines.
+cleans up over the connection) and not ssh.
+
+On a terminal (stdin is one, and debugkit is in its foreground), ssh may ask what it
+needs, as with the docker CLI: a new host key to confirm, a key's passphrase. It then runs
+without BatchMode, in debugkit's process group (so that it can open the terminal), with
+SIGINT, SIGQUIT, SIGTSTP and SIGHUP ignored (OpenSSH keeps an ignored signal ignored), so
+that Ctrl-C still reaches debugkit alone. The first connection is made on its own; the
+ones started ahead wait until it has answered, so that two questions never share the
+terminal. Without a terminal, BatchMode stays: ssh never waits for an answer nobody can
+give. Imported only for ssh:// engines.
 """
 from __future__ import annotations
 
@@ -103,6 +112,24 @@ class SSHSocket(socket.socket):
 
     __slots__ = ("_ssh",)
 
+    def recv(self, *args):
+        data = super().recv(*args)
+        if data:
+            self._answered()
+        return data
+
+    def recv_into(self, *args):
+        count = super().recv_into(*args)
+        if count:
+            self._answered()
+        return count
+
+    def _answered(self) -> None:
+        """The engine answered through this connection: ssh is past its questions."""
+        ssh = getattr(self, "_ssh", None)
+        if ssh is not None and not ssh.dialer.answered.is_set():
+            ssh.dialer.on_answer()
+
     def _real_close(self, _ss=socket.socket._real_close):
         # socket.close() calls this once the socket and every makefile() of it are
         # closed: the moment the connection is really over.
@@ -150,10 +177,13 @@ class SSHDialer:
     is still one ssh process for one connection, and the pool is emptied by `close()`
     (and at exit): nothing is kept once the session is over."""
 
-    def __init__(self, address):
-        self.argv = list(address.ssh)
+    def __init__(self, address, *, interactive: bool | None = None):
+        self.interactive = terminal_available() if interactive is None else interactive
+        self.argv = _without_batch_mode(address.ssh) if self.interactive else list(address.ssh)
         self.text = address.text
         self.where = _where(self.argv)
+        self.answered = threading.Event()   # a connection has carried an answer: ssh asked what it had to
+        self._deferred = 0
         self.spare = False
         self._pool: collections.deque[SSHSocket] = collections.deque()
         self._pool_lock = threading.Lock()
@@ -164,7 +194,7 @@ class SSHDialer:
             sock = self._pool.popleft() if self._pool else None
         if sock is None:
             sock = self._spawn()
-        if self.spare:
+        if self.spare and (self.answered.is_set() or not self.interactive):
             with self._pool_lock:
                 refill = not self._pool
             if refill:
@@ -173,9 +203,21 @@ class SSHDialer:
         return sock
 
     def prefetch(self, count: int) -> None:
-        """Start `count` connections now, for the next `count` dials to take."""
+        """Start `count` connections now, for the next `count` dials to take (on a terminal,
+        not before the first connection has answered: ssh's questions come one at a time)."""
+        if self.interactive and not self.answered.is_set():
+            self._deferred = max(self._deferred, count)  # started by on_answer()
+            return
         for _ in range(count):
             self._add_to_pool()
+
+    def on_answer(self) -> None:
+        """The first answer through any connection: ssh's questions are behind us; start
+        the connections that prefetch deferred."""
+        self.answered.set()
+        deferred, self._deferred = self._deferred, 0
+        if deferred:
+            self.prefetch(deferred)
 
     def _add_to_pool(self) -> None:
         try:
@@ -198,8 +240,12 @@ class SSHDialer:
     def _spawn(self) -> "SSHSocket":
         ours, theirs = socket.socketpair()
         try:
-            proc = subprocess.Popen(self.argv, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE,
-                                    start_new_session=True, close_fds=True, preexec_fn=_death_signal())
+            if self.interactive:
+                proc = subprocess.Popen(self.argv, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE,
+                                        close_fds=True, preexec_fn=_death_signal(ignore_terminal_signals=True))
+            else:
+                proc = subprocess.Popen(self.argv, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE,
+                                        start_new_session=True, close_fds=True, preexec_fn=_death_signal())
         except FileNotFoundError:
             ours.close()
             reason = "ssh is not installed here (an ssh:// engine needs the OpenSSH client)"
@@ -270,31 +316,58 @@ def _where(argv: list[str]) -> dict:
     return {"host": argv[argv.index("--") + 1], "port": value("-p"), "user": value("-l")}
 
 
-_prctl = None
+_libc = None
+_TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP)
 
 
-def _death_signal():
+def terminal_available(fd: int = 0) -> bool:
+    """stdin is a terminal and this process is in its foreground: ssh may ask there."""
+    try:
+        return os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _without_batch_mode(argv) -> list[str]:
+    out = list(argv)
+    for i in range(len(out) - 1):
+        if out[i] == "-o" and out[i + 1] == "BatchMode=yes":
+            del out[i:i + 2]
+            break
+    return out
+
+
+def _death_signal(*, ignore_terminal_signals: bool = False):
     """A preexec function that asks the kernel to SIGKILL the child when debugkit dies
-    (Linux). PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only the
-    main thread uses it; a connection dialed from another thread relies on EOF alone."""
-    global _prctl
-    if not hasattr(os, "sched_getaffinity") or threading.current_thread() is not threading.main_thread():
-        return None
-    if _prctl is None:
+    (Linux), and (ignore_terminal_signals) sets the terminal's signals to SIG_IGN in the
+    child, through libc: no Python runs between fork and exec but this. PR_SET_PDEATHSIG
+    fires when the *thread* that forked exits, so only the main thread asks for it; a
+    connection dialed from another thread relies on EOF alone."""
+    global _libc
+    if _libc is None:
         try:
             import ctypes
 
-            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+            _libc.signal.restype = ctypes.c_void_p
         except (OSError, AttributeError):
-            _prctl = False
-    if not _prctl:
+            _libc = False
+    if not _libc:
         return None
-    prctl = _prctl
+    libc = _libc
+    pdeathsig = hasattr(os, "sched_getaffinity") and threading.current_thread() is threading.main_thread()
+    if not pdeathsig and not ignore_terminal_signals:
+        return None
+    ignored = [int(sig) for sig in _TERMINAL_SIGNALS] if ignore_terminal_signals else []
 
-    def set_pdeathsig():
-        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    def prepare():
+        if pdeathsig:
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        for sig in ignored:
+            libc.signal(sig, 1)  # SIG_IGN
 
-    return set_pdeathsig
+    return prepare
 
 
 @atexit.register

@@ -11,6 +11,7 @@ Errors: :class:`ApiError` for any non-2xx answer (with the Status body's message
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import sys
@@ -39,6 +40,8 @@ from debugkit.runtimes.kubernetes.websocket import (
 )
 
 JSON_PATCH = "application/json-patch+json"
+# Where Go's ProxyFromEnvironment looks (REQUEST_METHOD only matters with one of these).
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 MAX_WATCH_LINE = 16 << 20
@@ -120,7 +123,7 @@ class RateLimiter:
 
 # -- connections ----------------------------------------------------------------------------------
 
-_HTTPS_CONNECTION = None
+_CONNECTION_CLASSES: dict = {}
 
 
 def _http_client():
@@ -130,23 +133,29 @@ def _http_client():
     return http.client
 
 
-def _https_connection_class():
-    """HTTPSConnection whose TLS server name can differ from the address (tls-server-name)."""
-    global _HTTPS_CONNECTION
-    if _HTTPS_CONNECTION is None:
+def _connection_class(tls: bool):
+    """An HTTP(S)Connection whose socket comes from the client's dialer (direct, a CONNECT
+    tunnel or SOCKS5) and whose TLS server name can differ from the address (tls-server-name)."""
+    if tls not in _CONNECTION_CLASSES:
         hc = _http_client()
+        base = hc.HTTPSConnection if tls else hc.HTTPConnection
 
-        class _HTTPSConnection(hc.HTTPSConnection):
-            def __init__(self, host, port, *, context, server_hostname, timeout):
-                super().__init__(host, port, timeout=timeout, context=context)
+        class _Connection(base):
+            def __init__(self, host, port, *, dial, timeout, context=None, server_hostname=None):
+                if tls:
+                    super().__init__(host, port, timeout=timeout, context=context)
+                else:
+                    super().__init__(host, port, timeout=timeout)
+                self._dial = dial
                 self._sni = server_hostname
 
             def connect(self):
-                hc.HTTPConnection.connect(self)  # TCP, TCP_NODELAY, proxy CONNECT tunnel
-                self.sock = self._context.wrap_socket(self.sock, server_hostname=self._sni)
+                self.sock = self._dial(self.timeout)
+                if tls:
+                    self.sock = self._context.wrap_socket(self.sock, server_hostname=self._sni)
 
-        _HTTPS_CONNECTION = _HTTPSConnection
-    return _HTTPS_CONNECTION
+        _CONNECTION_CLASSES[tls] = _Connection
+    return _CONNECTION_CLASSES[tls]
 
 
 class _Pool:
@@ -227,15 +236,33 @@ def _quote(segment: str) -> str:
     return urllib.parse.quote(str(segment), safe="")
 
 
+class _Headers(dict):
+    """Headers where a name may repeat (Impersonate-Group): http.client and the websocket
+    handshake send ``items()``, one line each."""
+
+    def __init__(self, headers: dict, extra: list[tuple[str, str]]):
+        super().__init__(headers)
+        self._pairs = list(headers.items()) + list(extra)
+
+    def items(self):
+        return self._pairs
+
+    def pop(self, key, *default):
+        self._pairs = [(k, v) for k, v in self._pairs if k != key]
+        return super().pop(key, *default)
+
+
 class KubeClient:
     """JSON requests, watches and channel streams against one API server."""
 
     def __init__(self, auth: ClusterAuth, *, qps: float = 50, burst: int = 100, pool_size: int = 8,
-                 user_agent: str | None = None, warn: Callable[[str], None] | None = _default_warn):
+                 user_agent: str | None = None, warn: Callable[[str], None] | None = _default_warn,
+                 interactive: bool = True, exec_timeout: float | None = None, plugin_stderr=None):
+        """``interactive``: an exec plugin may take the terminal for a login (not for doctor
+        or completion); ``exec_timeout``: how long a plugin may run when no login is in
+        progress; ``plugin_stderr``: where a plugin's stderr goes (default: our stderr)."""
         self.auth = auth
-        parts = urllib.parse.urlsplit(auth.server)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise KubeConfigError(f"{auth.source}: server {auth.server!r} is not an http(s) URL")
+        parts = urllib.parse.urlsplit(auth.server)  # checked by kubeconfig.server_url
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.port = parts.port or (443 if self.scheme == "https" else 80)
@@ -245,16 +272,30 @@ class KubeClient:
         self.host_header = host if self.port == default_port else f"{host}:{self.port}"
         self.user_agent = user_agent or f"debugkit/{__version__} (python-stdlib)"
         self.limiter = RateLimiter(qps, burst)
-        self.credentials = Credentials(auth)
+        extra = {"exec_timeout": exec_timeout} if exec_timeout is not None else {}
+        self.credentials = Credentials(auth, interactive=interactive, plugin_stderr=plugin_stderr,
+                                       user_agent=self.user_agent, **extra)
         self._warn = warn or (lambda message: None)
         self._warned: set[str] = set()
         self._ssl_lock = threading.Lock()
         self._ssl: ssl.SSLContext | None = None
         self._ssl_cert: tuple | None = None
-        self._proxy = None
-        if auth.proxy_url:
-            p = urllib.parse.urlsplit(auth.proxy_url)
-            self._proxy = (p.hostname, p.port or 80)
+        self.proxy = None
+        if auth.proxy_url or any(os.environ.get(name) for name in _PROXY_VARIABLES):
+            from debugkit.runtimes.kubernetes import proxy as proxies  # only when there may be one
+
+            where = f"{auth.source}: cluster {auth.cluster!r}" if auth.cluster else str(auth.source)
+            try:
+                self.proxy = (proxies.parse(auth.proxy_url) if auth.proxy_url
+                              else proxies.from_environment(self.scheme, self.host, self.port))
+            except proxies.ProxyConfigError as exc:
+                raise KubeConfigError(f"{where}: {exc}" if auth.proxy_url else str(exc)) from None
+        # Go sends a plain-http request to an http proxy in absolute form; anything else tunnels.
+        self._absolute = self.proxy is not None and self.proxy.scheme == "http" and self.scheme == "http"
+        self._impersonation = auth.impersonation.headers() if auth.impersonation else []
+        if auth.withheld:
+            self.warn_once(f"{auth.server} is plain http: the kubeconfig's credentials ({', '.join(auth.withheld)}) "
+                           "are not sent to it, as kubectl does not send them")
         self.pool = _Pool(pool_size, self._connect_lazy)
         self._closed = False
 
@@ -277,7 +318,7 @@ class KubeClient:
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS settings (built once; again when an exec plugin issues a new certificate)."""
-        cert = self.credentials.client_cert() if self.auth.exec_config is not None else None
+        cert = self.credentials.client_cert()
         with self._ssl_lock:
             if self._ssl is not None and cert == self._ssl_cert:
                 return self._ssl
@@ -302,15 +343,14 @@ class KubeClient:
             ctx.verify_mode = ssl.CERT_NONE
             self.warn_once(f"TLS certificate verification is off for {auth.server} (insecure-skip-tls-verify)")
         else:
+            from debugkit.runtimes.kubernetes.credentials import read_file
+
+            ca = auth.ca_data or (read_file(auth.ca_file, "certificate-authority", where) if auth.ca_file else None)
             try:
-                if auth.ca_data:
-                    ctx.load_verify_locations(cadata=auth.ca_data.decode("ascii", "replace"))
-                elif auth.ca_file:
-                    ctx.load_verify_locations(cafile=auth.ca_file)
+                if ca:
+                    ctx.load_verify_locations(cadata=ca.decode("ascii", "replace"))
                 else:
                     ctx.load_default_certs()
-            except FileNotFoundError:
-                raise KubeConfigError(f"{where}: certificate-authority {auth.ca_file} does not exist") from None
             except (ssl.SSLError, ValueError, OSError) as exc:
                 raise KubeConfigError(f"{where}: the certificate authority cannot be loaded: {exc}") from None
         uw = f"{auth.source}: user {auth.user!r}"
@@ -319,37 +359,45 @@ class KubeClient:
                 load_cert_chain(ctx, None, exec_cert[0], None, exec_cert[1])
             elif auth.client_cert_file or auth.client_cert_data:
                 load_cert_chain(ctx, auth.client_cert_file, auth.client_cert_data,
-                                 auth.client_key_file, auth.client_key_data)
+                                auth.client_key_file, auth.client_key_data, where=uw)
         except FileNotFoundError as exc:
             raise KubeConfigError(f"{uw}: client certificate or key {exc.filename} does not exist") from None
         except (ssl.SSLError, ValueError, OSError) as exc:
             raise KubeConfigError(f"{uw}: the client certificate and key cannot be loaded: {exc}") from None
         return ctx
 
+    def _dial(self, timeout: float | None):
+        """A TCP connection to the API server: direct, or through the proxy (CONNECT or SOCKS5)."""
+        if self.proxy is None:
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        from debugkit.runtimes.kubernetes import proxy as proxies
+
+        return proxies.dial(self.proxy, self.host, self.port, timeout=timeout, user_agent=self.user_agent)
+
+    def _dial_proxy_itself(self, timeout: float | None):
+        from debugkit.runtimes.kubernetes import proxy as proxies
+
+        try:
+            return socket.create_connection((self.proxy.host, self.proxy.port), timeout=timeout)
+        except OSError as exc:
+            raise proxies.ProxyError(f"cannot reach the proxy {self.proxy.shown} ({self.proxy.source}): "
+                                     f"{exc.strerror or exc.__class__.__name__}") from None
+
     def _connect_lazy(self, timeout: float) -> http.client.HTTPConnection:
         """A new (not yet connected) connection to the server, through the proxy if any."""
-        host, port = self._proxy or (self.host, self.port)
         if self.scheme == "https":
-            conn = _https_connection_class()(host, port, context=self.ssl_context(),
-                                             server_hostname=self.auth.tls_server_name or self.host, timeout=timeout)
-        else:
-            conn = _http_client().HTTPConnection(host, port, timeout=timeout)
-        if self._proxy:
-            conn.set_tunnel(self.host, self.port)
-        return conn
+            return _connection_class(True)(self.host, self.port, dial=self._dial, timeout=timeout,
+                                           context=self.ssl_context(),
+                                           server_hostname=self.auth.tls_server_name or self.host)
+        dial = self._dial_proxy_itself if self._absolute else self._dial
+        return _connection_class(False)(self.host, self.port, dial=dial, timeout=timeout)
 
     def _open_socket(self, timeout: float):
         """A connected (TLS) socket for a websocket, without http.client."""
-        host, port = self._proxy or (self.host, self.port)
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = self._dial(timeout)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._proxy:
-                target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-                sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode("latin-1"))
-                status, reason, _headers, _rest = _read_headers(sock, timeout)
-                if status != 200:
-                    raise TransportError(f"proxy {host}:{port} refused CONNECT {target}: {status} {reason}")
             if self.scheme == "https":
                 sock = self.ssl_context().wrap_socket(sock, server_hostname=self.auth.tls_server_name or self.host)
         except BaseException:
@@ -364,6 +412,10 @@ class KubeClient:
             headers["Authorization"] = authorization
         if content_type:
             headers["Content-Type"] = content_type
+        if self._absolute and self.proxy.authorization():
+            headers["Proxy-Authorization"] = self.proxy.authorization()
+        if self._impersonation:
+            return _Headers(headers, self._impersonation)
         return headers
 
     def url(self, path: str, query=None) -> str:
@@ -380,10 +432,15 @@ class KubeClient:
             for v in values:
                 pairs.append((key, ("true" if v else "false") if isinstance(v, bool) else str(v)))
         target = self.base_path + path
+        if self._absolute:
+            target = f"http://{self.host_header}{target}"
         return target + ("?" + urllib.parse.urlencode(pairs) if pairs else "")
 
     def _describe(self, exc: BaseException, method: str, path: str, timeout: float) -> TransportError:
         where = f"{self.scheme}://{self.host_header}"
+        proxies = sys.modules.get("debugkit.runtimes.kubernetes.proxy")
+        if proxies is not None and isinstance(exc, proxies.ProxyError):
+            return TransportError(f"{method} {path} on {where}: {exc}")
         if isinstance(exc, socket.timeout):
             return TransportError(f"{method} {path} on {where}: no answer within {timeout:g} s")
         if isinstance(exc, ssl.SSLCertVerificationError):
@@ -430,7 +487,7 @@ class KubeClient:
         stale_retried = auth_retried = False
         while True:
             headers = self._headers(content_type, accept)
-            if self.auth.exec_config is not None and self.scheme == "https":
+            if self.credentials.uses_exec and self.scheme == "https":
                 self.ssl_context()  # a new exec certificate retires the pooled connections
             conn, reused, gen = self.pool.acquire(timeout)
             got_response = False

@@ -13,7 +13,15 @@
 
 Relative paths (certificate-authority, client-certificate, client-key, tokenFile, and
 an exec command that contains a slash) resolve against the directory of the file that
-defined the entry. The namespace is the context's, else ``"default"``.
+defined the entry. The namespace is the context's, else ``"default"``; in a pod,
+``POD_NAMESPACE``, else the service account's.
+
+The server URL is checked here (a typo is a KubeConfigError, never a crash later); its
+``user:password@``, if any, is taken out of ``server`` (so that no message shows it) and
+kept as the lowest-precedence basic credentials, as Go's HTTP client uses it. A server
+without a scheme is ``http://``, as in kubectl. An ``http://`` server gets none of the
+user's credentials (kubectl's rule: they are only read for TLS); impersonation still applies.
+The user entry itself is read by kubeuser.py.
 
 Every problem is a :class:`KubeConfigError` with a one-line message naming the file.
 The YAML is bounded: at most 4 MiB, no aliases (a "billion laughs" file is refused
@@ -21,12 +29,24 @@ before it expands), parsed with PyYAML's safe loader.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 
 from debugkit.core.files import read_capped
+from debugkit.runtimes.kubernetes.kubeuser import (  # noqa: F401 - re-exported: the package's names
+    EXEC_API_VERSIONS,
+    ExecConfig,
+    Impersonation,
+    KubeConfigError,
+    OIDCConfig,
+    check_impersonation,
+    field_b64 as _b64,
+    field_bool as _bool,
+    field_path as _path,
+    field_str as _str,
+    parse_user,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,25 +56,7 @@ MAX_KUBECONFIG_BYTES = 4 << 20
 # Where the in-cluster service-account credentials live (tests point these elsewhere).
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_NAMESPACE = "default"
-EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
-
-
-class KubeConfigError(Exception):
-    """The Kubernetes configuration cannot be used; the message is one line and names the file."""
-
-
-@dataclass(frozen=True)
-class ExecConfig:
-    """A ``users[].user.exec`` credential plugin."""
-
-    command: str
-    args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-    api_version: str = "client.authentication.k8s.io/v1"
-    install_hint: str | None = None
-    provide_cluster_info: bool = False
-    interactive_mode: str | None = None
-    source: str | None = None  # the kubeconfig file that defined it, for messages
+EXEC_EXTENSION = "client.authentication.k8s.io/exec"
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,11 @@ class ClusterAuth:
     username: str | None = None
     password: str | None = None
     exec_config: ExecConfig | None = None
+    oidc: OIDCConfig | None = None
+    impersonation: Impersonation = field(default_factory=Impersonation)
+    server_userinfo: tuple[str, str] | None = None  # user:password@ from the server URL
     proxy_url: str | None = None
+    withheld: tuple[str, ...] = ()  # the user's credentials not used because the server is http://
     cluster: str | None = None  # names in the kubeconfig, for messages
     user: str | None = None
     source: str | None = None  # the file (or "in-cluster") the context came from
@@ -243,78 +249,12 @@ class _Merged:
         return self.files[0] if len(self.files) == 1 else "KUBECONFIG (" + os.pathsep.join(self.files) + ")"
 
 
-# -- field helpers ----------------------------------------------------------------------------
-
-def _str(body: dict, key: str, where: str) -> str | None:
-    value = body.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        raise KubeConfigError(f"{where}: {key!r} must be a string")
-    return value
-
-
-def _bool(body: dict, key: str, where: str) -> bool:
-    value = body.get(key, False)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise KubeConfigError(f"{where}: {key!r} must be true or false")
-    return value
-
-
-def _b64(body: dict, key: str, where: str) -> bytes | None:
-    value = _str(body, key, where)
-    if value is None:
-        return None
-    try:
-        return base64.b64decode("".join(value.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise KubeConfigError(f"{where}: {key!r} is not valid base64") from None
-
-
-def _path(body: dict, key: str, where: str, base: str) -> str | None:
-    value = _str(body, key, where)
-    if value is None:
-        return None
-    value = os.path.expanduser(value)
-    return value if os.path.isabs(value) else os.path.normpath(os.path.join(base, value))
-
-
-def _exec_config(body: dict, where: str, base: str, source: str) -> ExecConfig:
-    if not isinstance(body, dict):
-        raise KubeConfigError(f"{where}: 'exec' must be a mapping")
-    command = _str(body, "command", where)
-    if not command:
-        raise KubeConfigError(f"{where}: exec needs a command")
-    if os.sep in command and not os.path.isabs(os.path.expanduser(command)):
-        command = os.path.normpath(os.path.join(base, command))  # kubectl: only path-like commands
-    args = body.get("args") or []
-    if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args):
-        raise KubeConfigError(f"{where}: exec args must be a list of strings")
-    env = []
-    for item in body.get("env") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise KubeConfigError(f"{where}: exec env entries need a name and a value")
-        env.append((item["name"], "" if item.get("value") is None else str(item["value"])))
-    api_version = _str(body, "apiVersion", where) or ""
-    if api_version not in EXEC_API_VERSIONS:
-        raise KubeConfigError(f"{where}: exec apiVersion {api_version or '(none)'!r} is not supported "
-                              f"(use one of {', '.join(EXEC_API_VERSIONS)})")
-    return ExecConfig(command=command, args=tuple(str(a) for a in args), env=tuple(env), api_version=api_version,
-                      install_hint=_str(body, "installHint", where),
-                      provide_cluster_info=_bool(body, "provideClusterInfo", where),
-                      interactive_mode=_str(body, "interactiveMode", where), source=source)
-
-
 # -- load --------------------------------------------------------------------------------------
 
-def load(kubeconfig: str | None = None, context: str | None = None) -> ClusterAuth:
-    """The connection settings for ``context`` (default: current-context), kubectl's way."""
+def load(kubeconfig: str | None = None, context: str | None = None, *,
+         impersonate: Impersonation | None = None) -> ClusterAuth:
+    """The connection settings for ``context`` (default: current-context), kubectl's way;
+    ``impersonate``: kubectl's --as, --as-group and --as-uid, over the kubeconfig's."""
     merged = _Merged()
     if kubeconfig:
         merged.add(kubeconfig, _read(kubeconfig, required=True) or {})
@@ -325,14 +265,14 @@ def load(kubeconfig: str | None = None, context: str | None = None) -> ClusterAu
             if data is not None:
                 merged.add(path, data)
         if merged.empty and not context and _in_cluster_possible():
-            return load_in_cluster()
+            return load_in_cluster(impersonate=impersonate)
         if not merged.files:
             if paths:
                 raise KubeConfigError(f"none of the KUBECONFIG files exist ({os.pathsep.join(paths)}) "
                                       "and this is not a pod with a service account")
             raise KubeConfigError(f"no Kubernetes configuration: {_home_config()} does not exist, KUBECONFIG is "
                                   "not set and this is not a pod with a service account")
-    return _resolve(merged, context)
+    return _resolve(merged, context, impersonate)
 
 
 def context_names(kubeconfig: str | None = None) -> list[str]:
@@ -349,7 +289,70 @@ def context_names(kubeconfig: str | None = None) -> list[str]:
     return sorted(merged.contexts)
 
 
-def _resolve(merged: _Merged, context: str | None) -> ClusterAuth:
+def redact(text: str) -> str:
+    """A URL (or a message quoting one) with every ``user:password@`` replaced by ``***@``."""
+    import re
+
+    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]*@", r"\1***@", text)
+
+
+def server_url(server: str, where: str) -> tuple[str, tuple[str, str] | None]:
+    """(the server URL as requests use it, the user:password it carried or None).
+
+    As kubectl: a server without a scheme is http://; the query and fragment are dropped.
+    Refused with one line: a scheme other than http(s), control characters or whitespace,
+    a malformed host (``http://[::1``), a port out of 1-65535, no host."""
+    shown = redact(server)
+    if any(ord(c) < 0x21 or 0x7F <= ord(c) < 0xA0 for c in server):
+        raise KubeConfigError(f"{where}: server {shown!r} contains whitespace or control characters")
+    if "://" not in server:
+        server = "http://" + server
+    try:
+        parts = urllib.parse.urlsplit(server)
+        port = parts.port
+        host = parts.hostname
+    except ValueError as exc:
+        raise KubeConfigError(f"{where}: server {shown!r} is not a valid URL ({str(exc).lower()})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise KubeConfigError(f"{where}: server {shown!r} must be an http:// or https:// URL")
+    if not host:
+        raise KubeConfigError(f"{where}: server {shown!r} has no host")
+    if port == 0:
+        raise KubeConfigError(f"{where}: server {shown!r}: port 0 is not a port to connect to")
+    userinfo = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        raw, _, netloc = netloc.rpartition("@")
+        user, _, password = raw.partition(":")
+        userinfo = (urllib.parse.unquote(user), urllib.parse.unquote(password))
+    return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}", userinfo
+
+
+def _proxy_url(body: dict, where: str) -> str | None:
+    text = _str(body, "proxy-url", where)
+    if text is None:
+        return None
+    from debugkit.runtimes.kubernetes.proxy import ProxyConfigError, parse
+
+    try:
+        parse(text, source="proxy-url")
+    except ProxyConfigError as exc:
+        raise KubeConfigError(f"{where}: {exc}") from None
+    return text
+
+
+def _exec_extension(body: dict, where: str):
+    """The cluster's ``client.authentication.k8s.io/exec`` extension (for provideClusterInfo)."""
+    extensions = body.get("extensions") or []
+    if not isinstance(extensions, list):
+        raise KubeConfigError(f"{where}: 'extensions' must be a list")
+    for item in extensions:
+        if isinstance(item, dict) and item.get("name") == EXEC_EXTENSION:
+            return item.get("extension")
+    return None
+
+
+def _resolve(merged: _Merged, context: str | None, impersonate: Impersonation | None) -> ClusterAuth:
     where = merged.describe()
     name = context or merged.current_context
     if not name:
@@ -378,53 +381,47 @@ def _resolve(merged: _Merged, context: str | None) -> ClusterAuth:
     server = _str(cluster.body, "server", cw)
     if not server:
         raise KubeConfigError(f"{cw} has no server")
-    if not server.startswith(("https://", "http://")):
-        if "://" in server:
-            raise KubeConfigError(f"{cw}: server {server!r} must be an http:// or https:// URL")
-        server = "https://" + server  # kubectl accepts a bare host:port
+    server, userinfo = server_url(server, cw)
     kwargs: dict[str, Any] = dict(
-        server=server.rstrip("/"), namespace=namespace, namespace_set=bool(named), context=name, cluster=cluster_name, user=user_name,
-        source=ctx.source,
+        server=server, namespace=namespace, namespace_set=bool(named), context=name, cluster=cluster_name,
+        user=user_name, source=ctx.source, server_userinfo=userinfo,
         ca_file=_path(cluster.body, "certificate-authority", cw, cbase),
         ca_data=_b64(cluster.body, "certificate-authority-data", cw),
         insecure=_bool(cluster.body, "insecure-skip-tls-verify", cw),
         tls_server_name=_str(cluster.body, "tls-server-name", cw),
-        proxy_url=_str(cluster.body, "proxy-url", cw),
+        proxy_url=_proxy_url(cluster.body, cw),
     )
-    if kwargs["proxy_url"] and not kwargs["proxy_url"].startswith("http://"):
-        raise KubeConfigError(f"{cw}: proxy-url {kwargs['proxy_url']!r} is not supported (only http:// proxies)")
+    impersonation = Impersonation()
     if user is not None:
         uw = f"{user.source}: user {user_name!r}"
-        ubase = os.path.dirname(os.path.abspath(user.source))
-        body = user.body
-        if body.get("auth-provider"):
-            provider = body["auth-provider"].get("name", "?") if isinstance(body["auth-provider"], dict) else "?"
-            raise KubeConfigError(f"{uw}: auth-provider {provider!r} is not supported; use an exec credential "
-                                  "plugin instead (for example kubelogin, gke-gcloud-auth-plugin, aws eks get-token)")
-        kwargs.update(
-            client_cert_file=_path(body, "client-certificate", uw, ubase),
-            client_cert_data=_b64(body, "client-certificate-data", uw),
-            client_key_file=_path(body, "client-key", uw, ubase),
-            client_key_data=_b64(body, "client-key-data", uw),
-            token=_str(body, "token", uw),
-            token_file=_path(body, "tokenFile", uw, ubase),
-            username=_str(body, "username", uw),
-            password=_str(body, "password", uw),
-        )
-        if body.get("exec") is not None:
-            kwargs["exec_config"] = _exec_config(body["exec"], uw, ubase, user.source)
-        has_cert = kwargs["client_cert_file"] or kwargs["client_cert_data"]
-        has_key = kwargs["client_key_file"] or kwargs["client_key_data"]
-        if bool(has_cert) != bool(has_key):
-            raise KubeConfigError(f"{uw}: a client certificate needs a client key, and a key a certificate")
-        unsupported = sorted(set(body) & {"as", "as-groups", "as-uid", "as-user-extra"})
-        if unsupported:
-            raise KubeConfigError(f"{uw}: impersonation ({', '.join(unsupported)}) is not supported")
+        credentials = parse_user(user.body, where=uw, base=os.path.dirname(os.path.abspath(user.source)),
+                                 source=user.source, name=user_name, cluster_extension=_exec_extension(cluster.body, cw))
+        impersonation = credentials.pop("impersonation")
+        kwargs.update(credentials)
+    kwargs["impersonation"] = impersonation.merged(impersonate)
+    check_impersonation(kwargs["impersonation"], f"{user.source}: user {user_name!r}" if user else where)
+    if server.startswith("http://"):
+        kwargs.update(_withheld(kwargs))
     return ClusterAuth(**kwargs)
 
 
-def load_in_cluster() -> ClusterAuth:
-    """The pod's service account, as client-go's InClusterConfig reads it."""
+_CREDENTIAL_FIELDS = {"token": "token", "token_file": "tokenFile", "username": "username", "password": "password",
+                      "client_cert_file": "client-certificate", "client_cert_data": "client-certificate-data",
+                      "client_key_file": "client-key", "client_key_data": "client-key-data",
+                      "exec_config": "exec", "oidc": "auth-provider", "server_userinfo": "the server URL's user:password"}
+
+
+def _withheld(kwargs: dict) -> dict:
+    """kubectl reads a user's credentials only for a TLS server: for http:// every one is
+    dropped (and named, for the warning the client prints)."""
+    withheld = tuple(dict.fromkeys(label for key, label in _CREDENTIAL_FIELDS.items() if kwargs.get(key)))
+    cleared = {key: None for key in _CREDENTIAL_FIELDS}
+    return {**cleared, "withheld": withheld}
+
+
+def load_in_cluster(*, impersonate: Impersonation | None = None) -> ClusterAuth:
+    """The pod's service account, as client-go's InClusterConfig reads it; the namespace
+    from POD_NAMESPACE when set, else the service account's namespace file (kubectl)."""
     host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "")
     if not host or not port:
@@ -434,13 +431,17 @@ def load_in_cluster() -> ClusterAuth:
         raise KubeConfigError(f"in-cluster: {token_file} does not exist")
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    namespace = DEFAULT_NAMESPACE
-    try:
-        with open(os.path.join(SERVICE_ACCOUNT_DIR, "namespace"), encoding="utf-8") as fh:
-            namespace = fh.read(256).strip() or DEFAULT_NAMESPACE
-    except OSError:
-        pass
+    server, _ = server_url(f"https://{host}:{port}", "in-cluster (KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT)")
+    namespace = os.environ.get("POD_NAMESPACE") or ""
+    if not namespace:
+        try:
+            with open(os.path.join(SERVICE_ACCOUNT_DIR, "namespace"), "rb") as fh:
+                namespace = fh.read(256).decode("utf-8", "replace").strip()
+        except OSError:
+            pass
+    impersonation = Impersonation().merged(impersonate)
+    check_impersonation(impersonation, "in-cluster")
     ca_file = os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt")
-    return ClusterAuth(server=f"https://{host}:{port}", namespace=namespace, namespace_set=True, context=None,
+    return ClusterAuth(server=server, namespace=namespace or DEFAULT_NAMESPACE, namespace_set=bool(namespace), context=None,
                        ca_file=ca_file if os.path.exists(ca_file) else None, token_file=token_file,
-                       source="in-cluster", in_cluster=True)
+                       impersonation=impersonation, source="in-cluster", in_cluster=True)

@@ -28,7 +28,7 @@ from debugkit.core.errors import (
 from debugkit.core.escape import safe
 from debugkit.core.options import SidecarOptions
 from debugkit.core.profiles import apply_profile
-from debugkit.core.spec import ENV_SESSION, base_spec
+from debugkit.core.spec import ENV_REASON, ENV_SESSION, base_spec
 from debugkit.runtimes.base import (Plan, ResolvedTarget, Runtime, SessionRow, Streams, guard_command, guard_name,
                                     local_user, with_target_env)
 from debugkit.runtimes.kubernetes import podsecurity, translate
@@ -74,9 +74,10 @@ class KubernetesRuntime(Runtime):
     name = "kubernetes"
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, api=None,
-                 namespace_fallback: str = "default"):
+                 namespace_fallback: str = "default", impersonate=None):
         self._kubeconfig = kubeconfig
         self._context = context
+        self._impersonate = impersonate
         self._api = api
         self._auth = None
         # The namespace when the kube context names none (the config file's `namespace`).
@@ -85,7 +86,8 @@ class KubernetesRuntime(Runtime):
     @property
     def api(self):
         if self._api is None:
-            self._api, self._auth = connect(kubeconfig=self._kubeconfig, context=self._context)
+            self._api, self._auth = connect(kubeconfig=self._kubeconfig, context=self._context,
+                                            impersonate=self._impersonate)
         return self._api
 
     @property
@@ -102,10 +104,14 @@ class KubernetesRuntime(Runtime):
         return self._fallback
 
     def call(self, fn, *args, verb: str, resource: str, namespace: str, name: str = "", **kwargs):
+        from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
+
         try:
             return fn(*args, **kwargs)
         except DebugkitError:
             raise
+        except KubeConfigError as exc:  # credentials read at request time: a tokenFile, an exec plugin
+            raise FileInvalid(f"cannot use the Kubernetes configuration: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - the client's API and transport errors
             raise api_error(exc, verb=verb, resource=resource, namespace=namespace, name=name) from exc
 
@@ -152,6 +158,7 @@ class KubernetesRuntime(Runtime):
             image=options.sidecar_image, identity=identity, target_name=pt.name, target_id=pt.uid,
             runtime=self.name, command=options.command, stdin=options.stdin, tty=options.tty,
             session_id=options.session_id, cli_pid=os.getpid(), cli_host=socket.gethostname(), local_user=me,
+            reason=options.reason,
         )
         spec = apply_profile(spec, options.profile)
         if options.target_env:
@@ -456,6 +463,7 @@ class KubernetesRuntime(Runtime):
                     namespace=pod["metadata"]["namespace"], reusable=keep_alive not in (None, "0"),
                     profile=env.get(translate.ENV_PROFILE) or "",
                     keep_alive_s=int(keep_alive) if keep_alive and keep_alive.isdigit() else None,
+                    reason=env.get(ENV_REASON),
                 ))
         return rows
 
@@ -480,19 +488,32 @@ class KubernetesRuntime(Runtime):
 
 
 
-def connect(*, kubeconfig: str | None, context: str | None):
+def connect(*, kubeconfig: str | None, context: str | None, impersonate=None, **client_options):
     """(client, the context's namespace) as kubectl resolves them: --kubeconfig, else
-    KUBECONFIG (merged), else ~/.kube/config, else the in-cluster service account."""
+    KUBECONFIG (merged), else ~/.kube/config, else the in-cluster service account;
+    `impersonate` (core.options.Impersonate): --as, --as-group, --as-uid."""
     from debugkit.runtimes.kubernetes.kubeclient import KubeClient
     from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError, load
 
     if kubeconfig is not None and not os.path.isfile(kubeconfig):
         raise InvalidInput(f"--kubeconfig {kubeconfig}: no such file")
+    override = impersonation(impersonate)
     try:
-        auth = load(kubeconfig, context)
-        return KubeClient(auth, warn=_warn), auth
+        auth = load(kubeconfig, context, impersonate=override)
+        return KubeClient(auth, warn=client_options.pop("warn", _warn), **client_options), auth
     except KubeConfigError as exc:
+        if override and not override.user and "needs a user to impersonate" in str(exc):
+            raise InvalidInput("--as-group and --as-uid need --as (or as: in the kubeconfig's user)") from None
         raise FileInvalid(f"cannot use the Kubernetes configuration: {exc}") from None
+
+
+def impersonation(flags):
+    """core.options.Impersonate (the flags) as the kubeconfig layer's Impersonation."""
+    if not flags:
+        return None
+    from debugkit.runtimes.kubernetes.kubeuser import Impersonation
+
+    return Impersonation(user=flags.user, uid=flags.uid, groups=tuple(flags.groups))
 
 
 def _warn(message: str) -> None:

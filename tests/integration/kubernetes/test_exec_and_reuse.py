@@ -102,3 +102,18 @@ def test_people_debugging_one_pod_at_once_each_get_their_container(k8s_cluster, 
         [r.stderr.decode(errors="replace") for r in results]
     _, names = debug_containers(k8s_cluster, restricted_ns, pod)
     assert len(set(names)) == people, names
+
+
+def test_the_reason_is_in_the_pod_spec_ps_and_the_audit_log(k8s_cluster, target_pod, restricted_ns, toolbox_on_node,
+                                                            audit_log):
+    from tests.helpers import audit_records
+
+    pod = target_pod.metadata.name
+    reason = "INC-77: readiness flapping"
+    result = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--new", "--reason", reason, "--", "true")
+    assert result.returncode == 0, result.stderr
+    spec = k8s_cluster.api.read_namespaced_pod(pod, restricted_ns).spec.ephemeral_containers[-1]
+    assert {e.name: e.value for e in spec.env or []}.get("DEBUGKIT_REASON") == reason
+    ps = kube(k8s_cluster, "ps", "-o", "json", "--runtime", "kubernetes", "-n", restricted_ns)
+    assert [row["reason"] for row in json.loads(ps.stdout) if row["name"] == spec.name] == [reason]
+    assert audit_records(audit_log)[0]["reason"] == reason

@@ -297,6 +297,24 @@ def test_an_unknown_host_key_is_refused(start_target, ssh_server, ssh_url, tmp_p
     assert (tmp_path / "fresh" / ".ssh" / "known_hosts").read_text() == ""  # nothing was added
 
 
+def test_on_a_terminal_ssh_asks_about_a_new_host_key_and_the_attach_goes_on(start_target, toolbox_image,
+                                                                            ssh_server, ssh_url, tmp_path):
+    # As with the docker CLI, ssh may ask on a terminal (no BatchMode there): the question
+    # reaches the person, the answer reaches ssh, and the key is remembered.
+    target = start_target("named-user")
+    env = make_home(tmp_path / "fresh", ssh_server, known_hosts="")
+    term = Pty(["attach", "-H", ssh_url, target.name, "--", "echo", "attached-after-yes"], env=env, controlling=True)
+    try:
+        term.expect(b"Are you sure you want to continue connecting", timeout=60)
+        term.send("yes\n")
+        term.expect(b"attached-after-yes", timeout=60)
+        assert term.proc.wait(timeout=60) == 0, term.buffer.decode(errors="replace")
+    finally:
+        term.close()
+    assert term.buffer.count(b"Are you sure") == 1, "asked more than once"
+    assert "[127.0.0.1]:2222" in (tmp_path / "fresh" / ".ssh" / "known_hosts").read_text()
+
+
 def test_a_changed_host_key_is_refused(start_target, ssh_server, ssh_url, tmp_path):
     target = start_target("named-user")
     other = tmp_path / "otherkey"

@@ -80,7 +80,7 @@ def build_variant(client, variant: str) -> BuildRecord:
 
     lines: list[str] = []
     started = time.monotonic()
-    ref = build_toolbox(variant=variant, base_image=base_image(client), progress=lines.append, client=client)
+    ref = build_toolbox(variant=variant, base_image=base_image(client), progress=lines.append)
     return BuildRecord(ref=ref, seconds=time.monotonic() - started, lines=lines)
 
 

@@ -41,7 +41,6 @@ def test_rebuild_with_nothing_changed_is_fully_cached(docker_client, built_toolb
     ref = build_toolbox(
         base_image=before["Config"]["Labels"]["org.opencontainers.image.base.name"],
         progress=lines.append,
-        client=docker_client,
     )
     elapsed = time.monotonic() - started
     assert ref == built_toolbox.ref
@@ -64,7 +63,7 @@ def test_if_changed_skips_the_build_of_an_up_to_date_image(docker_client, built_
     assert labels[INPUTS_LABEL].startswith("sha256:")
     lines: list[str] = []
     ref = build_toolbox(base_image=labels["org.opencontainers.image.base.name"], if_changed=True,
-                        progress=lines.append, client=docker_client)
+                        progress=lines.append)
     assert ref == built_toolbox.ref
     assert any("is up to date" in line for line in lines), lines
     assert not any(line.startswith("Step ") for line in lines), lines

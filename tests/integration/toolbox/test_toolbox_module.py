@@ -29,7 +29,8 @@ pytestmark = pytest.mark.toolbox
 
 
 class FakeAPI:
-    """Just enough of docker's APIClient: which images exist, and what a pull does."""
+    """Just enough of the image engine (runtimes/docker/images.ImageEngine): which images
+    exist, and what a pull does."""
 
     def __init__(self, present=(), pull_error: str | None = "registry unreachable"):
         self.present = set(present)
@@ -37,13 +38,11 @@ class FakeAPI:
         self.pulled: list[str] = []
 
     def inspect_image(self, ref):
-        from docker.errors import ImageNotFound
-
         if ref not in self.present:
-            raise ImageNotFound(f"No such image: {ref}")
+            return None
         return {"Id": "sha256:" + "0" * 64}
 
-    def pull(self, ref, stream, decode):
+    def pull(self, ref):
         self.pulled.append(ref)
         if self.pull_error:
             return iter([{"status": "Pulling"}, {"error": self.pull_error}])
@@ -135,9 +134,9 @@ def test_no_base_at_all_is_an_image_missing_error():
 
 def test_bad_tag_and_variant_are_refused_before_any_engine_call():
     with pytest.raises(InvalidInput):
-        build_toolbox(tag="has space", client=object())
+        build_toolbox(tag="has space", engine=object())
     with pytest.raises(InvalidInput):
-        build_toolbox(variant="huge", client=object())  # type: ignore[arg-type]
+        build_toolbox(variant="huge", engine=object())  # type: ignore[arg-type]
 
 
 def test_ref_command_prints_the_reference(monkeypatch):
@@ -152,7 +151,7 @@ def test_unreachable_engine_maps_to_its_exit_code(monkeypatch, capsys):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     code = toolbox_main(["build", "-q"])
     assert code == ExitCode.ENGINE_UNREACHABLE
-    assert "cannot reach a Docker engine" in capsys.readouterr().err
+    assert "cannot reach the Docker engine at unix:///nonexistent/docker.sock" in capsys.readouterr().err
 
 
 def test_importing_the_toolbox_modules_does_not_import_docker():
