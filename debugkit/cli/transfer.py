@@ -34,7 +34,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
     """
     from debugkit.core.errors import InvalidInput
     from debugkit.core.escape import safe
-    from debugkit.session import copy, flow
+    from debugkit.session import copy, copylocal, flow
     from debugkit.session.signals import signals_as_exceptions
 
     source, dest = copy.endpoints(src, dst)
@@ -49,9 +49,9 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
         # The local side first: a destination that exists, a missing directory, a FIFO or a
         # device costs no sidecar.
         if inbound:
-            sending = copy.plan_in(source.path)
+            sending = copylocal.plan_in(source.path)
         else:
-            out = copy.plan_out(source.path, dest.path, force=force)
+            out = copylocal.plan_out(source.path, dest.path, force=force)
     record = {"cp": {"direction": "in" if inbound else "out", "remote_path": remote.path,
                      "local_path": (source if inbound else dest).path, "from_sidecar": from_sidecar}}
     with signals_as_exceptions():

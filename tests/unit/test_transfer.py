@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from debugkit.core.errors import DebugkitError, DestinationExists, InvalidInput, NotADirectory, PathNotFound
-from debugkit.session import copy, progress, tarsink
+from debugkit.core.errors import (DebugkitError, DestinationExists, InvalidInput, NotADirectory, PathForbidden,
+                                  PathNotFound, SpecialFile)
+from debugkit.session import copy, copyhelper, copylocal, progress, tarsink
 from debugkit.session.forward import Mapping, parse_mappings
 
 
@@ -42,23 +43,23 @@ def test_exactly_one_side_is_remote():
 
 
 def test_remote_paths_are_absolute_and_normal():
-    assert copy.remote_path("etc//passwd") == "/etc/passwd"
-    assert copy.remote_path("/data/../../etc") == "/etc"
-    assert copy.remote_path("") == "/"
+    assert copyhelper.remote_path("etc//passwd") == "/etc/passwd"
+    assert copyhelper.remote_path("/data/../../etc") == "/etc"
+    assert copyhelper.remote_path("") == "/"
 
 
 def test_plan_out(tmp_path):
     (tmp_path / "file").write_text("x")
-    assert copy.plan_out("/srv/app.log", str(tmp_path), force=False) == copy.OutPlan(
+    assert copylocal.plan_out("/srv/app.log", str(tmp_path), force=False) == copylocal.OutPlan(
         "/srv/app.log", tmp_path / "app.log", False, False)
-    assert copy.plan_out("/", str(tmp_path), force=False).dest == tmp_path / "root"
-    assert copy.plan_out("/a", str(tmp_path / "file"), force=True).exists
+    assert copylocal.plan_out("/", str(tmp_path), force=False).dest == tmp_path / "root"
+    assert copylocal.plan_out("/a", str(tmp_path / "file"), force=True).exists
     with pytest.raises(PathNotFound):
-        copy.plan_out("/a", str(tmp_path / "missing" / "x"), force=False)
+        copylocal.plan_out("/a", str(tmp_path / "missing" / "x"), force=False)
     with pytest.raises(PathNotFound):
-        copy.plan_out("/a", str(tmp_path / "missing") + "/", force=False)
+        copylocal.plan_out("/a", str(tmp_path / "missing") + "/", force=False)
     with pytest.raises(NotADirectory):
-        copy.plan_out("/a", str(tmp_path / "file") + "/", force=False)
+        copylocal.plan_out("/a", str(tmp_path / "file") + "/", force=False)
 
 
 @pytest.mark.parametrize("uid, gid, mode, kind, profile", [
@@ -71,11 +72,11 @@ def test_plan_out(tmp_path):
     (0, 0, "0600", "dir", "sysadmin"),       # a directory needs x too
 ])
 def test_the_profile_that_could_read(uid, gid, mode, kind, profile):
-    assert copy.profile_that_reads({"uid": uid, "gid": gid, "mode": mode, "type": kind}) == profile
+    assert copyhelper.profile_that_reads({"uid": uid, "gid": gid, "mode": mode, "type": kind}) == profile
 
 
 def test_without_owner_and_mode_the_hint_is_ptrace():
-    assert copy.profile_that_reads({}) == "ptrace"
+    assert copyhelper.profile_that_reads({}) == "ptrace"
 
 
 # -- the streaming tar parser -----------------------------------------------------------------------------------
@@ -212,10 +213,10 @@ def test_the_destination_check_sees_the_top_entry(tmp_path):
     assert seen == ["dir"]
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectory):
-        copy._check_dest(tmp_path / "f", "dir", "/d")
+        copylocal.check_dest(tmp_path / "f", "dir", "/d")
     with pytest.raises(DestinationExists):
-        copy._check_dest(tmp_path, "file", "/f")
-    copy._check_dest(tmp_path / "f", "file", "/f")  # replaced by --force
+        copylocal.check_dest(tmp_path, "file", "/f")
+    copylocal.check_dest(tmp_path / "f", "file", "/f")  # replaced by --force
 
 
 # -- port mappings ----------------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def test_helper_warnings_are_summed_up():
         "skipping /run/app.sock: a socket", "skipping /dev/loop0: a block device",
         "skipping the contents of /proc: a proc filesystem", "skipping the contents of /sys: a sysfs filesystem",
         "/var/log/app.log grew while it was archived; cut to its size of 10"))
-    assert copy.helper_warnings(stderr + b"debugkit-helper: not a warning\n") == [
+    assert copyhelper.helper_warnings(stderr + b"debugkit-helper: not a warning\n") == [
         "/var/log/app.log grew while it was archived; cut to its size of 10",
         "not copied: 4 socket(s), device(s) or FIFO(s): /dev/null, /dev/zero, /run/app.sock and 1 more",
         "copied empty: /proc (proc), /sys (sysfs) (kernel filesystems, not files)",
@@ -247,9 +248,9 @@ def test_helper_warnings_are_summed_up():
 def test_local_errors_are_one_line_with_their_code():
     from debugkit.core.errors import ExitCode
 
-    denied = copy.local_error(PermissionError(13, "Permission denied", "/x"), "write in", "/x")
+    denied = copylocal.local_error(PermissionError(13, "Permission denied", "/x"), "write in", "/x")
     assert (denied.exit_code, str(denied)) == (ExitCode.PATH_FORBIDDEN, "cp: cannot write in /x here: Permission denied")
-    assert copy.local_error(FileNotFoundError(2, "No such file or directory"), "read", "a").exit_code == \
+    assert copylocal.local_error(FileNotFoundError(2, "No such file or directory"), "read", "a").exit_code == \
         ExitCode.PATH_NOT_FOUND
 
 
@@ -293,17 +294,17 @@ def test_a_special_destination_is_refused_even_with_force(tmp_path, special):
         sock.bind(str(tmp_path / "sock"))
         special = str(tmp_path / "sock")
     for force in (False, True):
-        with pytest.raises(copy.SpecialFile, match="cp writes only to a regular file, a directory or a new path"):
-            copy.plan_out("/x", special, force=force)
-    with pytest.raises(copy.SpecialFile):  # DIR/NAME that is one
-        copy.plan_out("/" + Path(special).name, str(Path(special).parent), force=True)
+        with pytest.raises(SpecialFile, match="cp writes only to a regular file, a directory or a new path"):
+            copylocal.plan_out("/x", special, force=force)
+    with pytest.raises(SpecialFile):  # DIR/NAME that is one
+        copylocal.plan_out("/" + Path(special).name, str(Path(special).parent), force=True)
 
 
 def test_a_destination_that_became_a_device_is_not_replaced(tmp_path):
     """Checked again just before the rename: a FIFO put there during the transfer stays."""
-    plan = copy.plan_out("/x", str(tmp_path / "x"), force=True)
+    plan = copylocal.plan_out("/x", str(tmp_path / "x"), force=True)
     os.mkfifo(tmp_path / "x")
-    with pytest.raises(copy.SpecialFile):
+    with pytest.raises(SpecialFile):
         copy.copy_out(ArchiveSession(archive([("x", "file", b"data", 0o644)])), plan, from_sidecar=False,
                       progress=False)
     assert stat.S_ISFIFO(os.lstat(tmp_path / "x").st_mode)
@@ -313,17 +314,17 @@ def test_a_destination_that_became_a_device_is_not_replaced(tmp_path):
 def test_a_trailing_slash_follows_a_local_symlink_to_a_directory(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to("real")
-    assert copy.plan_out("/etc/hosts", str(tmp_path / "link") + "/", force=False).dest == tmp_path / "link" / "hosts"
+    assert copylocal.plan_out("/etc/hosts", str(tmp_path / "link") + "/", force=False).dest == tmp_path / "link" / "hosts"
     # Without the slash the link is the destination itself (replaced as a link with --force).
-    assert copy.plan_out("/etc/hosts", str(tmp_path / "link"), force=True).dest == tmp_path / "link"
+    assert copylocal.plan_out("/etc/hosts", str(tmp_path / "link"), force=True).dest == tmp_path / "link"
     (tmp_path / "file").write_text("x")
     (tmp_path / "flink").symlink_to("file")
     with pytest.raises(NotADirectory, match="is not a local directory"):
-        copy.plan_out("/etc/hosts", str(tmp_path / "flink") + "/", force=False)
-    assert copy.plan_in(str(tmp_path / "link") + "/") == copy.InPlan(str(tmp_path / "link") + "/", "link", "dir")
-    assert copy.plan_in(str(tmp_path / "link")).kind == "symlink"
+        copylocal.plan_out("/etc/hosts", str(tmp_path / "flink") + "/", force=False)
+    assert copylocal.plan_in(str(tmp_path / "link") + "/") == copylocal.InPlan(str(tmp_path / "link") + "/", "link", "dir")
+    assert copylocal.plan_in(str(tmp_path / "link")).kind == "symlink"
     with pytest.raises(NotADirectory):
-        copy.plan_in(str(tmp_path / "flink") + "/")
+        copylocal.plan_in(str(tmp_path / "flink") + "/")
 
 
 @pytest.mark.parametrize("special", ["/dev/zero", "/dev/null", "fifo"])
@@ -331,10 +332,10 @@ def test_a_special_source_is_refused(tmp_path, special):
     if special == "fifo":
         os.mkfifo(tmp_path / "fifo")
         special = str(tmp_path / "fifo")
-    with pytest.raises(copy.SpecialFile, match="cp copies regular files, directories and symlinks"):
-        copy.plan_in(special)
+    with pytest.raises(SpecialFile, match="cp copies regular files, directories and symlinks"):
+        copylocal.plan_in(special)
     with pytest.raises(PathNotFound):
-        copy.plan_in(str(tmp_path / "absent"))
+        copylocal.plan_in(str(tmp_path / "absent"))
 
 
 def test_special_files_inside_a_directory_are_skipped_and_named(tmp_path):
@@ -348,16 +349,16 @@ def test_special_files_inside_a_directory_are_skipped_and_named(tmp_path):
     sock.bind(str(tree / "sock"))
     buf, skipped, sums = io.BytesIO(), [], []
     with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        count = copy._add(tar, str(tree), "tree", progress.Progress(None, enabled=False), sums, False, skipped)
+        count = copylocal.add_tree(tar, str(tree), "tree", progress.Progress(None, enabled=False), sums, False, skipped)
     buf.seek(0)
     assert count == 1 and sorted(tarfile.open(fileobj=buf).getnames()) == ["tree", "tree/a"]
     assert sorted(skipped) == [str(tree / "fifo"), str(tree / "sock")]
-    assert copy._skipped_warning(skipped)[0].startswith("not copied: 2 local socket(s), device(s) or FIFO(s): ")
+    assert copylocal.skipped_warning(skipped)[0].startswith("not copied: 2 local socket(s), device(s) or FIFO(s): ")
 
 
 def test_a_name_of_250_bytes_copies_out(tmp_path):
     name = "n" * 250
-    plan = copy.plan_out("/data/" + name, str(tmp_path), force=False)
+    plan = copylocal.plan_out("/data/" + name, str(tmp_path), force=False)
     done = copy.copy_out(ArchiveSession(archive([(name, "file", b"long\n", 0o644)])), plan, from_sidecar=False,
                          progress=False)
     assert (tmp_path / name).read_bytes() == b"long\n" and done.count == 1
@@ -374,15 +375,15 @@ def test_a_directory_is_replaced_through_an_unpredictable_aside(tmp_path, monkey
     planted.mkdir()
     (planted / "keep").write_text("someone else's")
     made = []
-    real_mkdtemp = copy.tempfile.mkdtemp
+    real_mkdtemp = copylocal.tempfile.mkdtemp
 
     def watching(*args, **kwargs):
         made.append((kwargs.get("prefix"), real_mkdtemp(*args, **kwargs)))
         return made[-1][1]
 
-    monkeypatch.setattr(copy.tempfile, "mkdtemp", watching)
+    monkeypatch.setattr(copylocal.tempfile, "mkdtemp", watching)
     session = ArchiveSession(archive([("d", "dir", None, 0o755), ("d/new", "file", b"new", 0o644)]))
-    plan = copy.plan_out("/d", str(tmp_path), force=True)
+    plan = copylocal.plan_out("/d", str(tmp_path), force=True)
     copy.copy_out(session, plan, from_sidecar=False, progress=False)
     assert entries_beside(tmp_path / "d") == ["new"]
     assert (planted / "keep").read_text() == "someone else's"
@@ -395,16 +396,16 @@ def test_a_directory_is_replaced_through_an_unpredictable_aside(tmp_path, monkey
 def test_a_directory_where_the_aside_cannot_be_made_fails_before_the_transfer(tmp_path, monkeypatch):
     (tmp_path / "d").mkdir()
     session = ArchiveSession(archive([("d", "dir", None, 0o755)]))
-    plan = copy.plan_out("/d", str(tmp_path), force=True)
-    real_mkdtemp = copy.tempfile.mkdtemp
+    plan = copylocal.plan_out("/d", str(tmp_path), force=True)
+    real_mkdtemp = copylocal.tempfile.mkdtemp
 
     def refusing(*args, prefix=None, **kwargs):  # as a directory full or not ours would
         if prefix == ".debugkit-old-":
             raise PermissionError(13, "Permission denied")
         return real_mkdtemp(*args, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr(copy.tempfile, "mkdtemp", refusing)
-    with pytest.raises(copy.PathForbidden, match="cannot write in"):
+    monkeypatch.setattr(copylocal.tempfile, "mkdtemp", refusing)
+    with pytest.raises(PathForbidden, match="cannot write in"):
         copy.copy_out(session, plan, from_sidecar=False, progress=False)
     assert session.calls == [] and entries_beside(tmp_path) == ["d"]
 
@@ -427,14 +428,14 @@ def test_a_directory_where_the_aside_cannot_be_made_fails_before_the_transfer(tm
 ])
 def test_a_hostile_stat_answer_is_one_line(line, words):
     with pytest.raises(DebugkitError, match=words) as caught:
-        copy.remote_stat(ArchiveSession(b"", stat_line=line), "/proc/1/root", "/x")
+        copyhelper.remote_stat(ArchiveSession(b"", stat_line=line), "/proc/1/root", "/x")
     assert type(caught.value) is DebugkitError and "\n" not in str(caught.value)
 
 
 def test_a_stat_answer_keeps_only_what_is_used():
     line = (b'{"path": "/elsewhere", "exists": true, "type": "symlink", "size": 4, "mode": "0777", "uid": 1, '
             b'"gid": 2, "mtime": 5, "link": "/etc", "extra": {"a": [1]}}')
-    assert copy.parse_stat(line, "/x") == {"path": "/x", "exists": True, "type": "symlink", "mode": "0777", "uid": 1,
+    assert copyhelper.parse_stat(line, "/x") == {"path": "/x", "exists": True, "type": "symlink", "mode": "0777", "uid": 1,
                                            "gid": 2, "size": 4, "link": "/etc"}
 
 
@@ -447,7 +448,7 @@ def test_a_flood_on_the_helpers_stderr_is_bounded():
     capture.write(b"debugkit-helper: the last word\n")
     value = capture.getvalue()
     assert len(value) <= 2001 and value.startswith(b"x" * 999) and value.endswith(b"the last word\n")
-    assert copy.last_line(value) == "the last word"
+    assert copyhelper.last_line(value) == "the last word"
 
 
 @pytest.mark.parametrize("address, warned", [("127.0.0.1", False), ("127.0.0.2", False), ("::1", False),
