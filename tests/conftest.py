@@ -18,9 +18,12 @@ from tests.helpers import FIXTURES, IN_CI, REPO, RUN_ID, RUN_LABEL, sweep_stale_
 
 @pytest.fixture(autouse=True)
 def audit_log(tmp_path, monkeypatch) -> Path:
-    """Each test gets its own audit log (the CLI subprocesses inherit the variable)."""
+    """Each test gets its own audit log and state directory (the record of the kept-alive
+    sidecars it started): the CLI subprocesses inherit the variables, and no test trusts
+    a sidecar another test, or an earlier run, left behind."""
     path = tmp_path / "audit.jsonl"
     monkeypatch.setenv("DEBUGKIT_AUDIT_LOG", str(path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     return path
 
 

@@ -17,12 +17,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
 FIXTURE_TAG = os.environ.get("DEBUGKIT_FIXTURE_TAG", "1")
-FIXTURES = {
-    "named-user": f"debugkit-fixture/named-user:{FIXTURE_TAG}",
-    "numeric-user": f"debugkit-fixture/numeric-user:{FIXTURE_TAG}",
-    "drops-privs": f"debugkit-fixture/drops-privs:{FIXTURE_TAG}",
-    "distroless": f"debugkit-fixture/distroless:{FIXTURE_TAG}",
-}
+# One fixture per tests/fixtures/targets/*.Dockerfile: the list scripts/build-fixtures
+# and scripts/podman-testenv build, kept in one place.
+FIXTURES = {path.name.removesuffix(".Dockerfile"): f"debugkit-fixture/{path.name.removesuffix('.Dockerfile')}:"
+            f"{FIXTURE_TAG}" for path in sorted((REPO / "tests" / "fixtures" / "targets").glob("*.Dockerfile"))}
 TEST_LABEL = "io.debugkit.test"
 # Each pytest run labels what it starts with its own ID, so two runs on one engine (a
 # developer's and CI's) never sweep each other's containers.

@@ -74,7 +74,7 @@ def _end_echoed_line() -> None:
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="debugkit")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors, and what was negotiated with the engine.")
 @click.option("--config", "config_file", metavar="FILE", envvar="DEBUGKIT_CONFIG",
               help="Configuration file (default: $XDG_CONFIG_HOME/debugkit/config.yaml).")
 def cli(debug: bool, config_file: str | None) -> None:
@@ -85,6 +85,10 @@ def cli(debug: bool, config_file: str | None) -> None:
     its localhost ports and (through /proc/1/root) its files.
     """
     _DEBUG["on"] = debug
+    if _debug_requested():
+        from debugkit.core import debuglog
+
+        debuglog.enable()  # notes such as the Engine API version negotiated
     if config_file is not None:
         from debugkit.session import config
 

@@ -17,22 +17,21 @@ PROG = "debugkit"
 COMPLETE_VAR = "_DEBUGKIT_COMPLETE"
 PROFILE_NAMES = ("restricted", "netadmin", "ptrace", "sysadmin")  # core.profiles.PROFILES, kept light
 
-# click's bash script, but for two lines: bash splits COMP_WORDS at ':' and '=' (its
-# COMP_WORDBREAKS), which would cut `podman://web` or `--namespace=shop` into pieces; the
-# whole line up to the cursor (COMP_LINE, COMP_POINT) goes along, and the answers are
-# trimmed to the part of the word bash replaces (see DebugkitBash).
+# click's bash script, but for three things: bash splits COMP_WORDS at ':' and '=' (its
+# COMP_WORDBREAKS), which would cut `podman://web` or `--namespace=shop` into pieces, so the
+# whole line up to the cursor (COMP_LINE, COMP_POINT) goes along and the answers are
+# trimmed to the part of the word bash replaces (see DebugkitBash); and the answers are
+# read line by line into quoted words, never through an unquoted $value that bash would
+# split and glob-expand (a kube context named `*` must not complete to the files here).
 _SOURCE_BASH = """\
 %(complete_func)s() {
-    local IFS=$'\\n'
-    local response
+    local response type value
 
     response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD \
 COMP_LINE="${COMP_LINE:0:$COMP_POINT}" COMP_WORDBREAKS="$COMP_WORDBREAKS" \
 %(complete_var)s=bash_complete $1 2>/dev/null)
 
-    for completion in $response; do
-        IFS=',' read type value <<< "$completion"
-
+    while IFS=',' read -r type value; do
         if [[ $type == 'dir' ]]; then
             COMPREPLY=()
             compopt -o dirnames
@@ -40,9 +39,9 @@ COMP_LINE="${COMP_LINE:0:$COMP_POINT}" COMP_WORDBREAKS="$COMP_WORDBREAKS" \
             COMPREPLY=()
             compopt -o default
         elif [[ $type == 'plain' ]]; then
-            COMPREPLY+=($value)
+            COMPREPLY+=("$value")
         fi
-    done
+    done <<< "$response"
 
     return 0
 }
@@ -80,9 +79,20 @@ def _bash_class():
             value = item.value
             if self._cut and isinstance(value, str) and value.startswith(self._cut):
                 value = value[len(self._cut):]
+            if item.type == "plain":
+                value = bash_escape(value)  # bash inserts the word as it is: `*` must arrive as `\\*`
             return f"{item.type},{value}"
 
     return DebugkitBash
+
+
+# What a word may hold unescaped on a bash command line (and still mean itself).
+_BASH_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/:@%+-,")
+
+
+def bash_escape(value: str) -> str:
+    """value as bash must see it typed: every character but the plain ones after a backslash."""
+    return "".join(ch if ch in _BASH_PLAIN else f"\\{ch}" for ch in value)
 
 
 def register_shells() -> None:
@@ -159,7 +169,9 @@ def _quietly(lookup) -> list:
     try:
         from click.shell_completion import CompletionItem
 
-        return [CompletionItem(value) for value in lookup()]
+        from debugkit.session.complete import presentable
+
+        return [CompletionItem(value) for value in presentable(lookup())]
     except Exception:  # noqa: BLE001 - complete nothing rather than fail
         return []
 
@@ -226,7 +238,7 @@ def complete_runbook(ctx, param, incomplete):
         if incomplete and (looks_like_path(incomplete) or incomplete.startswith(("~", "."))):
             return [CompletionItem(incomplete, type="file")]
         _typed(ctx)
-        return [CompletionItem(name) for name in complete.runbooks(incomplete)]
+        return [CompletionItem(name) for name in complete.presentable(complete.runbooks(incomplete))]
     except Exception:  # noqa: BLE001
         return []
 

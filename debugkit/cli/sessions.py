@@ -27,9 +27,13 @@ def ps_command(output, runtime, namespace, **where):
     from debugkit.core.escape import safe
     from debugkit.session import lifecycle
 
-    rows = lifecycle.sessions(runtime, connection=connection(**where), namespace=namespace, warn=_warn)
+    failed: list = []  # under --runtime auto: the runtimes that failed, raised once the others' rows show
+    rows = lifecycle.sessions(runtime, connection=connection(**where), namespace=namespace, failed=failed)
+    if failed and not rows:
+        lifecycle.raise_failed(failed)  # no table: an empty one would read as "no sessions"
     if output == "json":
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+        lifecycle.raise_failed(failed)
         return
     click.echo(f"{'RUNTIME':<11}{'SESSION':<10}{'TARGET':<32}{'USER':<13}{'PROFILE':<11}{'AGE':<6}{'STATE':<11}"
                f"{'REUSE':<12}{'CLI':<16}REASON")
@@ -40,6 +44,7 @@ def ps_command(output, runtime, namespace, **where):
         reason = safe(r.reason)[:60] if r.reason else "-"
         click.echo(f"{r.runtime:<11}{safe(r.session):<10}{target[:31]:<32}{safe(r.user):<13}{safe(r.profile):<11}"
                    f"{age(r.age_s):<6}{safe(r.state):<11}{reuse_column(r):<12}{cli_state:<16}{reason}")
+    lifecycle.raise_failed(failed)
 
 
 def reuse_column(row) -> str:
@@ -67,16 +72,20 @@ def gc_command(dry_run, older_than, by_label, output, runtime, namespace, **wher
     from debugkit.session.audit import parse_duration
 
     limit = parse_duration(older_than, flag="--older-than")
+    failed: list = []
     actions = lifecycle.collect(runtime, connection=connection(**where), namespace=namespace,
-                                older_than_s=limit, dry_run=dry_run, warn=_warn, by_label=by_label)
+                                older_than_s=limit, dry_run=dry_run, warn=_warn, by_label=by_label, failed=failed)
+    if failed and not actions:
+        lifecycle.raise_failed(failed)
     if output == "json":
         click.echo(json.dumps(actions, indent=2))
-        return
-    if not actions:
-        click.echo("nothing to collect")
-    for a in actions:
-        click.echo(f"{a['action']:<22}{a['runtime'] or '-':<11}{safe(a['session']):<10}{safe(a['name']):<28}"
-                   f"{safe(a['reason'])}")
+    else:
+        if not actions:
+            click.echo("nothing to collect")
+        for a in actions:
+            click.echo(f"{a['action']:<22}{a['runtime'] or '-':<11}{safe(a['session']):<10}{safe(a['name']):<28}"
+                       f"{safe(a['reason'])}")
+    lifecycle.raise_failed(failed)
 
 
 @click.group("audit", invoke_without_command=True)

@@ -23,8 +23,9 @@ class ExitCode(IntEnum):
     IDENTITY_UNRESOLVED = 68
     ENGINE_UNREACHABLE = 69
     INTERNAL = 70
-    AUDIT_UNWRITABLE = 73       # nothing is launched without its audit record
+    AUDIT_UNWRITABLE = 73       # the audit log (nothing is launched without its record), a recording, a report
     IMAGE_MISSING = 71
+    ENGINE_INCOMPATIBLE = 76    # the engine speaks no Engine API version debugkit speaks (sysexits' EX_PROTOCOL)
     PERMISSION_DENIED = 77
     FORBIDDEN = 78
     EPHEMERAL_UNAVAILABLE = 79
@@ -82,6 +83,13 @@ class ConfigInvalid(DebugkitError):
     exit_code = ExitCode.CONFIG_INVALID
 
 
+class CannotWrite(DebugkitError):
+    """A record or a report could not be written or read back: the audit log (nothing is
+    launched without its start record), a runbook report on a full disk. sysexits' EX_CANTCREAT."""
+
+    exit_code = ExitCode.AUDIT_UNWRITABLE
+
+
 class TargetNotFound(DebugkitError):
     exit_code = ExitCode.TARGET_NOT_FOUND
 
@@ -96,6 +104,12 @@ class IdentityUnresolved(DebugkitError):
 
 class EngineUnreachable(DebugkitError):
     exit_code = ExitCode.ENGINE_UNREACHABLE
+
+
+class EngineIncompatible(DebugkitError):
+    """The engine answers, but speaks no API version we do: which ranges, what to upgrade."""
+
+    exit_code = ExitCode.ENGINE_INCOMPATIBLE
 
 
 class ImageMissing(DebugkitError):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 from debugkit.core.errors import IdentityUnresolved, InvalidInput
+from debugkit.core.userdb import EMPTY, MAX_ID, GroupEntry, PasswdEntry, UserDb, numeric_arg  # noqa: F401
 
 # Sources, most trusted first (DESIGN.md, "Resolving the target's identity").
 SOURCE_FLAG = "flag"                  # --user
@@ -21,29 +22,12 @@ SOURCE_CONFIG = "config"              # Docker Config.User / K8s securityContext
 SOURCE_IMAGE = "image-config"         # the image config's User (K8s, no securityContext)
 
 
-# IDs Docker, Podman and Kubernetes all accept (runAsUser is validated to this range).
-MAX_ID = 2_147_483_647
 _DECIMAL = re.compile(r"[0-9]+")
 
 
 def is_decimal(text: str) -> bool:
     """ASCII digits only: str.isdigit() also accepts '²' and '٣', which no runtime does."""
     return bool(_DECIMAL.fullmatch(text))
-
-
-@dataclass(frozen=True)
-class PasswdEntry:
-    name: str
-    uid: int
-    gid: int
-    home: str = ""
-
-
-@dataclass(frozen=True)
-class GroupEntry:
-    name: str
-    gid: int
-    members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,34 +55,6 @@ class Identity:
             "user_name": self.user_name,
             "notes": list(self.notes),
         }
-
-
-def _records(text: str) -> Iterable[list[str]]:
-    """The colon-separated fields of each non-blank, non-comment line."""
-    for line in text.splitlines():
-        if line.strip() and not line.startswith("#"):
-            yield line.split(":")
-
-
-def parse_passwd(text: str) -> dict[str, PasswdEntry]:
-    """Entries of an /etc/passwd file by name; malformed lines are skipped, as libc does."""
-    entries: dict[str, PasswdEntry] = {}
-    for parts in _records(text):
-        if len(parts) < 4 or not is_decimal(parts[2]) or not is_decimal(parts[3]):
-            continue
-        home = parts[5] if len(parts) > 5 else ""
-        entries.setdefault(parts[0], PasswdEntry(parts[0], int(parts[2]), int(parts[3]), home))
-    return entries
-
-
-def parse_group(text: str) -> dict[str, GroupEntry]:
-    entries: dict[str, GroupEntry] = {}
-    for parts in _records(text):
-        if len(parts) < 3 or not is_decimal(parts[2]):
-            continue
-        members = tuple(m for m in (parts[3].split(",") if len(parts) > 3 else []) if m)
-        entries.setdefault(parts[0], GroupEntry(parts[0], int(parts[2]), members))
-    return entries
 
 
 _STATUS_IDS = re.compile(r"^(Uid|Gid|Groups):\s*(.*)$", re.MULTILINE)
@@ -151,105 +107,94 @@ def parse_user_flag(value: str) -> tuple[int, int | None]:
     return uid, gid
 
 
-def identity_from_flag(value: str, *, passwd: Mapping[str, PasswdEntry] | None = None) -> Identity:
+def identity_from_flag(value: str, *, db: UserDb | None = EMPTY) -> Identity:
+    """--user UID[:GID]. A bare UID gets the group the runtime would give `--user UID` in
+    this image: its passwd entry's, else GID 0 (runtime_user). `db` None: the image's files
+    could not be read, so a bare UID's group is unknown and the person must give it."""
     uid, gid = parse_user_flag(value)
-    ident = Identity(uid=uid, gid=uid if gid is None else gid, source=SOURCE_FLAG)
-    if gid is None:
-        primary = _primary_gid_for_uid(uid, passwd or {})
-        if primary is None:
-            ident = ident.with_note(f"no GID given and no passwd entry for {uid} in the target: GID = UID")
-        else:
-            ident = replace(ident, gid=primary).with_note(
-                f"no GID given: {primary}, the primary group of {uid} in the target's /etc/passwd")
-    return replace(ident, groups=(ident.gid,))
+    if gid is not None:
+        return Identity(uid=uid, gid=gid, groups=(gid,), source=SOURCE_FLAG)
+    if db is None:
+        raise IdentityUnresolved(f"--user {uid} has no group, and the target's /etc/passwd, which would give it, "
+                                 f"cannot be read", hint=f"give one: --user {uid}:GID")
+    resolved = runtime_user(str(uid), db, source=SOURCE_FLAG)
+    entry = db.user_with_uid(uid)
+    note = (f"no GID given: {resolved.gid}, the primary group of {uid} in the target's /etc/passwd" if entry else
+            f"no GID given and no passwd entry for {uid} in the target: GID 0, as the runtime would run it")
+    return replace(resolved, notes=(note,))
 
 
-def _primary_gid_for_uid(uid: int, passwd: Mapping[str, PasswdEntry]) -> int | None:
-    for entry in passwd.values():
-        if entry.uid == uid:
-            return entry.gid
-    return None
-
-
-def _name_for_uid(uid: int, passwd: Mapping[str, PasswdEntry]) -> str | None:
-    for entry in passwd.values():
-        if entry.uid == uid:
-            return entry.name
-    return None
-
-
-def supplementary_groups(user_name: str | None, groups: Mapping[str, GroupEntry]) -> tuple[int, ...]:
-    if not user_name:
-        return ()
-    return tuple(sorted(g.gid for g in groups.values() if user_name in g.members))
-
-
-def resolve_configured_user(
+def runtime_user(
     user: str,
+    db: UserDb,
     *,
-    passwd: Mapping[str, PasswdEntry] | None,
-    groups: Mapping[str, GroupEntry] | None,
-    missing_gid: str = "uid",
     extra_groups: Iterable[int] = (),
     source: str = SOURCE_CONFIG,
 ) -> Identity:
-    """Resolve a configured `user[:group]` (names or numbers) the way the runtime would.
+    """The UID, GID and groups a runtime starts `user[:group]` (names or numbers) with in an
+    image whose passwd and group files are `db`: the rule of runc's libcontainer/user, which
+    Docker (moby/sys/user), Podman and containerd (oci.WithUser) all follow for the
+    primary group:
 
-    `missing_gid` says what the runtime does with a numeric UID that has neither an
-    explicit group nor a passwd entry: Docker (runc) uses GID 0 ("zero"); the design's
-    rule for other sources is GID = UID ("uid"). Either way it is reported in `notes`.
-    """
-    passwd = passwd or {}
-    groups = groups or {}
+    - a user found in passwd (by UID when numeric, else by name; the first entry wins)
+      takes its UID and primary GID from there; a numeric one that is not there runs with
+      GID 0, whether the image has no passwd or the passwd lacks it; a name that is not
+      there cannot run;
+    - an explicit group (a name from /etc/group, or a number) replaces the primary GID,
+      and then no memberships are added;
+    - otherwise every group that lists the user's name is a supplementary group (Docker,
+      Podman; on Kubernetes containerd adds its own, see the kubernetes runtime).
+
+    Every step that is not plain is said in `notes`."""
     user = (user or "").strip()
     if not user:
         raise IdentityUnresolved("no user is configured")
-    user_part, _, group_part = user.partition(":")
+    parts = user.split(":")
+    if len(parts) > 2:
+        raise IdentityUnresolved(f"the configured user {user!r} is not USER or USER:GROUP")
+    user_part, group_part = parts[0], (parts[1] if len(parts) > 1 else "")
     notes: list[str] = []
-
-    if is_decimal(user_part):
-        uid = int(user_part)
-        name = _name_for_uid(uid, passwd)
-        primary = _primary_gid_for_uid(uid, passwd)
+    number = numeric_arg(user_part) if user_part else 0
+    if number is not None:
+        if not 0 <= number <= MAX_ID:
+            raise IdentityUnresolved(f"the configured user {user!r} is outside the range runtimes accept (0-{MAX_ID})")
+        entry = db.user_with_uid(number)
     else:
-        entry = passwd.get(user_part)
+        entry = db.user_named(user_part)
         if entry is None:
-            where = "the image's /etc/passwd" if passwd else "an image without /etc/passwd"
+            where = "the image's /etc/passwd" if db.has_passwd else "an image without /etc/passwd"
             raise IdentityUnresolved(f"user {user_part!r} is not in {where}")
-        uid, name, primary = entry.uid, entry.name, entry.gid
-        notes.append(f"user {user_part!r} -> {uid} via /etc/passwd")
-
-    if group_part:
-        if is_decimal(group_part):
-            gid = int(group_part)
-        else:
-            gentry = groups.get(group_part)
-            if gentry is None:
-                raise IdentityUnresolved(f"group {group_part!r} is not in the image's /etc/group")
-            gid = gentry.gid
-            notes.append(f"group {group_part!r} -> {gid} via /etc/group")
-        # runc adds no /etc/group memberships when the group is explicit.
-        supp: tuple[int, ...] = ()
+        notes.append(f"user {user_part!r} -> {entry.uid} via /etc/passwd")
+    if entry is not None:
+        uid, gid, name = entry.uid, entry.gid, entry.name
     else:
-        if primary is not None:
-            gid = primary
-        elif missing_gid == "zero":
-            gid = 0
-            notes.append(f"UID {uid} has no passwd entry and no group: the runtime runs it with GID 0")
+        uid, gid, name = number, 0, None
+    supplementary: tuple[int, ...] = ()
+    if group_part:
+        group_number = numeric_arg(group_part)
+        found = db.group_with_gid(group_number) if group_number is not None else db.group_named(group_part)
+        if found is not None:
+            gid = found.gid
+        elif group_number is not None:
+            gid = group_number
         else:
-            gid = uid
-            notes.append(f"UID {uid} has no passwd entry and no group: assuming GID = UID")
-        supp = supplementary_groups(name, groups)
-
-    if uid > MAX_ID or gid > MAX_ID:
+            raise IdentityUnresolved(f"group {group_part!r} is not in the image's /etc/group")
+        if group_number is None:
+            notes.append(f"group {group_part!r} -> {gid} via /etc/group")
+    else:
+        if entry is None:
+            notes.append(f"UID {uid} has no passwd entry and no group: the runtime runs it with GID 0")
+        elif name:
+            supplementary = db.memberships(name)
+    if not (0 <= uid <= MAX_ID and 0 <= gid <= MAX_ID):
         raise IdentityUnresolved(f"the configured user {user!r} is outside the range runtimes accept (0-{MAX_ID})")
-    all_groups = tuple(dict.fromkeys((gid, *supp, *extra_groups)))
+    all_groups = tuple(dict.fromkeys((gid, *supplementary, *extra_groups)))
     return Identity(uid=uid, gid=gid, groups=all_groups, source=source, user_name=name, notes=tuple(notes))
 
 
-def name_identity(ident: Identity, passwd: Mapping[str, PasswdEntry] | None) -> Identity:
+def name_identity(ident: Identity, db: UserDb | None) -> Identity:
     """Attach the passwd name for display, if the image has one for this UID."""
-    if ident.user_name or not passwd:
+    if ident.user_name or db is None:
         return ident
-    name = _name_for_uid(ident.uid, passwd)
-    return replace(ident, user_name=name) if name else ident
+    entry = db.user_with_uid(ident.uid)
+    return replace(ident, user_name=entry.name) if entry else ident

@@ -12,7 +12,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from debugkit.core.errors import InvalidInput
+from debugkit.core.errors import CannotWrite, InvalidInput
 
 FORBIDDEN_TREES = ("/proc", "/sys", "/dev")
 
@@ -80,9 +80,9 @@ def write_atomically(path: str, content: str) -> None:
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except OSError as exc:
+    except OSError as exc:  # ENOSPC, EDQUOT, EIO: the path was fine, the disk was not
         _unlink(tmp)
-        raise InvalidInput(f"cannot write the report to {path}: {exc.strerror or exc}") from None
+        raise CannotWrite(f"cannot write the report to {path}: {exc.strerror or exc}") from None
     except BaseException:
         _unlink(tmp)
         raise

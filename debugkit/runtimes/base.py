@@ -224,11 +224,14 @@ class Runtime(abc.ABC):
 
 
 def local_user() -> str:
-    """Who runs debugkit on this machine, for labels and the audit log."""
-    import getpass
+    """Who runs debugkit on this machine, for labels, reuse keys and the audit log: the
+    name of the real UID in the passwd database, never $USER or $LOGNAME (anyone can set
+    those), or the UID itself when it has no entry (containers, CI)."""
     import os
+    import pwd
 
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry for our own UID (containers, CI)
-        return str(os.getuid())
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -10,50 +10,95 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
 import re
+import stat
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from debugkit.core import digest
-from debugkit.core.errors import DebugkitError, ExitCode, InvalidInput
+from debugkit.core import digest, jsonsafe
+from debugkit.core.errors import CannotWrite, InvalidInput
+from debugkit.core.files import state_dir, state_home
+from debugkit.runtimes.base import local_user
 from debugkit.session import auditchain
 
 SCHEMA = 2  # 2: records carry seq and prev (the hash chain)
 
 
-class AuditUnreadable(DebugkitError):
-    """The audit log exists but cannot be read (permissions, a directory in its place)."""
+class AuditUnreadable(CannotWrite):
+    """The audit log exists but cannot be read (permissions, a directory or a device in its place)."""
 
 
-class AuditUnwritable(DebugkitError):
+class AuditUnwritable(CannotWrite):
     """No record can be written: nothing is launched without its start record."""
 
-    exit_code = ExitCode.AUDIT_UNWRITABLE
+
+# A record is a few hundred bytes; a line longer than this is not one of ours.
+MAX_LINE = 1 << 20
+_FIX = "set DEBUGKIT_AUDIT_LOG or XDG_STATE_HOME to a writable place"
 
 
 def audit_path() -> Path:
     override = os.environ.get("DEBUGKIT_AUDIT_LOG")
     if override:
         return Path(override)
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(state) / "debugkit" / "audit.jsonl"
+    return state_home() / "debugkit" / "audit.jsonl"
 
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def append(record: dict, *, path: Path | None = None) -> None:
-    path = path or audit_path()
+def who() -> dict:
+    """Who runs this CLI, as the kernel knows it: the real UID and its name in the passwd
+    database ($USER and $LOGNAME are anyone's to set), and SUDO_USER when sudo set it."""
+    record: dict = {"local_user": local_user(), "local_uid": os.getuid()}
+    sudo_user = os.environ.get("SUDO_USER")
+    if sudo_user:
+        record["sudo_user"] = sudo_user[:256]
+    return record
+
+
+def open_regular(path: Path, flags: int, *, mode: int = 0o600) -> int:
+    """A descriptor on `path`, which must be a regular file: never through a symbolic link,
+    and never a FIFO (which would block), a device (/dev/zero floods, /dev/null rejects
+    fsync) or a directory. O_NONBLOCK makes opening a FIFO return at once so it can be
+    refused; it changes nothing for a regular file."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _problem(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link, which debugkit does not follow"
+    if exc.errno == errno.ENXIO:
+        return "not a regular file"
+    return exc.strerror or str(exc)
+
+
+def append(record: dict, *, path: Path | None = None) -> None:
+    if path is None:
+        path = audit_path()
+        default = not os.environ.get("DEBUGKIT_AUDIT_LOG")
+    else:
+        default = False
+    try:
+        if default:
+            state_dir()  # 0700, whichever command comes first
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
     except OSError as exc:
-        raise AuditUnwritable(f"cannot write the audit log {path}: {exc.strerror or exc}",
-                              hint="set DEBUGKIT_AUDIT_LOG or XDG_STATE_HOME to a writable place") from None
+        raise AuditUnwritable(f"cannot write the audit log {path}: {_problem(exc)}", hint=_FIX) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         link = auditchain.next_link(fd)
@@ -66,6 +111,8 @@ def append(record: dict, *, path: Path | None = None) -> None:
         # The record is in: a head file that cannot be replaced only lags (verify allows that).
         with contextlib.suppress(OSError):
             auditchain.write_head(path, link.seq, digest.hex_digest(body))
+    except OSError as exc:  # ENOSPC, EDQUOT, EIO: the record did not reach the disk
+        raise AuditUnwritable(f"cannot write the audit log {path}: {exc.strerror or exc}", hint=_FIX) from None
     finally:
         os.close(fd)  # closing releases the lock
 
@@ -102,22 +149,40 @@ def read(*, path: Path | None = None) -> Log:
     path = path or audit_path()
     records, skipped = [], 0
     try:
-        fh = open(path, "rb")
+        fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return Log([], 0)
     except OSError as exc:
-        raise AuditUnreadable(f"cannot read the audit log {path}: {exc.strerror or exc}") from None
-    with fh:
-        for raw in fh:
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                record = None
+        raise AuditUnreadable(f"cannot read the audit log {path}: {_problem(exc)}") from None
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "rb") as fh:
+        for raw in bounded_lines(fh):
+            record = None
+            if raw is not None:
+                try:
+                    record = jsonsafe.loads(raw, max_bytes=MAX_LINE)
+                except jsonsafe.Rejected:
+                    pass
             if _valid(record):
                 records.append(record)
-            elif raw.strip():
+            elif raw is None or raw.strip():
                 skipped += 1
     return Log(records, skipped)
+
+
+def bounded_lines(fh) -> Iterator[bytes | None]:
+    """The lines of a file, each read with a bound: a line longer than MAX_LINE is consumed
+    in pieces and yielded as None (malformed), so no line is ever held whole."""
+    while True:
+        raw = fh.readline(MAX_LINE + 1)
+        if not raw:
+            return
+        if len(raw) <= MAX_LINE or raw.endswith(b"\n"):
+            yield raw
+            continue
+        while raw and not raw.endswith(b"\n"):
+            raw = fh.readline(MAX_LINE)
+        yield None
 
 
 _DURATION = re.compile(r"([0-9]+)([smhd])", re.ASCII)
@@ -164,7 +229,7 @@ def sessions(records: Iterable[dict], *, since: dt.datetime | None = None) -> li
         elif event == "created":
             entry.setdefault("containers", []).append(rec.get("container_id"))
         elif event in ("end", "refused"):
-            for key in ("runtime", "target", "command", "local_user", "profile"):
+            for key in ("runtime", "target", "command", "local_user", "local_uid", "sudo_user", "profile"):
                 if key in rec:
                     entry.setdefault(key, rec[key])
             for key in ("exit_code", "outcome", "error", "closed_by", "duration_s", "recording_sha256",

@@ -91,7 +91,7 @@ def _position(line: bytes | None) -> int | None:
         return None
     try:
         seq = json.loads(line).get("seq")
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         return None
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else None
 
@@ -181,7 +181,7 @@ def _lines(fh) -> list[_Line]:
         if kept is not None:
             try:
                 record = json.loads(kept)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 record = None
         out.append(_Line(number, hasher.hexdigest(), record if isinstance(record, dict) else None))
 
@@ -260,7 +260,7 @@ def _check_head(log: Path, lines: list[_Line], verdict: Verdict) -> Problem | No
         if any(_seq(ln) is not None for ln in lines):
             verdict.notes.append(f"no head file {head_path(log)}: a record cut from the end would not show")
         return None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return Problem(len(lines), f"the head file {head_path(log)} is damaged or was edited")
     at = {s: ln for ln in lines if (s := _seq(ln)) is not None}
     last = max(at, default=0)

@@ -25,6 +25,15 @@ SHORT_KINDS = ("deploy", "sts", "ds", "rs", "job")
 MAX_ITEMS = 500      # a namespace with more pods than this is listed in part
 
 
+def presentable(values: Iterable[str]) -> list[str]:
+    """The candidates a shell may be given: names from outside (kube contexts, runbook
+    files, containers, pods) that hold a control character or another unprintable one
+    (an escape sequence, a newline that would break the protocol) are left out. Escaping
+    them would complete a name that does not exist; passing them would put the sequence
+    on the terminal."""
+    return [v for v in values if isinstance(v, str) and v.isprintable()]
+
+
 def bounded(calls: Iterable[Callable[[], Iterable[str]]], *, budget: float = BUDGET) -> list[str]:
     """Run the lookups side by side; the answers of those done within `budget` seconds,
     in the order given. A lookup that fails or is late contributes nothing."""

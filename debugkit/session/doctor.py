@@ -140,28 +140,31 @@ def engine_checks(runtime: str, *, docker_host: str | None = None, docker_contex
 
 
 def check_engine(api, runtime: str) -> Result:
+    """The engine answers GET /version and speaks an Engine API version debugkit speaks."""
+    from debugkit.core.errors import EngineIncompatible
+    from debugkit.runtimes.docker.apiversion import NEWEST_TESTED, OLDEST_SUPPORTED, negotiate
     from debugkit.runtimes.docker.engine import EngineConnectionError, EngineError
+    from debugkit.runtimes.docker.errors import start_hint
 
     engine = ENGINES[runtime]
     try:
-        version = api.version() or {}
+        # GET /version rather than the ping attach settles for: it also states the minimum.
+        found = negotiate(api.version(), engine=engine, host=api.host)
     except PermissionError:
         return Result(f"{runtime}-engine", FAIL, f"permission denied on the {engine} socket {api.host}",
                       "see the socket line below")
     except EngineConnectionError as exc:
         detail = f": {exc.detail}" if exc.detail else ""
-        if runtime == "podman":
-            fix = ("start it (systemctl start podman.socket, or podman system service --time=0 &), "
-                   "or point CONTAINER_HOST at a running one")
-        else:
-            fix = ("start it (systemctl start docker; in a debugkit checkout, scripts/docker-testenv up), or "
-                   "point DOCKER_HOST at a running engine")
-        return Result(f"{runtime}-engine", FAIL, f"cannot reach the {engine} engine at {api.host}{detail}", fix)
+        return Result(f"{runtime}-engine", FAIL, f"cannot reach the {engine} engine at {api.host}{detail}",
+                      start_hint(engine, api.host))
     except EngineError as exc:
         return Result(f"{runtime}-engine", FAIL, f"the {engine} engine at {api.host} answered {exc.status_code}: "
                                                  f"{exc.explanation}", f"check the {engine} service's log")
-    return Result(f"{runtime}-engine", OK, f"{engine} {version.get('Version', '?')} (API "
-                                           f"{version.get('ApiVersion', '?')}) at {api.host}")
+    except EngineIncompatible as exc:
+        return Result(f"{runtime}-engine", FAIL, exc.message, exc.hint or "")
+    return Result(f"{runtime}-engine", OK, f"{engine} {found.engine_version or '?'} at {api.host}: Engine API "
+                                           f"{found.version} (the engine speaks {found.engine_range()}, debugkit "
+                                           f"{OLDEST_SUPPORTED} to {NEWEST_TESTED})")
 
 
 def check_socket(api, runtime: str) -> Result:

@@ -25,7 +25,7 @@ from debugkit.core.errors import (
 from debugkit.core.options import Connection, SidecarOptions, sidecar_options
 from debugkit.core.spec import ENV_REASON, new_session_id
 from debugkit.core.targets import parse_target
-from debugkit.runtimes.base import ExecSession, Plan, Streams, local_user
+from debugkit.runtimes.base import ExecSession, Plan, Streams
 from debugkit.session import audit, defaults, recording
 
 MAX_CUSTOM_BYTES = 1 << 20
@@ -73,12 +73,13 @@ def refusals_audited(raw: dict) -> Iterator[None]:
     try:
         yield
     except DebugkitError as exc:
-        with contextlib.suppress(OSError):
+        # A log that cannot take the record must not hide why the session was refused.
+        with contextlib.suppress(audit.AuditUnwritable):
             audit.append({
                 "event": "refused", "session": raw.get("session_id") or new_session_id(),
                 "runtime": _runtime_of(raw.get("target")), "target": str(raw.get("target")),
                 "command": list(raw.get("command") or ()), "profile": raw.get("profile"),
-                "local_user": local_user(), "exit_code": int(exc.exit_code), "outcome": "refused",
+                **audit.who(), "exit_code": int(exc.exit_code), "outcome": "refused",
                 "error": str(exc), **({"reason": raw["reason"]} if raw.get("reason") else {}),
             })
         raise
@@ -121,7 +122,7 @@ def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
         "reused": plan.reuse is not None,
         "mode": mode,
         "command": list(spec.command),
-        "local_user": local_user(),
+        **audit.who(),
         "cli_pid": os.getpid(),
         "host": socket.gethostname(),
         **({"engine": plan.facts["engine"]} if plan.facts.get("engine") else {}),

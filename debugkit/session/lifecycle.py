@@ -6,6 +6,10 @@ longer a debugkit process) or when it is older than a limit. A reusable sidecar
 its keep-alive (it should have ended itself) or is older than the limit. Its idle time comes
 from the audit log: the end of the last session that used it. Kubernetes ephemeral
 containers cannot be deleted (the API has no such verb); gc reports them instead.
+
+Under `--runtime auto` a runtime that is set up here but fails (an engine that does not
+answer, or speaks none of our API versions) does not hide the others' answers, nor pass
+for an empty list: the others' rows are shown, then the command fails with its error.
 """
 from __future__ import annotations
 
@@ -39,27 +43,40 @@ def configured(name: str, connection: Connection) -> bool:
         from debugkit.runtimes.kubernetes.kubeconfig import config_available
 
         return config_available(connection.kubeconfig)
-    if name == "podman":
-        from debugkit.runtimes.podman.runtime import podman_configured
+    from debugkit.session.probes import engine_configured
 
-        return podman_configured()
-    return True
+    return engine_configured(name, connection.docker_host, connection.docker_context)
 
 
 def selected(choice: str) -> list[str]:
     return list(runtimes.RUNTIMES) if choice == "auto" else [choice]
 
 
-def per_runtime(name: str, choice: str, call, warn: Warn):
-    """A runtime named with --runtime must work; under `auto` its failure is a warning,
-    so the other runtimes' answers still show."""
+class RuntimesFailed(DebugkitError):
+    """Under `auto`, these runtimes failed (the others' answers were shown): one line naming
+    each, and the first one's exit code."""
+
+    def __init__(self, failures: list[tuple[str, DebugkitError]]):
+        super().__init__("; ".join(f"{name}: {exc}" for name, exc in failures))
+        self.failures = failures
+        self.exit_code = failures[0][1].exit_code
+
+
+def per_runtime(name: str, choice: str, call, failed: list | None):
+    """A runtime named with --runtime must work. Under `auto` its failure is kept in
+    `failed` (when given), so the other runtimes' answers still show before it is raised."""
     try:
         return call()
     except DebugkitError as exc:
-        if choice != "auto":
+        if choice != "auto" or failed is None:
             raise
-        warn(f"{name}: {exc}")
+        failed.append((name, exc))
         return []
+
+
+def raise_failed(failed: list) -> None:
+    if failed:
+        raise RuntimesFailed(failed)
 
 
 # A reusable sidecar ends itself once idle for its keep-alive; past this much more, it did not.
@@ -83,17 +100,19 @@ def fill_idle(rows: list[SessionRow], log) -> None:
             row.idle_s = max(1, int((now - slot["last_end"]).total_seconds()))
 
 
-def sessions(choice: str, *, connection: Connection, namespace: str | None, warn: Warn,
-             log=None) -> list[SessionRow]:
+def sessions(choice: str, *, connection: Connection, namespace: str | None, log=None,
+             failed: list | None = None) -> list[SessionRow]:
+    """The sessions of every selected runtime. `failed`: see per_runtime; without it the
+    first failing runtime's error is raised."""
     rows: list[SessionRow] = []
     for name in selected(choice):
         if choice == "auto" and not configured(name, connection):
             continue
         runtime = runtimes.get(name, connection)
         if name == "kubernetes":
-            found = per_runtime(name, choice, lambda: runtime.sessions(namespace=namespace), warn)
+            found = per_runtime(name, choice, lambda: runtime.sessions(namespace=namespace), failed)
         else:
-            found = per_runtime(name, choice, runtime.sessions, warn)
+            found = per_runtime(name, choice, runtime.sessions, failed)
         for row in found:
             row.cli_alive = cli_alive(row.cli_host, row.cli_pid)
         rows += found
@@ -114,15 +133,16 @@ def stale_reason(row: SessionRow, *, older_than_s: int) -> str | None:
 
 
 def collect(choice: str, *, connection: Connection, namespace: str | None, older_than_s: int, dry_run: bool,
-            warn: Warn, by_label: bool = False) -> list[dict]:
+            warn: Warn, by_label: bool = False, failed: list | None = None) -> list[dict]:
     """Remove stale sidecars. Only containers this debugkit recorded creating (audit log)
-    are collected: a label is easy to forge. `by_label` (gc --all) trusts the label alone."""
+    are collected: a label is easy to forge. `by_label` (gc --all) trusts the label alone.
+    `failed`: see per_runtime."""
     log = audit.read()
     if log.skipped:
         warn(f"skipped {log.skipped} malformed line(s) in the audit log {audit.audit_path()}")
     created = audit.created_containers(log)
     actions = []
-    for row in sessions(choice, connection=connection, namespace=namespace, warn=warn, log=log):
+    for row in sessions(choice, connection=connection, namespace=namespace, log=log, failed=failed):
         if row.runtime == "kubernetes":
             actions.append({"runtime": row.runtime, "session": row.session, "name": row.name,
                             "target": f"{row.namespace}/{row.target}", "state": row.state,

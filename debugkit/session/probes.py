@@ -65,7 +65,7 @@ def engine_client(runtime: str, *, timeout: float, docker_host: str | None = Non
         from debugkit.runtimes.docker.sshdial import SSHDialer
 
         dial = SSHDialer(address)
-    return EngineClient(address, timeout=timeout, dial=dial)
+    return EngineClient(address, timeout=timeout, dial=dial, engine="Podman" if runtime == "podman" else "Docker")
 
 
 def kube_configured(kubeconfig: str | None = None) -> bool:

@@ -30,6 +30,7 @@ from typing import BinaryIO, Callable
 
 from debugkit.core import digest
 from debugkit.core.errors import DebugkitError, ExitCode
+from debugkit.core.files import state_dir, state_home
 from debugkit.runtimes.base import ExecSession, Plan, Streams
 from debugkit.runtimes.terminal import terminal_size
 from debugkit.session import audit
@@ -68,6 +69,8 @@ class Recorder:
                  term_type: str | None = None):
         self.path = path
         try:
+            if path.parent.parent == state_home() / "debugkit":
+                state_dir()  # the state directory 0700, whichever command comes first
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             private_directory(path.parent)
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

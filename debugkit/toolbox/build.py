@@ -264,8 +264,9 @@ def resolve_base_image(
     raise ImageMissing(
         f"base image {wanted} is not available locally and cannot be pulled: {reason}",
         hint=(
-            "pass --base-image with a local Debian bookworm image; "
-            "scripts/docker-testenv base imports debian:bookworm-slim without a registry"
+            f"pass --base-image with a local Debian bookworm image, or load one as {OFFLINE_BASE_IMAGE} "
+            f"(on a machine without a registry: debootstrap --variant=minbase bookworm DIR && tar -C DIR -c . | "
+            f"docker import - {OFFLINE_BASE_IMAGE})"
         ),
     )
 

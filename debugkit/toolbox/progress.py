@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
+from debugkit.core.files import state_dir, state_home
+
 STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _FROM = re.compile(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
 _CACHED = " ---> Using cache"
@@ -122,8 +124,7 @@ class BuildProgress:
 def build_log_path(variant: str) -> Path:
     """Where a build's full log goes: $XDG_STATE_HOME/debugkit/toolbox-build-VARIANT.log
     (~/.local/state when XDG_STATE_HOME is unset); the next build of the variant replaces it."""
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(state) / "debugkit" / f"toolbox-build-{variant}.log"
+    return state_home() / "debugkit" / f"toolbox-build-{variant}.log"
 
 
 def _open_log(path: Path) -> tuple[IO[str] | None, Path | None, str | None]:
@@ -131,7 +132,10 @@ def _open_log(path: Path) -> tuple[IO[str] | None, Path | None, str | None]:
     import tempfile
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent == state_home() / "debugkit":
+            state_dir()  # 0700, whichever command comes first
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "w", encoding="utf-8", errors="replace"), path, None  # noqa: SIM115
     except OSError as exc:
         problem = f"cannot write {path} ({exc.strerror or exc})"

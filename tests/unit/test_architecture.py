@@ -36,9 +36,13 @@ def modules() -> dict[str, Path]:
 
 def imports(path: Path, known: set[str]) -> set[str]:
     """Every debugkit module this file imports, at the top or inside functions."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    this = module_name(path)
-    package = this if path.name == "__init__.py" else this.rpartition(".")[0]
+    return imports_in(path.read_text(), module_name(path), known, is_package=path.name == "__init__.py")
+
+
+def imports_in(source: str, this: str, known: set[str], *, is_package: bool = False) -> set[str]:
+    """Every debugkit module that `source`, the text of module `this`, imports."""
+    tree = ast.parse(source, filename=this)
+    package = this if is_package else this.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -82,8 +86,15 @@ def test_every_module_belongs_to_a_layer():
 
 
 def test_layers_only_look_down():
+    wrong = looking_up(graph())
+    assert wrong == [], "imports that look up or sideways:\n" + "\n".join(sorted(wrong))
+
+
+def looking_up(edges: dict[str, set[str]]) -> list[str]:
+    """Every import of a module from its own layer's rank or above (another package of
+    the same rank is sideways)."""
     wrong = []
-    for source, targets in graph().items():
+    for source, targets in edges.items():
         src_layer = layer(source)
         if src_layer is None:
             continue
@@ -93,7 +104,7 @@ def test_layers_only_look_down():
                 continue
             if RANKS[dst_layer] >= RANKS[src_layer]:
                 wrong.append(f"{source} -> {target}")
-    assert wrong == [], "imports that look up or sideways:\n" + "\n".join(sorted(wrong))
+    return wrong
 
 
 def test_runtimes_keep_to_themselves():
@@ -158,15 +169,16 @@ def test_the_cycle_finder_finds_cycles():
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_the_checks_see_imports_inside_functions(tmp_path):
+def test_the_checks_see_imports_inside_functions():
     """The cycle the old layout had (a backend importing the session inside a function)
-    must be visible to these checks: they are only as good as the import scan."""
-    mods = modules()
+    must be visible to these checks: they are only as good as the import scan. The probe
+    module exists only as text: nothing is written into the package (it may be read-only,
+    and other test runs read it at the same time)."""
+    probe = "debugkit.core._probe_for_test"
+    known = set(modules()) | {probe}
     source = 'def f():\n    from debugkit.session import flow\n    from . import spec\n'
-    fake = PACKAGE / "core" / "_probe_for_test.py"
-    fake.write_text(source)
-    try:
-        found = imports(fake, set(mods) | {"debugkit.core._probe_for_test"})
-    finally:
-        fake.unlink()
+    found = imports_in(source, probe, known)
     assert found == {"debugkit.session.flow", "debugkit.core.spec"}
+    # ... and the layer check, fed that scan, reports the import that looks up.
+    assert looking_up({probe: found}) == [f"{probe} -> debugkit.session.flow"]
+    assert find_cycles({**graph(), probe: found, "debugkit.session.flow": {probe}}) != []

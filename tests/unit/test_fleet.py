@@ -537,7 +537,10 @@ def test_each_image_is_read_once_per_process_not_once_per_pod(monkeypatch):
         time.sleep(0.05)
         if self.pt.container_spec["image"] == "broken":
             raise IdentityUnresolved("cannot read the image config of broken: 503")
-        return "nonroot", {"etc/passwd": "nonroot:x:65532:65532::/home/nonroot:/sbin/nologin\n"}, "registry r"
+        from debugkit.core import userdb
+
+        return identity.ImageFacts("nonroot", userdb.from_text("nonroot:x:65532:65532::/home/nonroot:/sbin/nologin\n"),
+                                   "registry r")
 
     monkeypatch.setattr(identity.PodIdentity, "_read_image_now", read_now)
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from debugkit.core import identity as ident
+from debugkit.core import userdb
 from debugkit.core.errors import InvalidInput
 from debugkit.core.escape import safe, safe_data
 from debugkit.core.identity import Identity
@@ -43,6 +44,29 @@ def spec(profile="restricted"):
 def test_custom_cannot_raise_privileges(custom):
     with pytest.raises(InvalidInput, match="--custom may not change securityContext"):
         ephemeral_container(spec(), target_container="app", custom=custom)
+
+
+@pytest.mark.parametrize("custom,field", [
+    ({"command": ["sleep", "3600"]}, "'command'"),
+    ({"args": ["3600"]}, "'args'"),
+    ({"image": "busybox"}, "'image'"),
+    ({"name": "debugkit-other"}, "'name'"),
+    ({"lifecycle": {"preStop": {"exec": {"command": ["sleep", "3600"]}}}}, "'lifecycle'"),
+    ({"stdin": True}, "'stdin'"),
+    ({"stdinOnce": False}, "'stdinOnce'"),
+    ({"env": [{"name": "DEBUGKIT_KEEP_ALIVE", "value": "99999"}]}, "DEBUGKIT_KEEP_ALIVE"),
+    ({"env": [{"name": "DEBUGKIT_REUSE", "value": "x"}]}, "DEBUGKIT_REUSE"),
+])
+def test_custom_cannot_change_what_the_debug_container_runs_or_how_long_it_lives(custom, field):
+    # Issue 27, item 18: a patch with command: [sleep, "3600"] ran despite --keep-alive 0.
+    with pytest.raises(InvalidInput, match=f"--custom may not set .*{field}"):
+        ephemeral_container(spec(), target_container="app", custom=custom)
+
+
+def test_custom_env_is_added_to_debugkits_own_not_put_in_their_place():
+    c = ephemeral_container(spec(), target_container="app", custom={"env": [{"name": "A", "value": "1"}]})
+    names = [e["name"] for e in c["env"]]
+    assert names[-1] == "A" and "DEBUGKIT_SESSION" in names
 
 
 def test_custom_may_repeat_what_the_profile_sets_and_shape_the_rest():
@@ -143,11 +167,12 @@ def test_malformed_audit_lines_are_skipped_and_counted(tmp_path, monkeypatch):
 
 # -- 11. silent surprises ------------------------------------------------------------------------------
 
-def test_non_ascii_digits_in_a_passwd_are_not_ids():
-    passwd = ident.parse_passwd("odd:x:\u00b2:1::/:/bin/sh\nok:x:7:7::/:/bin/sh\n")
-    assert list(passwd) == ["ok"]
+def test_non_ascii_digits_in_a_passwd_are_read_as_the_runtimes_read_them():
+    # runc's parser takes a field strconv.Atoi cannot read as 0, and no runtime reads '²' as a number.
+    db = userdb.from_text("odd:x:\u00b2:1::/:/bin/sh\nok:x:7:7::/:/bin/sh\n")
+    assert (ident.runtime_user("odd", db).uid, ident.runtime_user("ok", db).uid) == (0, 7)
     with pytest.raises(ident.IdentityUnresolved):
-        ident.resolve_configured_user("\u00b2", passwd=passwd, groups={})
+        ident.runtime_user("\u00b2", db)
 
 
 # -- 12. a pathological expectation cannot stall the CLI -----------------------------------------------
@@ -179,7 +204,7 @@ def test_a_runbook_steps_output_cannot_drive_the_terminal():
 
 # -- issue 27, 3.11: every command exits 141 when its reader is gone --------------------------
 
-@pytest.mark.parametrize("argv", [["ps"], ["runbook", "list"], ["config", "view"], ["--help"],
+@pytest.mark.parametrize("argv", [["toolbox", "ref"], ["runbook", "list"], ["config", "view"], ["--help"],
                                   ["attach", "--help"], ["--version"], ["completion", "bash"], [], ["runbook"],
                                   ["audit"]], ids=lambda a: " ".join(a) or "no arguments")
 def test_a_closed_pipe_is_141_for_every_command(argv, tmp_path):
@@ -190,7 +215,7 @@ def test_a_closed_pipe_is_141_for_every_command(argv, tmp_path):
 
     read_end, write_end = os.pipe()
     os.close(read_end)
-    nowhere = "unix:///nonexistent/engine.sock"  # ps warns about each runtime, and prints its table
+    nowhere = "unix:///nonexistent/engine.sock"  # no engine is asked anything
     env = {**os.environ, "DOCKER_HOST": nowhere, "CONTAINER_HOST": nowhere, "KUBECONFIG": str(tmp_path / "no-kube"),
            "DEBUGKIT_AUDIT_LOG": str(tmp_path / "a"), "XDG_CONFIG_HOME": str(tmp_path)}
     (tmp_path / "a").write_text('{"event": "start", "session": "s1", "ts": "2026-01-01T00:00:00Z"}\n')
@@ -253,3 +278,266 @@ def test_bad_transfer_input_is_one_line_and_its_code(case, tmp_path):
     assert sorted((p.name, p.lstat().st_mode, p.lstat().st_mtime_ns) for p in work.iterdir()) == before
     assert list(private_tmp.iterdir()) == []
     assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
+# == Round 2 (issue 27), no engine needed: the real CLI, table-driven ===========================================
+#
+# Each case: the exact exit code, one line on stderr with no traceback, nothing left behind
+# in the case's directory or in TMPDIR. {D} is the case's directory, {E} a loopback "engine"
+# that answers every request the way the case says (HTML, JSON nested without end, ...).
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+AUDIT_ERROR, INPUT, UNREACHABLE = 73, 64, 69
+
+
+def context_meta(name: str) -> str:
+    return f"docker/contexts/meta/{hashlib.sha256(name.encode()).hexdigest()}/meta.json"
+
+
+CLI_CASES = [
+    # 12. the audit log is refused when it is not a regular file, and never hangs or floods
+    ("audit log a FIFO", ["audit"], {"DEBUGKIT_AUDIT_LOG": "{D}/fifo"}, {"fifo": ("fifo",)}, AUDIT_ERROR),
+    ("audit log /dev/zero", ["audit"], {"DEBUGKIT_AUDIT_LOG": "/dev/zero"}, {}, AUDIT_ERROR),
+    ("audit log /dev/null", ["audit"], {"DEBUGKIT_AUDIT_LOG": "/dev/null"}, {}, AUDIT_ERROR),
+    ("audit log a directory", ["audit"], {"DEBUGKIT_AUDIT_LOG": "{D}"}, {}, AUDIT_ERROR),
+    ("audit log a symlink", ["audit"], {"DEBUGKIT_AUDIT_LOG": "{D}/link"},
+     {"real.jsonl": "", "link": ("symlink", "real.jsonl")}, AUDIT_ERROR),
+    # 10. deeply nested JSON is a malformed line, counted once, not a RecursionError
+    ("audit log nested JSON", ["audit", "-o", "json"], {"DEBUGKIT_AUDIT_LOG": "{D}/a.jsonl"},
+     {"a.jsonl": DEEP_JSON + "\n"}, 0),
+    ("audit log a 2 MiB line", ["audit", "-o", "json"], {"DEBUGKIT_AUDIT_LOG": "{D}/a.jsonl"},
+     {"a.jsonl": "x" * (2 << 20) + "\n"}, 0),
+    ("docker context meta.json nested", ["attach", "web", "--", "true"],
+     {"DOCKER_CONFIG": "{D}/docker", "DOCKER_CONTEXT": "deep"}, {context_meta("deep"): DEEP_JSON}, INPUT),
+    ("docker context meta.json HTML", ["attach", "web", "--", "true"],
+     {"DOCKER_CONFIG": "{D}/docker", "DOCKER_CONTEXT": "web"}, {context_meta("web"): "<html><body>hi</body></html>"},
+     INPUT),
+    ("docker context meta.json a FIFO", ["attach", "web", "--", "true"],
+     {"DOCKER_CONFIG": "{D}/docker", "DOCKER_CONTEXT": "fifo"}, {context_meta("fifo"): ("fifo",)}, INPUT),
+    # 10. an engine that answers with what the Engine API never sends: one line naming it
+    ("engine answers HTML", ["attach", "web", "--", "true"], {"DOCKER_HOST": "{E}/html"}, {}, UNREACHABLE),
+    ("engine answers nested JSON", ["attach", "web", "--", "true"], {"DOCKER_HOST": "{E}/deep"}, {}, UNREACHABLE),
+    ("engine answers a list", ["attach", "web", "--", "true"], {"DOCKER_HOST": "{E}/list"}, {}, UNREACHABLE),
+    ("engine answers wrong types", ["attach", "web", "--", "true"], {"DOCKER_HOST": "{E}/types"}, {}, UNREACHABLE),
+    ("engine answers a text Pid", ["attach", "web", "--", "true"], {"DOCKER_HOST": "{E}/pid-text"}, {},
+     UNREACHABLE),
+    ("engine answers without an Id", ["attach", "web", "--", "true"], {"DOCKER_HOST": "{E}/no-id"}, {},
+     UNREACHABLE),
+    ("engine answers 70 MiB", ["attach", "web", "--", "true"], {"DOCKER_HOST": "{E}/huge"}, {}, UNREACHABLE),
+    ("engine error body HTML", ["attach", "web", "--", "true"], {"DOCKER_HOST": "{E}/error-html"}, {},
+     UNREACHABLE),
+]
+
+
+class FakeEngine(ThreadingHTTPServer):
+    """A loopback peer at tcp://127.0.0.1:PORT: /_ping answers OK (except for `html`), and
+    the container inspect answers as the DOCKER_HOST's first path segment says. It
+    records nothing and changes nothing: it only lets the client meet a hostile answer."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), EngineHandler)
+
+
+class EngineHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code: int, body: bytes, kind: str = "application/json"):
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass  # the client stopped reading at its bound
+
+    def do_GET(self):  # noqa: N802
+        mode = self.server.mode
+        if mode == "html":  # a web server at that address: every path is a page
+            return self._send(200, b"<!DOCTYPE html><html><body>hello</body></html>", "text/html")
+        if self.path.endswith("/_ping"):
+            self.send_response(200)
+            for header, value in (("Api-Version", "1.47"), ("Server", "Docker/29.0.0 (linux)"),
+                                  ("Content-Length", "2")):
+                self.send_header(header, value)
+            self.end_headers()
+            self.wfile.write(b"OK")
+            return
+        if self.path.endswith("/version"):
+            return self._send(200, json.dumps({"ApiVersion": "1.47", "MinAPIVersion": "1.24",
+                                               "Version": "29.0.0"}).encode())
+        answers = {
+            "deep": (200, DEEP_JSON.encode()),
+            "list": (200, b'[{"Id": "x"}]'),
+            "types": (200, json.dumps({"Id": "x", "State": "running", "Config": []}).encode()),
+            "pid-text": (200, json.dumps({"Id": "x", "State": {"Running": True, "Pid": "one"}, "Config": {},
+                                          "HostConfig": {}}).encode()),
+            "no-id": (200, json.dumps({"State": {"Running": True}}).encode()),
+            "huge": (200, b" " * (70 << 20)),
+            "error-html": (500, b"<html><body>502 Bad Gateway</body></html>"),
+        }
+        code, body = answers.get(mode, (404, b"{}"))
+        self._send(code, body)
+
+
+@pytest.fixture
+def fake_engines():
+    """One fake engine per mode (the mode cannot travel in a tcp:// DOCKER_HOST)."""
+    servers = {}
+
+    def start(mode: str) -> str:
+        server = FakeEngine()
+        server.mode = mode
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers[mode] = server
+        return f"tcp://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers.values():
+        server.shutdown()
+        server.server_close()
+
+
+def materialize(directory, files: dict) -> None:
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, tuple) and content[0] == "symlink":
+            path.symlink_to(directory / content[1])
+        elif isinstance(content, tuple) and content[0] == "fifo":
+            os.mkfifo(path)
+        else:
+            path.write_text(content)
+
+
+def snapshot(directory) -> dict:
+    return {str(p.relative_to(directory)): (os.lstat(p).st_mode, os.lstat(p).st_size, os.lstat(p).st_mtime_ns)
+            for p in sorted(directory.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_bad_input_without_an_engine(case, tmp_path, fake_engines):
+    _name, argv, env, files, expected = case
+    work = tmp_path / "case"
+    work.mkdir()
+    materialize(work, files)
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+
+    def fill(text: str) -> str:
+        text = text.replace("{D}", str(work))
+        if text.startswith("{E}/"):
+            text = fake_engines(text[4:])
+        return text
+
+    full_env = {**os.environ, "TMPDIR": str(private_tmp), "XDG_STATE_HOME": str(tmp_path / "state"),
+                **{k: fill(v) for k, v in env.items()}}
+    before = snapshot(work)
+    result = subprocess.run([sys.executable, "-m", "debugkit", *[fill(a) for a in argv]], env=full_env, cwd=work,
+                            capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode == expected, stderr
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("debugkit: "), stderr
+    if expected == 0:
+        assert "skipped 1 malformed line" in lines[0] and json.loads(result.stdout) == []
+    else:
+        assert result.stdout == b""
+    assert snapshot(work) == before
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_an_engine_that_answers_html_is_named_with_what_it_sent(fake_engines):
+    host = fake_engines("html")
+    result = subprocess.run([sys.executable, "-m", "debugkit", "attach", "web", "--", "true"],
+                            env={**os.environ, "DOCKER_HOST": host}, capture_output=True, timeout=60)
+    assert result.returncode == UNREACHABLE
+    (line,) = result.stderr.decode().splitlines()
+    assert f"the Docker engine at {host} answered GET /" in line and "HTML, not JSON" in line, line
+
+
+# -- 6. the audit log's user is the real UID's, never $USER ---------------------------------------------------
+
+def test_the_audit_record_names_the_real_uid_and_sudo_user_not_user(tmp_path):
+    import pwd
+
+    log = tmp_path / "audit.jsonl"
+    env = {**os.environ, "DEBUGKIT_AUDIT_LOG": str(log), "USER": "mallory", "LOGNAME": "mallory",
+           "SUDO_USER": "alice"}
+    result = subprocess.run([sys.executable, "-m", "debugkit", "attach", "dockr://web", "--", "true"], env=env,
+                            capture_output=True, timeout=60)
+    assert result.returncode == INPUT
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        name = str(os.getuid())
+    assert (record["event"], record["local_user"], record["local_uid"], record["sudo_user"]) == \
+        ("refused", name, os.getuid(), "alice")
+    if name != "mallory":
+        assert "mallory" not in log.read_text()
+
+
+# -- 10. ENOSPC on the audit log or a report is exit 73, not an internal error ------------------------------
+
+def test_enospc_on_the_audit_log_is_audit_unwritable(tmp_path, monkeypatch):
+    import errno
+
+    monkeypatch.setenv("DEBUGKIT_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit.os, "write", full)
+    with pytest.raises(audit.AuditUnwritable, match="No space left on device") as raised:
+        audit.append({"event": "start", "session": "s"})
+    assert raised.value.exit_code == AUDIT_ERROR
+
+
+def test_enospc_while_writing_a_report_is_exit_73_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    from debugkit.core.errors import CannotWrite
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report.os, "fsync", full)
+    with pytest.raises(CannotWrite, match="No space left on device") as raised:
+        report.write_atomically(str(tmp_path / "r.md"), "content")
+    assert raised.value.exit_code == AUDIT_ERROR and list(tmp_path.iterdir()) == []
+
+
+# -- 12. the state directory is 0700, whichever command makes it first ------------------------------------------
+
+def test_the_state_directory_is_created_0700_by_a_toolbox_build_log_and_by_the_audit_log(tmp_path, monkeypatch):
+    from debugkit.toolbox import progress
+
+    old = os.umask(0o022)
+    try:
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "by-build"))
+        log, path, problem = progress._open_log(progress.build_log_path("full"))
+        log.close()
+        assert problem is None and stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "by-audit"))
+        monkeypatch.delenv("DEBUGKIT_AUDIT_LOG", raising=False)
+        audit.append({"event": "start", "session": "s"})
+        assert stat.S_IMODE(os.stat(tmp_path / "by-audit" / "debugkit").st_mode) == 0o700
+        # One an older debugkit made 0755 is narrowed.
+        (tmp_path / "old" / "debugkit").mkdir(parents=True, mode=0o755)
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "old"))
+        audit.append({"event": "start", "session": "s"})
+        assert stat.S_IMODE(os.stat(tmp_path / "old" / "debugkit").st_mode) == 0o700
+    finally:
+        os.umask(old)

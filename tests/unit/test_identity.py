@@ -1,6 +1,7 @@
 import pytest
 
 from debugkit.core import identity as ident
+from debugkit.core import userdb
 from debugkit.core.errors import IdentityUnresolved, InvalidInput
 
 DISTROLESS_PASSWD = """root:x:0:0:root:/root:/sbin/nologin
@@ -18,38 +19,37 @@ nonroot:x:65532:
 
 @pytest.fixture
 def etc():
-    return ident.parse_passwd(DISTROLESS_PASSWD), ident.parse_group(GROUP)
+    return userdb.from_text(DISTROLESS_PASSWD, GROUP)
 
 
-def test_passwd_and_group_parsing_skips_malformed_lines(etc):
-    passwd, groups = etc
-    assert set(passwd) == {"root", "nobody", "nonroot", "appuser"}
-    assert passwd["nonroot"] == ident.PasswdEntry("nonroot", 65532, 65532, "/home/nonroot")
-    assert groups["metrics"].members == ("nonroot", "appuser")
+def test_passwd_and_group_are_parsed_as_the_runtimes_parse_them(etc):
+    assert [e.name for e in etc.passwd] == ["root", "nobody", "nonroot", "broken line without fields", "appuser"]
+    assert etc.user_named("nonroot") == ident.PasswdEntry("nonroot", 65532, 65532, "/home/nonroot")
+    # runc's parser: missing fields are 0, so a line without colons is a "user" with UID 0.
+    assert etc.user_named("broken line without fields").uid == 0
+    assert etc.user_with_uid(0).name == "root"  # the first match wins
+    assert etc.group_named("metrics").members == ("nonroot", "appuser")
 
 
 def test_named_user_and_group_resolve_through_the_images_files(etc):
-    passwd, groups = etc
-    got = ident.resolve_configured_user("nonroot:nonroot", passwd=passwd, groups=groups)
+    got = ident.runtime_user("nonroot:nonroot", etc)
     assert (got.uid, got.gid, got.groups, got.user_name) == (65532, 65532, (65532,), "nonroot")
 
 
 def test_name_without_group_takes_primary_and_memberships(etc):
-    passwd, groups = etc
-    got = ident.resolve_configured_user("appuser", passwd=passwd, groups=groups)
+    got = ident.runtime_user("appuser", etc)
     assert (got.uid, got.gid, got.groups) == (10001, 10001, (10001, 2000))
 
 
 def test_numeric_uid_without_passwd_entry_follows_the_runtime_rule():
-    docker = ident.resolve_configured_user("10001", passwd={}, groups={}, missing_gid="zero")
-    assert (docker.uid, docker.gid) == (10001, 0) and "GID 0" in docker.notes[0]
-    design = ident.resolve_configured_user("10001", passwd={}, groups={})
-    assert (design.uid, design.gid) == (10001, 10001) and "GID = UID" in design.notes[0]
+    # Docker, Podman and containerd all run a UID that passwd lacks (or no passwd at all) with GID 0.
+    for db in (userdb.EMPTY, userdb.from_text("root:x:0:0::/:/bin/sh\n", "")):
+        got = ident.runtime_user("10001", db)
+        assert (got.uid, got.gid, got.groups) == (10001, 0, (0,)) and "GID 0" in got.notes[0]
 
 
 def test_numeric_uid_with_entry_gets_its_primary_group(etc):
-    passwd, groups = etc
-    got = ident.resolve_configured_user("65532", passwd=passwd, groups=groups)
+    got = ident.runtime_user("65532", etc)
     assert (got.gid, got.user_name) == (65532, "nonroot")
 
 
@@ -59,14 +59,13 @@ def test_numeric_uid_with_entry_gets_its_primary_group(etc):
     ("", "no user is configured"),
 ])
 def test_unresolvable_names_raise_instead_of_guessing(etc, user, message):
-    passwd, groups = etc
     with pytest.raises(IdentityUnresolved, match=message):
-        ident.resolve_configured_user(user, passwd=passwd, groups=groups)
+        ident.runtime_user(user, etc)
 
 
 def test_name_in_image_without_passwd_is_explicit():
     with pytest.raises(IdentityUnresolved, match="without /etc/passwd"):
-        ident.resolve_configured_user("nonroot", passwd={}, groups={})
+        ident.runtime_user("nonroot", userdb.EMPTY)
 
 
 def test_process_status_effective_ids_win_and_differences_are_noted():
@@ -100,8 +99,15 @@ def test_user_flag_rejects_everything_else(value):
         ident.parse_user_flag(value)
 
 
-def test_user_flag_without_gid_uses_primary_group_or_uid(etc):
-    passwd, _ = etc
-    assert ident.identity_from_flag("10001", passwd=passwd).gid == 10001
-    lonely = ident.identity_from_flag("777", passwd=passwd)
-    assert lonely.gid == 777 and "GID = UID" in lonely.notes[0] and lonely.source == "flag"
+def test_user_flag_without_gid_takes_the_group_the_runtime_would_give(etc):
+    assert ident.identity_from_flag("10001", db=etc).gid == 10001
+    # `--user 65532` in an image without that passwd entry: the runtime's GID 0, not 65532.
+    lonely = ident.identity_from_flag("65532", db=userdb.EMPTY)
+    assert (lonely.uid, lonely.gid) == (65532, 0) and "GID 0" in lonely.notes[0] and lonely.source == "flag"
+
+
+def test_user_flag_without_gid_is_uncertain_when_the_passwd_cannot_be_read():
+    with pytest.raises(IdentityUnresolved, match="cannot be read") as raised:
+        ident.identity_from_flag("65532", db=None)
+    assert "--user 65532:GID" in str(raised.value)
+    assert ident.identity_from_flag("65532:7", db=None).gid == 7

@@ -106,30 +106,20 @@ def test_the_reuse_key_separates_people_identities_images_and_profiles():
     assert key != translate.reuse_key(other_image, **base)
 
 
-def test_only_a_live_container_with_the_same_key_is_reused():
-    from debugkit.runtimes.kubernetes.runtime import reusable_container
+def test_lookalikes_are_live_debug_containers_carrying_the_key_newest_first():
+    from debugkit.runtimes.kubernetes.runtime import lookalikes
 
     def ctr(name, key):
         return {"name": name, "env": [{"name": translate.ENV_REUSE, "value": key}]}
 
-    pod = {"spec": {"ephemeralContainers": [ctr("debugkit-a", "k1"), ctr("debugkit-b", "k1"), ctr("other", "k1")]},
+    pod = {"spec": {"ephemeralContainers": [ctr("debugkit-a", "k1"), ctr("debugkit-b", "k1"), ctr("other", "k1"),
+                                            ctr("debugkit-c", "k1")]},
            "status": {"ephemeralContainerStatuses": [
                {"name": "debugkit-a", "state": {"running": {}}},
                {"name": "debugkit-b", "state": {"terminated": {"exitCode": 0}}},
                {"name": "other", "state": {"running": {}}}]}}
-    assert reusable_container(pod, "k1") == "debugkit-a"
-    assert reusable_container(pod, "k2") is None
-    # Just added and not yet reported running: still the one to use (the exec probe checks).
-    pod["spec"]["ephemeralContainers"].append(ctr("debugkit-c", "k1"))
-    pod["status"]["ephemeralContainerStatuses"].append({"name": "debugkit-c", "state": {"waiting": {}}})
-    assert reusable_container(pod, "k1") == "debugkit-c"
-    # One started with --keep-alive 0 ends with its command: never reused, even before the
-    # API reports it terminated (its exec would find no task).
-    once = ctr("debugkit-d", "k1")
-    once["env"].append({"name": translate.ENV_KEEP_ALIVE, "value": "0"})
-    pod["spec"]["ephemeralContainers"].append(once)
-    pod["status"]["ephemeralContainerStatuses"].append({"name": "debugkit-d", "state": {"running": {}}})
-    assert reusable_container(pod, "k1") == "debugkit-c"
+    assert lookalikes(pod, "k1") == ["debugkit-c", "debugkit-a"]
+    assert lookalikes(pod, "k2") == []
 
 
 def test_an_exec_into_a_container_whose_task_has_ended_means_not_running():

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from debugkit.core.identity import runtime_user
 from debugkit.runtimes.kubernetes.registry import RegistryError, image_user_and_etc
 
 
@@ -45,7 +46,7 @@ class Registry(ThreadingHTTPServer):
                        "etc/group": b"root:x:0:\napp:x:10002:\n"})
         # A newer layer deletes /etc/group and writes another: the newest version must win.
         top = _layer({"etc/.wh.group": b"", "etc/group": b"root:x:0:\napp:x:10003:\n"})
-        config = json.dumps({"config": {"User": "app"}}).encode()
+        config = json.dumps({"config": {"User": "app:app"}}).encode()
         self.blobs = {_digest(b): b for b in (base, top, config)}
         self.manifest = json.dumps({
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -121,10 +122,10 @@ def docker_config(tmp_path, monkeypatch):
 @pytest.mark.parametrize("registry", ["bearer"], indirect=True)
 def test_bearer_token_flow_with_docker_config_credentials(registry, docker_config):
     docker_config(registry.host, "alice", "s3cret")
-    user, files = image_user_and_etc(f"{registry.host}/team/app:1")
-    assert user == "app"
-    assert "app:x:10001:10002" in files["etc/passwd"]
-    assert "app:x:10003:" in files["etc/group"]  # the newest layer's version
+    user, etc, problem = image_user_and_etc(f"{registry.host}/team/app:1")
+    assert user == "app:app" and problem is None
+    got = runtime_user(user, etc)
+    assert (got.uid, got.gid) == (10001, 10003)  # the group from the newest layer's /etc/group
     (request,) = registry.token_requests[:1]
     assert "scope=repository%3Ateam%2Fapp%3Apull" in request["path"] and request["auth"].startswith("Basic ")
 
@@ -139,11 +140,75 @@ def test_anonymous_token_refused_is_a_clear_error(registry, docker_config):
 @pytest.mark.parametrize("registry", ["basic"], indirect=True)
 def test_basic_auth_from_docker_config(registry, docker_config):
     docker_config(registry.host, "alice", "s3cret")
-    user, _files = image_user_and_etc(f"{registry.host}/team/app:1")
-    assert user == "app"
+    user, _etc, _problem = image_user_and_etc(f"{registry.host}/team/app:1")
+    assert user == "app:app"
 
 
 @pytest.mark.parametrize("registry", ["none"], indirect=True)
 def test_missing_tag_is_a_clear_error(registry, docker_config):
     with pytest.raises(RegistryError, match="answered 404"):
         image_user_and_etc(f"{registry.host}/team/app:2")
+
+
+# -- a registry that answers with what no registry sends (issue 27, item 10) ----------------------------------
+
+class Hostile(ThreadingHTTPServer):
+    """Answers every manifest request the way `mode` says, and records how much it sent."""
+
+    daemon_threads = True
+
+    def __init__(self, mode: str):
+        super().__init__(("127.0.0.1", 0), HostileHandler)
+        self.mode = mode
+        self.sent = 0
+
+
+class HostileHandler(BaseHTTPRequestHandler):
+    server: Hostile
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        mode = self.server.mode
+        bodies = {"html": b"<!DOCTYPE html><html><body>login</body></html>", "deep": b"[" * 100000 + b"]" * 100000,
+                  "list": b'[{"schemaVersion": 2}]',
+                  "types": json.dumps({"schemaVersion": 2, "config": {"digest": 7}, "layers": []}).encode()}
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        if mode == "declared-3GB":
+            self.send_header("Content-Length", str(3 << 30))
+            self.end_headers()
+            return
+        if mode == "endless":  # no length: it would go on until the client hangs up
+            self.end_headers()
+            try:
+                while self.server.sent < 64 << 20:
+                    self.wfile.write(b" " * 65536)
+                    self.server.sent += 65536
+            except OSError:
+                pass
+            return
+        body = bodies[mode]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("mode,said", [
+    ("html", "HTML, not JSON"), ("deep", "nested deeper than 64 levels"), ("list", "as a list, not an object"),
+    ("types", "without a valid digest"), ("declared-3GB", "more than 4194304"), ("endless", "larger than 4194304"),
+])
+def test_a_hostile_registry_is_one_line_naming_it_and_what_it_sent(mode, said, docker_config):
+    server = Hostile(mode)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(RegistryError) as raised:
+            image_user_and_etc(f"{host}/team/app:1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(raised.value)
+    assert f"registry {host}" in message and said in message and "\n" not in message, message
+    assert server.sent <= 16 << 20  # it stopped reading past the bound, not at the end of the stream

@@ -6,6 +6,10 @@ on every call. This client speaks the same Engine API over the unix socket (or
 tcp://, with TLS when DOCKER_TLS_VERIFY is set) with only http.client, and offers the
 handful of calls the Docker backend makes, named as in docker-py's APIClient.
 docker-py stays for building the toolbox image and in the tests.
+
+The API version is negotiated (apiversion.py) from the unversioned `GET /_ping` a
+connection starts with, once per engine and process, as the docker CLI does: no extra
+round trip.
 """
 from __future__ import annotations
 
@@ -18,8 +22,16 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 
+from debugkit.core import jsonsafe
+from debugkit.runtimes.docker import apiversion
+from debugkit.runtimes.docker.apiversion import Negotiated
+
 DEFAULT_SOCKET = "/var/run/docker.sock"
-API_VERSION = "1.41"  # Engine 20.10; every call used here exists since 1.30
+
+# The version negotiated with each engine (by address), once per process: every client of
+# the same engine (a fleet's threads, gc's removals, doctor's short-timeout one) shares it.
+_NEGOTIATED: dict[str, "Negotiated"] = {}
+_NEGOTIATING = threading.Lock()
 
 
 class EngineError(Exception):
@@ -46,6 +58,23 @@ class EngineConnectionError(OSError):
 class SSHConnectionError(EngineConnectionError):
     """ssh could not connect, authenticate or keep the connection to an ssh:// engine;
     `detail` is ssh's own reason as one line (see sshdial.explain)."""
+
+
+class EngineAnswerInvalid(Exception):
+    """The engine answered, but not with what the Engine API sends: HTML from a web server
+    at that address, JSON nested without end, a list for an object, a body past any real
+    answer's size. `request` is the call ("GET /containers/x/json"), `what` what came back."""
+
+    def __init__(self, request: str, what: str):
+        super().__init__(f"{request}: {what}")
+        self.request = request
+        self.what = what
+
+
+# No answer debugkit reads is near this: `containers?all=1` on an engine with thousands
+# of containers is a few MB. Bigger is not an engine speaking the API.
+MAX_ANSWER_BYTES = 64 << 20
+MAX_ERROR_BYTES = 1 << 20
 
 
 class EngineConfigError(ValueError):
@@ -186,13 +215,16 @@ class HijackedSocket:
 class EngineClient:
     """The subset of the Engine API that debugkit's Docker and Podman runtimes use."""
 
-    def __init__(self, address: EngineAddress | str | None = None, *, timeout: float = 60, dial=None):
+    def __init__(self, address: EngineAddress | str | None = None, *, timeout: float = 60, dial=None,
+                 engine: str = "Docker"):
+        """`engine` names the product in messages ("Docker", "Podman")."""
         if address is None or isinstance(address, str):
             address = parse_host(address or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}",
                                  tls=tls_from_env())
         self.address = address
         self.host = address.text
         self.timeout = timeout
+        self.engine = engine
         self._dial = dial
         if address.scheme == "ssh" and dial is None:
             raise EngineConfigError("an ssh:// engine needs a dialer (see runtimes/docker/hosts.py)")
@@ -240,17 +272,92 @@ class EngineClient:
             return http.client.HTTPSConnection(addr.netloc, timeout=timeout, context=self._ssl_context())
         return http.client.HTTPConnection(addr.netloc, timeout=timeout)
 
-    def _path(self, path: str, params: dict | None = None) -> str:
+    def _path(self, path: str, params: dict | None = None, *, version: str | None) -> str:
         query = ""
         if params:
             clean = {k: (json.dumps(v) if isinstance(v, (dict, list)) else
                          str(int(v)) if isinstance(v, bool) else str(v))
                      for k, v in params.items() if v is not None}
             query = "?" + urllib.parse.urlencode(clean)
-        return f"{self.address.base_path}/v{API_VERSION}{path}{query}"
+        prefix = f"{self.address.base_path}/v{version}" if version else self.address.base_path
+        return f"{prefix}{path}{query}"
 
-    def _request(self, method: str, path: str, *, params=None, body=None, stream: bool = False,
-                 timeout: float | None = -1, headers: dict | None = None, data: bytes | None = None):
+    # -- the API version ----------------------------------------------------------------
+
+    def negotiate(self) -> Negotiated:
+        """The API version to speak to this engine, settled once per process from the
+        unversioned `GET /_ping` (its Api-Version header: the engine's newest version), as
+        the docker CLI does. Not `GET /version`, which docker-py asks: Docker 29 runs
+        `runc --version` and `docker-init --version` for it (+3.5 ms), Podman 4.3 takes
+        0.6 to 1 s. The engine's minimum is learned when a call is refused (_renegotiate).
+        Raises VersionMismatch (an EngineIncompatible error) when the engine speaks none
+        of ours, and the transport's errors when it cannot be reached."""
+        known = _NEGOTIATED.get(self.host)
+        if known is not None:
+            return known
+        with _NEGOTIATING:
+            known = _NEGOTIATED.get(self.host)
+            if known is None:
+                answer = self.ping_facts()
+                if not answer["ApiVersion"]:  # a proxy that drops the header: ask the long way
+                    answer = self.version()
+                known = apiversion.negotiate(answer, engine=self.engine, host=self.host)
+                _NEGOTIATED[self.host] = known
+                _debug_note(f"{self.engine} engine at {self.host}: Engine API {known.describe()}")
+        return known
+
+    @property
+    def api_version(self) -> str:
+        return self.negotiate().version
+
+    def _renegotiate(self, refused: apiversion.Refusal) -> None:
+        """A call was refused as too old or too new: ask again (the engine was upgraded, or
+        restarted with another minimum), with `GET /version` this time, whose MinAPIVersion
+        a mismatch message names, and keep what the refusal said about its limit."""
+        with _NEGOTIATING:
+            known = _NEGOTIATED.get(self.host)
+            if known is not None and known.version != refused.spoke:
+                return  # another thread has asked again already
+            _NEGOTIATED.pop(self.host, None)
+            found = apiversion.negotiate(self.version(), engine=self.engine, host=self.host, refused=refused)
+            _NEGOTIATED[self.host] = found
+            _debug_note(f"{self.engine} engine at {self.host} refused API {refused.spoke} (too {refused.too}); "
+                        f"now Engine API {found.describe()}")
+
+    def _request(self, method: str, path: str, *, versioned: bool = True, **kwargs):
+        """One call: on the negotiated version, or on the unversioned path."""
+        if not versioned:
+            return self._send(method, path, version=None, **kwargs)
+        return self._versioned(lambda version: self._send(method, path, version=version, **kwargs))
+
+    def _versioned(self, call):
+        """call(version) on the negotiated version; when the engine refuses that version (the
+        refusal comes before the call does anything), renegotiated and retried once."""
+        try:
+            return call(self.api_version)
+        except EngineError as exc:
+            refused = apiversion.refusal(exc.status_code, exc.explanation)
+            if refused is None:
+                raise
+        self._renegotiate(refused)
+        try:
+            return call(self.api_version)
+        except EngineError as exc:
+            again = apiversion.refusal(exc.status_code, exc.explanation)
+            if again is None:
+                raise
+            raise self._refused_twice(again) from exc
+
+    def _refused_twice(self, refused: apiversion.Refusal) -> apiversion.VersionMismatch:
+        """Refused again after asking anew: the ranges do not meet, as far as the engine says."""
+        known = _NEGOTIATED.pop(self.host, None) or Negotiated(refused.spoke, None, None, None)
+        return apiversion.VersionMismatch(
+            engine=self.engine, host=self.host, engine_version=known.engine_version,
+            engine_min=refused.limit if refused.too == "old" else known.engine_min,
+            engine_max=refused.limit if refused.too == "new" else known.engine_max)
+
+    def _send(self, method: str, path: str, *, version: str | None, params=None, body=None, stream: bool = False,
+              timeout: float | None = -1, headers: dict | None = None, data: bytes | None = None):
         """stream=True: a connection of its own, left open for the caller to read and close.
         Otherwise the shared keep-alive connection. `body` is sent as JSON, `data` as is."""
         hdrs = {"Host": "docker", **(headers or {})}
@@ -260,7 +367,7 @@ class EngineClient:
         use_timeout = self.timeout if timeout == -1 else timeout
         conn = self._new_connection(use_timeout) if stream else self._shared(use_timeout)
         try:
-            conn.request(method, self._path(path, params), body=data, headers=hdrs)
+            conn.request(method, self._path(path, params, version=version), body=data, headers=hdrs)
             resp = conn.getresponse()
         except (ConnectionError, FileNotFoundError, socket.timeout, http.client.HTTPException, OSError) as exc:
             conn.close()
@@ -272,15 +379,16 @@ class EngineClient:
             raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}",
                                         detail=getattr(exc, "strerror", None) or str(exc) or None) from exc
         if resp.status >= 400:
-            payload = resp.read()
-            try:
-                message = json.loads(payload).get("message", payload.decode(errors="replace"))
-            except (ValueError, AttributeError):
-                message = payload.decode(errors="replace")
-            if stream:
-                conn.close()
+            payload = resp.read(MAX_ERROR_BYTES)
+            if stream or not resp.isclosed():
+                conn.close()  # an error body past the bound is not read: the connection cannot be reused
+                if not stream:
+                    self._conn = None
+            message = error_message(payload)
+            if message is None:  # the Engine API's errors are JSON: this is some other server
+                raise EngineAnswerInvalid(f"{method} {path}", f"{resp.status} and {jsonsafe.describe(payload)}")
             cls = EngineNotFound if resp.status == 404 else EngineError
-            raise cls(resp.status, str(message).strip())
+            raise cls(resp.status, message or resp.reason)
         return resp, conn
 
     @property
@@ -312,17 +420,29 @@ class EngineClient:
             self._conn = self._new_connection(timeout)
         return self._conn
 
-    def _json(self, method: str, path: str, **kwargs):
+    def _json(self, method: str, path: str, *, kind: type | None = None, **kwargs):
+        """The answer's JSON (None for an empty body), at most MAX_ANSWER_BYTES; with `kind`
+        it must be that (an object, a list). EngineAnswerInvalid otherwise."""
         try:
             resp, _ = self._request(method, path, **kwargs)
-            payload = resp.read()
+            payload = resp.read(MAX_ANSWER_BYTES + 1)
+            if len(payload) > MAX_ANSWER_BYTES:
+                raise EngineAnswerInvalid(f"{method} {path}", f"a body larger than {MAX_ANSWER_BYTES >> 20} MiB")
         except BaseException:
             # A signal (or any failure) mid-response leaves the shared connection unusable.
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
             raise
-        return json.loads(payload) if payload else None
+        if not payload:
+            if kind is not None:
+                raise EngineAnswerInvalid(f"{method} {path}", "an empty body")
+            return None
+        try:
+            value = jsonsafe.loads(payload, max_bytes=MAX_ANSWER_BYTES)
+            return value if kind is None else jsonsafe.expect(value, kind, "the answer")
+        except jsonsafe.Rejected as exc:
+            raise EngineAnswerInvalid(f"{method} {path}", str(exc)) from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -345,23 +465,56 @@ class EngineClient:
     # -- calls (named as in docker-py) ------------------------------------------------
 
     def ping(self) -> bool:
-        resp, _ = self._request("GET", "/_ping")
-        return resp.read() == b"OK"
+        resp, _ = self._request("GET", "/_ping", versioned=False)
+        body = resp.read(MAX_ERROR_BYTES)
+        if body != b"OK":
+            self.close()
+            raise EngineAnswerInvalid("GET /_ping", jsonsafe.describe(body) if body else "an empty body")
+        return True
+
+    def ping_facts(self) -> dict:
+        """What the unversioned `GET /_ping` says in its headers, in /version's words:
+        `ApiVersion` (Api-Version, the engine's newest version) and `Version` (from Server:
+        `Docker/29.1.0 (linux)`, `Libpod/4.3.1 (linux)`); None where a header is missing."""
+        try:
+            resp, _ = self._request("GET", "/_ping", versioned=False)
+            resp.read(MAX_ERROR_BYTES)
+            if not resp.isclosed():
+                self.close()  # a body past any ping's: the rest is not read, nor the connection reused
+        except BaseException:
+            self.close()  # as _json: a failure mid-response leaves the connection unusable
+            raise
+        server = resp.getheader("Server") or ""
+        release = server.partition("/")[2].partition(" ")[0] or None
+        return {"ApiVersion": resp.getheader("Api-Version"), "Version": release}
 
     def version(self) -> dict:
-        return self._json("GET", "/version")
+        """The engine's /version, on the unversioned path: answered whatever the engine's range."""
+        return self._json("GET", "/version", versioned=False, kind=dict)
 
     def inspect_container(self, container: str) -> dict:
-        return self._json("GET", f"/containers/{urllib.parse.quote(container)}/json")
+        request = f"GET /containers/{container}/json"
+        found = checked(self._json("GET", f"/containers/{urllib.parse.quote(container)}/json", kind=dict), request,
+                        required=("Id",), Id=str, Name=str, Image=str, State=dict, Config=dict, HostConfig=dict)
+        checked(found.get("State") or {}, request, Pid=int, ExitCode=int, Running=bool, Paused=bool, Status=str)
+        checked(found.get("Config") or {}, request, User=str, Image=str, Labels=dict, Entrypoint=list, Cmd=list)
+        return found
 
     def inspect_image(self, image: str) -> dict:
-        return self._json("GET", f"/images/{image}/json")
+        return checked(self._json("GET", f"/images/{image}/json", kind=dict), f"GET /images/{image}/json",
+                       required=("Id",), Id=str, Config=dict, RepoDigests=list)
 
     def containers(self, *, all: bool = False, filters: dict | None = None) -> list:  # noqa: A002
-        return self._json("GET", "/containers/json", params={"all": all, "filters": filters})
+        found = self._json("GET", "/containers/json", params={"all": all, "filters": filters}, kind=list)
+        for item in found:
+            if not isinstance(item, dict):
+                raise EngineAnswerInvalid("GET /containers/json", "a list of something else than containers")
+            checked(item, "GET /containers/json", Id=str, Names=list, Labels=dict, Created=int, State=str)
+        return found
 
     def top(self, container: str, ps_args: str | None = None) -> dict:
-        return self._json("GET", f"/containers/{container}/top", params={"ps_args": ps_args})
+        return checked(self._json("GET", f"/containers/{container}/top", params={"ps_args": ps_args}, kind=dict),
+                       f"GET /containers/{container}/top", Titles=list, Processes=list)
 
     def get_archive(self, container: str, path: str, *, max_bytes: int | None = None):
         """(tar bytes, stat) of a path; the bytes are None when larger than max_bytes."""
@@ -376,6 +529,16 @@ class EngineClient:
             self.close()
             raise
 
+    def export_stream(self, image: str):
+        """(response, connection) of `docker save IMAGE`'s tar, on a connection of its own:
+        the caller reads as much as it needs and closes the connection."""
+        return self._request("GET", f"/images/{urllib.parse.quote(image, safe='')}/get", stream=True)
+
+    def get_archive_stream(self, container: str, path: str):
+        """(response, connection) of a path's tar archive, on a connection of its own: the
+        caller reads the body as a stream and closes the connection."""
+        return self._request("GET", f"/containers/{container}/archive", params={"path": path}, stream=True)
+
     def stat_path(self, container: str, path: str) -> dict:
         """The engine's stat of a path in a container (HEAD: nothing is transferred)."""
         resp, _ = self._request("HEAD", f"/containers/{container}/archive", params={"path": path})
@@ -383,7 +546,8 @@ class EngineClient:
         return _path_stat(resp)
 
     def create_container(self, body: dict, *, name: str | None = None) -> dict:
-        return self._json("POST", "/containers/create", params={"name": name}, body=body)
+        return checked(self._json("POST", "/containers/create", params={"name": name}, body=body, kind=dict),
+                       "POST /containers/create", required=("Id",), Id=str)
 
     def start(self, container: str) -> None:
         self._json("POST", f"/containers/{container}/start")
@@ -395,7 +559,7 @@ class EngineClient:
             params["until"] = f"{until:.3f}"
         resp, conn = self._request("GET", "/events", params=params, stream=True, timeout=10)
         try:
-            raw = resp.read()
+            raw = resp.read(MAX_ANSWER_BYTES)
         finally:
             conn.close()
         out = []
@@ -403,9 +567,11 @@ class EngineClient:
             line = line.strip()
             if line:
                 try:
-                    out.append(json.loads(line))
+                    event = jsonsafe.loads(line, max_bytes=MAX_ERROR_BYTES)
                 except ValueError:
                     continue
+                if isinstance(event, dict):
+                    out.append(event)
         return out
 
     def kill(self, container: str, *, signal: str = "TERM") -> None:
@@ -435,14 +601,16 @@ class EngineClient:
                 "Tty": tty, "Env": [f"{k}={v}" for k, v in (environment or {}).items()]}
         if user:
             body["User"] = user
-        return self._json("POST", f"/containers/{container}/exec", body=body)
+        return checked(self._json("POST", f"/containers/{container}/exec", body=body, kind=dict),
+                       f"POST /containers/{container}/exec", required=("Id",), Id=str)
 
     def exec_start_detached(self, exec_id: str) -> None:
         """Start an exec and return at once (no stream: the shared connection serves)."""
         self._json("POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": False})
 
     def exec_inspect(self, exec_id: str) -> dict:
-        return self._json("GET", f"/exec/{exec_id}/json")
+        return checked(self._json("GET", f"/exec/{exec_id}/json", kind=dict), f"GET /exec/{exec_id}/json",
+                       ExitCode=int, Running=bool, Pid=int)
 
     def exec_resize(self, exec_id: str, *, height: int, width: int) -> None:
         self._json("POST", f"/exec/{exec_id}/resize", params={"h": height, "w": width})
@@ -463,12 +631,16 @@ class EngineClient:
     # -- the HTTP upgrade for attach and exec ---------------------------------------------
 
     def _hijack(self, method: str, path: str, *, params=None, body=None) -> HijackedSocket:
+        return self._versioned(lambda version: self._upgrade(method, path, params=params, body=body,
+                                                              version=version))
+
+    def _upgrade(self, method: str, path: str, *, params, body, version: str) -> HijackedSocket:
         conn = self._new_connection(None)
         try:
             conn.connect()
             sock = conn.sock
             data = json.dumps(body).encode() if body is not None else b""
-            head = (f"{method} {self._path(path, params)} HTTP/1.1\r\nHost: docker\r\n"
+            head = (f"{method} {self._path(path, params, version=version)} HTTP/1.1\r\nHost: docker\r\n"
                     f"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(data)}\r\n\r\n").encode()
             sock.sendall(head + data)
@@ -476,6 +648,8 @@ class EngineClient:
             # follows may be swallowed into a buffer.
             raw = b""
             while not raw.endswith(b"\r\n\r\n"):
+                if len(raw) > MAX_ERROR_BYTES:
+                    raise EngineConnectionError("the engine sent a response head without end")
                 chunk = sock.recv(1)
                 if not chunk:
                     raise EngineConnectionError("the engine closed the connection during the upgrade")
@@ -487,13 +661,17 @@ class EngineClient:
                 raise
             raise EngineConnectionError(f"cannot reach the engine at {self.host}: {exc}") from exc
         status_line = raw.split(b"\r\n", 1)[0].decode(errors="replace")
-        status = int(status_line.split()[1])
+        parts = status_line.split()
+        if len(parts) < 2 or not parts[1].isdigit() or not status_line.startswith("HTTP/"):
+            conn.close()
+            raise EngineAnswerInvalid(f"{method} {path}", f"a reply that is not HTTP ({status_line[:40]!r})")
+        status = int(parts[1])
         if status >= 400:
             # The error body follows the head; read what is there.
             sock.settimeout(5)
             rest = b""
             try:
-                while True:
+                while len(rest) < MAX_ERROR_BYTES:
                     chunk = sock.recv(65536)
                     if not chunk:
                         break
@@ -503,24 +681,61 @@ class EngineClient:
             except OSError:
                 pass
             conn.close()
-            text = rest.decode(errors="replace")
-            start = text.find("{")
-            try:
-                message = json.loads(text[start:]).get("message", text) if start >= 0 else text
-            except ValueError:
-                message = text
+            start = rest.find(b"{")
+            message = error_message(rest[start:] if start >= 0 else rest)
+            if message is None:
+                raise EngineAnswerInvalid(f"{method} {path}", f"{status} and {jsonsafe.describe(rest)}")
             cls = EngineNotFound if status == 404 else EngineError
-            raise cls(status, message.strip())
+            raise cls(status, message or status_line)
         sock.settimeout(None)
         return HijackedSocket(sock)
+
+
+def _debug_note(line: str) -> None:
+    from debugkit.core import debuglog
+
+    debuglog.note(line)
 
 
 def _path_stat(resp) -> dict:
     header = resp.getheader("X-Docker-Container-Path-Stat")
     try:
-        return json.loads(base64.b64decode(header)) if header else {}
+        found = jsonsafe.loads(base64.b64decode(header[:65536]), max_bytes=65536) if header else {}
     except ValueError:
         return {}
+    return found if isinstance(found, dict) else {}
+
+
+def error_message(payload: bytes) -> str | None:
+    """The `message` of an engine's error body ("" for an empty body, as HEAD's); None when
+    the body is not the Engine API's JSON at all (HTML from a proxy, text, a bomb)."""
+    if not payload.strip():
+        return ""
+    try:
+        found = jsonsafe.loads(payload, max_bytes=MAX_ERROR_BYTES)
+    except jsonsafe.Rejected:
+        return None
+    if isinstance(found, dict):
+        message = found.get("message")
+        return message.strip() if isinstance(message, str) else " ".join(str(found)[:300].split())
+    return None
+
+
+def checked(doc: dict, request: str, *, required: tuple[str, ...] = (), **fields: type) -> dict:
+    """doc, when each named field is absent, null, or of its type (and each `required` one
+    is there); EngineAnswerInvalid naming the first one that is not (a string for an
+    object, a number for a list)."""
+    for name in required:
+        if doc.get(name) is None:
+            raise EngineAnswerInvalid(request, f"an answer without {name}")
+    for name, kind in fields.items():
+        value = doc.get(name)
+        if value is not None:
+            try:
+                jsonsafe.expect(value, kind, name)
+            except jsonsafe.Rejected as exc:
+                raise EngineAnswerInvalid(request, str(exc)) from None
+    return doc
 
 
 def tls_from_env(environ=None, *, default_cert_path: str | None = None) -> TLSConfig | None:

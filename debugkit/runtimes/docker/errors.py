@@ -22,8 +22,12 @@ class TransientStartFailure(DebugkitError):
 
 def engine_error(exc: BaseException, *, engine: str, host: str) -> DebugkitError:
     """A transport failure (no socket, refused, TLS, SSH) as one clear error."""
-    from debugkit.runtimes.docker.engine import SSHConnectionError
+    from debugkit.runtimes.docker.engine import EngineAnswerInvalid, SSHConnectionError
 
+    if isinstance(exc, EngineAnswerInvalid):
+        # Something answers there, but not the Engine API: say who and what, in one line.
+        return EngineUnreachable(f"the {engine} engine at {host} answered {exc.request} with {exc.what}",
+                                 hint="is DOCKER_HOST (or -H, the context) the engine's address?")
     if isinstance(exc, SSHConnectionError):
         # ssh's own reason says what to do ("Permission denied (publickey)" is about the
         # key, not the socket): one line, exit 69.
@@ -35,23 +39,32 @@ def engine_error(exc: BaseException, *, engine: str, host: str) -> DebugkitError
             hint="add your user to the group that owns the socket, or run with sudo",
         )
     detail = getattr(exc, "detail", None)
-    return EngineUnreachable(
-        f"cannot reach the {engine} engine at {host}" + (f": {detail}" if detail else ""),
-        hint="is the engine running? scripts/docker-testenv (or podman-testenv) starts one",
-    )
+    return EngineUnreachable(f"cannot reach the {engine} engine at {host}" + (f": {detail}" if detail else ""),
+                             hint=start_hint(engine, host))
+
+
+def start_hint(engine: str, host: str) -> str:
+    """What to start when an engine does not answer (said to installed users: no script of
+    this repository's)."""
+    on_that_host = "" if host.startswith("unix://") else " on that host"
+    if engine == "Podman":
+        return (f"start Podman's API service{on_that_host}: systemctl start podman.socket, or podman system "
+                f"service --time=0; or point CONTAINER_HOST at a running one")
+    return (f"start the {engine} engine{on_that_host}: systemctl start docker; or point -H, DOCKER_HOST or "
+            f"the Docker context at a running one")
 
 
 @contextlib.contextmanager
 def engine_calls(*, engine: str, host: str):
     """Turn transport failures mid-session (engine restarted, socket gone) into our errors.
     Our own errors pass through untouched (a closed stdout is not the engine's fault)."""
-    from debugkit.runtimes.docker.engine import EngineConnectionError, EngineError
+    from debugkit.runtimes.docker.engine import EngineAnswerInvalid, EngineConnectionError, EngineError
 
     try:
         yield
     except DebugkitError:
         raise
-    except (EngineConnectionError, ConnectionError, PermissionError) as exc:
+    except (EngineConnectionError, ConnectionError, PermissionError, EngineAnswerInvalid) as exc:
         raise engine_error(exc, engine=engine, host=host) from exc
     except EngineError as exc:
         raise api_error(exc, engine=engine) from exc

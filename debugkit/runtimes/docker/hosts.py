@@ -21,18 +21,22 @@ with its TLS material in `contexts/tls/<sha256>/docker/{ca,cert,key}.pem`.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import urllib.parse
 from dataclasses import dataclass
 from typing import Mapping
 
+from debugkit.core import jsonsafe
+from debugkit.core.files import read_regular
 from debugkit.runtimes.docker.engine import (DEFAULT_SOCKET, EngineAddress, EngineConfigError, TLSConfig,
                                              parse_host, tls_from_env)
 
 DEFAULT_CONTEXT = "default"
 DEFAULT_TLS_PORT = 2376
+# The docker CLI's config.json and a context's meta.json are a few hundred bytes.
+MAX_CONFIG_BYTES = 4 << 20
+MAX_META_BYTES = 1 << 20
 # How long ssh may take to connect and authenticate before it gives up (the docker CLI
 # uses 30 s); then how it notices a server that went silent: 3 unanswered probes 5 s apart.
 SSH_CONNECT_TIMEOUT = 10
@@ -133,8 +137,7 @@ def _context(name: str, source: str, *, env: Mapping[str, str], cfg_dir: str, ho
     meta_dir = os.path.join(cfg_dir, "contexts", "meta", context_dir_name(name))
     meta_path = os.path.join(meta_dir, "meta.json")
     try:
-        with open(meta_path, "rb") as fh:
-            meta = json.loads(fh.read(1 << 20))
+        meta = jsonsafe.loads(read_regular(meta_path, MAX_META_BYTES), max_bytes=MAX_META_BYTES)
     except FileNotFoundError:
         raise EngineConfigError(f'Docker context "{name}" ({source}) does not exist: see `docker context ls`') from None
     except (OSError, ValueError) as exc:
@@ -169,8 +172,7 @@ def _current_context(cfg_dir: str, shown: str) -> tuple[str | None, tuple[str, .
     JSON is ignored with a warning, as the docker CLI does."""
     path = os.path.join(cfg_dir, "config.json")
     try:
-        with open(path, "rb") as fh:
-            data = json.loads(fh.read(4 << 20) or b"{}")
+        data = jsonsafe.loads(read_regular(path, MAX_CONFIG_BYTES) or b"{}", max_bytes=MAX_CONFIG_BYTES)
     except FileNotFoundError:
         return None, ()
     except (OSError, ValueError) as exc:

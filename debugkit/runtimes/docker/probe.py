@@ -7,14 +7,18 @@ really is this container's) or the engine's top API.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import posixpath
+from dataclasses import dataclass, field, replace
 
 from debugkit.core import identity as ident
+from debugkit.core import userdb
 from debugkit.core.errors import IdentityUnresolved, TargetNotFound, TargetNotRunning
 from debugkit.core.spec import LABEL_MANAGED
 from debugkit.runtimes.base import IdentitySource
 
-MAX_ETC_FILE = 1 << 20  # passwd/group larger than this are not real passwd/group files
+# How many symbolic links /etc/passwd may go through (/etc/passwd -> ../usr/share/...).
+MAX_LINK_HOPS = 8
+CHUNK = 1 << 16
 SHELLS = ("/bin/sh", "/bin/bash", "/bin/ash", "/busybox/sh")
 
 
@@ -30,9 +34,10 @@ class TargetInfo:
     status: str
     configured_user: str
     group_add: tuple[str, ...] = ()
-    # The image's /etc/passwd and /etc/group, read on first need (None: not read yet).
-    passwd: dict | None = None
-    group: dict | None = None
+    # The wanted entries of the image's /etc/passwd and /etc/group, read on first need
+    # (None: not read yet), or why they could not be read.
+    etc: userdb.UserDb | None = None
+    etc_error: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -76,31 +81,39 @@ class ContainerProbe:
             group_add=tuple((attrs.get("HostConfig") or {}).get("GroupAdd") or ()),
         )
 
-    def read_file(self, container_id: str, path: str, *, hops: int = 1) -> str | None:
-        """A small text file from a container's filesystem via the archive API, or None."""
-        from debugkit.runtimes.docker.engine import EngineError
-
-        try:
-            data, stat = self.api.get_archive(container_id, path, max_bytes=MAX_ETC_FILE * 2)
-        except EngineError:
-            return None
-        if stat.get("size", 0) > MAX_ETC_FILE or data is None:
-            return None
-        import io
+    def scan_file(self, container_id: str, path: str, scan, *, hops: int = MAX_LINK_HOPS):
+        """scan(chunks) over a file of a container, streamed through the archive API (never
+        held whole), following symbolic links as the runtime does; None when there is no
+        such regular file (the runtime then reads none either). userdb.Unreadable when the
+        links go on, or the archive is far larger than the file can be."""
         import tarfile  # here, not at the top: attach rarely needs it and it is slow to import
 
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            for member in tar.getmembers():
+        from debugkit.runtimes.docker.engine import EngineNotFound
+
+        try:
+            resp, conn = self.api.get_archive_stream(container_id, path)
+        except EngineNotFound:
+            return None
+        follow = None
+        try:
+            stream = _Bounded(resp, userdb.MAX_FILE_BYTES + (1 << 20))
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                member = tar.next()
+                if member is None:
+                    return None
                 if member.isfile():
                     fh = tar.extractfile(member)
-                    return fh.read(MAX_ETC_FILE).decode("utf-8", "replace") if fh else None
-                if member.issym() and hops > 0:
-                    # /etc/passwd -> ../usr/share/... ; one hop is plenty for real images.
-                    link = member.linkname
-                    if not link.startswith("/"):
-                        link = os.path.normpath(os.path.join(os.path.dirname(path), link))
-                    return None if link == path else self.read_file(container_id, link, hops=hops - 1)
-        return None
+                    return scan(iter(lambda: fh.read(CHUNK), b""))
+                if not member.issym():
+                    return None  # a directory or a device: the runtimes open no such file
+                follow = posixpath.normpath(posixpath.join(posixpath.dirname(path), member.linkname))
+        except tarfile.TarError as exc:
+            raise userdb.Unreadable(f"the engine sent a broken archive of {path}: {exc}") from None
+        finally:
+            conn.close()
+        if hops <= 0:
+            raise userdb.Unreadable(f"{path} is a chain of more than {MAX_LINK_HOPS} symbolic links")
+        return self.scan_file(container_id, follow, scan, hops=hops - 1)
 
     def shell(self, target: TargetInfo) -> str | None:
         from debugkit.runtimes.docker.engine import EngineError
@@ -113,14 +126,36 @@ class ContainerProbe:
                 continue
         return None
 
-    def load_etc(self, target: TargetInfo) -> None:
-        """Read passwd and group once; two archive calls, so only when a name matters."""
-        if target.passwd is not None:
+    def load_etc(self, target: TargetInfo, *, uids=()) -> None:
+        """Read the entries of passwd and group that resolving the configured user, the
+        additional groups and `uids` needs (two streamed archive calls, so only when a name
+        or a primary group matters), or remember why they cannot be read."""
+        from debugkit.runtimes.docker.engine import EngineError
+
+        wanted = userdb.Wanted.for_user(target.configured_user, uids=uids, groups=target.group_add)
+        if target.etc_error is not None or (target.etc is not None and target.etc.wanted.covers(wanted)):
             return
-        passwd = self.read_file(target.id, "/etc/passwd")
-        group = self.read_file(target.id, "/etc/group")
-        target.passwd = ident.parse_passwd(passwd) if passwd else {}
-        target.group = ident.parse_group(group) if group else {}
+        if target.etc is not None:
+            wanted = wanted.union(target.etc.wanted)
+        try:
+            users = self.scan_file(target.id, "/etc/passwd", lambda chunks: userdb.scan_passwd(chunks, wanted))
+            names = {u.name for u in users or ()}
+            groups = self.scan_file(target.id, "/etc/group",
+                                    lambda chunks: userdb.scan_group(chunks, wanted, names))
+        except userdb.Unreadable as exc:
+            target.etc_error = str(exc)
+            return
+        except EngineError as exc:
+            target.etc_error = f"the engine would not give the image's /etc/passwd: {exc.explanation}"
+            return
+        target.etc = userdb.UserDb(users or (), groups or (), users is not None, groups is not None, wanted)
+
+    def etc(self, target: TargetInfo) -> userdb.UserDb:
+        """The loaded entries, or IdentityUnresolved saying why the runtime's answer is unknown."""
+        if target.etc_error is not None:
+            raise IdentityUnresolved(f"{target.etc_error}, so the user the runtime chose from it is uncertain",
+                                     hint="pass --user UID:GID")
+        return target.etc if target.etc is not None else userdb.EMPTY
 
     # -- identity ---------------------------------------------------------------------
 
@@ -191,44 +226,66 @@ class ContainerProbe:
 
     def configured_identity(self, target: TargetInfo) -> ident.Identity:
         self.load_etc(target)
+        db = self.etc(target)
         extra = []
         for g in target.group_add:
-            if ident.is_decimal(g):
-                extra.append(int(g))
-            elif g in target.group:
-                extra.append(target.group[g].gid)
-        resolved = ident.resolve_configured_user(
-            target.configured_user or "0", passwd=target.passwd, groups=target.group, missing_gid="zero",
-            extra_groups=extra,
-        )
+            number = userdb.numeric_arg(g)
+            found = db.group_named(g) if number is None else None
+            if number is not None or found is not None:
+                extra.append(number if number is not None else found.gid)
+        resolved = ident.runtime_user(target.configured_user or "0", db, extra_groups=extra)
         if not target.configured_user:
             resolved = resolved.with_note("no USER configured: the runtime starts the process as root")
         return resolved
 
     def _source(self, name: str, fn, target: TargetInfo) -> IdentitySource:
         try:
-            return IdentitySource(name, identity=ident.name_identity(fn(target), target.passwd))
+            return IdentitySource(name, identity=ident.name_identity(fn(target), target.etc))
         except IdentityUnresolved as exc:
             return IdentitySource(name, error=str(exc))
 
     def identity_sources(self, target: TargetInfo, *, stop_at_first: bool = False) -> list[IdentitySource]:
-        """Every source in order of trust (inspect), or up to the first that answers (attach)."""
-        out = []
-        for name, fn in (("process", self.process_identity), (ident.SOURCE_CONFIG, self.configured_identity)):
-            out.append(self._source(name, fn, target))
-            if stop_at_first and out[-1].identity is not None:
-                break
+        """Every source in order of trust (inspect: each one named from the image's passwd),
+        or up to the first that answers (attach)."""
+        out = [self._source("process", self.process_identity, target)]
+        if stop_at_first and out[-1].identity is not None:
+            return out
+        if not stop_at_first and out[0].identity is not None:
+            self.load_etc(target, uids=(out[0].identity.uid,))
+            out[0] = replace(out[0], identity=ident.name_identity(out[0].identity, target.etc))
+        out.append(self._source(ident.SOURCE_CONFIG, self.configured_identity, target))
         return out
 
     def resolve_identity(self, target: TargetInfo, user, sources: list[IdentitySource]) -> ident.Identity:
         """--user wins; otherwise the first source that answered."""
         if user is not None:
-            if user.gid is None:
-                self.load_etc(target)  # the primary group of a bare UID comes from passwd
-            return ident.name_identity(ident.identity_from_flag(user.text, passwd=target.passwd), target.passwd)
+            uid, gid = ident.parse_user_flag(user.text)
+            if gid is not None:
+                return ident.name_identity(ident.identity_from_flag(user.text), target.etc)
+            # The group of a bare UID is the one the runtime would give it: from the image's
+            # passwd, else 0; unknown when that passwd cannot be read.
+            self.load_etc(target, uids=(uid,))
+            db = None if target.etc_error is not None else (target.etc or userdb.EMPTY)
+            return ident.name_identity(ident.identity_from_flag(user.text, db=db), db)
         for source in sources:
             if source.identity is not None:
                 return source.identity
         errors = "; ".join(f"{s.source}: {s.error}" for s in sources)
         raise IdentityUnresolved(f"cannot determine the target's user ({errors})", hint="pass --user UID[:GID]")
 
+
+class _Bounded:
+    """A response body read as a file, that ends in userdb.Unreadable past `limit` bytes."""
+
+    def __init__(self, raw, limit: int):
+        self.raw = raw
+        self.left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.left + 1
+        data = self.raw.read(min(size, self.left + 1))
+        self.left -= len(data)
+        if self.left < 0:
+            raise userdb.Unreadable("the engine's archive of /etc is larger than any passwd file")
+        return data

@@ -8,7 +8,6 @@ Podman's runtime is this class pointed at Podman's Docker-compatible service.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -16,6 +15,7 @@ import time
 from dataclasses import replace
 
 from debugkit.core import identity as ident
+from debugkit.core import jsonsafe
 from debugkit.core.errors import DebugkitError, EngineUnreachable, ImageMissing, InvalidInput
 from debugkit.core.imageref import toolbox_ref
 from debugkit.core.options import SidecarOptions
@@ -23,6 +23,8 @@ from debugkit.core.profiles import apply_profile
 from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_REASON, LABEL_SESSION,
                                 LABEL_TARGET, LABEL_MANAGED, LABEL_USER, base_spec)
 from debugkit.runtimes.base import Plan, ResolvedTarget, Runtime, SessionRow, Streams, local_user, with_target_env
+from debugkit.core.reuse import NOT_RECORDED, RUNNING, refusal_line, reuse_refusal
+from debugkit.runtimes import reuse_records
 from debugkit.runtimes.docker import translate
 from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls, engine_error, start_error
 from debugkit.runtimes.docker.probe import ContainerProbe
@@ -72,8 +74,10 @@ class DockerRuntime(Runtime):
         return self._resolution
 
     def connect(self):
-        """An engine client that has answered a ping, or a DebugkitError saying why not."""
-        from debugkit.runtimes.docker.engine import EngineClient, EngineConfigError, EngineConnectionError, EngineError
+        """An engine client whose API version is settled (its GET /_ping, once per process,
+        is the round trip that also says the engine answers), or a DebugkitError saying why not."""
+        from debugkit.runtimes.docker.engine import (EngineAnswerInvalid, EngineClient, EngineConfigError,
+                                                     EngineConnectionError, EngineError)
 
         address = self.resolution.address
         dial = None
@@ -82,18 +86,23 @@ class DockerRuntime(Runtime):
 
             dial = SSHDialer(address)
         try:
-            client = EngineClient(address, dial=dial)
+            client = EngineClient(address, dial=dial, engine=self.engine)
         except EngineConfigError as exc:
             raise InvalidInput(str(exc)) from None
         count, spare = self._prefetch
         if count:
             client.prefetch(count, spare=spare)
         try:
-            client.ping()
-        except (EngineConnectionError, EngineError, PermissionError) as exc:
+            client.negotiate()
+        except BaseException as exc:
             client.close()
             client.release()
-            raise engine_error(exc, engine=self.engine, host=client.host) from exc
+            if isinstance(exc, EngineError):  # it answered, but not with its version
+                raise EngineUnreachable(f"the {self.engine} engine at {client.host} answered GET /_ping with "
+                                        f"{exc.status_code}: {exc.explanation}") from exc
+            if isinstance(exc, (EngineConnectionError, PermissionError, EngineAnswerInvalid)):
+                raise engine_error(exc, engine=self.engine, host=client.host) from exc
+            raise  # EngineIncompatible: it speaks none of our API versions
         return client
 
     @property
@@ -119,8 +128,6 @@ class DockerRuntime(Runtime):
         with self.calls():
             probe = self.probe
             info = probe.find_target(options.target.name)
-            if thorough:
-                probe.load_etc(info)  # names for every source, not just the winner
             sources = probe.identity_sources(info, stop_at_first=not thorough)
             identity = probe.resolve_identity(info, options.user, sources)
             image_ref = options.sidecar_image
@@ -151,12 +158,11 @@ class DockerRuntime(Runtime):
                 raise InvalidInput("--target-env needs debugkit-helper in the sidecar image: use the toolbox")
             spec = spec.evolve(command=with_target_env(spec.command or image["default_command"]))
         exec_argv = tuple(spec.command) or (image["default_command"] if mode == "interactive" else ())
-        reuse = None
+        key = None
         if keep_alive:
-            key = translate.reuse_key(spec, target_id=info.id, image_id=image["image_id"], local_user=me)
+            key = translate.reuse_key(spec, target_id=info.id, image_id=image["image_id"], local_user=me,
+                                      keep_alive=keep_alive)
             spec = spec.with_labels(**{translate.LABEL_REUSE: key, translate.LABEL_KEEP_ALIVE: str(int(keep_alive))})
-            with self.calls():
-                reuse = None if options.new else self.reusable(key)
         main = translate.main_command(spec.name, spec.command, mode="exec" if streamed else mode, helper=helper,
                                       keep_alive=keep_alive, session_id=spec.session_id, heartbeat=remote)
         scripted_main = mode == "command" and not keep_alive and not streamed
@@ -176,9 +182,16 @@ class DockerRuntime(Runtime):
                 shell = probe.shell(info)
             facts.update(dumpable=dumpable, shell=shell, zombies=probe.zombies(info), pid=info.pid,
                          configured_user=info.configured_user or None, image_id=info.image_id)
-        image = {k: v for k, v in image.items() if k in ("image_id", "image_digest")}
         target = ResolvedTarget(runtime=self.name, name=info.name, id=info.id, image=info.image)
         request = translate.create_request(container_spec, target_id=info.id, mounts=mounts)
+        reuse = None
+        if key is not None and not options.new:
+            with self.calls():
+                reuse, refused = self.trusted_reuse(key, request, image_id=image["image_id"], helper=helper,
+                                                    keep_alive=keep_alive)
+            if refused:
+                warnings.append(refused)
+        image = {k: v for k, v in image.items() if k in ("image_id", "image_digest")}
         return Plan(runtime=self.name, mode=mode, target=target, spec=spec, request=request,
                     sources=tuple(sources), warnings=tuple(warnings), image=image, facts=facts, reuse=reuse)
 
@@ -214,12 +227,39 @@ class DockerRuntime(Runtime):
             return None
         return cached_helper(self.api, toolbox["Id"], translate.HELPER)
 
-    def reusable(self, key: str) -> str | None:
-        """A running kept-alive sidecar made for the same target, person, identity, image,
-        profile and limits (its reuse key), by name."""
-        found = self.api.containers(filters={"label": [f"{LABEL_MANAGED}=true", f"{translate.LABEL_REUSE}={key}"],
-                                             "status": ["running"]})
-        return (found[0].get("Names") or ["/"])[0].lstrip("/") or None if found else None
+    def trusted_reuse(self, key: str, request: dict, *, image_id: str, helper: bool,
+                      keep_alive: float) -> tuple[str | None, str | None]:
+        """(the name of the kept-alive sidecar to exec into, or None; the one line that says
+        why a candidate is not reused, or None). Only the sidecar this person's debugkit
+        recorded starting for this key is a candidate (see core/reuse.py), and only when the
+        engine shows it running with exactly the plan's image, user, security settings and
+        keep-alive command. A look-alike that merely carries the key is named and skipped."""
+        from debugkit.runtimes.docker.engine import EngineNotFound
+
+        scope = self.api.host
+        record = reuse_records.recall(self.name, scope, key)
+        if record is not None:
+            try:
+                found = translate.inspected_facts(self.api.inspect_container(record.id))
+            except EngineNotFound:
+                found = None  # it reached its idle limit and was removed: the usual end
+            if found is not None:
+                wanted = translate.planned_facts(request, image_id=image_id, name=found.name, command=(
+                    translate.main_command(found.name, (), mode="exec", helper=helper, keep_alive=keep_alive,
+                                           session_id="")))
+                why = reuse_refusal(found, wanted, recorded=True)
+                if why is None:
+                    return found.name, None
+                reuse_records.forget(self.name, scope, key, record.name)
+                if found.state != RUNNING:
+                    return None, None  # it ended by itself (its keep-alive expired): nothing to say
+                return None, refusal_line(found.name, why)
+            reuse_records.forget(self.name, scope, key, record.name)
+        lookalikes = self.api.containers(filters={"label": [f"{LABEL_MANAGED}=true", f"{translate.LABEL_REUSE}={key}"],
+                                                  "status": ["running"]})
+        for ctr in lookalikes:
+            return None, refusal_line((ctr.get("Names") or ["/?"])[0].lstrip("/"), NOT_RECORDED)
+        return None, None
 
     def image_facts(self, image: str, *, toolbox: bool) -> dict:
         """The image's ID, repo digest and default command; ImageMissing when it is not there."""
@@ -365,9 +405,15 @@ class DockerRuntime(Runtime):
         raise AssertionError("unreachable")
 
     def start_kept_alive(self, plan: Plan) -> str:
-        """Start the plan's --keep-alive sidecar, which outlives this CLI until idle; its name."""
+        """Start the plan's --keep-alive sidecar, which outlives this CLI until idle; its name.
+        It is recorded in this person's state directory, which is what lets a later session
+        trust it (trusted_reuse)."""
         with self.calls():
             container_id = self.create(plan)
+            key = plan.spec.labels_dict().get(translate.LABEL_REUSE)
+            if key:
+                reuse_records.remember(self.name, self.api.host, key, reuse_records.Record(plan.spec.name,
+                                                                                          container_id))
             try:
                 # Attach before start: Podman would otherwise restart a target that
                 # stopped in the meantime (its attach is where that is refused).
@@ -416,7 +462,12 @@ class DockerRuntime(Runtime):
 
         def read():
             try:
-                result.update(json.loads(response.read() or b"{}"))
+                answer = jsonsafe.loads(response.read(1 << 20) or b"{}", max_bytes=1 << 20)
+                code = answer.get("StatusCode") if isinstance(answer, dict) else None
+                if isinstance(code, int) and not isinstance(code, bool):
+                    result["StatusCode"] = code
+                else:
+                    result["Error"] = {"Message": f"the engine's wait answered {str(answer)[:100]!r}"}
             except Exception as exc:  # surfaced to the caller through result
                 result["Error"] = {"Message": str(exc)}
             finally:
@@ -459,6 +510,7 @@ class DockerRuntime(Runtime):
             "runtime": self.name,
             "engine": self.api.host,
             "engine_source": self.resolution.why,
+            **self.engine_facts(),
             "container": plan.target.name,
             "container_id": plan.target.id,
             "image": plan.target.image,
@@ -481,6 +533,12 @@ class DockerRuntime(Runtime):
             "attach_command": translate.shell_join(self.cli_argv(
                 translate.run_argv(plan.request, names={plan.target.id: plan.target.name}, cli=self.cli))),
         }
+
+    def engine_facts(self) -> dict:
+        """The engine's release and the API version negotiated with it, for inspect."""
+        found = self.api.negotiate()
+        release = f"{self.engine} {found.engine_version or '(version not stated)'}"
+        return {"engine_version": f"{release} (API {found.engine_range()})", "engine_api": found.version}
 
     def cli_argv(self, argv: list[str]) -> list[str]:
         """`docker run ...` pointed at the engine this runtime uses (a context by name)."""

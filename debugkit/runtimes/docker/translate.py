@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 
 from debugkit.core.options import format_bytes
+from debugkit.core.reuse import RUNNING, SidecarFacts
 from debugkit.core.spec import LABEL_USER, SidecarSpec
 from debugkit.runtimes.base import HELPER_PATH, HELPER_PROTOCOL, reaped
 
@@ -116,16 +117,74 @@ def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, gu
     return reaped(name, argv, watch_stdin=watch_stdin, guard=guard, mark=mark) if helper else list(argv)
 
 
-def reuse_key(spec: SidecarSpec, *, target_id: str, image_id: str, local_user: str) -> str:
+def reuse_key(spec: SidecarSpec, *, target_id: str, image_id: str, local_user: str,
+              keep_alive: float | None = None) -> str:
     """What two attaches must share to use one kept-alive sidecar: the target, the person,
-    the sidecar's identity, image, profile and limits."""
+    the sidecar's identity, image, profile and limits, and the keep-alive (its idle limit
+    is part of the sidecar's command)."""
     import hashlib
     import json
 
     res = spec.resources
     facts = [target_id, local_user, spec.uid, spec.gid, list(spec.supplementary_groups), image_id, spec.profile,
              res.memory_bytes, res.pids, res.nano_cpus]
+    if keep_alive is not None:
+        facts.append(int(keep_alive))
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+# The capabilities a container gets when nothing is dropped: Docker's default set, which
+# Podman 4.3 also lists when it reports a CapDrop of ALL (it expands ALL into them).
+DEFAULT_CAPS = frozenset({"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                          "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"})
+
+
+def _caps(values) -> set[str]:
+    return {str(c).upper().removeprefix("CAP_") for c in values or ()}
+
+
+def effective_caps(host_config: dict) -> list[str]:
+    """The capabilities a container runs with, from CapAdd and CapDrop, whichever way the
+    engine writes them: Docker keeps CapDrop: [ALL], Podman reports the defaults it dropped."""
+    dropped, added = _caps(host_config.get("CapDrop")), _caps(host_config.get("CapAdd"))
+    base = set() if "ALL" in dropped else DEFAULT_CAPS - dropped
+    return sorted(base | added)
+
+
+def security_facts(host_config: dict) -> dict:
+    """The security settings of a container, from a create body's HostConfig or an
+    inspect's, in one form (None, [] and absent alike; the capabilities it gets)."""
+    return {
+        "Privileged": bool(host_config.get("Privileged")),
+        "Capabilities": effective_caps(host_config),
+        "NoNewPrivileges": any(str(o).startswith("no-new-privileges") and not str(o).endswith(":false")
+                               for o in host_config.get("SecurityOpt") or ()),
+        "ReadonlyRootfs": bool(host_config.get("ReadonlyRootfs")),
+        "PidMode": host_config.get("PidMode") or "",
+        "NetworkMode": host_config.get("NetworkMode") or "",
+        "GroupAdd": sorted(str(g) for g in host_config.get("GroupAdd") or ()),
+        "Binds": sorted(str(b) for b in host_config.get("Binds") or ()),
+    }
+
+
+def planned_facts(request: dict, *, image_id: str, name: str, command) -> SidecarFacts:
+    """What a kept-alive sidecar named `name` must be to serve this plan: the plan's image
+    (by ID), user and security settings, and its own keep-alive command."""
+    body = request["body"]
+    return SidecarFacts(name=name, image=image_id, user=body.get("User") or "",
+                        security=security_facts(body.get("HostConfig") or {}), command=tuple(command))
+
+
+def inspected_facts(attrs: dict) -> SidecarFacts:
+    """What a container is, from the engine's inspect of it."""
+    config = attrs.get("Config") or {}
+    state = attrs.get("State") or {}
+    running = state.get("Running") and not state.get("Paused")
+    command = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+    return SidecarFacts(name=str(attrs.get("Name") or "").lstrip("/"), image=str(attrs.get("Image") or ""),
+                        user=str(config.get("User") or ""), security=security_facts(attrs.get("HostConfig") or {}),
+                        command=tuple(str(c) for c in command),
+                        state=RUNNING if running else str(state.get("Status") or "not running"))
 
 
 def create_request(spec: SidecarSpec, *, target_id: str, mounts: tuple[tuple[str, str], ...] = ()) -> dict:

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from debugkit.core import identity as ident
+from debugkit.core import userdb
 from debugkit.core.errors import IdentityUnresolved
 from debugkit.core.spec import LABEL_MANAGED
 from debugkit.runtimes.base import IdentitySource
@@ -48,29 +49,47 @@ class PodTarget:
         return self.pod["metadata"].get("uid", "")
 
 
-# An image's User, /etc/passwd and /etc/group, by the image ID the node reports (content
-# addressed: the same ID is the same files). A fleet's pods mostly run one image: it is
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the image says about its user: the config's User, the entries of its
+    /etc/passwd and /etc/group that resolving it needs (None, with `etc_error`, when those
+    files are past debugkit's bounds), and where it was all read."""
+
+    user: str
+    etc: userdb.UserDb | None
+    via: str
+    etc_error: str | None = None
+
+
+# An image's facts, by the image ID the node reports (content addressed: the same ID is
+# the same files) and the UIDs asked about. A fleet's pods mostly run one image: it is
 # read once per process, not once per pod, and a failure to read it is not retried for
 # every pod either. One lock per image, so that parallel targets wait for the first read.
-_IMAGES: dict[tuple[str, str, str], tuple] = {}
-_IMAGE_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
+_IMAGES: dict[tuple, tuple] = {}
+_IMAGE_LOCKS: dict[tuple, threading.Lock] = {}
 _IMAGES_LOCK = threading.Lock()
 
 
 class PodIdentity:
     """Identity sources of one pod's container; reads the image at most once (per image
-    ID, per process)."""
+    ID, per process). `uids`: more UIDs whose passwd entries matter (--user's)."""
 
-    def __init__(self, api, pt: PodTarget):
+    def __init__(self, api, pt: PodTarget, *, uids=()):
         self.api = api
         self.pt = pt
-        self._image: tuple[str, dict, str] | None = None
+        self.uids = tuple(sorted(set(uids) | set(self._run_as_users())))
+        self._image: ImageFacts | None = None
         self._image_error: str | None = None
+
+    def _run_as_users(self) -> list[int]:
+        ctr_sc = self.pt.container_spec.get("securityContext") or {}
+        uid = ctr_sc.get("runAsUser", self.pt.pod_security_context.get("runAsUser"))
+        return [uid] if isinstance(uid, int) and not isinstance(uid, bool) and 0 <= uid <= ident.MAX_ID else []
 
     # -- the image ----------------------------------------------------------------------
 
-    def image_user(self) -> tuple[str, dict, str]:
-        """(User, {etc/passwd, etc/group}, where it was read); IdentityUnresolved if unreadable."""
+    def image_user(self) -> ImageFacts:
+        """The image's facts; IdentityUnresolved when its config cannot be read."""
         if self._image is None and self._image_error is None:
             try:
                 self._image = self._read_image()
@@ -80,7 +99,7 @@ class PodIdentity:
             raise IdentityUnresolved(self._image_error)
         return self._image
 
-    def _read_image(self) -> tuple[str, dict, str]:
+    def _read_image(self) -> ImageFacts:
         image_id = self.pt.container_status.get("imageID") or ""
         if not image_id:
             return self._read_image_now()
@@ -88,7 +107,7 @@ class PodIdentity:
         # the node's architecture, so the node is part of the key. A bare sha256: is the
         # image's own config digest, the same everywhere.
         where = self.pt.pod["spec"].get("nodeName") or "" if "@" in image_id else ""
-        key = (self.pt.container_spec["image"], image_id, where)
+        key = (self.pt.container_spec["image"], image_id, where, self.uids)
         with _IMAGES_LOCK:
             lock = _IMAGE_LOCKS.setdefault(key, threading.Lock())
         with lock:
@@ -102,29 +121,32 @@ class PodIdentity:
             raise IdentityUnresolved(value)
         return value
 
-    def _read_image_now(self) -> tuple[str, dict, str]:
+    def _read_image_now(self) -> ImageFacts:
         image = self.pt.container_spec["image"]
         image_id = self.pt.container_status.get("imageID") or ""
-        local = local_engine_image(image, image_id)
+        local = local_engine_image(image, image_id, uids=self.uids)
         if local is not None:
             return local
         from debugkit.runtimes.kubernetes.registry import RegistryError, image_user_and_etc
 
         ref = image_id if "@sha256:" in image_id else image
         ref = ref.removeprefix("docker-pullable://")
+        via = f"registry {ref.split('/')[0]}"
         try:
-            user, files = image_user_and_etc(ref, architecture=self._node_architecture() or "amd64")
+            user, etc, problem = image_user_and_etc(ref, architecture=self._node_architecture() or "amd64",
+                                                    uids=self.uids)
         except RegistryError as exc:
             raise IdentityUnresolved(f"cannot read the image config of {image}: {exc}") from exc
-        return user, files, f"registry {ref.split('/')[0]}"
+        return ImageFacts(user, etc, via, problem)
 
-    def etc(self) -> tuple[dict, dict]:
-        """(passwd, group) of the image, empty when it cannot be read."""
-        try:
-            _user, files, _via = self.image_user()
-        except IdentityUnresolved:
-            return {}, {}
-        return ident.parse_passwd(files.get("etc/passwd", "")), ident.parse_group(files.get("etc/group", ""))
+    def etc(self) -> userdb.UserDb:
+        """The image's passwd and group entries; IdentityUnresolved when they cannot be read
+        (then the runtime's choice from them is unknown, and never guessed)."""
+        facts = self.image_user()
+        if facts.etc is None:
+            raise IdentityUnresolved(f"{facts.etc_error}, so the group the runtime chose from it is uncertain",
+                                     hint="pass --user UID:GID")
+        return facts.etc
 
     def _node_architecture(self) -> str | None:
         node = self.pt.pod["spec"].get("nodeName")
@@ -148,21 +170,21 @@ class PodIdentity:
         if pod_sc.get("fsGroup") is not None:
             extra.append(pod_sc["fsGroup"])
         user = f"{uid}:{gid}" if gid is not None else str(uid)
-        # A UID without a group takes its primary group from the image's passwd.
-        passwd, groups = self.etc() if gid is None else ({}, {})
-        resolved = ident.resolve_configured_user(user, passwd=passwd, groups=groups, missing_gid="zero",
-                                                 extra_groups=extra, source=ident.SOURCE_CONFIG)
-        return ident.name_identity(resolved.with_note(f"runAsUser from the {where} securityContext"), passwd)
+        # containerd runs UID:GID as given; a UID alone takes its primary group from the
+        # image's passwd, else 0 (oci.WithUserID), so that passwd must be readable.
+        db = self.etc() if gid is None else userdb.EMPTY
+        resolved = ident.runtime_user(user, db, extra_groups=extra, source=ident.SOURCE_CONFIG)
+        return ident.name_identity(resolved.with_note(f"runAsUser from the {where} securityContext"), db)
 
     def image_identity(self) -> ident.Identity:
-        user, files, via = self.image_user()
-        if not user:
+        facts = self.image_user()
+        if not facts.user:
             raise IdentityUnresolved(f"image {self.pt.container_spec['image']} sets no USER (it would run as root)")
-        passwd = ident.parse_passwd(files.get("etc/passwd", ""))
-        groups = ident.parse_group(files.get("etc/group", ""))
-        resolved = ident.resolve_configured_user(user, passwd=passwd, groups=groups, missing_gid="zero",
-                                                 source=ident.SOURCE_IMAGE)
-        return resolved.with_note(f"image config User {user!r} read from {via}")
+        from debugkit.runtimes.kubernetes.registry import needs_etc
+
+        db = self.etc() if needs_etc(facts.user) else userdb.EMPTY
+        resolved = ident.runtime_user(facts.user, db, source=ident.SOURCE_IMAGE)
+        return resolved.with_note(f"image config User {facts.user!r} read from {facts.via}")
 
     def sources(self, *, stop_at_first: bool = False) -> list[IdentitySource]:
         out = []
@@ -177,11 +199,16 @@ class PodIdentity:
         return out
 
     def resolve(self, user, sources: list[IdentitySource]) -> ident.Identity:
-        """--user wins (a bare UID takes its group from the image's passwd, else GID = UID,
-        as on every runtime); otherwise the first source that answered."""
+        """--user wins (a bare UID takes the group the runtime would give it: its passwd
+        entry's, else 0); otherwise the first source that answered."""
         if user is not None:
-            passwd = self.etc()[0] if user.gid is None else {}
-            return ident.name_identity(ident.identity_from_flag(user.text, passwd=passwd), passwd)
+            if user.gid is not None:
+                return ident.identity_from_flag(user.text)
+            try:
+                db = self.etc()
+            except IdentityUnresolved:
+                db = None
+            return ident.name_identity(ident.identity_from_flag(user.text, db=db), db)
         for source in sources:
             if source.identity is not None:
                 return source.identity
@@ -189,10 +216,64 @@ class PodIdentity:
         raise IdentityUnresolved(f"cannot determine the target's user ({errors})", hint="pass --user UID[:GID]")
 
 
-def local_engine_image(image: str, image_id: str) -> tuple[str, dict[str, str], str] | None:
-    """(User, {etc/passwd, etc/group}, via) when the local Docker engine holds exactly the
-    image the node runs (same ID or repo digest); None otherwise. Creates, never starts, a
-    throwaway container to read /etc through the archive API."""
+# How much of `docker save` config_digests reads before it gives up (the registry is the way then).
+MAX_EXPORT_BYTES = 256 << 20
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def config_digests(api, image: str, image_id: str) -> set[str]:
+    """The config digests of an image the local engine holds, read from its `docker save`
+    stream. The node reports an image by its config digest; an engine that keeps images
+    in containerd (Docker 29's default) names them by their manifest (or index) digest, so
+    proving "the very image the node runs" takes the manifest, which only the export holds.
+    The stream is read once, up to MAX_EXPORT_BYTES, keeping only small blobs (indexes and
+    manifests); empty when anything is off."""
+    import tarfile
+
+    from debugkit.core import jsonsafe
+
+    if not image_id.startswith("sha256:"):
+        return set()
+    small: dict[str, bytes] = {}
+    try:
+        resp, conn = api.export_stream(image)
+    except Exception:  # noqa: BLE001 - no export: no proof
+        return set()
+    try:
+        from debugkit.runtimes.kubernetes.registry import Bounded
+
+        with tarfile.open(fileobj=Bounded(resp, MAX_EXPORT_BYTES, what=f"the export of {image}"), mode="r|") as tar:
+            for member in tar:
+                name = member.name
+                if member.isfile() and name.startswith("blobs/sha256/") and member.size <= MAX_MANIFEST_BYTES:
+                    fh = tar.extractfile(member)
+                    small["sha256:" + name.rsplit("/", 1)[1]] = fh.read() if fh else b""
+    except Exception:  # noqa: BLE001 - a broken or endless export proves nothing
+        return set()
+    finally:
+        conn.close()
+    found: set[str] = set()
+    pending = [image_id]
+    while pending and len(found) < 64:
+        try:
+            doc = jsonsafe.loads(small.get(pending.pop(), b""), max_bytes=MAX_MANIFEST_BYTES)
+        except jsonsafe.Rejected:
+            continue
+        if not isinstance(doc, dict):
+            continue
+        config = doc.get("config")
+        if isinstance(config, dict) and isinstance(config.get("digest"), str):
+            found.add(config["digest"])
+        for entry in doc.get("manifests") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+                pending.append(entry["digest"])
+    return found
+
+
+def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | None:
+    """The image's facts when the local Docker engine holds exactly the image the node runs
+    (same ID or repo digest); None otherwise. Creates, never starts, a throwaway container
+    to stream /etc through the archive API."""
     if not image_id:
         return None
     try:
@@ -204,22 +285,29 @@ def local_engine_image(image: str, image_id: str) -> tuple[str, dict[str, str], 
     except Exception:  # no engine, no such image, a bad DOCKER_HOST: the registry is the way
         return None
     digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
-    if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])):
+    if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])
+            or digest in config_digests(api, image, attrs.get("Id") or "")):
         return None
     from debugkit.runtimes.kubernetes.registry import needs_etc
 
     user = (attrs.get("Config") or {}).get("User") or ""
-    files: dict[str, str] = {}
-    if needs_etc(user):
-        created = api.create_container({"Image": image, "Cmd": ["/nonexistent"],
-                                        "Labels": {LABEL_MANAGED: "probe"}})
-        try:
-            probe = ContainerProbe(api)
-            for path in ("/etc/passwd", "/etc/group"):
-                text = probe.read_file(created["Id"], path)
-                if text is not None:
-                    files[path.lstrip("/")] = text
-        finally:
-            with contextlib.suppress(Exception):
-                api.remove_container(created["Id"], force=True)
-    return user, files, "the local engine"
+    if not isinstance(user, str):
+        user = ""
+    if not needs_etc(user, uids):
+        return ImageFacts(user, userdb.EMPTY, "the local engine")
+    wanted = userdb.Wanted.for_user(user, uids=uids)
+    created = api.create_container({"Image": image, "Cmd": ["/nonexistent"], "Labels": {LABEL_MANAGED: "probe"}})
+    try:
+        probe = ContainerProbe(api)
+        users = probe.scan_file(created["Id"], "/etc/passwd", lambda chunks: userdb.scan_passwd(chunks, wanted))
+        names = {u.name for u in users or ()}
+        groups = probe.scan_file(created["Id"], "/etc/group", lambda chunks: userdb.scan_group(chunks, wanted, names))
+    except userdb.Unreadable as exc:
+        return ImageFacts(user, None, "the local engine", str(exc))
+    except Exception:  # the engine failed half-way: the registry is the way
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            api.remove_container(created["Id"], force=True)
+    return ImageFacts(user, userdb.UserDb(users or (), groups or (), users is not None, groups is not None, wanted),
+                      "the local engine")

@@ -19,6 +19,7 @@ from debugkit.core.errors import (
     DebugkitError,
     EphemeralContainersUnavailable,
     FileInvalid,
+    Interrupted,
     InvalidInput,
     PolicyRejected,
     TargetNotFound,
@@ -31,6 +32,8 @@ from debugkit.core.profiles import apply_profile
 from debugkit.core.spec import ENV_REASON, ENV_SESSION, base_spec
 from debugkit.runtimes.base import (Plan, ResolvedTarget, Runtime, SessionRow, Streams, guard_command, guard_name,
                                     local_user, with_target_env)
+from debugkit.core.reuse import NOT_RECORDED, refusal_line, reuse_refusal
+from debugkit.runtimes import reuse_records
 from debugkit.runtimes.kubernetes import podsecurity, translate
 from debugkit.runtimes.kubernetes.errors import api_error
 from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
@@ -150,7 +153,8 @@ class KubernetesRuntime(Runtime):
 
     def plan(self, options: SidecarOptions, *, mode: str, thorough: bool = False) -> Plan:
         pt = self.find_target(options.target)
-        identities = PodIdentity(self.api, pt)
+        flag = options.user
+        identities = PodIdentity(self.api, pt, uids=(flag.uid,) if flag is not None and flag.gid is None else ())
         sources = identities.sources(stop_at_first=not thorough)
         identity = identities.resolve(options.user, sources)
         me = local_user()
@@ -167,9 +171,8 @@ class KubernetesRuntime(Runtime):
             spec = spec.evolve(command=with_target_env(spec.command or INTERACTIVE_SHELL))
         keep_alive = DEFAULT_KEEP_ALIVE if options.keep_alive is None else options.keep_alive
         helper = options.image is None  # the toolbox carries debugkit-helper; a foreign image may not
-        key = translate.reuse_key(spec, target_container=pt.container, custom=options.custom, local_user=me)
-        reuse = None if options.new else reusable_container(pt.pod, key)
-        name = reuse or spec.name
+        key = translate.reuse_key(spec, target_container=pt.container, custom=options.custom, local_user=me,
+                                  keep_alive=keep_alive)
         # The container this plan would start (also when a reused one has ended by the time
         # of the exec): its keep-alive listens on its own name, which its execs hold.
         container_spec = spec.evolve(
@@ -180,6 +183,12 @@ class KubernetesRuntime(Runtime):
         container = translate.ephemeral_container(container_spec, target_container=pt.container,
                                                   custom=options.custom)
         warnings = []
+        # --keep-alive 0 makes the container end with its command: never one to reuse.
+        reuse, refused = (None, None) if options.new or not keep_alive else \
+            self.trusted_reuse(pt, key, container, keep_alive=keep_alive, helper=helper)
+        if refused:
+            warnings.append(refused)
+        name = reuse or spec.name
         if not helper:
             warnings.append(f"the image {spec.image} may lack debugkit-helper: without it the debug container "
                             f"lives a fixed {max(60, int(keep_alive))} s and orphaned processes go to the target's "
@@ -195,7 +204,7 @@ class KubernetesRuntime(Runtime):
                 hint="use --profile restricted" if spec.profile != "restricted" else None,
             )
         facts = {"pod_target": pt, "timeout": options.timeout, "helper": helper, "keep_alive": keep_alive,
-                 "level": level, "admitted": not found, "container": name}
+                 "level": level, "admitted": not found, "container": name, "reuse_key": key}
         target = ResolvedTarget(runtime=self.name, name=pt.name, id=pt.uid, image=pt.container_spec.get("image", ""),
                                 namespace=pt.namespace, pod=pt.pod_name, container=pt.container)
         return Plan(runtime=self.name, mode=mode, target=target, spec=spec, request=container,
@@ -275,15 +284,59 @@ class KubernetesRuntime(Runtime):
         return name, self.stream(plan.facts["pod_target"], container, guard_command(name), stdin=True, tty=False)
 
     def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
-        """The running debug container the plan uses: the one it reuses, or a new one."""
+        """The running debug container the plan uses: the one it reuses, or a new one. A
+        reused one that fails to start is dropped, and a new one starts in its place."""
+        pt = plan.facts["pod_target"]
         if plan.reuse is not None:
-            state = self.debug_status(plan.facts["pod_target"].pod, plan.reuse).get("state") or {}
-            if "running" not in state:
+            state = self.debug_status(pt.pod, plan.reuse).get("state") or {}
+            if "running" in state:
+                return plan.reuse
+            try:
                 self.wait_ready(plan, name=plan.reuse, on_waiting=on_waiting)
-            return plan.reuse
-        self.launch(plan.facts["pod_target"], plan.request)
+                return plan.reuse
+            except (Interrupted, ContainerNotReady):
+                raise
+            except DebugkitError as exc:
+                reuse_records.forget(self.name, pt.uid, plan.facts["reuse_key"], plan.reuse)
+                if on_waiting:
+                    on_waiting(refusal_line(plan.reuse, str(exc)))
+        self.launch(pt, plan.request)
+        if plan.facts.get("reuse_key") and plan.facts.get("keep_alive"):
+            reuse_records.remember(self.name, pt.uid, plan.facts["reuse_key"],
+                                   reuse_records.Record(plan.spec.name, plan.spec.name))
         self.wait_ready(plan, name=plan.spec.name, on_waiting=on_waiting)
         return plan.spec.name
+
+    def trusted_reuse(self, pt: PodTarget, key: str, container: dict, *, keep_alive: float,
+                      helper: bool) -> tuple[str | None, str | None]:
+        """(the debug container to exec into, or None; the one line that says why a
+        candidate is not reused, or None). Only the container this person's debugkit
+        recorded adding to this very pod (its UID) for this key is a candidate, and only
+        when its spec and status are exactly the plan's: image (and digest), user,
+        securityContext, target and keep-alive command (core/reuse.py). A look-alike that
+        merely carries the key in its environment, planted by anyone who may patch
+        pods/ephemeralcontainers, is named and skipped; so is one that cannot start."""
+        specs = {c.get("name"): c for c in pt.pod["spec"].get("ephemeralContainers") or []}
+        record = reuse_records.recall(self.name, pt.uid, key)
+        if record is not None:
+            found_spec = specs.get(record.name)
+            if found_spec is not None:
+                found = translate.found_facts(found_spec, self.debug_status(pt.pod, record.name))
+                wanted = translate.planned_facts(container, name=record.name, command=translate.keepalive_command(
+                    record.name, idle=keep_alive, helper=helper))
+                why = reuse_refusal(found, wanted, recorded=True, recorded_digest=record.digest)
+                if why is None:
+                    if record.digest is None and found.digest:  # the image it runs is known now: pin it
+                        reuse_records.remember(self.name, pt.uid, key, replace(record, digest=found.digest))
+                    return record.name, None
+                reuse_records.forget(self.name, pt.uid, key, record.name)
+                if found.state.startswith("terminated"):
+                    return None, None  # it ended by itself (its keep-alive expired): nothing to say
+                return None, refusal_line(record.name, why)
+            reuse_records.forget(self.name, pt.uid, key, record.name)
+        for name in lookalikes(pt.pod, key):
+            return None, refusal_line(name, NOT_RECORDED)
+        return None, None
 
     def wait_ready(self, plan: Plan, *, name: str, on_waiting: Callable[[str], None] | None = None) -> None:
         """Exec a no-op until it runs. The kubelet finds a new container in the runtime about
@@ -520,17 +573,14 @@ def _warn(message: str) -> None:
     sys.stderr.write(f"debugkit: warning: {safe(message)}\n")
 
 
-def reusable_container(pod: dict, key: str) -> str | None:
-    """A debug container in this pod that debugkit made for the same person, identity,
-    image, profile and target container (its reuse key) and that has not ended. The API
-    reports `running` about a second after the container really runs: one still reported
-    as waiting is taken too, and the first exec into it finds out (wait_ready)."""
+def lookalikes(pod: dict, key: str) -> list[str]:
+    """Debug containers of this pod that carry the reuse key and have not ended, newest
+    first: candidates only in name (see KubernetesRuntime.trusted_reuse)."""
     states = {st["name"]: (st.get("state") or {}) for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []}
+    found = []
     for ctr in reversed(pod["spec"].get("ephemeralContainers") or []):
         env = {e.get("name"): e.get("value") for e in ctr.get("env") or []}
-        state = states.get(ctr["name"], {})
-        # --keep-alive 0 made it to end with its command: it is ending, or gone, not reusable.
-        if ctr["name"].startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
-                and "terminated" not in state and env.get(translate.ENV_KEEP_ALIVE) != "0":
-            return ctr["name"]
-    return None
+        if str(ctr.get("name", "")).startswith(translate.NAME_PREFIX) and env.get(translate.ENV_REUSE) == key \
+                and "terminated" not in states.get(ctr["name"], {}):
+            found.append(ctr["name"])
+    return found

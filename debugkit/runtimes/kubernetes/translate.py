@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 from debugkit.core.errors import InvalidInput
+from debugkit.core.reuse import RUNNING, STARTING, SidecarFacts
 from debugkit.core.spec import SidecarSpec
 from debugkit.runtimes.base import HELPER_PATH, HELPER_PROTOCOL, reaped
 
@@ -21,6 +22,14 @@ ENV_PROFILE = "DEBUGKIT_SIDECAR_PROFILE"  # for `ps` (ephemeral containers carry
 # How long a keep-alive waits for its first command before it gives up (a CLI that died
 # between the PATCH and its first exec must not leave a container for ever).
 FIRST_COMMAND_SECONDS = 120
+# What --custom may never set, and why: what the debug container is, what it runs and how
+# long it lives (kubectl debug refuses the same for its --custom).
+FIXED_FIELDS = {
+    "name": "name", "targetContainerName": "target", "image": "image", "command": "command", "args": "command",
+    "lifecycle": "lifecycle", "stdin": "lifecycle (its stdin decides when it ends)",
+    "stdinOnce": "lifecycle (its stdin decides when it ends)", "tty": "terminal",
+    "volumeDevices": "devices", "restartPolicy": "lifecycle",
+}
 # Fields of the securityContext that decide privilege: --custom may not touch them
 # unless the profile already grants as much (see check_custom).
 PRIVILEGE_FIELDS = ("privileged", "runAsUser", "runAsGroup", "runAsNonRoot", "allowPrivilegeEscalation",
@@ -51,9 +60,11 @@ def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, gu
     return ["sh", "-c", script, name, *argv]
 
 
-def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, local_user: str) -> str:
+def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, local_user: str,
+              keep_alive: float | None = None) -> str:
     """What two attaches must share to use one debug container: the target container, the
-    person, the sidecar's identity, image and profile, and any --custom."""
+    person, the sidecar's identity, image and profile, any --custom, and the keep-alive
+    (its idle limit is part of the container's command)."""
     import hashlib
     import json
 
@@ -61,7 +72,53 @@ def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, 
     # may not know what this one asks of it (the image's tag can have moved since).
     facts = [target_container, local_user, spec.uid, spec.gid, list(spec.supplementary_groups), spec.image,
              spec.profile, custom or {}, HELPER_PROTOCOL]
+    if keep_alive is not None:
+        facts.append(int(keep_alive))
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+# Waiting reasons of a debug container on its way to running: reusing it means waiting.
+STARTING_REASONS = {None, "", "ContainerCreating", "PodInitializing"}
+
+
+def _digest(image_id: str | None) -> str | None:
+    """sha256:... of an imageID (docker-pullable://repo@sha256:..., repo@sha256:..., sha256:...)."""
+    if not isinstance(image_id, str) or "sha256:" not in image_id:
+        return None
+    return "sha256:" + image_id.rsplit("sha256:", 1)[1]
+
+
+def _security(container: dict) -> dict:
+    return {"securityContext": container.get("securityContext") or {},
+            "targetContainerName": container.get("targetContainerName") or ""}
+
+
+def planned_facts(container: dict, *, name: str, command) -> SidecarFacts:
+    """What a reused debug container named `name` must be to serve this plan: the plan's
+    image (and digest, when the reference pins one), user and securityContext (after
+    --custom), targeting the same container, running its own keep-alive command."""
+    sc = container.get("securityContext") or {}
+    return SidecarFacts(name=name, image=container["image"], user=f"{sc.get('runAsUser')}:{sc.get('runAsGroup')}",
+                        security=_security(container), command=tuple(command),
+                        digest=_digest(container["image"]) if "@" in container["image"] else None)
+
+
+def found_facts(container: dict, status: dict) -> SidecarFacts:
+    """What an ephemeral container of the pod is, from its spec and status."""
+    sc = container.get("securityContext") or {}
+    state = status.get("state") or {}
+    if "running" in state:
+        now = RUNNING
+    elif "terminated" in state:
+        now = f"terminated: {state['terminated'].get('reason') or 'exit ' + str(state['terminated'].get('exitCode'))}"
+    elif (state.get("waiting") or {}).get("reason") in STARTING_REASONS:
+        now = STARTING
+    else:
+        now = f"waiting: {state['waiting'].get('reason')}"
+    command = [*(container.get("command") or []), *(container.get("args") or [])]
+    return SidecarFacts(name=container.get("name", ""), image=str(container.get("image") or ""),
+                        user=f"{sc.get('runAsUser')}:{sc.get('runAsGroup')}", security=_security(container),
+                        command=tuple(str(c) for c in command), state=now, digest=_digest(status.get("imageID")))
 
 
 def security_context(spec: SidecarSpec) -> dict:
@@ -110,10 +167,22 @@ def ephemeral_container(spec: SidecarSpec, *, target_container: str, custom: dic
 
 def check_custom(custom: dict, container: dict) -> None:
     """--custom may shape the container (env, workingDir, resources, volumeMounts...) but
-    never raise its privileges: a file may ask, only a --profile flag grants."""
-    for key in ("name", "targetContainerName"):
+    never raise its privileges (a file may ask, only a --profile flag grants), and never
+    change what the debug container is or how long it lives: as kubectl debug's --custom
+    (KEP-4292), not its name, image, command, args or lifecycle, nor debugkit's own
+    DEBUGKIT_* variables, which carry its session, reuse key and keep-alive."""
+    for key in FIXED_FIELDS:
         if key in custom:
-            raise InvalidInput(f"--custom may not set {key!r}")
+            raise InvalidInput(f"--custom may not set {key!r}: debugkit decides the debug container's "
+                               f"{FIXED_FIELDS[key]}")
+    env = custom.get("env")
+    if env is not None:
+        if not isinstance(env, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in env):
+            raise InvalidInput("--custom: env must be a list of {name, value} mappings")
+        for entry in env:
+            if entry["name"].startswith("DEBUGKIT_"):
+                raise InvalidInput(f"--custom may not set the environment variable {entry['name']}: debugkit's "
+                                   f"own variables carry the session, its reuse key and its keep-alive")
     sc = custom.get("securityContext")
     if sc is None:
         return
@@ -128,11 +197,16 @@ def check_custom(custom: dict, container: dict) -> None:
 
 
 def merge(base: dict, override: dict) -> dict:
-    """Recursive merge: mappings merge, everything else (lists included) is replaced."""
+    """Recursive merge: mappings merge; `env` merges by name, as a strategic merge patch
+    does (so --custom adds to debugkit's variables instead of replacing them); every other
+    list is replaced."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value)
+        elif key == "env" and isinstance(value, list) and isinstance(out.get(key), list):
+            given = {e["name"]: copy.deepcopy(e) for e in value}
+            out[key] = [given.pop(e["name"], e) for e in out[key]] + list(given.values())
         else:
             out[key] = copy.deepcopy(value)
     return out

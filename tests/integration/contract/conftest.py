@@ -61,12 +61,20 @@ def toolbox_everywhere(runtime, request, toolbox_image):
 
 
 @pytest.fixture(scope="session")
-def registry_target_image(k8s_cluster, fixture_images) -> str:
-    """The target image as a cluster sees one: in a registry (the project's local one), so
-    debugkit reads its USER and /etc/passwd the way it does in production, and on the node."""
-    pushed = subprocess.run([str(REPO / "scripts" / "registry-testenv"), "push", fixture_images[TARGET_IMAGE_KIND]],
-                            check=True, capture_output=True, text=True, timeout=300).stdout.strip()
-    return k8s_cluster.load_image(pushed)
+def registry_images(k8s_cluster, fixture_images):
+    """A fixture image as a cluster sees one: in a registry (the project's local one), so
+    debugkit reads its USER and /etc/passwd the way it does in production, and on the node.
+    Pushed once per kind and session."""
+    pushed: dict[str, str] = {}
+
+    def image(kind: str = TARGET_IMAGE_KIND) -> str:
+        if kind not in pushed:
+            ref = subprocess.run([str(REPO / "scripts" / "registry-testenv"), "push", fixture_images[kind]],
+                                 check=True, capture_output=True, text=True, timeout=300).stdout.strip()
+            pushed[kind] = k8s_cluster.load_image(ref)
+        return pushed[kind]
+    return image
+
 
 
 @pytest.fixture
@@ -74,8 +82,9 @@ def make_target(runtime, request, fixture_images, toolbox_everywhere, k8s_namesp
     """Start a fresh target on the runtime under test; all of them are removed afterwards."""
     made: list[Target] = []
 
-    def make(**pod) -> Target:
-        image = fixture_images[TARGET_IMAGE_KIND]
+    def make(kind: str = TARGET_IMAGE_KIND, **pod) -> Target:
+        """A target of the fixture `kind` (tests/fixtures/targets/KIND.Dockerfile)."""
+        image = fixture_images[kind]
         if runtime == "docker":
             request.getfixturevalue("docker_client")
             target = engine_target(EngineCli("docker"), image, "", runtime, {})
@@ -84,7 +93,7 @@ def make_target(runtime, request, fixture_images, toolbox_everywhere, k8s_namesp
             target = engine_target(EngineCli("podman"), f"localhost/{image}", "podman://", runtime, {})
         else:
             cluster = request.getfixturevalue("k8s_cluster")
-            target = kube_target(cluster, k8s_namespace, request.getfixturevalue("registry_target_image"), **pod)
+            target = kube_target(cluster, k8s_namespace, request.getfixturevalue("registry_images")(kind), **pod)
         made.append(target)
         return target
 

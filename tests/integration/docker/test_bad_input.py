@@ -3,6 +3,7 @@ one line on stderr with no traceback, and leaves nothing behind (no container, n
 temporary file, no changed file at the report path)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from tests.helpers import leaked_sidecars, wait_for
 
 pytestmark = pytest.mark.docker
 
-USAGE, INPUT, FILE, NOT_FOUND, NOT_RUNNING, UNREACHABLE, IMAGE, PIPE = 2, 64, 65, 66, 67, 69, 71, 141
+USAGE, INPUT, FILE, NOT_FOUND, NOT_RUNNING, UNREACHABLE, IMAGE, AUDIT, PIPE = 2, 64, 65, 66, 67, 69, 71, 73, 141
 PATH_MISSING, NOT_DIR, SPECIAL = 81, 84, 87
 
 NESTED = "a:\n" + "".join("  " * i + "- \n" for i in range(1, 40))
@@ -141,6 +142,22 @@ CASES = [
      {"rb.yaml": RUNBOOK}, INPUT),
     ("report to a fifo", ["runbook", "run", "{D}/rb.yaml", "{T}", "--report", "{D}/fifo"], {},
      {"rb.yaml": RUNBOOK, "fifo": ("fifo",)}, INPUT),
+    # issue 27, item 12: an audit log that is not a regular file is refused before anything is launched
+    ("audit log a FIFO", ["attach", "{T}", "--", "true"], {"DEBUGKIT_AUDIT_LOG": "{D}/fifo"}, {"fifo": ("fifo",)},
+     AUDIT),
+    ("audit log /dev/full", ["attach", "{T}", "--", "true"], {"DEBUGKIT_AUDIT_LOG": "/dev/full"}, {}, AUDIT),
+    ("audit log /dev/null", ["attach", "{T}", "--", "true"], {"DEBUGKIT_AUDIT_LOG": "/dev/null"}, {}, AUDIT),
+    ("audit log /dev/zero", ["audit"], {"DEBUGKIT_AUDIT_LOG": "/dev/zero"}, {}, AUDIT),
+    ("audit log a directory", ["attach", "{T}", "--", "true"], {"DEBUGKIT_AUDIT_LOG": "{D}"}, {}, AUDIT),
+    ("audit log a symlink", ["attach", "{T}", "--", "true"], {"DEBUGKIT_AUDIT_LOG": "{D}/link"},
+     {"real.jsonl": "", "link": ("symlink", "real.jsonl")}, AUDIT),
+    # issue 27, item 10: nested JSON where debugkit reads JSON is one line, not a RecursionError
+    ("docker context meta.json nested", ["attach", "{T}", "--", "true"],
+     {"DOCKER_CONFIG": "{D}/docker", "DOCKER_CONTEXT": "deep"},
+     {f"docker/contexts/meta/{hashlib.sha256(b'deep').hexdigest()}/meta.json": "[" * 100000 + "]" * 100000}, INPUT),
+    ("docker context meta.json a FIFO", ["attach", "{T}", "--", "true"],
+     {"DOCKER_CONFIG": "{D}/docker", "DOCKER_CONTEXT": "fifo"},
+     {f"docker/contexts/meta/{hashlib.sha256(b'fifo').hexdigest()}/meta.json": ("fifo",)}, INPUT),
     # cp and port-forward (issue 27, 3.2, 3.5, 3.16)
     ("cp out onto /dev/null", ["cp", "{T}:/server", "/dev/null"], {}, {}, SPECIAL),
     ("cp out onto /dev/null, --force", ["cp", "--force", "{T}:/server", "/dev/null"], {}, {}, SPECIAL),
@@ -178,6 +195,7 @@ def targets(docker_client, fixture_images):
 def materialize(directory: Path, files: dict) -> None:
     for name, content in files.items():
         path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, tuple) and content[0] == "symlink":
             path.symlink_to(directory / content[1])
         elif isinstance(content, tuple) and content[0] == "fifo":

@@ -62,7 +62,8 @@ def test_a_dead_docker_host_fails_that_check_with_its_fix():
     lines = lines_by_name(out)
     assert lines["docker-engine"].startswith("FAIL ")
     assert "cannot reach the Docker engine at tcp://127.0.0.1:1" in lines["docker-engine"]
-    assert "fix: start it" in lines["docker-engine"] and "DOCKER_HOST" in lines["docker-engine"]
+    assert "fix: start the Docker engine on that host: systemctl start docker" in lines["docker-engine"]
+    assert "DOCKER_HOST" in lines["docker-engine"] and "scripts/" not in out
     assert lines["docker-toolbox"].startswith("skip ")
     assert lines["config"].startswith("ok ")  # one failure does not hide the rest
     code, checks = as_json(env={"DOCKER_HOST": "tcp://127.0.0.1:1"})

@@ -193,3 +193,37 @@ def test_every_container_debugkit_creates_is_recorded(start_target, toolbox_imag
             if proc.poll() is None:
                 proc.kill()
     assert (code, proc.stderr.read()) == (ExitCode.TERMINATED, b"debugkit: received SIGTERM, cleaned up\n")
+
+
+# == Round 2 (issue 27) ==========================================================================================
+
+def test_gc_and_audit_count_a_deeply_nested_line_and_carry_on(toolbox_image, audit_log, start_target):
+    """Item 10: a line of 100,000 nested brackets ended gc with 'internal error' and exit 0."""
+    start_target("named-user")
+    audit_log.write_text("[" * 100000 + "]" * 100000 + "\n")
+    for argv in (("gc", "--runtime", "docker", "--dry-run", "-o", "json"), ("audit", "-o", "json")):
+        result = run_cli(*argv)
+        _out, errout = text(result)
+        assert result.returncode == 0 and "internal error" not in errout and "Traceback" not in errout, errout
+        assert errout.splitlines() == [f"debugkit: warning: skipped 1 malformed line(s) in the audit log {audit_log}"]
+        assert isinstance(json.loads(result.stdout), list)
+
+
+def test_the_audit_record_names_the_real_uid_and_sudo_user_not_user(start_target, toolbox_image, audit_log):
+    """Item 6: $USER is anyone's to set; the record names the real UID, its passwd name, and SUDO_USER."""
+    import os
+    import pwd
+
+    target = start_target("named-user")
+    result = run_cli("attach", target.name, "--", "true", env={"USER": "mallory", "LOGNAME": "mallory",
+                                                               "SUDO_USER": "alice"})
+    assert result.returncode == 0, result.stderr
+    start = next(r for r in audit_records(audit_log) if r["event"] == "start")
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        name = str(os.getuid())
+    assert (start["local_user"], start["local_uid"], start["sudo_user"]) == (name, os.getuid(), "alice")
+    listed = run_cli("audit", "-o", "json")
+    (session,) = json.loads(listed.stdout)
+    assert session["local_user"] == name and session["sudo_user"] == "alice"

@@ -72,7 +72,7 @@ def test_sigkill_mid_command_leaves_no_sidecar_and_valid_audit(docker_client, st
     _gone(docker_client, target, timeout=3 + 10, what="the sidecar to go within 10 s of its command ending")
     records = audit_records(audit_log)  # parses every line: none is half-written
     assert [r["event"] for r in records] == ["start", "created"]
-    gc = run_cli("gc")
+    gc = run_cli("gc", "--runtime", "docker")  # not hostage to the other runtimes' health
     assert gc.returncode == 0 and b"closed" in gc.stdout
     events = [(r["event"], r.get("outcome")) for r in audit_records(audit_log)]
     assert events == [("start", None), ("created", None), ("end", "abandoned")]

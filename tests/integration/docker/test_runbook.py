@@ -375,7 +375,8 @@ def tls_dependency(docker_client, toolbox_image):
     try:
         wait_for(lambda: b"READY" in ctr.logs(), timeout=60, what="the TLS server")
         ctr.reload()
-        yield ctr.attrs["NetworkSettings"]["IPAddress"]
+        # The per-network address: API 1.52 (Docker 29) no longer repeats it at the top level.
+        yield ctr.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
     finally:
         ctr.remove(force=True)
 

@@ -117,3 +117,44 @@ def test_the_reason_is_in_the_pod_spec_ps_and_the_audit_log(k8s_cluster, target_
     ps = kube(k8s_cluster, "ps", "-o", "json", "--runtime", "kubernetes", "-n", restricted_ns)
     assert [row["reason"] for row in json.loads(ps.stdout) if row["name"] == spec.name] == [reason]
     assert audit_records(audit_log)[0]["reason"] == reason
+
+
+# -- issue 27 ----------------------------------------------------------------------------------------------------
+
+def test_a_planted_debug_container_that_cannot_start_does_not_stop_later_attaches(k8s_cluster, target_pod,
+                                                                                  restricted_ns, toolbox_on_node,
+                                                                                  tmp_path):
+    """Item 3: a container with the reuse key, planted by someone who may patch
+    pods/ephemeralcontainers and stuck in ErrImagePull, made every later attach fail."""
+    pod = target_pod.metadata.name
+    first = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--", "true",
+                 env={"XDG_STATE_HOME": str(tmp_path / "someone")})
+    assert first.returncode == 0, first.stderr
+    current = k8s_cluster.api.read_namespaced_pod(pod, restricted_ns)
+    (original,) = k8s_cluster.api.api_client.sanitize_for_serialization(current.spec.ephemeral_containers)
+    broken = {**original, "name": "debugkit-broken", "image": "127.0.0.1:1/nothing/here:1",
+              "command": ["sleep", "600"]}
+    # A JSON patch appends it after ours, newest last, as a plant by hand with kubectl does.
+    k8s_cluster.api.patch_namespaced_pod_ephemeralcontainers(
+        pod, restricted_ns, [{"op": "add", "path": "/spec/ephemeralContainers/-", "value": broken}])
+    for attempt in range(2):
+        ran = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--timeout", "60", "--", "id", "-u",
+                   env={"XDG_STATE_HOME": str(tmp_path / f"me{attempt}")})
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == b"65532\n"
+    states, _ = debug_containers(k8s_cluster, restricted_ns, pod)
+    assert states.get("debugkit-broken") != "running"
+
+
+def test_custom_may_not_replace_the_command_or_outlive_keep_alive(k8s_cluster, target_pod, restricted_ns,
+                                                                 toolbox_on_node, tmp_path):
+    """Item 18: `command: [sleep, "3600"]` in --custom ran despite --keep-alive 0."""
+    pod = target_pod.metadata.name
+    custom = tmp_path / "custom.yaml"
+    custom.write_text('command: [sleep, "3600"]\n')
+    refused = kube(k8s_cluster, "attach", f"pod/{pod}", "-n", restricted_ns, "--keep-alive", "0",
+                   "--custom", str(custom), "--", "true")
+    assert refused.returncode == 64 and b"--custom may not set 'command'" in refused.stderr, refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
+    _, names = debug_containers(k8s_cluster, restricted_ns, pod)
+    assert names == []  # refused before the pod was patched

@@ -16,7 +16,7 @@ import pytest
 from tests.fixtures.transfer.image import build_image
 from tests.helpers import RUN_ID, RUN_LABEL, labels_for_test
 from tests.integration.transfer.helpers import (
-    PODMAN_SOCKET, RUNTIMES, RuntimeHelper, Target, podman_has, runtime_helper,
+    PODMAN_SOCKET, RUNTIMES, RuntimeHelper, Target, podman_copy, runtime_helper,
 )
 
 
@@ -69,14 +69,15 @@ def podman_images(podman_client, docker_client, transfer_image, toolbox_image):
     """The transfer target and the toolbox in Podman's store, as Docker has them."""
     refs = {}
     for ref in (transfer_image, toolbox_image):
-        local = f"localhost/{ref}"
-        image_id = docker_client.images.get(ref).id
-        if not podman_has(podman_client, local, image_id):
+        docker_attrs = docker_client.images.get(ref).attrs
+        local = podman_copy(podman_client, ref, docker_attrs)
+        if local is None:
             save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
             load = subprocess.run(["podman", "load", "-q"], stdin=save.stdout, capture_output=True, text=True)
             save.wait()
             assert load.returncode == 0, load.stderr
-            assert podman_has(podman_client, local, image_id), f"{local} in Podman is not Docker's {image_id}"
+            local = podman_copy(podman_client, ref, docker_attrs)
+            assert local is not None, f"Podman holds no copy of Docker's {ref} after loading it"
         refs[ref] = local
     return refs
 

@@ -196,11 +196,24 @@ class KubeHelper(RuntimeHelper):
                 if st.state.running is not None or st.state.waiting is not None]
 
 
-def podman_has(client, ref: str, image_id: str) -> bool:
-    try:
-        return client.images.get(ref).id == image_id
-    except Exception:  # noqa: BLE001
-        return False
+def image_content(attrs: dict) -> tuple:
+    """What identifies an image's content in both stores: its layers' diff IDs and its
+    labels. Not its ID: Docker 29 keeps images in containerd, where the ID is the
+    manifest's digest, while Podman's is the config's."""
+    return tuple((attrs.get("RootFS") or {}).get("Layers") or ()), (attrs.get("Config") or {}).get("Labels") or {}
+
+
+def podman_copy(client, ref: str, docker_attrs: dict) -> str | None:
+    """The name under which Podman holds Docker's `ref` with the same content, or None.
+    `docker save | podman load` names it localhost/REF from a classic Docker store, and
+    docker.io/REF from Docker 29's containerd store (its OCI archive names the image in full)."""
+    for name in (f"localhost/{ref}", f"docker.io/{ref}"):
+        try:
+            if image_content(client.images.get(name).attrs) == image_content(docker_attrs):
+                return name
+        except Exception:  # noqa: BLE001
+            continue
+    return None
 
 
 def runtime_helper(request, name: str):

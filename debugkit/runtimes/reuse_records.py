@@ -1,0 +1,82 @@
+"""The local record of the kept-alive sidecars this person's debugkit started.
+
+One small file per reuse key under $XDG_STATE_HOME/debugkit/kept-alive/ (the state
+directory is 0700, each file 0600): the sidecar's name and ID, where it runs (an engine
+address, a pod's UID), and, once known, the image digest it runs from. A reuse key alone
+is written on the container, where anyone who can create containers can write it too;
+this record is written only here, by this person's debugkit, right after it started the
+sidecar (core/reuse.py decides with it). A record that is missing, unreadable or
+malformed is no record: a new sidecar starts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from debugkit.core import jsonsafe
+from debugkit.core.files import read_regular, state_dir, state_home
+
+MAX_RECORD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    id: str
+    digest: str | None = None
+
+
+def _path(runtime: str, scope: str, key: str, *, create: bool) -> Path:
+    name = hashlib.sha256("\0".join((runtime, scope, key)).encode()).hexdigest()[:32]
+    if create:
+        directory = state_dir() / "kept-alive"  # the state directory made 0700 first
+        directory.mkdir(mode=0o700, exist_ok=True)
+    else:
+        directory = state_home() / "debugkit" / "kept-alive"
+    return directory / f"{name}.json"
+
+
+def recall(runtime: str, scope: str, key: str) -> Record | None:
+    """The sidecar this debugkit started for `key` at `scope`, or None."""
+    try:
+        data = jsonsafe.loads(read_regular(_path(runtime, scope, key, create=False), MAX_RECORD_BYTES),
+                              max_bytes=MAX_RECORD_BYTES)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("name", "id")):
+        return None
+    digest = data.get("digest")
+    return Record(data["name"], data["id"], digest if isinstance(digest, str) else None)
+
+
+def remember(runtime: str, scope: str, key: str, record: Record) -> None:
+    """Write the record (atomically, 0600). Best effort: a sidecar whose record cannot be
+    written still runs this session; the next one starts its own."""
+    tmp = None
+    try:
+        path = _path(runtime, scope, key, create=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"name": record.name, "id": record.id, "digest": record.digest}, fh)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def forget(runtime: str, scope: str, key: str, name: str) -> None:
+    """Drop the record, if it is still the one for `name` (another session may have
+    recorded a newer sidecar since)."""
+    found = recall(runtime, scope, key)
+    if found is not None and found.name == name:
+        try:
+            _path(runtime, scope, key, create=False).unlink()
+        except OSError:
+            pass
