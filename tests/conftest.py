@@ -3,7 +3,6 @@ they and the tests share are in tests/helpers.py."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -12,12 +11,9 @@ import pytest
 from tests.helpers import FIXTURES, IN_CI, REPO, RUN_ID, RUN_LABEL, sweep_stale_containers
 
 # A suite started from a background job (`scripts/test &`) inherits an ignored SIGINT, and
-# an ignored signal stays ignored across exec: every CLI the tests start would then
-# shrug off the SIGINT (or the terminal's ^C) that a test sends it. debugkit rightly
-# honours an inherited ignore (the POSIX convention), so the suite restores the default
-# for its children instead: a handled signal is reset to the default by exec.
-if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+# so does every CLI it starts. No workaround here: debugkit's sessions take SIGINT,
+# SIGTERM and SIGHUP whatever they inherited, as kubectl does (issue 27), and
+# test_lifecycle.py starts them with all three ignored to show it.
 
 
 @pytest.fixture(autouse=True)

@@ -41,7 +41,38 @@ def _debug_requested() -> bool:
     return _DEBUG["on"] or "--debug" in sys.argv[1:] or os.environ.get("DEBUGKIT_DEBUG") == "1"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, with two of click's own reactions replaced by debugkit's: a
+    broken pipe is exit 141, quietly (click would exit 1), and Ctrl-C or SIGINT, once
+    every cleanup has run, is one line and 130 (click would print an empty line first
+    and lose the cleanup's word)."""
+
+    def make_context(self, *args, **kwargs):
+        try:  # `debugkit --help | head -1` writes here
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise OutputClosed("output closed by its reader") from exc
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise OutputClosed("output closed by its reader") from exc
+        except KeyboardInterrupt:
+            _end_echoed_line()
+            raise Interrupted("interrupted, cleaned up") from None
+
+
+def _end_echoed_line() -> None:
+    """A terminal echoed ^C where its cursor was: our line starts on a line of its own."""
+    try:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="debugkit")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors, and what was negotiated with the engine.")
 @click.option("--config", "config_file", metavar="FILE", envvar="DEBUGKIT_CONFIG",
@@ -80,6 +111,11 @@ def _closed_streams() -> None:
         raise OutputClosed("stdout is closed: there is nowhere to write the output")
 
 
+def _flush_stdout() -> None:
+    if sys.stdout is not None and not sys.stdout.closed:
+        sys.stdout.flush()
+
+
 def _quiet_stdout() -> None:
     """After a broken pipe, point stdout at /dev/null so the interpreter's final flush is quiet."""
     try:
@@ -95,12 +131,22 @@ def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
     try:
         _closed_streams()
         # A command returns its exit code (None: 0); only this function exits.
-        code = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        try:
+            code = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        finally:
+            # Here, not at the interpreter's exit: a reader that left (`ps | head -0`)
+            # is then a BrokenPipeError that becomes 141, like any other write's.
+            _flush_stdout()
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
-            click.echo(exc.ctx.get_help())  # `debugkit` or `debugkit runbook` alone: the help, as click shows it
+            try:  # `debugkit` or `debugkit runbook` alone: the help, as click shows it
+                click.echo(exc.ctx.get_help())
+                _flush_stdout()
+            except BrokenPipeError:
+                _quiet_stdout()
+                sys.exit(ExitCode.BROKEN_PIPE)
             sys.exit(ExitCode.USAGE)
         where = f"{exc.ctx.command_path} --help" if exc.ctx is not None else "debugkit --help"
         err(f"error: {exc.format_message()} (see {where})")

@@ -34,7 +34,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
     """
     from debugkit.core.errors import InvalidInput
     from debugkit.core.escape import safe
-    from debugkit.session import copy, flow
+    from debugkit.session import copy, copylocal, flow
     from debugkit.session.signals import signals_as_exceptions
 
     source, dest = copy.endpoints(src, dst)
@@ -46,8 +46,12 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
             raise InvalidInput("cp into a target changes its files: pass --write to allow it")
         if inbound and from_sidecar:
             raise InvalidInput("--from-sidecar reads from the sidecar; it cannot be a destination")
-        # The local side first: a destination that exists, or a missing directory, costs no sidecar.
-        out = None if inbound else copy.plan_out(source.path, dest.path, force=force)
+        # The local side first: a destination that exists, a missing directory, a FIFO or a
+        # device costs no sidecar.
+        if inbound:
+            sending = copylocal.plan_in(source.path)
+        else:
+            out = copylocal.plan_out(source.path, dest.path, force=force)
     record = {"cp": {"direction": "in" if inbound else "out", "remote_path": remote.path,
                      "local_path": (source if inbound else dest).path, "from_sidecar": from_sidecar}}
     with signals_as_exceptions():
@@ -56,7 +60,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
                 raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
             progress = copy.is_terminal()
             if inbound:
-                done = copy.copy_in(session, source.path, dest.path, force=force, progress=progress,
+                done = copy.copy_in(session, sending, dest.path, force=force, progress=progress,
                                     checksum=checksum)
             else:
                 done = copy.copy_out(session, out, from_sidecar=from_sidecar, progress=progress, checksum=checksum)
@@ -71,7 +75,8 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
 @click.command("port-forward")
 @click.argument("target", shell_complete=complete_target)
 @click.argument("ports", nargs=-1, required=True, metavar="[LOCAL:]REMOTE...")
-@click.option("--address", default="127.0.0.1", show_default=True, help="Local address to listen on.")
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Local IP address (or localhost) to listen on; another than loopback is warned about.")
 @click.option("--via", type=click.Choice(["auto", "sidecar", "portforward"]), default="auto", show_default=True,
               help="Kubernetes: the pod's portforward subresource (auto: when RBAC allows it) or the sidecar.")
 @target_options
@@ -90,10 +95,12 @@ def port_forward(target, ports, address, via, **kwargs):
     """
     from debugkit.core.errors import Forbidden, InvalidInput
     from debugkit.session import flow
-    from debugkit.session.forward import ExecRelay, Forwarder, parse_mappings
+    from debugkit.session.forward import Forwarder, check_address, parse_mappings
+    from debugkit.session.relaymux import MuxRelay
     from debugkit.session.signals import signals_as_exceptions
 
     mappings = parse_mappings(ports)
+    exposed = check_address(address)
     flags = sidecar_flags(target, **kwargs)
     if via == "portforward":
         from debugkit import runtimes
@@ -116,7 +123,8 @@ def port_forward(target, ports, address, via, **kwargs):
                     if not session.plan.helper:
                         raise InvalidInput("port-forward through the sidecar needs debugkit-helper in its image: "
                                            "use the toolbox (drop --image)")
-                    return ExecRelay(session)
+                    forwarder.relay = MuxRelay(session, selector=forwarder.selector, log=lambda m: err(m))
+                    return forwarder.relay
 
                 relay = opened.direct_forward() if via in ("auto", "portforward") else None
                 if relay is None and via == "portforward":
@@ -129,15 +137,20 @@ def port_forward(target, ports, address, via, **kwargs):
                 except Forbidden:
                     # RBAC said `get pods/portforward`, the API server wanted more (a cluster
                     # that also asks `create` for websocket upgrades): the sidecar then.
-                    if via != "auto" or isinstance(relay, ExecRelay):
+                    if via != "auto" or isinstance(relay, MuxRelay):
                         raise
                     relay = through_sidecar()
                     for mapping in mappings:
                         relay.check(mapping.remote)
                 forwarder.relay = relay
+                if exposed:
+                    err(f"warning: {exposed}")
                 for addr, local, remote in bound:
                     click.echo(f"Forwarding from {addr}:{local} -> {remote} (via {relay.via})")
                 sys.stdout.flush()
-                forwarder.serve_forever()
+                try:
+                    forwarder.serve_forever()
+                finally:
+                    forwarder.close()  # the connections and the relay's exec first, then the sidecar
         finally:
             forwarder.close()

@@ -36,6 +36,7 @@ class ExitCode(IntEnum):
     NOT_A_DIRECTORY = 84        # cp: a directory onto a file, or a parent that is a file
     PORT_UNAVAILABLE = 85       # port-forward: the local port is taken
     NOTHING_LISTENING = 86      # port-forward: nothing listens on the target's port
+    SPECIAL_FILE = 87           # cp: a device, FIFO or socket where a file, directory or symlink is needed
     CONFIG_INVALID = 74         # the config file: unreadable, unknown key, wrong type
     TIMEOUT = 124
     COMMAND_NOT_EXECUTABLE = 126
@@ -197,6 +198,13 @@ class DestinationExists(DebugkitError):
 
 class NotADirectory(DebugkitError):
     exit_code = ExitCode.NOT_A_DIRECTORY
+
+
+class SpecialFile(DebugkitError):
+    """cp: a device, FIFO or socket as the source or the destination: never read from,
+    written to or replaced, even with --force."""
+
+    exit_code = ExitCode.SPECIAL_FILE
 
 
 class PortUnavailable(DebugkitError):

@@ -6,6 +6,7 @@ import re
 import shlex
 from typing import Iterator
 
+from debugkit.core.escape import safe
 from debugkit.runbook.execute import Report, StepResult
 from debugkit.runbook.model import MAX_STEP_OUTPUT, Runbook
 
@@ -42,11 +43,12 @@ def step_text(result: StepResult, index: int) -> str:
         head += f"  ({result.duration:.2f}s, exit {result.exit_code if not result.timed_out else 'timeout'})"
     lines = [head]
     if result.reason:
-        lines.append(f"    reason: {result.reason}")
+        lines.append(f"    reason: {safe(result.reason)}")
     if result.status != "skipped":
+        # The target's output: escape sequences in it are shown, never sent to the terminal.
         for label, body in (("", result.stdout), ("stderr: ", result.stderr)):
             for line in body.rstrip("\n").splitlines():
-                lines.append(f"    {label}{line}")
+                lines.append(f"    {label}{safe(line, keep_newlines=True)}")
         if result.truncated:
             lines.append(f"    (output truncated at {MAX_STEP_OUTPUT} bytes per stream)")
     return "\n".join(lines)
@@ -72,13 +74,14 @@ def render_text(report: Report) -> str:
 
 
 def _fence(text: str) -> str:
+    text = safe(text.replace("\r\n", "\n"), keep_newlines=True)  # a report is read on a terminal too
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}\n{text.rstrip(chr(10))}\n{ticks}"
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return safe(text.replace("|", "\\|").replace("\n", " "))
 
 
 def render_markdown(report: Report) -> str:
@@ -108,7 +111,7 @@ def render_markdown(report: Report) -> str:
     for i, s in enumerate(report.steps, 1):
         out += ["", f"## {i}. {s.name}: {_status_word(s)}", "", _fence(f"$ {_cmd(s.argv)}")]
         if s.reason:
-            out += ["", f"Reason: {s.reason}"]
+            out += ["", f"Reason: {safe(s.reason)}"]
         if s.status == "skipped":
             continue
         if s.stdout.strip():

@@ -61,8 +61,11 @@ if TYPE_CHECKING:  # pragma: no cover
 # foreign image when they can); plan.helper says whether the sidecar has it.
 HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # What the helper understands, as a number (the toolbox image's label
-# io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard.
-HELPER_PROTOCOL = 3
+# io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard, 4 relay --mux
+# (port-forward over one exec), tar-out's exit 6 for a device, FIFO or socket, exit 64
+# (HELPER_USAGE) for arguments it does not understand, and a helper that is not dumpable
+# (the target cannot open its output).
+HELPER_PROTOCOL = 4
 # The helper's exit code for arguments it does not understand (sysexits' EX_USAGE), kept
 # apart from every answer it gives (2: no such file, nothing listening): such a helper does
 # not match this debugkit.
@@ -83,15 +86,19 @@ def helper_mismatch(code: int | None, stderr: bytes = b"") -> ImageMissing | Non
 GUARD_FIRST_SECONDS = 30
 
 
-def reaped(hold: str, argv, *, watch_stdin: bool = False, guard: str | None = None) -> list[str]:
+def reaped(hold: str, argv, *, watch_stdin: bool = False, guard: str | None = None,
+           mark: str | None = None) -> list[str]:
     """argv as an exec in a sidecar: under the reaper (orphans come to it, not to the
     target's PID 1; the tree is ended and reaped when argv ends), holding the keep-alive
     @hold while it runs. And what ends it when this CLI goes away: `watch_stdin` (the
     exec's stdin is ours, held open and never written; the engine or kubelet closes it
     when our connection drops), or, for a command whose stdin and TTY are the person's,
-    `guard` (see guard_command)."""
+    `guard` (see guard_command). `mark` (an exec's DEBUGKIT_EXEC=TAG) goes on the
+    reaper's command line: it is not dumpable, so its environment cannot be read, and
+    that is how the exec's processes are found to be stopped (STOP_EXECS)."""
     watch = ["--watch-stdin"] if watch_stdin else ["--guard", guard] if guard else []
-    return [HELPER_PATH, "reap", "--hold", hold, *watch, "--", *argv]
+    marked = [f"--mark={mark}"] if mark else []
+    return [HELPER_PATH, "reap", "--hold", hold, *watch, *marked, "--", *argv]
 
 
 def guard_command(guard: str) -> list[str]:

@@ -74,3 +74,39 @@ class StepRun:
             self.timed_out = True
         return ExecResult(self.argv, None if self.timed_out else exit_code, bytes(self.out), bytes(self.err),
                           duration, timed_out=self.timed_out, truncated=self.truncated)
+
+
+class BoundedCapture:
+    """A stream's output kept in bounded memory: the first `limit` bytes and the last
+    `limit` bytes (what a helper says first, and its final error line), whatever a
+    flood (a compromised target writing into the helper's stderr) would amount to."""
+
+    def __init__(self, limit: int = 256 << 10):
+        self.limit = limit
+        self._head = bytearray()
+        self._tail = bytearray()
+        self.dropped = 0
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        count = len(data)
+        room = self.limit - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+        if data:
+            self._tail += data
+            excess = len(self._tail) - self.limit
+            if excess > 0:
+                del self._tail[:excess]
+                self.dropped += excess
+        return count
+
+    def flush(self) -> None:
+        pass
+
+    def getvalue(self) -> bytes:
+        if not self._tail:
+            return bytes(self._head)
+        cut = b"\n" if self.dropped else b""
+        return bytes(self._head) + cut + bytes(self._tail)

@@ -1,6 +1,8 @@
 """Moving bytes between the local terminal and a sidecar's attach socket.
 
-One select loop serves both directions: the local stdin (raw mode when it is a TTY)
+One poll loop (no limit on descriptor numbers, which a port-forward with a thousand
+connections passes, as select() has; and, unlike epoll, fine with a regular file or
+/dev/null as stdin) serves both directions: the local stdin (raw mode when it is a TTY)
 goes to the sidecar, and the sidecar's output comes back, demultiplexed into stdout
 and stderr when the sidecar has no TTY. SIGWINCH is turned into a resize callback
 through a self-pipe so the loop never blocks a signal handler.
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
+import selectors
 import signal
 import socket
 import struct
@@ -116,14 +118,19 @@ def pump(
                 os.write(wake_w, b"w")
 
         previous_winch = signal.signal(signal.SIGWINCH, _winch)
+    watch = selectors.PollSelector()
     try:
         last_size = terminal_size() if on_resize is not None else None
+        watch.register(sock, selectors.EVENT_READ)
+        watch.register(wake_r, selectors.EVENT_READ)
+        if stdin_fd is not None:
+            watch.register(stdin_fd, selectors.EVENT_READ)
+        if until_closed is not None:
+            watch.register(until_closed, selectors.EVENT_READ)
         while True:
-            watch = [sock, wake_r] + ([stdin_fd] if stdin_fd is not None else [])
-            if until_closed is not None:
-                watch.append(until_closed)
             # SIGWINCH needs a controlling terminal; a short timeout notices a resize without one.
-            readable, _, _ = select.select(watch, [], [], RESIZE_POLL if on_resize is not None else None)
+            events = watch.select(RESIZE_POLL if on_resize is not None else None)
+            readable = {key.fileobj for key, _mask in events}
             if until_closed is not None and until_closed in readable and not _drain(until_closed):
                 return False
             if wake_r in readable:
@@ -139,6 +146,7 @@ def pump(
                     sock.sendall(data)
                 else:
                     # Half-close: the sidecar's stdin sees EOF, its output keeps coming.
+                    watch.unregister(stdin_fd)
                     stdin_fd = None
                     if not tty_mode:
                         with contextlib.suppress(OSError):
@@ -156,10 +164,20 @@ def pump(
                     for stream, payload in demux.feed(data):
                         write_output(stderr if stream == STDERR_STREAM else stdout, payload)
     finally:
+        watch.close()
         if previous_winch is not None:
             signal.signal(signal.SIGWINCH, previous_winch)
         os.close(wake_r)
         os.close(wake_w)
+
+
+def wait_readable(fds, timeout: float | None) -> set:
+    """Which of fds (descriptors or objects with fileno()) can be read within timeout:
+    select() without its limit of descriptor numbers below 1024."""
+    with selectors.PollSelector() as watch:
+        for fd in fds:
+            watch.register(fd, selectors.EVENT_READ)
+        return {key.fileobj for key, _mask in watch.select(timeout)}
 
 
 def _drain(sock) -> bool:

@@ -1,34 +1,33 @@
 """`debugkit port-forward TARGET [LOCAL:]REMOTE ...`: local ports to the target's localhost.
 
-Each local connection gets its own relay to `127.0.0.1:REMOTE` inside the target's network
-namespace, so a port the target binds only on localhost is reachable:
+Each local connection reaches `127.0.0.1:REMOTE` inside the target's network namespace,
+so a port the target binds only on localhost is reachable:
 
-- through the sidecar: an exec of `debugkit-helper relay PORT` as the target's own user
-  (Docker, Podman, and Kubernetes when the portforward subresource is not allowed). EOF
-  from the local client is passed on as a half-close.
+- through the sidecar: every connection over one exec of `debugkit-helper relay --mux`,
+  as the target's own user (Docker, Podman, and Kubernetes when the portforward
+  subresource is not allowed); see relaymux.py. Half-closes pass both ways.
 - Kubernetes, when RBAC allows it: the pod's portforward subresource, one websocket per
   connection. That protocol has no half-close: a client's EOF is not passed on (the
   connection ends when the server closes it or the client closes it entirely).
+
+One selector loop (epoll) accepts connections and, through the sidecar, moves their
+bytes: no select() and its 1024-descriptor limit, and no thread per connection.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import re
-import select
+import resource
+import selectors
 import socket
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from debugkit.core.errors import InvalidInput, NothingListening, OutputClosed, PortUnavailable, TargetNotRunning
-from debugkit.runtimes.base import HELPER_PATH, ExecSession, helper_mismatch
-
-PROBE_SECONDS = 3
-RELAY_NOTHING_LISTENING = 2   # debugkit-helper relay's exit code
-
+from debugkit.core.errors import InvalidInput, OutputClosed, PortUnavailable, TargetNotRunning
+from debugkit.core.escape import safe
 
 @dataclass(frozen=True)
 class Mapping:
@@ -55,68 +54,43 @@ def parse_mappings(specs) -> list[Mapping]:
     return out
 
 
-class SocketWriter:
-    """A connected socket where a pump expects a binary stream. A client that went away
-    (reset, or closed) is a closed output (OutputClosed), not a failure of the relay."""
+def check_address(address: str) -> str | None:
+    """--address: an IP address or `localhost`, as kubectl takes it; a warning (to print)
+    when it is not a loopback address. An empty one is refused, not bound: bind() takes ""
+    for every interface, which would expose a target's 127.0.0.1-only service to the
+    network without anybody having asked for it."""
+    import ipaddress
 
-    def __init__(self, sock: socket.socket):
-        self._sock = sock
-
-    def write(self, data: bytes) -> int:
-        try:
-            self._sock.sendall(data)
-        except ConnectionError as exc:
-            raise BrokenPipeError(str(exc)) from None
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-class ExecRelay:
-    """Connections through the sidecar: one relay exec each."""
-
-    via = "the debug sidecar (debugkit-helper relay, as the target's user)"
-
-    def __init__(self, session: ExecSession):
-        self.session = session
-
-    def check(self, port: int) -> None:
-        """Nothing listening is a clear error now, not a hang at the first connection."""
-        result = self.session.exec([HELPER_PATH, "relay", "--probe", str(port)], timeout=PROBE_SECONDS,
-                                   max_output=4096)
-        mismatch = helper_mismatch(result.exit_code, result.stderr)
-        if mismatch is not None:
-            raise mismatch
-        if result.exit_code == RELAY_NOTHING_LISTENING:
-            raise NothingListening(f"nothing is listening on 127.0.0.1:{port} in the target")
-
-    def serve(self, conn: socket.socket, port: int) -> str | None:
-        """Relay one connection; a message when it could not be relayed."""
-        errors = io.BytesIO()
-        code = self.session.exec_io([HELPER_PATH, "relay", str(port)], stdin_fd=conn.fileno(),
-                                    stdout=SocketWriter(conn), stderr=errors)
-        if code == RELAY_NOTHING_LISTENING:
-            return f"nothing is listening on 127.0.0.1:{port} in the target"
-        if code != 0:
-            return errors.getvalue().decode(errors="replace").strip() or f"relay exit {code}"
+    if address == "localhost":
         return None
-
-    def alive(self) -> bool:
-        return self.session.alive()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise InvalidInput(f"--address must be an IP address or localhost, not {safe(repr(address))}") from None
+    if ip.is_loopback:
+        return None
+    where = "every interface" if ip.is_unspecified else f"{ip}"
+    return (f"listening on {where}, not only on loopback: anyone who can reach this machine there can reach the "
+            f"target's forwarded ports")
 
 
 class Forwarder:
+    """The local listeners and the loop that serves them. A relay either adopts each
+    connection into the loop (MuxRelay) or serves it in a thread of its own (the pod's
+    portforward subresource: one websocket per connection)."""
+
     def __init__(self, relay, mappings: list[Mapping], *, address: str, log: Callable[[str], None]):
         self.relay = relay
         self.mappings = mappings
         self.address = address
         self.log = log
         self.listeners: list[tuple[socket.socket, Mapping]] = []
+        self.selector = selectors.DefaultSelector()
         self._stop_r, self._stop_w = os.pipe()
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self.connections = 0
+        raise_open_files_limit()
 
     def bind(self) -> list[tuple[str, int, int]]:
         """Listen on every local port before anything is forwarded; (address, local, remote)."""
@@ -133,33 +107,52 @@ class Forwarder:
                 if exc.errno == errno.EADDRINUSE:
                     raise PortUnavailable(f"local port {mapping.local} on {self.address} is already in use") from None
                 raise InvalidInput(f"cannot listen on {self.address}:{mapping.local}: {exc.strerror}") from None
-            sock.listen(128)
+            sock.listen(socket.SOMAXCONN)
+            sock.setblocking(False)
             self.listeners.append((sock, mapping))
             host = f"[{self.address}]" if ":" in self.address else self.address
             bound.append((host, sock.getsockname()[1], mapping.remote))
         return bound
 
     def serve_forever(self, *, watch_every: float = 1.0) -> None:
-        """Accept until stop() or the target's death (TargetNotRunning)."""
-        by_fd = {sock.fileno(): (sock, mapping) for sock, mapping in self.listeners}
-        while True:
-            readable, _, _ = select.select(list(by_fd) + [self._stop_r], [], [], watch_every)
-            if self._stop_r in readable:
-                return
-            if not readable and not self.relay.alive():
+        """Accept (and, through the sidecar, relay) until stop() or the target's death
+        (TargetNotRunning)."""
+        for sock, mapping in self.listeners:
+            self.selector.register(sock, selectors.EVENT_READ, lambda _mask, s=sock, m=mapping: self._accept(s, m))
+        self.selector.register(self._stop_r, selectors.EVENT_READ, self._stopped)
+        while not self._stopping:
+            events = self.selector.select(watch_every)
+            for key, mask in events:
+                key.data(mask)
+                if self._stopping:
+                    return
+            if not events and not self.relay.alive():
                 self._stopping = True
                 raise TargetNotRunning("the target (or its sidecar) stopped: port-forward ended")
-            for fd in readable:
-                sock, mapping = by_fd[fd]
-                try:
-                    conn, _peer = sock.accept()
-                except OSError:
-                    continue
-                self.connections += 1
-                worker = threading.Thread(target=self._one, args=(conn, mapping), daemon=True,
-                                          name=f"debugkit-forward-{mapping.local}")
-                worker.start()
-                self._threads = [t for t in self._threads if t.is_alive()] + [worker]
+
+    def _stopped(self, _mask) -> None:
+        self._stopping = True
+
+    def _accept(self, sock: socket.socket, mapping: Mapping) -> None:
+        for _ in range(256):  # what is waiting, a bounded batch at a time
+            try:
+                conn, _peer = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    self.log(f"connection to port {mapping.remote} refused here: too many open files")
+                return
+            self.connections += 1
+            adopt = getattr(self.relay, "adopt", None)
+            if adopt is not None:
+                adopt(conn, mapping.remote)
+                continue
+            conn.setblocking(True)
+            worker = threading.Thread(target=self._one, args=(conn, mapping), daemon=True,
+                                      name=f"debugkit-forward-{mapping.local}")
+            worker.start()
+            self._threads = [t for t in self._threads if t.is_alive()] + [worker]
 
     def _one(self, conn: socket.socket, mapping: Mapping) -> None:
         try:
@@ -181,12 +174,37 @@ class Forwarder:
             os.write(self._stop_w, b"x")
 
     def close(self) -> None:
+        if self._stop_r < 0:
+            return  # closed already
         self._stopping = True
+        closer = getattr(self.relay, "close", None)
+        try:
+            if closer is not None:
+                closer()
+        finally:
+            self._close_own()
+
+    def _close_own(self) -> None:
         for sock, _mapping in self.listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(sock)
             with contextlib.suppress(OSError):
                 sock.close()
         self.listeners = []
         for fd in (self._stop_r, self._stop_w):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(fd)
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._stop_r = self._stop_w = -1
+        self.selector.close()
+
+
+def raise_open_files_limit() -> None:
+    """Every connection is a descriptor: the soft limit up to the hard one, as Go's
+    runtime does for kubectl (1024 is the usual soft limit, 1000 connections need more)."""
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))

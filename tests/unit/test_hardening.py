@@ -200,6 +200,100 @@ def test_catastrophic_backtracking_is_linear_with_re2():
     assert not ok and "does not match" in reason
 
 
+# -- issue 27, 3.1: what a helper says is hostile too: a runbook's output is shown, not obeyed --
+
+def test_a_runbook_steps_output_cannot_drive_the_terminal():
+    from debugkit.runbook import render
+    from debugkit.runbook.execute import StepResult
+
+    result = StepResult(name="x", argv=["sh", "-c", "true"], status="failed", reason="stdout matches /a/: '\x1b]0;t'",
+                        exit_code=1, stdout="ok\x1b[2J\x1b]0;owned\x07\r\n\tindented\n", stderr="\x9b31m")
+    text = render.step_text(result, 1)
+    assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "ok\\x1b[2J\\x1b]0;owned\\x07" in text and "\tindented" in text and "\\x9b31m" in text
+    md = render.render_markdown(execute.Report(loader.load_text("name: x\nsteps:\n  - name: a\n    run: 'true'\n", "x"),
+                                               {}, steps=[result]))
+    assert "\x1b" not in md and "\x07" not in md and "\r" not in md
+
+
+# -- issue 27, 3.11: every command exits 141 when its reader is gone --------------------------
+
+@pytest.mark.parametrize("argv", [["toolbox", "ref"], ["runbook", "list"], ["config", "view"], ["--help"],
+                                  ["attach", "--help"], ["--version"], ["completion", "bash"], [], ["runbook"],
+                                  ["audit"]], ids=lambda a: " ".join(a) or "no arguments")
+def test_a_closed_pipe_is_141_for_every_command(argv, tmp_path):
+    """The pipe's reader is gone before debugkit writes (as after `| head -0`): 141,
+    quietly, where click used to exit 1."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    nowhere = "unix:///nonexistent/engine.sock"  # no engine is asked anything
+    env = {**os.environ, "DOCKER_HOST": nowhere, "CONTAINER_HOST": nowhere, "KUBECONFIG": str(tmp_path / "no-kube"),
+           "DEBUGKIT_AUDIT_LOG": str(tmp_path / "a"), "XDG_CONFIG_HOME": str(tmp_path)}
+    (tmp_path / "a").write_text('{"event": "start", "session": "s1", "ts": "2026-01-01T00:00:00Z"}\n')
+    try:
+        result = subprocess.run([sys.executable, "-m", "debugkit", *argv], stdout=write_end, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env=env, timeout=60)
+    finally:
+        os.close(write_end)
+    stderr = result.stderr.decode()
+    assert result.returncode == 141, stderr
+    assert "Traceback" not in stderr and "rror" not in stderr.replace("docker", ""), stderr
+
+
+# -- issue 27, 3.2, 3.5, 3.16: bad input refused before any engine is contacted ----------------
+# (id, argv with {D} = the case's directory; files to make there; exit code). DOCKER_HOST
+# points nowhere: a case that reached for an engine would exit 69, not its own code.
+NO_ENGINE_CASES = [
+    ("address empty", ["port-forward", "web", "8080", "--address", ""], {}, 64),
+    ("address a name", ["port-forward", "web", "8080", "--address", "example.com"], {}, 64),
+    ("address with an escape", ["port-forward", "web", "8080", "--address", "\x1b[2J"], {}, 64),
+    ("cp out onto /dev/null", ["cp", "web:/etc/hosts", "/dev/null"], {}, 87),
+    ("cp out onto /dev/null, --force", ["cp", "--force", "web:/etc/hosts", "/dev/null"], {}, 87),
+    ("cp out onto a fifo, --force", ["cp", "--force", "web:/etc/hosts", "{D}/fifo"], {"fifo": "fifo"}, 87),
+    ("cp out into a directory's fifo", ["cp", "--force", "web:/etc/fifo", "{D}"], {"fifo": "fifo"}, 87),
+    ("cp in /dev/zero", ["cp", "--write", "/dev/zero", "web:/tmp/x"], {}, 87),
+    ("cp in a fifo", ["cp", "--write", "{D}/fifo", "web:/tmp/x"], {"fifo": "fifo"}, 87),
+    ("cp in a missing file", ["cp", "--write", "{D}/absent", "web:/tmp/x"], {}, 81),
+    ("cp out to a file with a slash", ["cp", "web:/etc/hosts", "{D}/flink/"], {"file": "x", "flink": "->file"}, 84),
+    ("cp in a file with a slash", ["cp", "--write", "{D}/flink/", "web:/tmp/"], {"file": "x", "flink": "->file"}, 84),
+]
+
+
+@pytest.mark.parametrize("case", NO_ENGINE_CASES, ids=[c[0] for c in NO_ENGINE_CASES])
+def test_bad_transfer_input_is_one_line_and_its_code(case, tmp_path):
+    import subprocess
+    import sys
+
+    _name, argv, files, expected = case
+    work = tmp_path / "case"
+    work.mkdir()
+    for name, content in files.items():
+        if content == "fifo":
+            os.mkfifo(work / name)
+        elif content.startswith("->"):
+            (work / name).symlink_to(content[2:])
+        else:
+            (work / name).write_text(content)
+    before = sorted((p.name, p.lstat().st_mode, p.lstat().st_mtime_ns) for p in work.iterdir())
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock", "TMPDIR": str(private_tmp),
+           "DEBUGKIT_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
+    result = subprocess.run([sys.executable, "-m", "debugkit", *[a.replace("{D}", str(work)) for a in argv]],
+                            capture_output=True, stdin=subprocess.DEVNULL, env=env, cwd=work, timeout=60)
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode == expected, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("debugkit: error: ") and "\x1b" not in stderr, stderr
+    assert result.stdout == b""
+    assert sorted((p.name, p.lstat().st_mode, p.lstat().st_mtime_ns) for p in work.iterdir()) == before
+    assert list(private_tmp.iterdir()) == []
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
 # == Round 2 (issue 27), no engine needed: the real CLI, table-driven ===========================================
 #
 # Each case: the exact exit code, one line on stderr with no traceback, nothing left behind

@@ -61,3 +61,51 @@ def test_the_cli_exits_128_plus_the_signal_with_one_line():
     assert result.returncode == ExitCode.TERMINATED, result.stderr
     assert result.stdout == ""
     assert result.stderr == "debugkit: received SIGTERM, cleaned up\n"
+
+
+INHERITED = textwrap.dedent("""
+    import os, signal, sys, time
+    from debugkit import cli
+    from debugkit.session.signals import signals_as_exceptions
+
+    @cli.cli.command("sigwait", hidden=True)
+    def sigwait():
+        with signals_as_exceptions():
+            print("ready", flush=True)
+            time.sleep(60)
+        print("ran on")
+
+    cli.main(["sigwait"])
+""")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED),
+                                          (signal.SIGHUP, ExitCode.HANGUP)])
+def test_an_inherited_ignore_does_not_keep_a_session_running(signum, code):
+    """A background job of a script starts with SIGINT ignored, nohup ignores SIGHUP: a
+    session still ends on them, as kubectl does, with its usual code and one line."""
+    def ignore_all():
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "-c", INHERITED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=ignore_all)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signum)
+        assert proc.wait(timeout=20) == code
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.stdout.read() == ""
+    assert len(proc.stderr.read().splitlines()) == 1
+
+
+def test_an_inherited_ignore_comes_back_after_the_session():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_as_exceptions():
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

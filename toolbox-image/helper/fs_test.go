@@ -719,6 +719,15 @@ func TestFileCommandsExitCodesAndUsage(t *testing.T) {
 			t.Errorf("%v: %+v", args, r)
 		}
 	}
+	fifo := filepath.Join(h.root, "fifo")
+	if err := syscall.Mkfifo(fifo, 0644); err != nil {
+		t.Fatal(err)
+	}
+	r = runHelper(t, runOpts{}, "tar-out", "--root", h.root, "/fifo")
+	if r.code != exitSpecial || r.stdout != "" {
+		t.Fatalf("a FIFO at the top: %+v", r)
+	}
+	assertOneErrorLine(t, r, "/fifo is a FIFO: only regular files, directories and symlinks are copied")
 	r = runHelper(t, runOpts{}, "frobnicate")
 	if r.code != exitUsage {
 		t.Fatalf("%+v", r)

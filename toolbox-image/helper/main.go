@@ -36,6 +36,7 @@ const (
 	exitPermission = 3
 	exitResolve    = 4
 	exitExists     = 5
+	exitSpecial    = 6 // a socket, device or FIFO where a file, directory or symlink is needed
 )
 
 // defaultRoot is the target's root directory as the sidecar sees it through the shared
@@ -68,6 +69,13 @@ func main() {
 }
 
 func run(args []string) int {
+	// Before anything else, and so before the target is touched: the target's own
+	// processes run as the sidecar's UID and must not open this process's stdout (to
+	// write their own archive into it) or read its memory.
+	if err := setNotDumpable(); err != nil {
+		errorf("cannot make this process non-dumpable: %v", err)
+		return exitFailure
+	}
 	if len(args) == 0 {
 		errorf("no command given (see %s -h)", prog)
 		return exitUsage

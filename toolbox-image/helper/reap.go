@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-const reapUsage = `reap [--grace SECONDS] [--hold NAME] [--guard NAME] [--watch-stdin] -- CMD [ARG...]
+const reapUsage = `reap [--grace SECONDS] [--hold NAME] [--guard NAME] [--watch-stdin] [--mark TEXT] -- CMD [ARG...]
 Runs CMD as a child subreaper: forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and
 SIGUSR2 to it (a second SIGTERM/SIGINT, or --grace seconds after the first, kills it),
 reaps every orphan, and when CMD exits ends what it left behind (SIGTERM, then
@@ -22,6 +22,9 @@ When a held connection closes, CMD is wound down as on SIGTERM.
 --watch-stdin gives CMD /dev/null as stdin and treats EOF on reap's own stdin as a
 SIGTERM: a container's (or an exec's) stdin closes when the client attached to it goes
 away. With --hold too, whichever ends first winds CMD down.
+--mark TEXT does nothing but stand in the command line: the helper is not dumpable, so
+its environment cannot be read, and a caller that looks for its execs by a marker
+(debugkit's DEBUGKIT_EXEC) finds this reaper by its command line, and SIGTERMs it.
 `
 
 // Exit codes of reap besides CMD's own.
@@ -45,6 +48,7 @@ func cmdReap(args []string) int {
 	hold := fs.String("hold", "", "")
 	guard := fs.String("guard", "", "")
 	watchStdin := fs.Bool("watch-stdin", false, "")
+	_ = fs.String("mark", "", "")
 	if code, ok := parseFlags(fs, args, reapUsage, exitReapError); !ok {
 		return code
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-const relayUsage = `relay [--host HOST] [--probe] PORT
+const relayUsage = `relay [--host HOST] [--probe] PORT | relay [--host HOST] --mux
 Connects to HOST:PORT over TCP (HOST defaults to 127.0.0.1, in the sidecar's network
 namespace: the target's) and copies stdin to the connection and the connection to
 stdout. EOF on stdin half-closes the connection, and the answer keeps coming; EOF from
@@ -18,6 +18,9 @@ the connection ends the relay (whatever stdin still holds is not sent: the calle
 the server's EOF only as the end of this process). Exit 0 then, 2 when nothing listens
 (connection refused) or the host is unreachable, 1 on other errors. --probe only
 connects, then closes: exit 0 when something listens.
+--mux relays many connections, to ports of HOST, over stdin and stdout, in frames
+(debugkit port-forward: one exec for every connection; see mux.go). It ends at EOF
+on stdin, exit 0.
 `
 
 const (
@@ -30,8 +33,15 @@ func cmdRelay(args []string) int {
 	fs := newFlags("relay")
 	host := fs.String("host", "127.0.0.1", "")
 	probe := fs.Bool("probe", false, "")
+	mux := fs.Bool("mux", false, "")
 	if code, ok := parseFlags(fs, args, relayUsage, exitUsage); !ok {
 		return code
+	}
+	if *mux {
+		if fs.NArg() != 0 || *probe {
+			return usageErrorf("relay", relayUsage, exitUsage, "--mux takes no PORT and no --probe")
+		}
+		return cmdRelayMux(*host)
 	}
 	if fs.NArg() != 1 {
 		return usageErrorf("relay", relayUsage, exitUsage, "exactly one PORT is needed")
@@ -52,8 +62,14 @@ func cmdRelay(args []string) int {
 
 // dial connects to host:port, with the exit codes relay reports for what went wrong.
 func dial(host string, port int) (*net.TCPConn, error) {
+	return dialCancel(host, port, nil)
+}
+
+// dialCancel is dial, given up when cancel is closed.
+func dialCancel(host string, port int, cancel <-chan struct{}) (*net.TCPConn, error) {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
-	c, err := net.DialTimeout("tcp", addr, relayDialTimeout)
+	dialer := net.Dialer{Timeout: relayDialTimeout, Cancel: cancel}
+	c, err := dialer.Dial("tcp", addr)
 	if err != nil {
 		switch {
 		case isErrno(err, syscall.ECONNREFUSED):

@@ -26,6 +26,7 @@ const (
 	resolveInRoot       = 0x10
 
 	prSetChildSubreaper = 36
+	prSetDumpable       = 4
 	wAll                = 0x40000000 // __WALL: children of any kind
 )
 
@@ -182,6 +183,20 @@ func utimensat(dirfd int, name string, atime, mtime syscall.Timespec, flags int)
 
 func setChildSubreaper() error {
 	_, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0, 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// setNotDumpable makes this process non-dumpable: its /proc/PID files (fd/, mem,
+// environ...) then belong to root, and a process of the same UID without
+// CAP_SYS_PTRACE (the target's, which shares the sidecar's PID namespace and user)
+// can neither open its file descriptors nor read its memory. Execve resets it for a
+// program the helper starts (except for an unreadable binary: the image installs the
+// helper 0711, which makes it non-dumpable from its very first instruction).
+func setNotDumpable() error {
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetDumpable, 0, 0, 0, 0, 0)
 	if errno != 0 {
 		return errno
 	}

@@ -18,7 +18,8 @@ top-level entry is PATH's base name ("." for /). Sockets, devices and FIFOs are
 skipped with a warning; so are the contents of a directory below PATH on a kernel
 pseudo filesystem (proc, sysfs, cgroup...: the target's /proc and /sys), which is
 archived empty. Exit 0 ok, 2 PATH not found, 3 permission denied, 4 not a
-directory or another resolution error, 1 anything else.
+directory or another resolution error, 6 PATH itself is a socket, device or FIFO,
+1 anything else.
 `
 
 // copyBufferSize bounds the memory a file copy uses, whatever the file's size.
@@ -118,7 +119,8 @@ func tarOutWith(t *tarWalker, root, p string, follow bool, w io.Writer) error {
 			return err
 		}
 	default:
-		return failf(exitFailure, "%s: cannot archive a %s", display, kindName(st.Mode))
+		return failf(exitSpecial, "%s is a %s: only regular files, directories and symlinks are copied",
+			display, kindName(st.Mode))
 	}
 	return t.tw.Close()
 }

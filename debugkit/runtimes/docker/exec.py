@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import socket as socketlib
 import threading
 import time
@@ -35,7 +34,8 @@ from debugkit.runtimes.base import ExecSession, Plan
 from debugkit.runtimes.docker import translate
 from debugkit.runtimes.docker.errors import start_error
 from debugkit.runtimes.execution import ExecResult, StepRun
-from debugkit.runtimes.terminal import STDERR_STREAM, FdReader, FrameDemuxer, pump, terminal_size, write_output
+from debugkit.runtimes.terminal import (STDERR_STREAM, FdReader, FrameDemuxer, pump, terminal_size, wait_readable,
+                                       write_output)
 
 EXEC_MARKER = "DEBUGKIT_EXEC"
 KILLED_WITH_SIDECAR = 137  # the runtime kills a sidecar's execs with SIGKILL
@@ -151,7 +151,8 @@ class DockerExecSession(ExecSession):
         # own session sidecar its keep-alive, on our attach, already does that.
         watch = helper and not stdin and not tty
         guard = self._start_guard() if helper and not watch and not self._owned else None
-        command = translate.exec_command(self.name, argv, helper=helper, watch_stdin=watch, guard=guard)
+        command = translate.exec_command(self.name, argv, helper=helper, watch_stdin=watch, guard=guard,
+                                         mark=f"{EXEC_MARKER}={tag}")
         exec_id = None
         with self.runtime.calls():
             try:
@@ -228,7 +229,7 @@ class DockerExecSession(ExecSession):
         watch = [sock] + ([self._keepalive] if self._keepalive is not None else [])
 
         def read(timeout: float):
-            readable, _, _ = select.select(watch, [], [], timeout)
+            readable = wait_readable(watch, timeout)
             if sock not in readable:
                 if readable and self._keepalive_closed():
                     self._sidecar_ended(sock, exec_id)

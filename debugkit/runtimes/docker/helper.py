@@ -56,7 +56,7 @@ def cached_helper(api, image_id: str, path: str) -> str | None:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(source.read())
-            os.chmod(tmp, 0o755)
+            os.chmod(tmp, 0o711)  # execute-only for the sidecar's user: non-dumpable from execve (toolbox.md)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -262,6 +262,7 @@ class DockerRuntime(DockerPlanning, Runtime):
     def _run_once(self, plan: Plan, streams: Streams) -> int:
         spec = plan.spec
         exited = False
+        sock = None
         with self.calls():
             container_id = self.create(plan)
             try:
@@ -274,6 +275,12 @@ class DockerRuntime(DockerPlanning, Runtime):
                 exited = True
                 return code
             finally:
+                # The attach stream first: after a closed stdout (`| head`) nobody reads it,
+                # and dockerd, blocked writing the command's output into it, held the
+                # container, so that the stop below waited for its 60 s timeouts (twice).
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.close()
                 # After a normal exit the engine removes it (AutoRemove); on every other
                 # path (errors, signals, a closed stdout) we stop it ourselves, at once:
                 # gracefully when the reaper runs it, so no orphan is left to the target.

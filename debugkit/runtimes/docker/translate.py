@@ -44,9 +44,15 @@ SESSION_IDLE_SECONDS = 86400
 # may never reap them; at most 3 s), plus a moment for the engine to see it.
 STOP_EXECS = "; ".join((
     'killed=""',
+    # An exec's own processes carry the marker in their environment: SIGKILL. Its reaper
+    # (debugkit-helper, not dumpable: its environment is root's to read) carries it on its
+    # command line: SIGTERM, and it ends and reaps its own tree.
     'for p in /proc/[0-9]*; do '
     'case "$(tr "\\0" "\\n" 2>/dev/null <"$p/environ")" in '
-    '*"DEBUGKIT_EXEC=$1"*) kill -KILL "${p#/proc/}" 2>/dev/null && killed="$killed ${p#/proc/}";; esac; done',
+    '*"DEBUGKIT_EXEC=$1"*) kill -KILL "${p#/proc/}" 2>/dev/null && killed="$killed ${p#/proc/}";; '
+    '*) case "$(tr "\\0" "\\n" 2>/dev/null <"$p/cmdline")" in '
+    '*"DEBUGKIT_EXEC=$1"*) kill -TERM "${p#/proc/}" 2>/dev/null && killed="$killed ${p#/proc/}";; esac;; '
+    'esac; done',
     'n=0',
     'while [ -n "$killed" ] && [ $n -lt 30 ]; do '
     'left=""; for q in $killed; do case "$(cat 2>/dev/null "/proc/$q/stat")" in ""|*") Z "*) ;; '
@@ -105,9 +111,10 @@ def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: flo
     return fallback_keepalive(session_id, heartbeat=heartbeat)
 
 
-def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, guard: str | None = None) -> list[str]:
+def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, guard: str | None = None,
+                 mark: str | None = None) -> list[str]:
     """An exec in a sidecar (see base.reaped); the bare command without the helper."""
-    return reaped(name, argv, watch_stdin=watch_stdin, guard=guard) if helper else list(argv)
+    return reaped(name, argv, watch_stdin=watch_stdin, guard=guard, mark=mark) if helper else list(argv)
 
 
 def reuse_key(spec: SidecarSpec, *, target_id: str, image_id: str, local_user: str,

@@ -9,10 +9,10 @@ server's answer until it has been quiet for LINGER seconds or the client closes.
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 
 from debugkit.core.errors import NothingListening
+from debugkit.runtimes.terminal import wait_readable
 
 DATA, ERROR = 0, 1
 LINGER = 2.0
@@ -70,7 +70,7 @@ class PodPortForward:
                         problem = data.decode(errors="replace").strip()
                         return problem
                 watch = [ws.fileno()] + ([conn] if local_open else [])
-                readable, _, _ = select.select(watch, [], [], None if local_open else LINGER)
+                readable = wait_readable(watch, None if local_open else LINGER)
                 if not readable:
                     return problem  # the client has finished and the server has gone quiet
                 if local_open and conn in readable:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import select
 import signal
 import threading
 
 from debugkit.core.errors import CommandNotExecutable, CommandNotFound, DebugkitError
 from debugkit.runtimes.base import ExecSession, Plan
 from debugkit.runtimes.execution import ExecResult, StepRun
-from debugkit.runtimes.terminal import read_input, terminal_size, write_output
+from debugkit.runtimes.terminal import read_input, terminal_size, wait_readable, write_output
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 RESIZE_POLL = 0.25  # seconds between terminal size checks when no SIGWINCH comes
@@ -102,7 +101,7 @@ def pump(ws, *, stdin_fd: int | None, stdout, stderr, tty: bool) -> None:
             watch = [ws.fileno(), wake_r] + ([stdin_fd] if stdin_fd is not None else [])
             # A terminal's size changes with SIGWINCH, which only a controlling terminal
             # delivers: a short timeout also notices a change without one.
-            readable, _, _ = select.select(watch, [], [], RESIZE_POLL if tty else None)
+            readable = wait_readable(watch, RESIZE_POLL if tty else None)
             if wake_r in readable:
                 os.read(wake_r, 1024)
             if tty:

@@ -17,6 +17,7 @@ from tests.helpers import leaked_sidecars, wait_for
 pytestmark = pytest.mark.docker
 
 USAGE, INPUT, FILE, NOT_FOUND, NOT_RUNNING, UNREACHABLE, IMAGE, AUDIT, PIPE = 2, 64, 65, 66, 67, 69, 71, 73, 141
+PATH_MISSING, NOT_DIR, SPECIAL = 81, 84, 87
 
 NESTED = "a:\n" + "".join("  " * i + "- \n" for i in range(1, 40))
 BOMB = 'a: &a ["x","x"]\nb: [*a,*a]\n'
@@ -170,6 +171,19 @@ CASES = [
     ("docker context meta.json a FIFO", ["attach", "{T}", "--", "true"],
      {"DOCKER_CONFIG": "{D}/docker", "DOCKER_CONTEXT": "fifo"},
      {f"docker/contexts/meta/{hashlib.sha256(b'fifo').hexdigest()}/meta.json": ("fifo",)}, INPUT),
+    # cp and port-forward (issue 27, 3.2, 3.5, 3.16)
+    ("cp out onto /dev/null", ["cp", "{T}:/server", "/dev/null"], {}, {}, SPECIAL),
+    ("cp out onto /dev/null, --force", ["cp", "--force", "{T}:/server", "/dev/null"], {}, {}, SPECIAL),
+    ("cp out onto a fifo, --force", ["cp", "--force", "{T}:/server", "{D}/fifo"], {}, {"fifo": ("fifo",)}, SPECIAL),
+    ("cp out of a device", ["cp", "{T}:/dev/zero", "{D}/zero"], {}, {}, SPECIAL),
+    ("cp out of a device into a dir", ["cp", "{T}:/dev/null", "{D}"], {}, {}, SPECIAL),
+    ("cp in /dev/zero", ["cp", "--write", "/dev/zero", "{T}:/tmp/zero"], {}, {}, SPECIAL),
+    ("cp in a fifo", ["cp", "--write", "{D}/fifo", "{T}:/tmp/fifo"], {}, {"fifo": ("fifo",)}, SPECIAL),
+    ("cp in a missing file", ["cp", "--write", "{D}/absent", "{T}:/tmp/x"], {}, {}, PATH_MISSING),
+    ("cp out to a link to a file, slash", ["cp", "{T}:/server", "{D}/flink/"], {},
+     {"file": "x", "flink": ("symlink", "file")}, NOT_DIR),
+    ("port-forward address empty", ["port-forward", "{T}", "8080", "--address", ""], {}, {}, INPUT),
+    ("port-forward address a name", ["port-forward", "{T}", "8080", "--address", "example.com"], {}, {}, INPUT),
     # usage
     ("attach without target", ["attach"], {}, {}, USAGE),
     ("attach unknown option", ["attach", "{T}", "--bogus", "--", "true"], {}, {}, USAGE),

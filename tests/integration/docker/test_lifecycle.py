@@ -94,17 +94,78 @@ def test_signals_clean_up_at_once(docker_client, start_target, toolbox_image, au
     assert (end["event"], end["exit_code"], end["outcome"]) == ("end", code, "interrupted")
 
 
-def test_an_inherited_ignored_sigint_is_honoured(docker_client, start_target, toolbox_image, audit_log):
-    """Started with SIGINT ignored (as a background job is), debugkit stays deaf to it, and
-    so does its command: the POSIX convention that nohup and `cmd &` rely on."""
-    target = start_target("named-user")
-    proc = subprocess.Popen(CLI + ["attach", target.name, "--", "sh", "-c", "sleep 2; echo finished"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    _sidecar_of(docker_client, target)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and out == b"finished\n", err
+def _ignoring(*signals):
+    """preexec_fn: start with these signals ignored, as a background job of a script
+    (SIGINT) or nohup (SIGHUP) does; an ignored signal stays ignored across exec."""
+    def ignore():
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+    return ignore
+
+
+LONG_RUNNING = {
+    # argv ({T} the target, {L} its label, {R} a slow runbook); a line on stdout that says it
+    # is ready (or None); what runs in the sidecar meanwhile
+    "port-forward": (["port-forward", "{T}", ":8080"], b"Forwarding from", "relay --mux"),
+    "attach": (["attach", "{T}", "--", "sleep", "120"], None, "sleep 120"),
+    "attach -i": (["attach", "-i", "{T}", "--", "cat"], None, "cat"),
+    "attach --keep-alive": (["attach", "--keep-alive", "1m", "{T}", "--", "sleep", "120"], None, "sleep 120"),
+    "a fleet": (["attach", "--filter", "label=dk-signal-test={L}", "--", "sleep", "120"], None, "sleep 120"),
+    "runbook": (["runbook", "run", "{R}", "{T}"], None, "sleep 120"),
+}
+
+
+def _processes(container) -> str:
+    return " | ".join(" ".join(row) for row in container.top(ps_args="-o pid,args").get("Processes") or [])
+
+
+@pytest.mark.parametrize("what", list(LONG_RUNNING))
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGHUP, ExitCode.HANGUP),
+                                      (signal.SIGTERM, ExitCode.TERMINATED)])
+def test_a_signal_ends_a_session_whatever_was_inherited(docker_client, fixture_images, started_targets,
+                                                        toolbox_image, audit_log, tmp_path, what, sig, code):
+    """`debugkit port-forward T 8080 &` in a script starts with SIGINT ignored (and under
+    nohup, SIGHUP): `kill -INT $!` still ends it, as it ends kubectl, and it cleans up as
+    on Ctrl-C (issue 27, section 2). Every long-running command, every such signal."""
+    from tests.helpers import labels_for_test
+
+    label = os.urandom(4).hex()
+    target = docker_client.containers.run(fixture_images["named-user"], name=f"dk-test-signal-{label}", detach=True,
+                                          labels={**labels_for_test(), "dk-signal-test": label})
+    started_targets.append(target.id)
+    try:
+        wait_for(lambda: b"listening on" in target.logs(), timeout=20, what="the target to listen")
+        runbook = tmp_path / "slow.yaml"
+        runbook.write_text("name: slow\nsteps:\n  - name: wait\n    run: sleep 120\n    timeout: 200\n")
+        argv, ready, running = LONG_RUNNING[what]
+        argv = [a.replace("{T}", target.name).replace("{L}", label).replace("{R}", str(runbook)) for a in argv]
+        proc = subprocess.Popen(CLI + argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=_ignoring(signal.SIGINT, signal.SIGHUP, signal.SIGTERM))
+        try:
+            if ready is not None:
+                assert ready in proc.stdout.readline()
+            sidecar = _sidecar_of(docker_client, target)
+            wait_for(lambda: running in _processes(sidecar), timeout=30, what=f"{running} to run in the sidecar")
+            proc.send_signal(sig)
+            assert proc.wait(timeout=30) == code
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err = proc.stderr.read().decode()
+        assert "Traceback" not in err, err
+        if what == "attach --keep-alive":  # the sidecar is kept for reuse, by design; its command has ended
+            wait_for(lambda: running not in _processes(sidecar), timeout=15, what="the command to end")
+            sidecar.remove(force=True)
+        else:
+            _gone(docker_client, target, timeout=15, what="the sidecar to be removed by the CLI itself")
+        if what == "a fleet":  # each member's line says so (its sidecar was stopped under it)
+            assert f"{target.name}: interrupted ({int(code)})" in err, err
+        else:
+            ends = [r for r in audit_records(audit_log) if r["event"] == "end"]
+            assert ends and {(r["exit_code"], r["outcome"]) for r in ends} == {(int(code), "interrupted")}, ends
+    finally:
+        target.remove(force=True)
 
 
 def test_target_killed_mid_session(docker_client, start_target, toolbox_image, audit_log):

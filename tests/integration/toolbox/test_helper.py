@@ -135,7 +135,7 @@ def test_helper_is_static_root_owned_and_not_setuid(docker_client, toolbox_ref, 
     listed = {m.name: m for m in image_members(docker_client, ref) if m.name == HELPER.lstrip("/")}
     info = listed[HELPER.lstrip("/")]
     assert (info.uid, info.gid) == (0, 0), (info.uid, info.gid)
-    assert info.mode & 0o7777 == 0o755, oct(info.mode)
+    assert info.mode & 0o7777 == 0o711, oct(info.mode)  # execute-only: non-dumpable from execve
     assert not info.mode & 0o6000
     assert _elf_program_header_types(elf).isdisjoint({2, 3}), "PT_DYNAMIC or PT_INTERP: not static"
     print(f"\n{variant}: debugkit-helper is {len(elf)} bytes ({len(elf) / 1e6:.2f} MB)")

@@ -278,9 +278,9 @@ def read_line(stream, deadline: float) -> str | None:
     return line.decode()
 
 
-def start_forward(target: Target, *mappings: str, extra=(), timeout: float = 180) -> Forward:
+def start_forward(target: Target, *mappings: str, extra=(), timeout: float = 180, **popen) -> Forward:
     """`port-forward TARGET MAPPINGS...`, waiting for one `Forwarding from` line per mapping."""
-    proc = target.popen("port-forward", target.ref, *mappings, *extra)
+    proc = target.popen("port-forward", target.ref, *mappings, *extra, **popen)
     ports, lines, via = {}, [], ""
     deadline = time.monotonic() + timeout
     try:

@@ -148,11 +148,12 @@ def test_the_profile_named_in_the_hint_can_read_it(docker_rt, out):
 
 
 def test_from_sidecar_reads_the_sidecar(shared, out, rt):
-    """--from-sidecar: the sidecar's own files (its helper, here), not the target's."""
-    result = shared.cli("cp", "--from-sidecar", shared.spec("/usr/local/bin/debugkit-helper"), str(out))
+    """--from-sidecar: the sidecar's own files (its static curl, here), not the target's.
+    (Not the helper: it is execute-only, so that its process is never dumpable.)"""
+    result = shared.cli("cp", "--from-sidecar", shared.spec("/usr/local/bin/curl"), str(out))
     assert result.returncode == 0, result.stderr
-    assert (out / "debugkit-helper").stat().st_size > 1 << 20
-    in_target = shared.cli("cp", shared.spec("/usr/local/bin/debugkit-helper"), str(out / "x"))
+    assert (out / "curl").stat().st_size > 1 << 20
+    in_target = shared.cli("cp", shared.spec("/usr/local/bin/curl"), str(out / "x"))
     assert in_target.returncode == ExitCode.PATH_NOT_FOUND
     if rt.name != "kubernetes":
         # The capture use case: a file the sidecar wrote to its /tmp (a tmpfs on Docker and Podman).
@@ -228,6 +229,52 @@ def test_interrupted_copy_leaves_nothing(fresh, rt, out):
     assert "Traceback" not in err
     assert left_behind(out) == []  # no partial file, no staging directory
     wait_for(lambda: not fresh.sidecars(), timeout=60, what="the sidecar to end")
+
+
+# What a compromised target does: its processes run as the sidecar's user, so it looks
+# for the helper that writes the copy and opens that process's stdout, to write an archive
+# of its own into it. A control: the same open of a process of its own (a dumpable one)
+# succeeds, so a refusal is the helper's doing.
+HIJACK = r"""
+sleep 120 | cat >/dev/null &
+control=$(pgrep -n -x sleep)
+( exec 3>>"/proc/$control/fd/1" ) 2>/dev/null && echo "control opened" || echo "control denied"
+h=/usr/local/bin/debugkit-helper; t=tar-; t="${t}out"  # (this script's own text must not match)
+seen=0; i=0
+while [ $i -lt 3000 ] && [ $seen -lt 20 ]; do
+  for p in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
+      "$h $t "*|"$h reap "*"-- $h $t "*)   # tar-out, and its reaper: both hold the copy's stdout
+        seen=$((seen + 1))
+        if ( exec 3>>"$p/fd/1" ) 2>/dev/null; then echo "helper opened ${p#/proc/}"; else echo "helper denied"; fi;;
+    esac
+  done
+  i=$((i + 1))
+done
+kill %1 2>/dev/null
+"""
+
+
+def test_a_target_cannot_write_into_the_helpers_output(docker_rt, out):
+    """issue 27, 3.1: the helper is not dumpable, so a process of the target's user cannot
+    open its stdout (the review reproduced a chmod of the operator's directory that way)."""
+    target = docker_rt.target()
+    target.sh("truncate -s 1G /proc/1/root/home/nonroot/big")
+    attacker = target.popen("attach", target.ref, "--", "sh", "-c", HIJACK)
+    try:
+        time.sleep(1)  # the attacker is looking before the copy starts
+        copied = target.cli("cp", target.spec("/home/nonroot/big"), str(out))
+        seen = attacker.communicate(timeout=120)[0].decode()
+    finally:
+        if attacker.poll() is None:
+            attacker.kill()
+            attacker.wait()
+    assert copied.returncode == 0, copied.stderr
+    assert (out / "big").stat().st_size == 1 << 30
+    lines = seen.splitlines()
+    assert lines[0] == "control opened", seen  # the method works on a dumpable process
+    assert "helper denied" in lines, seen      # it saw the helper at work
+    assert not [line for line in lines if line.startswith("helper opened")], seen
 
 
 def test_interrupted_copy_into_the_target_leaves_nothing(fresh, rt, out):
