@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 from debugkit.core.errors import ImageMissing, InvalidInput
 from debugkit.core.escape import safe
 from debugkit.runtimes.runtime_entry import RuntimeEntry
-from debugkit.runtimes.execution import ExecResult
+from debugkit.runtimes.execution import BoundedCapture, ExecResult
 # The local terminal and streams, as the CLI and the session layer use them (raw mode for an
 # interactive session, its size for a recording, a write that survives a closed reader).
 from debugkit.runtimes.terminal import raw_mode, terminal_size, write_output  # noqa: F401
@@ -46,10 +46,10 @@ from debugkit.runtimes.types import (  # noqa: F401 - re-exported: the protocol'
 
 __all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission", "CheckResult", "Draft", "Expansion",
            "IdentitySource", "Located", "Member", "Plan", "ResolvedTarget", "SessionRow", "SidecarImage", "Streams",
-           "TargetReport", "Translation", "checked", "ExecResult", "ExecSession", "Preferences", "Runtime",
-           "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch", "GUARD_FIRST_SECONDS",
-           "reaped", "guard_command",
-           "guard_name", "with_target_env", "local_user", "raw_mode", "terminal_size", "write_output"]
+           "TargetReport", "Translation", "checked", "BoundedCapture", "ExecResult", "ExecSession", "Preferences",
+           "Runtime", "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch",
+           "GUARD_FIRST_SECONDS", "reaped", "guard_command", "guard_name", "with_target_env", "local_user",
+           "raw_mode", "terminal_size", "write_output"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from debugkit.core.identity import Identity

@@ -40,8 +40,7 @@ from debugkit.core.errors import (
     SpecialFile,
 )
 from debugkit.core.escape import safe
-from debugkit.runtimes.base import HELPER_PATH, ExecSession
-from debugkit.runtimes.execution import BoundedCapture
+from debugkit.runtimes.base import HELPER_PATH, BoundedCapture, ExecSession
 from debugkit.session.copyhelper import forbidden, helper_failure, helper_warnings, remote_path, remote_stat
 from debugkit.session.copylocal import InPlan, OutPlan, Workspace, add_tree, check_dest, local_error, skipped_warning
 from debugkit.session.progress import Progress

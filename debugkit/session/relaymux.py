@@ -25,8 +25,7 @@ import time
 from typing import Callable
 
 from debugkit.core.errors import DebugkitError, NothingListening, TargetNotRunning
-from debugkit.runtimes.base import HELPER_PATH, ExecSession, helper_mismatch
-from debugkit.runtimes.execution import BoundedCapture
+from debugkit.runtimes.base import HELPER_PATH, BoundedCapture, ExecSession, helper_mismatch
 
 OPEN, OPENED, FAILED, DATA, EOF, CLOSE, WINDOW = range(1, 8)
 HEADER = struct.Struct(">BII")
