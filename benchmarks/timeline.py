@@ -58,6 +58,18 @@ def phases(cls, names):
         setattr(cls, name, make(getattr(cls, name), name))
 
 
+def phase_function(module, name):
+    orig = getattr(module, name)
+
+    def wrapped(*args, **kwargs):
+        mark(f"{name} begins")
+        try:
+            return orig(*args, **kwargs)
+        finally:
+            mark(f"{name} ends")
+    setattr(module, name, wrapped)
+
+
 PATCHES = {
     "debugkit.runtimes.docker.engine": lambda m: (
         wrap(m.EngineClient, "_request", lambda a: f"{a[0]} {short(a[1])}"),
@@ -66,8 +78,9 @@ PATCHES = {
         wrap(m.KubeClient, "request", lambda a: f"{a[0]} {short(a[1])}"),
         wrap(m.KubeClient, "stream", lambda a: f"websocket {a[0].rsplit('/', 1)[-1]} "
                                                f"{' '.join(v for q, v in a[1] if q == 'command')[:60]}")),
-    "debugkit.runtimes.docker.runtime": lambda m: phases(m.DockerRuntime, ("plan", "run")),
-    "debugkit.runtimes.kubernetes.runtime": lambda m: phases(m.KubernetesRuntime, ("plan", "run", "wait_ready")),
+    "debugkit.session.planning": lambda m: phase_function(m, "plan"),  # written once, for every runtime
+    "debugkit.runtimes.docker.runtime": lambda m: phases(m.DockerRuntime, ("run",)),
+    "debugkit.runtimes.kubernetes.runtime": lambda m: phases(m.KubernetesRuntime, ("run", "wait_ready")),
 }
 
 

@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
         sys.exit(answer_shell(cli))
     try:
         _closed_streams()
+        # A command returns its exit code (None: 0); only this function exits.
         try:
-            cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
+            code = cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
         finally:
             # Here, not at the interpreter's exit: a reader that left (`ps | head -0`)
             # is then a BrokenPipeError that becomes 141, like any other write's.
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
         _maybe_traceback()
         err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         sys.exit(ExitCode.INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _maybe_traceback() -> None:

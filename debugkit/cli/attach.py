@@ -5,12 +5,29 @@ import sys
 
 import click
 
-from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, err, raw_options,
-                                 reason_option, record_options, render, sidecar_options, target_options)
+from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, err, reason_option,
+                                 record_options, render, sidecar_flags, sidecar_options, target_options)
 from debugkit.cli.fleet import fleet_options
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+class CommandAfterDashes(click.Command):
+    """Remembers how many words came after `--`: with -l or --filter there is no TARGET,
+    and only what follows `--` may be the command (a word before it is a TARGET, and
+    a TARGET with -l or --filter is refused, not quietly run as a command)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["debugkit.after_dashes"] = len(args) - args.index("--") - 1 if "--" in args else 0
+        return super().parse_args(ctx, args)
+
+
+def words_before_dashes(target, command) -> tuple[str, ...]:
+    """The positional words typed before `--` (TARGET and the command's first words)."""
+    words = ((target,) if target is not None else ()) + tuple(command)
+    after = click.get_current_context().meta.get("debugkit.after_dashes", 0)
+    return words[:len(words) - after]
+
+
+@click.command(cls=CommandAfterDashes, context_settings={"ignore_unknown_options": False})
 @click.argument("target", required=False, shell_complete=complete_target)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("-i", "--interactive", "stdin", is_flag=True, help="Keep stdin open and forward it.")
@@ -46,25 +63,32 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     failure. Exit status: 0 if every target passed, 1 if one failed, or debugkit's
     own error code when no target could be reached. -o json: one object per target.
     """
+    from debugkit import runtimes
+    from debugkit.cli.fleet import parse_parallel
+    from debugkit.core.errors import InvalidInput
     from debugkit.core.targets import parse_many
 
+    parallel = parse_parallel(parallel)
     if selector is not None or filters:
-        # No TARGET with -l or --filter: every positional argument is the command.
-        command = ((target,) if target else ()) + tuple(command)
+        # No TARGET with -l or --filter: the command is what follows `--`.
+        stray = words_before_dashes(target, command)
+        if stray:
+            raise InvalidInput(f"a TARGET ({stray[0]!r}) together with {'-l' if selector is not None else '--filter'}"
+                               f": give one of them, and the command after --")
+        command = ((target,) if target is not None else ()) + tuple(command)
         target = None
     elif target is None:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
-    many = parse_many(target, namespace=kwargs.get("namespace"), container=kwargs.get("container"),
-                      selector=selector, all_namespaces=all_namespaces, filters=tuple(filters),
-                      filter_runtime=filter_runtime)
+    many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
+                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
+                      filters=tuple(filters), filter_runtime=filter_runtime)
     if many is not None:
         from debugkit.cli.fleet import attach_many
 
-        sys.exit(attach_many(many, tuple(command), stdin=stdin, tty=tty, output=output, parallel=parallel,
-                             fail_fast=fail_fast, **kwargs))
+        return attach_many(many, tuple(command), stdin=stdin, tty=tty, output=output, parallel=parallel,
+                           fail_fast=fail_fast, **kwargs)
     from debugkit.core.escape import safe
-    from debugkit.runtimes.base import Streams
-    from debugkit.runtimes.terminal import raw_mode
+    from debugkit.runtimes.base import Streams, raw_mode
     from debugkit.session import flow
     from debugkit.session.signals import signals_as_exceptions
 
@@ -76,7 +100,7 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
             raise click.UsageError("no COMMAND given and stdin is not a terminal: pass `-- COMMAND` or -i")
     if tty and not stdin_is_tty:
         raise click.UsageError("-t needs a terminal on stdin (drop -t, or run from a terminal)")
-    raw = raw_options(target, command, stdin=stdin, tty=tty, **kwargs)
+    flags = sidecar_flags(target, command, stdin=stdin, tty=tty, **kwargs)
 
     def announce(plan):
         for warning in plan.warnings:
@@ -93,10 +117,8 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     with signals_as_exceptions():
         if tty:
             with raw_mode(sys.stdin.fileno()):
-                code = flow.attach(raw, streams, announce=announce)
-        else:
-            code = flow.attach(raw, streams, announce=announce)
-    sys.exit(code)
+                return flow.attach(flags, streams, announce=announce)
+        return flow.attach(flags, streams, announce=announce)
 
 
 @click.command()
@@ -113,4 +135,4 @@ def inspect(target, output, **kwargs):
     """Show who TARGET runs as, where that came from, and how attach would run."""
     from debugkit.session import flow
 
-    render(flow.inspect(raw_options(target, **kwargs)), output)
+    render(flow.inspect(sidecar_flags(target, **kwargs)), output)

@@ -2,20 +2,49 @@
 
 Values are passed on as typed (strings): validation is the session flow's job
 (core.options), so a bad value gets the same one-line message whichever command took it.
+The runtime names a choice offers come from the runtime registry when the choice is used.
 """
 from __future__ import annotations
 
 import json
+from typing import Callable, Iterable
 
 import click
 
 from debugkit.cli.completion import (complete_container, complete_context, complete_file,  # noqa: F401
                                      complete_namespace, complete_profile, complete_runbook, complete_target)
 from debugkit.core.escape import safe, safe_data
+from debugkit.core.profiles import PROFILE_NAMES  # noqa: F401 - the --profile choices
+
+
+class NamesChoice(click.Choice):
+    """A click.Choice whose names are looked up when it is used, not when the CLI is
+    imported (the runtime registry's names, which a test may add to)."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]):
+        self._names = names
+        super().__init__(())
+
+    @property
+    def choices(self):
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        pass
+
+
+def runtime_names(*, auto: bool = False, where: Callable | None = None) -> NamesChoice:
+    """--runtime: the registered runtimes (those `where` picks), and `auto` first if asked."""
+    def names():
+        from debugkit import runtimes
+
+        return (("auto",) if auto else ()) + (where() if where else runtimes.names())
+    return NamesChoice(names)
+
 
 OUTPUT_FORMATS = click.Choice(["text", "json", "yaml"])
-RUNTIME_CHOICE = click.Choice(["auto", "docker", "podman", "kubernetes"])
-PROFILE_NAMES = ("restricted", "netadmin", "ptrace", "sysadmin")  # core.profiles.PROFILES, kept light
+RUNTIME_CHOICE = runtime_names(auto=True)
 
 
 def err(message: str) -> None:
@@ -132,12 +161,14 @@ def connection(*, kube_context=None, kubeconfig=None, docker_host=None, docker_c
                       kubeconfig=kubeconfig, kube_impersonate=impersonation())
 
 
-def raw_options(target: str, command=(), *, kube_context=None, kubeconfig=None, docker_host=None,
-                docker_context=None, **flags) -> dict:
-    """The flags as typed, in the shape session.flow.validate takes."""
-    return {"target": target, "command": tuple(command), **flags,
-            "connection": connection(kube_context=kube_context, kubeconfig=kubeconfig, docker_host=docker_host,
-                                     docker_context=docker_context)}
+def sidecar_flags(target: str, command=(), *, kube_context=None, kubeconfig=None, docker_host=None,
+                  docker_context=None, **flags):
+    """The flags as typed (core.options.Flags), which the session layer validates."""
+    from debugkit.core.options import Flags
+
+    return Flags(target=target, command=tuple(command), **flags,
+                 connection=connection(kube_context=kube_context, kubeconfig=kubeconfig, docker_host=docker_host,
+                                       docker_context=docker_context))
 
 
 def render(data: dict, output: str) -> None:

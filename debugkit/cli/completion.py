@@ -15,7 +15,6 @@ import click
 SHELLS = ("bash", "zsh", "fish")
 PROG = "debugkit"
 COMPLETE_VAR = "_DEBUGKIT_COMPLETE"
-PROFILE_NAMES = ("restricted", "netadmin", "ptrace", "sysadmin")  # core.profiles.PROFILES, kept light
 
 # click's bash script, but for three things: bash splits COMP_WORDS at ':' and '=' (its
 # COMP_WORDBREAKS), which would cut `podman://web` or `--namespace=shop` into pieces, so the
@@ -160,9 +159,13 @@ def _typed(ctx: click.Context) -> dict:
     return found
 
 
-def _kube(ctx: click.Context) -> dict:
+def _connection(ctx: click.Context):
+    """Where the flags typed so far point: the kube context, the Docker engine."""
+    from debugkit.core.options import Connection
+
     typed = _typed(ctx)
-    return {"kubeconfig": typed.get("kubeconfig"), "context": typed.get("kube_context")}
+    return Connection(docker_host=typed.get("docker_host"), docker_context=typed.get("docker_context"),
+                      kube_context=typed.get("kube_context"), kubeconfig=typed.get("kubeconfig"))
 
 
 def _quietly(lookup) -> list:
@@ -181,9 +184,7 @@ def complete_target(ctx, param, incomplete):
     def lookup():
         from debugkit.session import complete
 
-        typed = _typed(ctx)
-        return complete.targets(incomplete, namespace=typed.get("namespace"), docker_host=typed.get("docker_host"),
-                                docker_context=typed.get("docker_context"), **_kube(ctx))
+        return complete.targets(incomplete, namespace=_typed(ctx).get("namespace"), connection=_connection(ctx))
     return _quietly(lookup)
 
 
@@ -191,7 +192,7 @@ def complete_namespace(ctx, param, incomplete):
     def lookup():
         from debugkit.session import complete
 
-        return complete.namespaces(incomplete, **_kube(ctx))
+        return complete.namespaces(incomplete, connection=_connection(ctx))
     return _quietly(lookup)
 
 
@@ -199,7 +200,7 @@ def complete_context(ctx, param, incomplete):
     def lookup():
         from debugkit.session import complete
 
-        return [c for c in complete.kube_contexts(_typed(ctx).get("kubeconfig")) if c.startswith(incomplete)]
+        return complete.contexts(incomplete, connection=_connection(ctx))
     return _quietly(lookup)
 
 
@@ -215,16 +216,22 @@ def complete_container(ctx, param, incomplete):
             # waiting for its value (`pod/web -c <TAB>`): find the pod in the words.
             from click.shell_completion import split_arg_string
 
+            from debugkit.core.targets import names_a_pod
+
             words = split_arg_string(os.environ.get("COMP_LINE") or os.environ.get("COMP_WORDS", ""))
-            target = next((w for w in words if w.startswith(("pod/", "pods/", "po/", "k8s://"))), None)
+            target = next((w for w in words if names_a_pod(w)), None)
         if target is None:
             return []
-        return complete.pod_containers(target, incomplete, namespace=typed.get("namespace"), **_kube(ctx))
+        return complete.containers(target, incomplete, namespace=typed.get("namespace"), connection=_connection(ctx))
     return _quietly(lookup)
 
 
 def complete_profile(ctx, param, incomplete):
-    return _quietly(lambda: [p for p in PROFILE_NAMES if p.startswith(incomplete)])
+    def lookup():
+        from debugkit.core.profiles import PROFILE_NAMES
+
+        return [p for p in PROFILE_NAMES if p.startswith(incomplete)]
+    return _quietly(lookup)
 
 
 def complete_runbook(ctx, param, incomplete):

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from debugkit.cli.common import complete_context
+from debugkit.cli.common import complete_context, runtime_names
 
 
 @click.group("config")
@@ -22,7 +22,7 @@ def path() -> None:
 
 
 @config_group.command("view")
-@click.option("--runtime", type=click.Choice(["docker", "podman", "kubernetes"]), default=None,
+@click.option("--runtime", type=runtime_names(), default=None,
               help="Show the values as this runtime would get them.")
 @click.option("--context", "kube_context", metavar="NAME", help="Show the values for this kube context.",
               shell_complete=complete_context)

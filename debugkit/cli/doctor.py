@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from debugkit.cli.common import complete_target, impersonation, raw_options, target_options
+from debugkit.cli.common import connection, complete_target, sidecar_flags, target_options
 
 LABELS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip", "not configured": "n/a"}
 
@@ -28,8 +27,9 @@ def doctor(target, output, namespace, container, kube_context, kubeconfig, docke
     Exit status: 0 when every check passes, 1 when one fails. Runtimes that are not set
     up here are shown as n/a and fail nothing; warnings fail nothing either.
     """
+    from debugkit import runtimes
     from debugkit.core.errors import InvalidInput
-    from debugkit.core.targets import PodRef, check_k8s_name, parse_target
+    from debugkit.core.targets import check_k8s_name, parse_target
     from debugkit.session import doctor as checks
 
     if namespace is not None:
@@ -38,24 +38,26 @@ def doctor(target, output, namespace, container, kube_context, kubeconfig, docke
         except InvalidInput:
             raise InvalidInput(f"invalid --namespace {namespace!r}: a namespace is a DNS label (lower-case "
                                f"letters, digits and '-', at most 63)") from None
-    raw = None
+    flags = None
+    where = connection(kube_context=kube_context, kubeconfig=kubeconfig, docker_host=docker_host,
+                       docker_context=docker_context)
     if target is not None:
-        # -n also chooses the namespace of the Kubernetes checks: it goes to the target
-        # only when the target is a pod (a Docker target would refuse it).
-        is_pod = isinstance(parse_target(target), PodRef)
-        raw = raw_options(target, namespace=namespace if is_pod else None, container=container,
-                          kube_context=kube_context, kubeconfig=kubeconfig, docker_host=docker_host,
-                          docker_context=docker_context)
-        if is_pod:
-            parse_target(target, namespace=namespace, container=container)  # bad input: exit 64 now
-    results = checks.run(raw=raw, namespace=namespace, kube_context=kube_context, kubeconfig=kubeconfig,
-                         docker_host=docker_host, docker_context=docker_context, impersonate=impersonation())
+        # -n also chooses the namespace of the runtimes' checks: it goes to the target only
+        # when the target takes one (a container target would refuse it).
+        ref = parse_target(target, runtimes.syntax())
+        takes_namespace = hasattr(ref, "namespace")
+        if takes_namespace:
+            parse_target(target, runtimes.syntax(), namespace=namespace, container=container)  # bad input: 64 now
+        flags = sidecar_flags(target, namespace=namespace if takes_namespace else None, container=container,
+                              kube_context=kube_context, kubeconfig=kubeconfig, docker_host=docker_host,
+                              docker_context=docker_context)
+    results = checks.run(flags=flags, connection=where, namespace=namespace)
     ok = checks.passed(results)
     if output == "json":
         click.echo(json.dumps({"ok": ok, "checks": [r.as_dict() for r in results]}, indent=2))
     else:
         render_text(results)
-    sys.exit(0 if ok else 1)
+    return 0 if ok else 1
 
 
 def render_text(results) -> None:

@@ -13,11 +13,18 @@ import time
 
 import click
 
-from debugkit.cli.common import err
+from debugkit.cli.common import err, runtime_names
 
 SYMBOL = {"pending": "…", "running": "▶", "passed": "✔", "failed": "✘", "error": "!", "interrupted": "■",
           "not started": "-"}
+MAX_PARALLEL = 64
 STYLE = {"passed": "green", "failed": "red", "error": "red", "interrupted": "yellow", "running": "cyan"}
+
+
+def _with_label_sets():
+    from debugkit import runtimes
+
+    return runtimes.with_label_sets()
 
 
 def fleet_options(func):
@@ -26,10 +33,10 @@ def fleet_options(func):
     func = click.option("-A", "--all-namespaces", is_flag=True, help="With -l: in every namespace.")(func)
     func = click.option("--filter", "filters", multiple=True, metavar="label=K[=V]",
                         help="Docker/Podman: every running container with this label (repeatable).")(func)
-    func = click.option("--runtime", "filter_runtime", type=click.Choice(["docker", "podman"]), default=None,
+    func = click.option("--runtime", "filter_runtime", type=runtime_names(where=_with_label_sets), default=None,
                         help="With --filter: the engine to look in (default: docker).")(func)
-    func = click.option("--parallel", type=click.IntRange(1, 64), default=8, show_default=True,
-                        help="Targets at a time, when the target names many.")(func)
+    func = click.option("--parallel", default="8", show_default=True, metavar="N",
+                        help=f"Targets at a time (1 to {MAX_PARALLEL}), when the target names many.")(func)
     func = click.option("--fail-fast", is_flag=True, help="Start no new target after the first failure.")(func)
     return func
 
@@ -140,15 +147,28 @@ def _refused_interactive(many, members) -> None:
                        f"pick one, e.g. debugkit attach {example}, or run a command on all of them after --")
 
 
+def parse_parallel(value) -> int:
+    """--parallel: a whole number of targets at a time, 1 to MAX_PARALLEL (64 otherwise)."""
+    from debugkit.core.errors import InvalidInput
+
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_PARALLEL:
+        raise InvalidInput(f"invalid --parallel {value!r}: a whole number of targets from 1 to {MAX_PARALLEL}")
+    return int(text)
+
+
 def _runner(many, kwargs):
     """(options, shared runtime, members, skipped, cleanup) for a reference that names many."""
-    from debugkit.cli.common import raw_options
+    from debugkit.cli.common import sidecar_flags
     from debugkit.session import fleet, flow
 
-    base = raw_options(str(many), **kwargs)
+    base = sidecar_flags(str(many), **kwargs)
     with flow.refusals_audited(base):
-        flow.check_reason(base)  # before the expansion contacts anything
-        runtime = fleet.runtime_for(many, base["connection"])
+        # A flag the runtime does not take, and a missing --reason, are refused once, before
+        # anything is listed.
+        flow.check_flags(many.runtime, base)
+        flow.check_reason(base)
+        runtime = fleet.runtime_for(many, base.connection)
         members, skipped = fleet.expand(many, runtime)
         fleet.require_members(many, members, skipped)
     cleanup = fleet.Cleanup(runtime, record_created=flow.record_created)
@@ -172,9 +192,11 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
 
     def work(member, outcome):
         out, errors = fleet.Capture(), fleet.Capture()
-        raw = {**base, "target": str(member.ref), "namespace": None, "container": None, "command": command}
+        flags = base.evolve(target=str(member.ref), namespace=None, container=None, command=command)
         try:
-            outcome.exit_code = flow.attach(raw, Streams(stdin=None, stdout=out, stderr=errors), runtime=runtime)
+            # The fleet says why a target went away itself, with its own names (fleet.explain_failure).
+            outcome.exit_code = flow.attach(flags, Streams(stdin=None, stdout=out, stderr=errors), runtime=runtime,
+                                            explain_gone=False)
             outcome.status = "passed" if outcome.exit_code == 0 else "failed"
         finally:
             outcome.stdout, outcome.stderr = out.text(), errors.text()
@@ -204,8 +226,8 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
     record = {"runbook": book.path, "runbook_sha256": book.sha256}
 
     def work(member, outcome):
-        raw = {**base, "target": str(member.ref), "namespace": None, "container": None}
-        with flow.exec_session(raw, record=record, runtime=runtime) as session:
+        flags = base.evolve(target=str(member.ref), namespace=None, container=None)
+        with flow.exec_session(flags, record=record, runtime=runtime) as session:
             outcome.report = execute.execute(book, values, session)
             recording.keep_report(session, outcome.report.as_dict())
         outcome.exit_code = 0 if outcome.report.passed else 1

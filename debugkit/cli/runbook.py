@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import click
 
-from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, raw_options, reason_option,
-                                 record_options, target_options)
+from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, reason_option, record_options,
+                                 sidecar_flags, target_options)
 from debugkit.cli.fleet import fleet_options
 
 OUTPUTS = click.Choice(["text", "markdown", "json"])
@@ -81,30 +80,34 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     label=K=V instead of a TARGET): the runbook runs on each, --parallel N at a time,
     and --report writes one fleet report (a summary table, then each target's steps).
     """
+    from debugkit import runtimes
+    from debugkit.cli.fleet import parse_parallel
     from debugkit.core.targets import parse_many
     from debugkit.runbook import execute, load, render, report, variables
     from debugkit.session import config, flow, recording
     from debugkit.session.signals import signals_as_exceptions
 
+    parallel = parse_parallel(parallel)
     if target is None and selector is None and not filters:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
-    many = parse_many(target, namespace=kwargs.get("namespace"), container=kwargs.get("container"),
-                      selector=selector, all_namespaces=all_namespaces, filters=tuple(filters),
-                      filter_runtime=filter_runtime)
-    raw = raw_options(target if many is None else str(many), profile=profile, **kwargs)
+    many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
+                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
+                      filters=tuple(filters), filter_runtime=filter_runtime)
+    flags = sidecar_flags(target if many is None else str(many), profile=profile, **kwargs)
     # Everything that can be refused is refused here, before any engine is contacted.
-    with flow.refusals_audited(raw):
+    with flow.refusals_audited(flags):
         book = load.load_file(runbook_ref, search_paths=config.current().runbook_paths)
         values = variables.bind(book, variables.parse_var_args(var_pairs))
-        raw["profile"] = granted_profile(book, profile) if book.profile not in (None, "restricted") else profile
+        if book.profile not in (None, "restricted"):
+            flags = flags.evolve(profile=granted_profile(book, profile))
         if report_path is not None:
             report.check_report_path(report_path)
 
     if many is not None:
         from debugkit.cli.fleet import runbook_many
 
-        sys.exit(runbook_many(many, book, values, output=output, report_path=report_path, parallel=parallel,
-                              fail_fast=fail_fast, profile=raw["profile"], **kwargs))
+        return runbook_many(many, book, values, output=output, report_path=report_path, parallel=parallel,
+                            fail_fast=fail_fast, profile=flags.profile, **kwargs)
     live = output == "text"  # text is printed step by step; markdown and json at the end
     shown = []
 
@@ -114,7 +117,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
             click.echo(render.step_text(result, len(shown)))
 
     with signals_as_exceptions():
-        with flow.exec_session(raw, record={"runbook": book.path, "runbook_sha256": book.sha256}) as session:
+        with flow.exec_session(flags, record={"runbook": book.path, "runbook_sha256": book.sha256}) as session:
             if live:
                 for line in render.header_lines(execute.Report(book, values,
                                                                facts=execute.plan_facts(session.plan))):
@@ -127,7 +130,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
         click.echo(render.RENDERERS[output](result), nl=False)
     if report_path:
         report.write_atomically(report_path, render.RENDERERS[report.report_format_for(report_path)](result))
-    sys.exit(0 if result.passed else 1)
+    return 0 if result.passed else 1
 
 
 @runbook.command("list")

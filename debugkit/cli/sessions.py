@@ -195,7 +195,7 @@ def audit_verify(no_recordings):
 def replay_command(session, speed, idle_limit):
     """Play a recorded session in the terminal with its timing (after checking its SHA-256)."""
     from debugkit.core.escape import safe
-    from debugkit.runtimes.terminal import terminal_size
+    from debugkit.runtimes.base import terminal_size
     from debugkit.session import audit, replay
     from debugkit.session.signals import signals_as_exceptions
 

@@ -225,8 +225,12 @@ def _shadowing(kube_context: str | None) -> list[str]:
     if os.environ.get("DEBUGKIT_IMAGE"):
         notes.append("DEBUGKIT_IMAGE is set in the environment, and it comes before the file")
     if kube_context is None:
-        if "image" in cfg.runtimes.get("kubernetes", {}):
-            notes.append("runtimes.kubernetes.image in the file still names the image for Kubernetes")
+        from debugkit import runtimes
+
+        for name in runtimes.with_contexts():  # the runtimes that pull the toolbox from a registry
+            if "image" in cfg.runtimes.get(name, {}):
+                notes.append(f"runtimes.{name}.image in the file still names the image for "
+                             f"{runtimes.entry(name).title}")
         own = sorted(name for name, entry in cfg.contexts.items() if "image" in entry)
         if own:
             notes.append(f"these kube contexts keep their own image: {', '.join(own)}")

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from debugkit.cli.common import (complete_file, complete_target, err, raw_options, reason_option, sidecar_options,
+from debugkit.cli.common import (complete_file, complete_target, err, reason_option, sidecar_flags, sidecar_options,
                                  target_options)
 
 
@@ -40,8 +40,8 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
     source, dest = copy.endpoints(src, dst)
     inbound = dest.target is not None
     remote = dest if inbound else source
-    raw = raw_options(remote.target, **kwargs)
-    with flow.refusals_audited(raw):
+    flags = sidecar_flags(remote.target, **kwargs)
+    with flow.refusals_audited(flags):
         if inbound and not write:
             raise InvalidInput("cp into a target changes its files: pass --write to allow it")
         if inbound and from_sidecar:
@@ -55,8 +55,8 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
     record = {"cp": {"direction": "in" if inbound else "out", "remote_path": remote.path,
                      "local_path": (source if inbound else dest).path, "from_sidecar": from_sidecar}}
     with signals_as_exceptions():
-        with flow.exec_session(raw, mode="cp", record=record) as session:
-            if not session.plan.facts.get("helper"):
+        with flow.exec_session(flags, mode="cp", record=record) as session:
+            if not session.plan.helper:
                 raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
             progress = copy.is_terminal()
             if inbound:
@@ -101,20 +101,26 @@ def port_forward(target, ports, address, via, **kwargs):
 
     mappings = parse_mappings(ports)
     exposed = check_address(address)
-    raw = raw_options(target, **kwargs)
-    if via == "portforward" and not target.startswith(("pod/", "pods/", "po/", "k8s://")):
-        raise InvalidInput("--via portforward is the Kubernetes pod subresource: the target is not a pod")
+    flags = sidecar_flags(target, **kwargs)
+    if via == "portforward":
+        from debugkit import runtimes
+        from debugkit.core.targets import parse_target
+
+        entry = runtimes.entry(parse_target(target, runtimes.syntax()).runtime)
+        if not entry.direct_forward:
+            raise InvalidInput(f"--via portforward forwards without a sidecar, which {entry.title} targets cannot: "
+                               f"use --via sidecar")
     with signals_as_exceptions():
         forwarder = Forwarder(None, mappings, address=address, log=lambda m: err(m))
         try:
-            with flow.exec_session(raw, mode="port-forward", record={"ports": list(ports), "address": address},
+            with flow.exec_session(flags, mode="port-forward", record={"ports": list(ports), "address": address},
                                    lazy=True) as opened:
                 # The local ports first: one that is taken is an error before any sidecar starts.
                 bound = forwarder.bind()
 
                 def through_sidecar():
                     session = opened.start()
-                    if not session.plan.facts.get("helper"):
+                    if not session.plan.helper:
                         raise InvalidInput("port-forward through the sidecar needs debugkit-helper in its image: "
                                            "use the toolbox (drop --image)")
                     forwarder.relay = MuxRelay(session, selector=forwarder.selector, log=lambda m: err(m))

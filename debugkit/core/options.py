@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from debugkit.core.errors import InvalidInput
 from debugkit.core.identity import parse_user_flag
@@ -70,6 +71,38 @@ class Connection:
     kube_context: str | None = None
     kubeconfig: str | None = None
     kube_impersonate: Impersonate | None = None
+
+
+class Flags(NamedTuple):
+    """A sidecar command's flags as the person typed them (None: not given), before the
+    defaults are filled in and before validation. The CLI builds one; the session layer
+    validates it into SidecarOptions."""
+
+    target: str
+    command: tuple[str, ...] = ()
+    stdin: bool = False
+    tty: bool = False
+    namespace: str | None = None
+    container: str | None = None
+    user: str | None = None
+    image: str | None = None
+    profile: str | None = None
+    memory: str | None = None
+    pids_limit: str | None = None
+    cpus: str | None = None
+    keep_alive: str | None = None
+    timeout: str | None = None
+    custom: str | None = None
+    new: bool = False
+    target_env: bool = False
+    session_id: str | None = None
+    connection: Connection = Connection()   # frozen: one shared default is safe
+    reason: str | None = None
+    record: bool | None = None          # the session's, not the sidecar's (session/recording.py)
+    record_input: bool = False
+
+    def evolve(self, **changes) -> "Flags":
+        return self._replace(**changes)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,9 @@ PROFILES: dict[str, tuple[str, tuple[Edit, ...]]] = {
 }
 
 
+PROFILE_NAMES = tuple(PROFILES)
+
+
 def apply_profile(spec: SidecarSpec, name: str) -> SidecarSpec:
     from debugkit.core.spec import LABEL_PROFILE
 

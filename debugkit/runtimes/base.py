@@ -1,34 +1,85 @@
-"""The Runtime protocol: the few operations every runtime offers, and the types they return.
+"""The Runtime protocol: what every capability needs from a runtime, and the types it speaks.
 
-A runtime turns validated options into a `Plan` without starting anything: it resolves
-the target, the identity it runs as and the image, builds the sidecar spec as plain data,
-applies the profile, and translates the spec into its own request with a pure function.
-Only `run` and `open_exec` start a sidecar. The session flow (debugkit.session) owns
-validation, auditing, signals and cleanup for all of them; runtimes never import it.
+A runtime finds a target, tells who it runs as, translates a sidecar spec into its own
+request with a pure function, runs it, and answers for ps, gc, fleets, doctor and
+completion. The session layer (debugkit.session) plans (the skeleton is written once, in
+session/planning.py, over the hooks below), audits, handles signals and cleans up, for all
+of them; runtimes never import it. The session layer and the CLI import this module and
+the registry (debugkit.runtimes), never a runtime's own modules; the types are defined in
+types.py and re-exported here.
 """
 from __future__ import annotations
 
 import abc
-from dataclasses import asdict, dataclass, field
-from typing import BinaryIO, Callable, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 
-from debugkit.core.identity import Identity
-from debugkit.core.options import SidecarOptions
-from debugkit.core.spec import SidecarSpec
-from debugkit.runtimes.execution import ExecResult
+from debugkit.core.errors import ImageMissing, InvalidInput
+from debugkit.core.escape import safe
+from debugkit.runtimes.runtime_entry import RuntimeEntry
+from debugkit.runtimes.execution import BoundedCapture, ExecResult
+# The local terminal and streams, as the CLI and the session layer use them (raw mode for an
+# interactive session, its size for a recording, a write that survives a closed reader).
+from debugkit.runtimes.terminal import raw_mode, terminal_size, write_output  # noqa: F401
+from debugkit.runtimes.types import (  # noqa: F401 - re-exported: the protocol's types
+    FAIL,
+    MODES,
+    NOT_CONFIGURED,
+    OK,
+    SKIP,
+    WARN,
+    Admission,
+    CheckResult,
+    Draft,
+    Expansion,
+    IdentitySource,
+    Located,
+    Member,
+    Plan,
+    ResolvedTarget,
+    SessionRow,
+    SidecarImage,
+    Streams,
+    TargetReport,
+    Translation,
+    checked,
+)
 
-# What a plan is for: a scripted command, an interactive terminal, or one sidecar for
-# many commands (runbooks, cp, port-forward).
-MODES = ("command", "interactive", "exec")
+__all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission", "CheckResult", "Draft", "Expansion",
+           "IdentitySource", "Located", "Member", "Plan", "ResolvedTarget", "SessionRow", "SidecarImage", "Streams",
+           "TargetReport", "Translation", "checked", "BoundedCapture", "ExecResult", "ExecSession", "Preferences",
+           "Runtime", "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch",
+           "GUARD_FIRST_SECONDS", "reaped", "guard_command", "guard_name", "with_target_env", "local_user",
+           "raw_mode", "terminal_size", "write_output"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from debugkit.core.identity import Identity
+    from debugkit.core.options import Connection, SidecarOptions, UserOverride
+    from debugkit.core.targets import ManyRef, TargetRef
+
 # The toolbox's helper (toolbox-image/helper): reaper, keep-alive, copies, relay. Every
 # runtime puts it at this path (the toolbox has it; Docker and Podman mount it into a
-# foreign image when they can); plan.facts["helper"] says whether the sidecar has it.
+# foreign image when they can); plan.helper says whether the sidecar has it.
 HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # What the helper understands, as a number (the toolbox image's label
 # io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard, 4 relay --mux
-# (port-forward over one exec), tar-out's exit 6 for a device, FIFO or socket, and a
-# helper that is not dumpable (the target cannot open its output).
+# (port-forward over one exec), tar-out's exit 6 for a device, FIFO or socket, exit 64
+# (HELPER_USAGE) for arguments it does not understand, and a helper that is not dumpable
+# (the target cannot open its output).
 HELPER_PROTOCOL = 4
+# The helper's exit code for arguments it does not understand (sysexits' EX_USAGE), kept
+# apart from every answer it gives (2: no such file, nothing listening): such a helper does
+# not match this debugkit.
+HELPER_USAGE = 64
+
+
+def helper_mismatch(code: int | None, stderr: bytes = b"") -> ImageMissing | None:
+    """The error for a helper that refused the arguments this debugkit sent, or None."""
+    if code != HELPER_USAGE:
+        return None
+    detail = stderr.decode(errors="replace").strip().splitlines()
+    said = f": {safe(detail[0])}" if detail else ""
+    return ImageMissing(f"the sidecar's debugkit-helper does not understand what this debugkit asks of it{said}",
+                        hint="rebuild the toolbox with: debugkit toolbox build")
 
 
 # How long a session's guard waits for its command to hold it (started right after it).
@@ -70,84 +121,6 @@ def with_target_env(argv) -> tuple[str, ...]:
     return (HELPER_PATH, "env", "--or-continue", "--", *argv)
 
 
-@dataclass(frozen=True)
-class ResolvedTarget:
-    """The one shape every runtime returns for the container being debugged."""
-
-    runtime: str
-    name: str                     # the container's name, or NAMESPACE/POD/CONTAINER
-    id: str                       # the container ID, or the pod's UID
-    image: str
-    namespace: str | None = None  # Kubernetes
-    pod: str | None = None
-    container: str | None = None
-
-
-@dataclass(frozen=True)
-class IdentitySource:
-    """One identity source as inspect shows it: what it said, or why it could not say."""
-
-    source: str
-    identity: Identity | None = None
-    error: str | None = None
-
-    def as_dict(self) -> dict:
-        if self.identity is not None:
-            return {**self.identity.as_dict(), "source": self.source}
-        return {"source": self.source, "error": self.error}
-
-
-@dataclass(frozen=True)
-class Plan:
-    runtime: str
-    mode: str
-    target: ResolvedTarget
-    spec: SidecarSpec
-    request: dict                               # the runtime's own request, from a pure translation
-    sources: tuple[IdentitySource, ...] = ()
-    warnings: tuple[str, ...] = ()
-    image: dict = field(default_factory=dict)   # image_id / image_digest, when the runtime knows them
-    facts: dict = field(default_factory=dict)   # runtime-specific facts for inspect
-    reuse: str | None = None                    # an existing sidecar to exec into instead of a new one
-
-    @property
-    def interactive(self) -> bool:
-        return self.mode == "interactive"
-
-
-@dataclass
-class Streams:
-    stdin: BinaryIO | None
-    stdout: BinaryIO
-    stderr: BinaryIO
-
-
-@dataclass
-class SessionRow:
-    """A debug sidecar as `ps` and `gc` see it."""
-
-    runtime: str
-    session: str
-    name: str
-    target: str
-    user: str
-    state: str
-    age_s: int
-    profile: str = ""
-    cli_pid: int | None = None
-    cli_host: str | None = None
-    cli_alive: bool | None = None
-    id: str = ""
-    namespace: str | None = None
-    idle_s: int | None = None          # reusable sidecars: seconds since a session last used it; 0 busy
-    reusable: bool = False             # started with a keep-alive; later sessions exec into it
-    keep_alive_s: int | None = None    # how long it stays once idle before it ends itself
-    reason: str | None = None          # --reason of the session that started it (label or DEBUGKIT_REASON)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
 class ExecSession(abc.ABC):
     """A started sidecar that runs one command after another in the target's namespaces."""
 
@@ -178,7 +151,37 @@ class ExecSession(abc.ABC):
         self.close()
 
 
+class Preferences:
+    """What the config file and the environment say that a runtime needs to know: the
+    namespace a pod is looked up in, the sidecar image. session/defaults.py gives the real
+    one; runtimes never read the configuration themselves. This one is the built-in
+    defaults."""
+
+    def namespace(self, context: str | None) -> str | None:
+        """A namespace that beats the context's own (an environment variable, the file's
+        entry for the context), or None."""
+        return None
+
+    def namespace_fallback(self) -> str:
+        """The namespace when the context names none."""
+        return "default"
+
+    def image(self, runtime: str, context: str | None = None) -> tuple[str, str]:
+        """(the sidecar image a target of `runtime` gets without --image, where it comes from)."""
+        from debugkit.core.imageref import toolbox_ref
+
+        return toolbox_ref(), "built-in"
+
+
 class Runtime(abc.ABC):
+    """What every capability needs from a runtime. The session layer plans, audits, fans
+    out, lists, collects, checks and completes through these operations and nothing else;
+    a runtime's own clients and types stay inside its package.
+
+    Planning is written once (session/planning.py) and calls the hooks in the order they
+    appear below: locate -> identity_sources -> user_identity -> sidecar_image ->
+    reuse_key -> translate -> reusable -> admit -> report."""
+
     name: str
     # Called with (plan, container ID) as soon as a container exists, so the session flow
     # can record what debugkit itself created (gc collects nothing else by default).
@@ -189,12 +192,77 @@ class Runtime(abc.ABC):
     # How many sessions share this runtime at once (a fleet's --parallel): a runtime that
     # polls for a sidecar to start polls less eagerly when many start together.
     concurrency: int = 1
+    # How long a reusable sidecar stays once idle when no --keep-alive is given; None: a
+    # sidecar ends with its session unless --keep-alive asks otherwise.
+    default_keep_alive: float | None = None
+    entry: RuntimeEntry | None = None
+    preferences: Preferences = Preferences()
+
+    @classmethod
+    @abc.abstractmethod
+    def for_connection(cls, entry: RuntimeEntry, connection: Connection,
+                       preferences: Preferences | None = None) -> "Runtime":
+        """The runtime for this connection (the registry calls it); contacts nothing yet."""
+
+    @property
+    def context_name(self) -> str | None:
+        """The named context in use (a kube context), for messages, the audit log and the
+        config file's `contexts:` entries; None for a runtime without contexts."""
+        return None
+
+    def close(self) -> None:
+        """Release what this runtime holds open (connections)."""
+
+    # -- planning hooks ------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def plan(self, options: SidecarOptions, *, mode: str, thorough: bool = False) -> Plan:
-        """Resolve and translate; start and change nothing. `thorough` (inspect, doctor)
-        also gathers what only a report needs: every identity source, the target's shell
-        and zombies, the namespace's PodSecurity verdict even for a reused container."""
+    def locate(self, options: SidecarOptions, *, mode: str, thorough: bool) -> Located:
+        """The running target `options.target` names (TargetNotFound, TargetNotRunning
+        otherwise); `options.user` says whose passwd entry matters too."""
+
+    @abc.abstractmethod
+    def identity_sources(self, located: Located, *, thorough: bool) -> list[IdentitySource]:
+        """Who the target runs as, from every source in order of trust (`thorough`: all of
+        them, for inspect and doctor), or up to the first that answers."""
+
+    @abc.abstractmethod
+    def user_identity(self, located: Located, user: UserOverride) -> Identity:
+        """--user as an identity: a bare UID's group as the runtime would give it (from the
+        target image's own /etc/passwd when it can be read), and the names from it."""
+
+    @abc.abstractmethod
+    def sidecar_image(self, ref: str, *, toolbox: bool) -> SidecarImage:
+        """The sidecar image `ref` (`toolbox`: no --image was given): whether the sidecar will
+        have debugkit-helper, its default command, its ID (ImageMissing when it is absent)."""
+
+    def reuse_key(self, draft: Draft) -> str | None:
+        """What a reusable sidecar for this draft carries (two sessions that may share one
+        sidecar get the same key); None: this plan's sidecar is not reusable."""
+        return None
+
+    @abc.abstractmethod
+    def translate(self, draft: Draft) -> Translation:
+        """The runtime's own request for the draft, from a pure translation of its spec."""
+
+    def reusable(self, draft: Draft, translation: Translation) -> tuple[str | None, str | None]:
+        """(a running sidecar to exec into instead of starting the translated one, or None;
+        one line saying why a candidate that carries the key is not trusted, or None). Only
+        a sidecar this person's debugkit started for the key, and that is exactly what the
+        translation asks for, may be reused. Asked only when the draft has a reuse key and
+        --new was not given."""
+        return None, None
+
+    def admit(self, draft: Draft, translation: Translation) -> Admission | None:
+        """A policy's verdict on the request before it is sent (None: no policy here). A
+        runtime raises PolicyRejected for a rejected draft, unless the draft is thorough.
+        `draft.reuse` is already decided: a reused sidecar passed it when it was started."""
+        return None
+
+    def report(self, draft: Draft, translation: Translation) -> TargetReport:
+        """What inspect and doctor show beyond the identity (thorough plans only)."""
+        return TargetReport(unseen=f"{self.name} does not show the target's processes here")
+
+    # -- running --------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def run(self, plan: Plan, streams: Streams) -> int:
@@ -208,19 +276,68 @@ class Runtime(abc.ABC):
     def inspect(self, plan: Plan) -> dict:
         """What inspect shows: the identity, every source, and the exact request."""
 
-    @abc.abstractmethod
-    def sessions(self) -> list[SessionRow]:
-        """debugkit's sidecars on this runtime, running or not."""
-
-    @abc.abstractmethod
-    def remove(self, row: SessionRow) -> None:
-        """Remove a sidecar found by `sessions` (gc); a runtime that cannot says why."""
-
     def direct_forward(self, plan: Plan):
         """A way to reach the target's localhost ports without a sidecar (Kubernetes'
         portforward subresource, when RBAC allows it), or None: then port-forward relays
         through the sidecar."""
         return None
+
+    # -- fleets ---------------------------------------------------------------------------------
+
+    def expand(self, many: ManyRef) -> Expansion:
+        """The running targets a reference that names many stands for, and the others with
+        why they were skipped."""
+        raise InvalidInput(f"{many} names many targets, which {self.name} cannot expand")
+
+    def why_gone(self, ref: TargetRef) -> str | None:
+        """Why a target went away while it was debugged ("was deleted while it was
+        debugged"), or None while it is still there. Asked only after something failed."""
+        return None
+
+    def stop(self, sidecar_id: str, *, grace: float) -> None:
+        """End a sidecar this runtime created, now (a fleet's Ctrl-C): gracefully within
+        `grace` seconds, then removed, returning once it is gone. A runtime whose sidecars
+        end with their streams has nothing to do."""
+
+    # -- ps and gc ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def sessions(self, *, namespace: str | None = None) -> list[SessionRow]:
+        """debugkit's sidecars on this runtime, running or not (in `namespace` only, for a
+        runtime that has namespaces)."""
+
+    @abc.abstractmethod
+    def remove(self, row: SessionRow) -> None:
+        """Remove a sidecar found by `sessions` (gc)."""
+
+    def kept(self, row: SessionRow) -> str | None:
+        """Why gc must leave this sidecar alone whatever its state (a runtime that cannot
+        delete one), or None."""
+        return None
+
+    # -- doctor ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def doctor(self, *, target: Plan | None = None, namespace: str | None = None) -> list[CheckResult]:
+        """This runtime's own checks, each with its fix: is it set up, does it answer, may
+        we use it, is the sidecar image there. `target`: a thorough plan of one of its
+        targets, whose facts sharpen the checks. Bounded in time whatever happens."""
+
+    # -- completion -------------------------------------------------------------------------------
+
+    def complete_targets(self, word: str, *, namespace: str | None = None, timeout: float) -> list[str]:
+        """Target references of this runtime that may complete `word`."""
+        return []
+
+    def complete_namespaces(self, word: str, *, timeout: float) -> list[str]:
+        return []
+
+    def complete_contexts(self, word: str) -> list[str]:
+        return []
+
+    def complete_containers(self, ref: TargetRef, word: str, *, timeout: float) -> list[str]:
+        """The containers a target (a pod) holds, for -c."""
+        return []
 
 
 def local_user() -> str:

@@ -1,11 +1,13 @@
-"""What the shell may complete: running containers, pods, workloads, namespaces, kube
-contexts, runbooks. Plain strings in, plain strings out; the CLI wraps them for click.
+"""What the shell may complete: targets, namespaces, contexts, a pod's containers (each
+runtime offers its own candidates through the protocol), and runbooks. Plain strings in,
+plain strings out; the CLI wraps them for click.
 
 Completion runs while a person waits at a prompt, so it never hangs and never
-complains: every engine or API call gives up after CALL_TIMEOUT seconds, all the
-lookups for one TAB run side by side and whatever has not answered after BUDGET
-seconds is left behind (its thread is a daemon; the process exits without it), and any
-failure (no engine, no kubeconfig, RBAC, a broken config file) completes nothing.
+complains: every runtime request gives up after CALL_TIMEOUT seconds, all the lookups
+for one TAB run side by side and whatever has not answered after BUDGET seconds is left
+behind (its thread is a daemon; the process exits without it), and any failure (no
+engine, no kubeconfig, RBAC, a broken config file) completes nothing. A runtime that is
+not set up here is not asked.
 """
 from __future__ import annotations
 
@@ -13,16 +15,14 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from debugkit.core.spec import LABEL_MANAGED
-from debugkit.core.targets import WORKLOAD_KINDS
+from debugkit import runtimes
+from debugkit.core.errors import DebugkitError
+from debugkit.core.options import Connection
+from debugkit.core.targets import parse_target
+from debugkit.runtimes.base import Runtime
 
 CALL_TIMEOUT = 1.0   # one engine or API request
 BUDGET = 1.5         # everything for one TAB
-POD_KINDS = ("pod", "pods", "po")
-WORKLOAD_API = {"deployments": "apps/v1", "statefulsets": "apps/v1", "daemonsets": "apps/v1",
-                "replicasets": "apps/v1", "jobs": "batch/v1"}
-SHORT_KINDS = ("deploy", "sts", "ds", "rs", "job")
-MAX_ITEMS = 500      # a namespace with more pods than this is listed in part
 
 
 def presentable(values: Iterable[str]) -> list[str]:
@@ -61,213 +61,72 @@ def bounded(calls: Iterable[Callable[[], Iterable[str]]], *, budget: float = BUD
     return out
 
 
-# -- engines --------------------------------------------------------------------------------
+def _configured(connection: Connection) -> list[Runtime]:
+    """The runtimes set up here, built for `connection` (nothing contacted yet)."""
+    from debugkit.session import defaults
 
-def container_names(runtime: str = "docker", *, prefix: str = "", docker_host: str | None = None,
-                    docker_context: str | None = None) -> list[str]:
-    """Running containers on Docker or Podman, but not debugkit's own sidecars (they are
-    refused as targets), each as `prefix + name`."""
-    from debugkit.session import probes
-
-    if runtime == "podman" and not probes.engine_configured("podman"):
-        return []
-    api = probes.engine_client(runtime, timeout=CALL_TIMEOUT, docker_host=docker_host, docker_context=docker_context)
-    try:
-        found = api.containers(filters={"status": ["running"]})
-    finally:
-        api.close()
-    names = []
-    for ctr in found or []:
-        if (ctr.get("Labels") or {}).get(LABEL_MANAGED):
-            continue
-        for name in ctr.get("Names") or []:
-            names.append(prefix + name.lstrip("/"))
-    return sorted(names)
-
-
-# -- Kubernetes -----------------------------------------------------------------------------
-
-class Cluster:
-    """The kube context the flags typed so far name, connected on first use (or None:
-    no kubeconfig here, or one that cannot be used)."""
-
-    def __init__(self, *, kubeconfig: str | None = None, context: str | None = None,
-                 namespace: str | None = None):
-        self.kubeconfig = kubeconfig
-        self.context = context
-        self.flag_namespace = namespace
-        self._client = None
-        self._auth = None
-        self._lock = threading.Lock()
-
-    @property
-    def configured(self) -> bool:
-        from debugkit.session import probes
-
+    found = []
+    for name in runtimes.names():
         try:
-            return probes.kube_configured(self.kubeconfig)
-        except Exception:  # noqa: BLE001
-            return False
-
-    def client(self):
-        with self._lock:
-            if self._client is None:
-                from debugkit.session import probes
-
-                self._client, self._auth = probes.kube_client(self.kubeconfig, self.context,
-                                                              exec_timeout=CALL_TIMEOUT, quiet=True)
-            return self._client
-
-    @property
-    def namespace(self) -> str:
-        from debugkit.session import probes
-
-        self.client()
-        return probes.kube_namespace(self.flag_namespace, self._auth)
-
-    def get(self, path: str, **query) -> dict:
-        return self.client().request("GET", path, query=query or None, timeout=CALL_TIMEOUT)
-
-    def names(self, path: str) -> list[str]:
-        items = self.get(path, limit=MAX_ITEMS).get("items") or []
-        return sorted(item["metadata"]["name"] for item in items)
-
-    # -- what can be completed ------------------------------------------------------------
-
-    def namespaces(self) -> list[str]:
-        return self.names("/api/v1/namespaces")
-
-    def pods(self, namespace: str | None = None) -> list[str]:
-        from urllib.parse import quote
-
-        ns = namespace or self.namespace
-        items = self.get(f"/api/v1/namespaces/{quote(ns, safe='')}/pods", limit=MAX_ITEMS).get("items") or []
-        # A pod that is not running cannot be debugged: leave it out (kubectl does too, for exec).
-        return sorted(item["metadata"]["name"] for item in items
-                      if (item.get("status") or {}).get("phase") == "Running")
-
-    def workloads(self, plural: str, namespace: str | None = None) -> list[str]:
-        from urllib.parse import quote
-
-        ns = namespace or self.namespace
-        return self.names(f"/apis/{WORKLOAD_API[plural]}/namespaces/{quote(ns, safe='')}/{plural}")
-
-    def containers(self, pod: str, namespace: str | None = None) -> list[str]:
-        from urllib.parse import quote
-
-        ns = namespace or self.namespace
-        found = self.get(f"/api/v1/namespaces/{quote(ns, safe='')}/pods/{quote(pod, safe='')}")
-        return [c["name"] for c in (found.get("spec") or {}).get("containers") or []]
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+            if runtimes.configured(name, connection):
+                found.append(runtimes.get(name, connection, preferences=defaults.PREFERENCES))
+        except Exception:  # noqa: BLE001 - completion never complains
+            continue
+    return found
 
 
-def kube_contexts(kubeconfig: str | None = None) -> list[str]:
-    from debugkit.runtimes.kubernetes.kubeconfig import context_names
-
-    return context_names(kubeconfig)
-
-
-# -- targets --------------------------------------------------------------------------------
-
-def targets(incomplete: str, *, kubeconfig: str | None = None, context: str | None = None,
-            namespace: str | None = None, docker_host: str | None = None, docker_context: str | None = None,
-            budget: float = BUDGET) -> list[str]:
-    """Every target reference that starts with `incomplete`:
-
-        NAME, docker://NAME     running Docker containers
-        podman://NAME           running Podman containers (when Podman is configured)
-        pod/NAME[/CONTAINER]    running pods in the namespace (-n, or the context's)
-        deploy/ sts/ ds/ rs/ job/NAME   workloads (once the first letter is typed)
-        k8s://NAMESPACE/POD[/CONTAINER]
-
-    With nothing typed yet: Docker names, podman:// names and pod/ names."""
-    cluster = Cluster(kubeconfig=kubeconfig, context=context, namespace=namespace)
-    calls: list[Callable[[], Iterable[str]]] = []
-    scheme, sep, rest = incomplete.partition("://")
-    if sep:
-        if scheme == "docker":
-            calls.append(lambda: container_names("docker", prefix="docker://", docker_host=docker_host,
-                                                          docker_context=docker_context))
-        elif scheme == "podman":
-            calls.append(lambda: container_names("podman", prefix="podman://"))
-        elif scheme == "k8s" and cluster.configured:
-            calls.append(lambda: _k8s_refs(cluster, rest))
-    elif "/" in incomplete:
-        kind, _, name = incomplete.partition("/")
-        if kind in POD_KINDS and cluster.configured:
-            pod, sep, _ctr = name.partition("/")
-            if sep:
-                calls.append(lambda: [f"{kind}/{pod}/{c}" for c in cluster.containers(pod)])
-            else:
-                calls.append(lambda: [f"{kind}/{p}" for p in cluster.pods()])
-        elif kind in WORKLOAD_KINDS and cluster.configured:
-            plural = WORKLOAD_KINDS[kind]
-            calls.append(lambda: [f"{kind}/{w}" for w in cluster.workloads(plural)])
-    else:
-        calls.append(lambda: container_names("docker", docker_host=docker_host, docker_context=docker_context))
-        if not incomplete or "podman://".startswith(incomplete):
-            calls.append(lambda: container_names("podman", prefix="podman://"))
-        if cluster.configured:
-            if not incomplete or "pod/".startswith(incomplete):
-                calls.append(lambda: [f"pod/{p}" for p in cluster.pods()])
-            for short in SHORT_KINDS:
-                if incomplete and f"{short}/".startswith(incomplete):
-                    plural = WORKLOAD_KINDS[short]
-                    calls.append(lambda short=short, plural=plural: [f"{short}/{w}" for w in cluster.workloads(plural)])
+def _asking(connection: Connection, ask: Callable[[Runtime], Iterable[str]], *, budget: float) -> list[str]:
+    """Every configured runtime's answer to `ask`, side by side, within `budget`."""
+    asked = _configured(connection)
     try:
-        found = bounded(calls, budget=budget)
+        return bounded([lambda runtime=runtime: ask(runtime) for runtime in asked], budget=budget)
     finally:
-        cluster.close()
+        for runtime in asked:
+            try:
+                runtime.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def targets(incomplete: str, *, connection: Connection | None = None, namespace: str | None = None,
+            budget: float = BUDGET) -> list[str]:
+    """Every target reference that starts with `incomplete`, from every runtime set up
+    here: running containers (a bare name or SCHEME://NAME), running pods, workloads,
+    NAMESPACE/POD forms; each runtime offers what its own syntax allows for the word."""
+    found = _asking(connection or Connection(),
+                    lambda runtime: runtime.complete_targets(incomplete, namespace=namespace, timeout=CALL_TIMEOUT),
+                    budget=budget)
     return [ref for ref in dict.fromkeys(found) if ref.startswith(incomplete)]
 
 
-def _k8s_refs(cluster: Cluster, rest: str) -> list[str]:
-    """k8s://NAMESPACE/POD[/CONTAINER]. While the namespace is typed, the namespaces; when
-    only one matches, its pods at once (a lone `k8s://ns/` would get a space after it)."""
-    parts = rest.split("/")
-    if len(parts) == 1:
-        matching = [ns for ns in cluster.namespaces() if ns.startswith(parts[0])]
-        if len(matching) != 1:
-            return [f"k8s://{ns}/" for ns in matching]
-        parts = [matching[0], ""]
-    if len(parts) == 2:
-        return [f"k8s://{parts[0]}/{p}" for p in cluster.pods(parts[0])]
-    return [f"k8s://{parts[0]}/{parts[1]}/{c}" for c in cluster.containers(parts[1], parts[0])]
+def namespaces(incomplete: str, *, connection: Connection | None = None, budget: float = BUDGET) -> list[str]:
+    found = _asking(connection or Connection(),
+                    lambda runtime: runtime.complete_namespaces(incomplete, timeout=CALL_TIMEOUT), budget=budget)
+    return [ns for ns in dict.fromkeys(found) if ns.startswith(incomplete)]
 
 
-def namespaces(incomplete: str, *, kubeconfig: str | None = None, context: str | None = None,
+def contexts(incomplete: str, *, connection: Connection | None = None, budget: float = BUDGET) -> list[str]:
+    found = _asking(connection or Connection(), lambda runtime: runtime.complete_contexts(incomplete),
+                    budget=budget)
+    return [name for name in dict.fromkeys(found) if name.startswith(incomplete)]
+
+
+def containers(target: str, incomplete: str, *, connection: Connection | None = None, namespace: str | None = None,
                budget: float = BUDGET) -> list[str]:
-    cluster = Cluster(kubeconfig=kubeconfig, context=context)
-    if not cluster.configured:
-        return []
-    try:
-        return [ns for ns in bounded([cluster.namespaces], budget=budget) if ns.startswith(incomplete)]
-    finally:
-        cluster.close()
+    """-c: the containers of the target TARGET names (a pod)."""
+    from debugkit.session import defaults
 
-
-def pod_containers(target: str, incomplete: str, *, kubeconfig: str | None = None, context: str | None = None,
-                   namespace: str | None = None, budget: float = BUDGET) -> list[str]:
-    """-c: the containers of the pod TARGET names (pod/NAME or k8s://NS/NAME)."""
-    if target.startswith("k8s://"):
-        parts = target[len("k8s://"):].split("/")
-        if len(parts) < 2:
-            return []
-        namespace, pod = parts[0], parts[1]
-    elif target.partition("/")[0] in POD_KINDS:
-        pod = target.split("/")[1]
-    else:
-        return []
-    cluster = Cluster(kubeconfig=kubeconfig, context=context, namespace=namespace)
-    if not pod or not cluster.configured:
-        return []
+    connection = connection or Connection()
     try:
-        return [c for c in bounded([lambda: cluster.containers(pod)], budget=budget) if c.startswith(incomplete)]
+        ref = parse_target(target, runtimes.syntax(), namespace=namespace)
+    except DebugkitError:
+        return []
+    runtime = runtimes.get(ref.runtime, connection, preferences=defaults.PREFERENCES)
+    try:
+        found = bounded([lambda: runtime.complete_containers(ref, incomplete, timeout=CALL_TIMEOUT)], budget=budget)
     finally:
-        cluster.close()
+        runtime.close()
+    return [c for c in found if c.startswith(incomplete)]
 
 
 def runbooks(incomplete: str) -> list[str]:

@@ -3,7 +3,7 @@
     $XDG_CONFIG_HOME/debugkit/config.yaml   (or --config PATH, or $DEBUGKIT_CONFIG)
 
     image: REF                  # sidecar image for every runtime
-    runtimes:                   # per runtime: docker, podman, kubernetes
+    runtimes:                   # per runtime (the registry's names: docker, podman, kubernetes)
       kubernetes: {image: REF}
     profile: restricted         # may ask; anything above restricted still needs --profile
     namespace: NAME             # Kubernetes, when the context has none
@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from debugkit import runtimes
 from debugkit.core import options as opts
 from debugkit.core.errors import ConfigInvalid, DebugkitError
 from debugkit.core.imageref import toolbox_ref, validate_image_ref
@@ -34,7 +35,6 @@ from debugkit.core.profiles import PROFILES
 from debugkit.core.targets import check_k8s_name
 
 MAX_BYTES = 256 * 1024
-RUNTIME_NAMES = ("docker", "podman", "kubernetes")
 TOP_KEYS = ("image", "runtimes", "profile", "namespace", "limits", "timeout", "keep_alive", "runbook_paths",
             "contexts", "require_reason", "record")
 RECORD_CHOICES = ("always", "never")
@@ -146,7 +146,7 @@ def load(path: Path, *, required: bool = False) -> Config:
                     name = "pids_limit" if limit == "pids" else limit
                     config.values[name] = _checked(doc, name, lnode)
             elif key == "runtimes":
-                for rt, (_k, rnode) in doc.mapping(node, "runtimes", "in runtimes", RUNTIME_NAMES).items():
+                for rt, (_k, rnode) in doc.mapping(node, "runtimes", "in runtimes", runtimes.names()).items():
                     entries = doc.mapping(rnode, f"runtimes.{rt}", f"in runtimes.{rt}", ("image",))
                     config.runtimes[rt] = {k: _checked(doc, k, v) for k, (_kk, v) in entries.items()}
             elif key == "contexts":

@@ -30,6 +30,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from debugkit import runtimes
 from debugkit.core.errors import (
     DebugkitError,
     DestinationExists,
@@ -39,8 +40,7 @@ from debugkit.core.errors import (
     SpecialFile,
 )
 from debugkit.core.escape import safe
-from debugkit.runtimes.base import HELPER_PATH, ExecSession
-from debugkit.runtimes.execution import BoundedCapture
+from debugkit.runtimes.base import HELPER_PATH, BoundedCapture, ExecSession
 from debugkit.session.copyhelper import forbidden, helper_failure, helper_warnings, remote_path, remote_stat
 from debugkit.session.copylocal import InPlan, OutPlan, Workspace, add_tree, check_dest, local_error, skipped_warning
 from debugkit.session.progress import Progress
@@ -48,7 +48,6 @@ from debugkit.session.tarsink import TarSink
 
 TARGET_ROOT = "/proc/1/root"
 SIDECAR_ROOT = "/"
-SCHEMES = ("docker://", "podman://", "k8s://")
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def parse_endpoint(text: str) -> Endpoint:
         raise InvalidInput("cp: an empty path")
     if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
         return Endpoint(None, os.path.expanduser(text))
-    scheme = next((s for s in SCHEMES if text.startswith(s)), "")
+    scheme = next((s for s in runtimes.syntax().schemes if text.startswith(s)), "")
     rest = text[len(scheme):]
     if ":" not in rest:
         return Endpoint(None, text)

@@ -10,7 +10,7 @@ import re
 
 from debugkit.core.errors import DebugkitError, DestinationExists, NotADirectory, PathForbidden, PathNotFound, SpecialFile
 from debugkit.core.escape import safe
-from debugkit.runtimes.base import HELPER_PATH, ExecSession
+from debugkit.runtimes.base import HELPER_PATH, ExecSession, helper_mismatch
 
 # The helper's exit codes (toolbox-image/helper): what each means here.
 HELPER_NOT_FOUND, HELPER_FORBIDDEN, HELPER_NOT_DIR, HELPER_EXISTS, HELPER_SPECIAL = 2, 3, 4, 5, 6
@@ -25,6 +25,9 @@ def remote_stat(session: ExecSession, root: str, path: str, *, follow: bool = Fa
     """The helper's stat of PATH inside ROOT (a final symlink unfollowed unless `follow`)."""
     argv = [HELPER_PATH, "stat", "--root", root] + (["--follow"] if follow else []) + [path]
     result = session.exec(argv, timeout=30, max_output=MAX_STAT)
+    mismatch = helper_mismatch(result.exit_code, result.stderr)
+    if mismatch is not None:
+        raise mismatch
     if result.exit_code != 0:
         detail = last_line(result.stderr) or f"exit {result.exit_code}"
         if result.exit_code == HELPER_FORBIDDEN or "permission denied" in detail:
@@ -137,6 +140,9 @@ def helper_failure(code: int, stderr: bytes, session: ExecSession, *, path: str,
                    root: str) -> DebugkitError:
     detail = last_line(stderr)
     shown = safe(detail or path)
+    mismatch = helper_mismatch(code, stderr)
+    if mismatch is not None:
+        return mismatch
     if code == HELPER_NOT_FOUND:
         return PathNotFound(f"cp: no such file or directory in {where}: {safe(path)}")
     if code == HELPER_FORBIDDEN:

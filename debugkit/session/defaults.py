@@ -8,10 +8,11 @@ environment or the file asks for is refused: privilege comes from a flag.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 from debugkit.core.errors import DebugkitError, InvalidInput
 from debugkit.core.imageref import toolbox_ref
+from debugkit.core.options import Flags
+from debugkit.runtimes.base import Preferences
 from debugkit.session import config
 
 FILLED = ("memory", "pids_limit", "cpus", "timeout", "keep_alive")
@@ -29,22 +30,24 @@ def _value(key: str, *, runtime: str | None, kube_context: str | None) -> str | 
     return setting.value
 
 
-def fill(raw: dict, *, runtime: str, kube_context: str | None) -> dict:
-    """The flags as typed (None: not given) with every default filled in."""
+def fill(flags: Flags, *, runtime: str, kube_context: str | None) -> dict:
+    """The flags with every default filled in, as keyword arguments of
+    core.options.sidecar_options (but for the target, --custom and the connection)."""
     cfg = config.current()
-    out = dict(raw)
+    out = {"command": flags.command, "stdin": flags.stdin, "tty": flags.tty, "user": flags.user,
+           "image": flags.image, "new": flags.new, "target_env": flags.target_env, "session_id": flags.session_id}
     for key in FILLED:
-        if out.get(key) is None:
+        value = getattr(flags, key)
+        if value is None:
             value = _value(key, runtime=runtime, kube_context=kube_context)
-            if value is not None:
-                out[key] = value
-            elif key in config.BUILT_IN:
-                out[key] = config.BUILT_IN[key]
+        if value is None and key in config.BUILT_IN:
+            value = config.BUILT_IN[key]
+        if value is not None:
+            out[key] = value
     out["profile"] = config.granted_profile(
-        cfg.effective("profile", runtime=runtime, kube_context=kube_context), out.get("profile"))
-    require_reason(out.get("reason"))
-    # The configured image is the toolbox (pushed to a registry, say): it carries the helper.
-    out["toolbox"] = _value("image", runtime=runtime, kube_context=kube_context) or toolbox_ref()
+        cfg.effective("profile", runtime=runtime, kube_context=kube_context), flags.profile)
+    out["reason"] = flags.reason
+    require_reason(flags.reason)
     return out
 
 
@@ -53,7 +56,7 @@ def namespace(*, kube_context: str | None) -> str | None:
     entry for this context. (The file's global `namespace` only fills in when the context
     names none: namespace_fallback.)"""
     if os.environ.get(config.ENV["namespace"]) is not None:
-        return _value("namespace", runtime="kubernetes", kube_context=None)
+        return _value("namespace", runtime=None, kube_context=None)
     entry = config.current().contexts.get(kube_context or "", {}).get("namespace")
     return entry.value if entry is not None else None
 
@@ -69,16 +72,27 @@ def toolbox_image() -> str:
     return _value("image", runtime=None, kube_context=None) or toolbox_ref()
 
 
-def apply_context(raw: dict, options, *, kube_context: str | None):
-    """Kubernetes, once the kube context is known: its entry in the file may name the image
-    and the namespace."""
-    target = options.target
-    if target.namespace is None:
-        chosen = namespace(kube_context=kube_context)
-        if chosen is not None:
-            target = replace(target, namespace=chosen)
-    toolbox = _value("image", runtime="kubernetes", kube_context=kube_context) or options.toolbox
-    return options.evolve(target=target, toolbox=toolbox)
+def toolbox_for(runtime: str, context: str | None) -> str:
+    """The toolbox a target of `runtime` gets in `context` (a kube context): the
+    environment, else the file's context, runtime and global entries, else built in."""
+    return _value("image", runtime=runtime, kube_context=context) or toolbox_ref()
+
+
+class SessionPreferences(Preferences):
+    """The runtimes' view of the environment and the config file (runtimes/base.py)."""
+
+    def namespace(self, context: str | None) -> str | None:
+        return namespace(kube_context=context)
+
+    def namespace_fallback(self) -> str:
+        return namespace_fallback()
+
+    def image(self, runtime: str, context: str | None = None) -> tuple[str, str]:
+        setting = config.current().effective("image", runtime=runtime, kube_context=context)
+        return setting.value, setting.source
+
+
+PREFERENCES = SessionPreferences()
 
 
 def require_reason(reason: str | None) -> None:

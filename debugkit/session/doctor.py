@@ -11,24 +11,19 @@ engine hangs. docs/doctor.md describes every check and its fix.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
-from debugkit.core.errors import DebugkitError, IdentityUnresolved
+from typing import Iterable
 
-from debugkit.session.doctor_kube import kube_checks
-from debugkit.session.doctor_result import (  # noqa: F401 - Result and passed are doctor's API
-    ENGINE_TIMEOUT,
-    FAIL,
-    NOT_CONFIGURED,
-    OK,
-    SKIP,
-    WARN,
-    Result,
-    guard,
-    passed,
-    toolbox_setting,
-)
+from debugkit import runtimes
+from debugkit.core.errors import DebugkitError, IdentityUnresolved
+from debugkit.core.options import Connection, Flags
+from debugkit.runtimes.base import FAIL, OK, SKIP, WARN, Plan, Runtime, checked, local_user
+from debugkit.runtimes.base import CheckResult as Result
+
+
+def passed(results: Iterable[Result]) -> bool:
+    return all(r.ok for r in results)
 
 
 # -- the config file and the audit log ---------------------------------------------------------
@@ -101,226 +96,75 @@ def check_audit_log() -> Result:
 
 
 def _me() -> str:
-    from debugkit.runtimes.base import local_user
-
     return local_user()
-
-
-# -- Docker and Podman -------------------------------------------------------------------------
-
-ENGINES = {"docker": "Docker", "podman": "Podman"}
-
-
-def engine_checks(runtime: str, *, docker_host: str | None = None, docker_context: str | None = None) -> list[Result]:
-    """The engine answers, its socket lets us in, and the toolbox image is there."""
-    from debugkit.runtimes.docker.engine import EngineConfigError
-    from debugkit.session import probes
-
-    engine = ENGINES[runtime]
-    if not probes.engine_configured(runtime, docker_host, docker_context):
-        where = ("CONTAINER_HOST is not set and /run/podman/podman.sock does not exist" if runtime == "podman"
-                 else "no -H, DOCKER_HOST or Docker context is set and /var/run/docker.sock does not exist")
-        return [Result(f"{runtime}-engine", NOT_CONFIGURED, f"{engine} is not configured here ({where})")]
-    try:
-        api = probes.engine_client(runtime, timeout=ENGINE_TIMEOUT, docker_host=docker_host,
-                                   docker_context=docker_context)
-    except EngineConfigError as exc:
-        var = "CONTAINER_HOST" if runtime == "podman" else "-H, DOCKER_HOST or the Docker context"
-        return [Result(f"{runtime}-engine", FAIL, str(exc), f"correct {var} (unix:///path, tcp://host:port, "
-                                                             f"ssh://user@host)")]
-    try:
-        results = [check_engine(api, runtime), check_socket(api, runtime)]
-        if results[0].ok:
-            results.append(check_toolbox_image(api, runtime))
-        else:
-            results.append(Result(f"{runtime}-toolbox", SKIP, f"not checked: the {engine} engine did not answer"))
-        return results
-    finally:
-        api.close()
-
-
-def check_engine(api, runtime: str) -> Result:
-    """The engine answers GET /version and speaks an Engine API version debugkit speaks."""
-    from debugkit.core.errors import EngineIncompatible
-    from debugkit.runtimes.docker.apiversion import NEWEST_TESTED, OLDEST_SUPPORTED, negotiate
-    from debugkit.runtimes.docker.engine import EngineConnectionError, EngineError
-    from debugkit.runtimes.docker.errors import start_hint
-
-    engine = ENGINES[runtime]
-    try:
-        # GET /version rather than the ping attach settles for: it also states the minimum.
-        found = negotiate(api.version(), engine=engine, host=api.host)
-    except PermissionError:
-        return Result(f"{runtime}-engine", FAIL, f"permission denied on the {engine} socket {api.host}",
-                      "see the socket line below")
-    except EngineConnectionError as exc:
-        detail = f": {exc.detail}" if exc.detail else ""
-        return Result(f"{runtime}-engine", FAIL, f"cannot reach the {engine} engine at {api.host}{detail}",
-                      start_hint(engine, api.host))
-    except EngineError as exc:
-        return Result(f"{runtime}-engine", FAIL, f"the {engine} engine at {api.host} answered {exc.status_code}: "
-                                                 f"{exc.explanation}", f"check the {engine} service's log")
-    except EngineIncompatible as exc:
-        return Result(f"{runtime}-engine", FAIL, exc.message, exc.hint or "")
-    return Result(f"{runtime}-engine", OK, f"{engine} {found.engine_version or '?'} at {api.host}: Engine API "
-                                           f"{found.version} (the engine speaks {found.engine_range()}, debugkit "
-                                           f"{OLDEST_SUPPORTED} to {NEWEST_TESTED})")
-
-
-def check_socket(api, runtime: str) -> Result:
-    """Who may use the engine: the unix socket's owner, group and mode; TLS for TCP."""
-    import grp
-    import pwd
-
-    name = f"{runtime}-socket"
-    address = api.address
-    if address.scheme != "unix":
-        if address.tls is not None:
-            return Result(name, OK, f"{api.host}: TCP with TLS ({'verified' if address.tls.verify else 'unverified'})")
-        return Result(name, WARN, f"{api.host}: plain TCP without TLS, not a local socket",
-                      "anyone who reaches that port controls the engine: use TLS (DOCKER_TLS_VERIFY, "
-                      "DOCKER_CERT_PATH) or ssh://")
-    path = address.path
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return Result(name, FAIL, f"{path} does not exist", "start the engine: it creates its socket")
-    except OSError as exc:
-        return Result(name, FAIL, f"cannot look at {path}: {exc.strerror or exc}",
-                      "a parent directory is closed to you: run with sudo, or fix its permissions")
-    if not stat.S_ISSOCK(st.st_mode):
-        return Result(name, FAIL, f"{path} is not a socket", "point the address at the engine's socket")
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    described = f"{path} {stat.filemode(st.st_mode)} {owner}:{group}"
-    me = _me()
-    if not os.access(path, os.R_OK | os.W_OK):
-        return Result(name, FAIL, f"{described}: {me} (uid {os.getuid()}) may not connect",
-                      f"add {me} to the group {group} (sudo usermod -aG {group} {me}, then log in again), "
-                      f"or run debugkit with sudo")
-    if st.st_mode & stat.S_IWOTH:
-        return Result(name, WARN, f"{described}: writable by every local user, who can all control the engine",
-                      f"sudo chmod o-rw {path} (and use the group {group})")
-    return Result(name, OK, f"{described}: {me} may connect")
-
-
-def check_toolbox_image(api, runtime: str) -> Result:
-    from debugkit.core.imageref import toolbox_ref
-    from debugkit.runtimes.docker.engine import EngineError, EngineNotFound
-
-    name = f"{runtime}-toolbox"
-    engine = ENGINES[runtime]
-    setting = toolbox_setting(runtime)
-    image = setting.value
-    origin = "" if setting.source == "built-in" else f", from {setting.source}"
-    try:
-        attrs = api.inspect_image(image)
-    except EngineNotFound:
-        standard = image == toolbox_ref()
-        if runtime == "podman":
-            fix = (f"copy it from Docker: docker save {image} | podman load" if standard
-                   else f"podman pull {image}")
-        else:
-            fix = "debugkit toolbox build" + ("" if standard else f" --tag {image} (or docker pull {image})")
-        return Result(name, FAIL, f"the sidecar image {image}{origin} is not in the local {engine} engine", fix)
-    except EngineError as exc:
-        return Result(name, FAIL, f"{engine} could not inspect {image}: {exc.explanation}", "")
-    from debugkit.runtimes.docker.translate import HELPER_LABEL, HELPER_PROTOCOL, helper_protocol
-
-    present = f"{image}{origin} is present ({str(attrs.get('Id', '?'))[:19]})"
-    protocol = helper_protocol((attrs.get("Config") or {}).get("Labels") or {})
-    fix = "rebuild it: debugkit toolbox build" + ("" if runtime == "docker" else
-                                                  f", then docker save {image} | podman load")
-    if image == toolbox_ref() and protocol is None:
-        # A toolbox built before the helper existed: no reaper, and cp and port-forward refuse.
-        return Result(name, WARN, f"{present}, but it is an old build without debugkit-helper "
-                                  f"(no {HELPER_LABEL} label): no reaper, and cp and port-forward refuse", fix)
-    if protocol is not None and protocol < HELPER_PROTOCOL:
-        return Result(name, FAIL, f"{present}, but its debugkit-helper is older than this debugkit (protocol "
-                                  f"{protocol}, {HELPER_PROTOCOL} needed): attach refuses it", fix)
-    return Result(name, OK, present)
 
 
 # -- the target -----------------------------------------------------------------------------------
 
-def target_checks(raw: dict) -> tuple[list[Result], dict]:
+def target_checks(flags: Flags) -> tuple[list[Result], Runtime | None, Plan | None]:
     """Who TARGET runs as (as inspect resolves it), whether it is dumpable, whether the
-    default profile reads its files, its zombies. Also returns what kube_checks wants to
-    know about a pod target (its namespace, identity and pod securityContext)."""
+    default profile reads its files, its zombies; and the runtime and plan, for that
+    runtime's own checks to use."""
     from debugkit.session import flow
 
     try:
-        runtime, plan = flow.plan(raw, mode="command", thorough=True)
-        info = runtime.inspect(plan)
+        runtime, plan = flow.plan(flags, mode="command", thorough=True)
     except IdentityUnresolved as exc:
-        return [Result("target-identity", FAIL, exc.message, "pass --user UID[:GID]")], {}
+        return [Result("target-identity", FAIL, exc.message, "pass --user UID[:GID]")], None, None
     except DebugkitError as exc:
-        return [Result("target", FAIL, exc.message, exc.hint or "")], {}
-    context: dict = {}
+        return [Result("target", FAIL, exc.message, exc.hint or "")], None, None
     spec = plan.spec
+    report = plan.report
     results = [Result("target", OK, f"{plan.runtime} {plan.target.name} (image {plan.target.image})")]
     notes = f" ({'; '.join(spec.identity.notes)})" if spec.identity.notes else ""
     name = f" {spec.identity.user_name}" if spec.identity.user_name else ""
     results.append(Result("target-identity", OK, f"{spec.identity.uid}:{spec.identity.gid}{name} from "
                                                  f"{spec.identity.source}{notes}"))
-    if plan.runtime == "kubernetes":
-        pt = plan.facts["pod_target"]
-        context = {"namespace": pt.namespace, "identity": spec.identity,
-                   "pod_security_context": pt.pod_security_context}
-    results.append(_dumpable(info.get("target_dumpable")))
-    results.append(_filesystem(plan, info))
-    results.append(_zombies(info.get("zombies"), info.get("pid")))
-    return results, context
+    results.append(_dumpable(report))
+    results.append(_filesystem(plan))
+    results.append(_zombies(report))
+    return results, runtime, plan
 
 
 PTRACE_FIX = ("use --profile ptrace (root with only CAP_SYS_PTRACE) to read /proc/1/root and /proc/1/environ; "
               "on Kubernetes that needs a namespace whose PodSecurity level allows it")
 
 
-def _dumpable(dumpable) -> Result:
-    if dumpable is None:
-        return Result("target-dumpable", SKIP, "unknown: only a local Docker or Podman engine shows the target's "
-                                               "/proc here")
-    if dumpable:
+def _dumpable(report) -> Result:
+    if report.dumpable is None:
+        return Result("target-dumpable", SKIP, f"unknown: {report.unseen}")
+    if report.dumpable:
         return Result("target-dumpable", OK, "yes: its /proc entries belong to the user it runs as")
     return Result("target-dumpable", FAIL, "no: it changed UID at runtime (started as root, then dropped), so "
                                            "the kernel gives its /proc entries to root only", PTRACE_FIX)
 
 
-def _filesystem(plan, info: dict) -> Result:
-    spec = plan.spec
+def _filesystem(plan: Plan) -> Result:
+    spec, report, admission = plan.spec, plan.report, plan.admission
     who = f"{spec.uid}:{spec.gid}"
-    if plan.runtime == "kubernetes":
-        if info.get("admitted_by_namespace") is False:
-            return Result("target-filesystem", FAIL,
-                          f"namespace {info.get('namespace')} ({info.get('pod_security_enforce')}) would refuse "
-                          f"the debug container of profile {spec.profile}",
-                          "see the pod-security line: a non-root --user, or a namespace with a laxer level")
-        return Result("target-filesystem", SKIP, f"not checked for pods (it would take a debug container): "
-                                                 f"profile {spec.profile} runs as {who}, the target's own user; "
-                                                 f"`ls $DEBUGKIT_TARGET_ROOT` in an attach shows it")
-    dumpable = info.get("target_dumpable")
+    if admission is not None and not admission.admitted:
+        return Result("target-filesystem", FAIL,
+                      f"{admission.where} ({admission.level}) would refuse the debug container of profile "
+                      f"{spec.profile}",
+                      "see the pod-security line: a non-root --user, or a namespace with a laxer level")
     if spec.run_as_root:
         return Result("target-filesystem", OK, f"profile {spec.profile} runs as root")
-    if dumpable is None:
-        return Result("target-filesystem", SKIP, f"unknown: profile {spec.profile} runs as {who}; whether the "
-                                                 f"target's /proc/1/root is open to it needs a local engine")
-    if dumpable:
+    if report.dumpable is None:
+        return Result("target-filesystem", SKIP, f"unknown: profile {spec.profile} runs as {who}, the target's own "
+                                                 f"user; whether its /proc/1/root is open to it is not known here "
+                                                 f"({report.unseen}); `ls $DEBUGKIT_TARGET_ROOT` in an attach shows "
+                                                 f"it")
+    if report.dumpable:
         return Result("target-filesystem", OK, f"profile {spec.profile} reads /proc/1/root as {who}, the "
                                                f"target's own user, with no capability")
     return Result("target-filesystem", FAIL, f"profile {spec.profile} cannot read /proc/1/root as {who}: the "
                                              f"target is not dumpable", PTRACE_FIX)
 
 
-def _zombies(count, pid) -> Result:
+def _zombies(report) -> Result:
+    count, pid = report.zombies, report.pid
     if count is None:
-        return Result("target-zombies", SKIP, "not counted: needs the target's PID on this machine (a local engine)")
+        return Result("target-zombies", SKIP, f"not counted: {report.unseen}")
     if count == 0:
         return Result("target-zombies", OK, f"its PID 1 (host PID {pid}) holds no zombie processes")
     return Result("target-zombies", WARN, f"its PID 1 (host PID {pid}) holds {count} zombie process(es): it does "
@@ -331,29 +175,41 @@ def _zombies(count, pid) -> Result:
 
 # -- everything ------------------------------------------------------------------------------------
 
-def run(*, raw: dict | None = None, namespace: str | None = None, kube_context: str | None = None,
-        kubeconfig: str | None = None, docker_host: str | None = None,
-        docker_context: str | None = None, impersonate=None) -> list[Result]:
-    """Every check, in order; `raw` (raw_options for a TARGET) adds the target's."""
-    results = guard("config", lambda: [check_config()]) + guard("audit-log", lambda: [check_audit_log()])
-    results += guard("docker-engine", lambda: engine_checks("docker", docker_host=docker_host,
-                                                             docker_context=docker_context))
-    results += guard("podman-engine", lambda: engine_checks("podman"))
-    target_results, target_facts = [], {}
-    if raw is not None:
-        target_results, target_facts = _guard_target(raw)
-    results += guard("kube-context", lambda: kube_checks(
-        kubeconfig=kubeconfig, context=kube_context, namespace=target_facts.get("namespace") or namespace,
-        identity=target_facts.get("identity"), pod_security_context=target_facts.get("pod_security_context"),
-        impersonate=impersonate))
+def run(*, flags: Flags | None = None, connection: Connection | None = None,
+        namespace: str | None = None) -> list[Result]:
+    """Every check, in order: the config file, the audit log, each runtime's own checks
+    (those of TARGET's runtime sharpened by its plan), then TARGET's."""
+    connection = connection or Connection()
+    results = checked("config", lambda: [check_config()]) + checked("audit-log", lambda: [check_audit_log()])
+    target_results: list[Result] = []
+    target_runtime = target_plan = None
+    if flags is not None:
+        holder: list = []
+
+        def check_target() -> list[Result]:
+            found, runtime, plan = target_checks(flags)
+            holder.extend((runtime, plan))
+            return found
+        target_results = checked("target", check_target)
+        if holder:
+            target_runtime, target_plan = holder
+    for name in runtimes.names():
+        runtime = target_runtime if target_plan is not None and target_plan.runtime == name else None
+        results += checked(name, lambda name=name, runtime=runtime: _runtime_checks(
+            name, runtime, connection=connection, plan=target_plan if runtime is not None else None,
+            namespace=namespace))
     return results + target_results
 
 
-def _guard_target(raw: dict) -> tuple[list[Result], dict]:
-    holder: dict = {}
+def _runtime_checks(name: str, runtime: Runtime | None, *, connection: Connection, plan: Plan | None,
+                    namespace: str | None) -> list[Result]:
+    from debugkit.session import defaults
 
-    def check() -> list[Result]:
-        results, facts = target_checks(raw)
-        holder.update(facts)
-        return results
-    return guard("target", check), holder
+    own = runtime is None
+    if own:
+        runtime = runtimes.get(name, connection, preferences=defaults.PREFERENCES)
+    try:
+        return runtime.doctor(target=plan, namespace=namespace)
+    finally:
+        if own:
+            runtime.close()

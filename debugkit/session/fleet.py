@@ -1,7 +1,7 @@
 """Fleets: one command or runbook across every target a reference names, in parallel.
 
 `deploy/checkout`, `-l app=web`, `--filter label=team=pay` or `compose/shop` expand to the
-running targets (the skipped ones are reported, with why); each target then goes through
+running targets (Runtime.expand: the skipped ones are reported, with why); each target then goes through
 the ordinary session flow on its own (identity, PodSecurity pre-check, audit record) in a
 pool of threads that share one runtime and so one API connection pool and rate limit.
 Partial failure is normal: a target's error is its own line and the others carry on.
@@ -19,14 +19,14 @@ from debugkit.core.errors import (
     DebugkitError,
     ExitCode,
     Interrupted,
-    InvalidInput,
     Signalled,
     TargetNotFound,
     TargetNotRunning,
 )
 from debugkit.core.escape import safe
 from debugkit.core.options import Connection
-from debugkit.core.targets import ContainerRef, ContainerSetRef, ManyRef, PodRef, SelectorRef, WorkloadRef
+from debugkit.core.targets import ManyRef
+from debugkit.runtimes.base import Member, Runtime
 from debugkit.session import defaults
 
 # Each stream of each target is kept up to this, as a runbook step's output is.
@@ -34,14 +34,6 @@ MAX_CAPTURE = 64 * 1024
 # After Ctrl-C: how long the running targets get, all together, to wind down once their
 # sidecars were stopped and their streams closed.
 INTERRUPT_GRACE_S = 15.0
-
-
-@dataclass(frozen=True)
-class Member:
-    ref: ContainerRef | PodRef
-    label: str                      # pod/NAME or the container's name
-    namespace: str | None = None
-    container: str | None = None
 
 
 @dataclass
@@ -94,101 +86,14 @@ class Capture:
 
 # -- expansion ---------------------------------------------------------------------------------------
 
-def runtime_for(many: ManyRef, connection: Connection):
-    return runtimes.get(many.runtime, connection, namespace_fallback=defaults.namespace_fallback())
+def runtime_for(many: ManyRef, connection: Connection) -> Runtime:
+    return runtimes.get(many.runtime, connection, preferences=defaults.PREFERENCES)
 
 
-def expand(many: ManyRef, runtime) -> tuple[list[Member], list[tuple[str, str]]]:
+def expand(many: ManyRef, runtime: Runtime) -> tuple[list[Member], list[tuple[str, str]]]:
     """(running targets, [(name, why skipped)]) of a reference that names many."""
-    if isinstance(many, ContainerSetRef):
-        return _containers(many, runtime)
-    return _pods(many, runtime)
-
-
-def _containers(many: ContainerSetRef, runtime) -> tuple[list[Member], list[tuple[str, str]]]:
-    from debugkit.core.spec import LABEL_MANAGED
-
-    with runtime.calls():
-        found = runtime.api.containers(all=True, filters={"label": list(many.labels)})
-    members, skipped = [], []
-    for ctr in sorted(found, key=lambda c: (c.get("Names") or ["?"])[0]):
-        name = (ctr.get("Names") or ["?"])[0].lstrip("/")
-        if (ctr.get("Labels") or {}).get(LABEL_MANAGED) == "true":
-            continue  # debugkit's own sidecars are never targets
-        if ctr.get("State") != "running":
-            skipped.append((name, f"not running ({ctr.get('State', '?')})"))
-            continue
-        members.append(Member(ContainerRef(name, runtime=many.runtime), label=name, container=name))
-    return members, skipped
-
-
-def selector_of(workload: dict, kind: str, name: str) -> str:
-    """A workload's own pod selector as a label selector string."""
-    selector = (workload.get("spec") or {}).get("selector") or {}
-    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In":
-            terms.append(f"{key} in ({','.join(values)})")
-        elif op == "NotIn":
-            terms.append(f"{key} notin ({','.join(values)})")
-        elif op == "Exists":
-            terms.append(key)
-        elif op == "DoesNotExist":
-            terms.append(f"!{key}")
-    if not terms:
-        raise InvalidInput(f"{kind}/{name} has an empty selector: it would match every pod")
-    return ",".join(terms)
-
-
-def _pods(many: WorkloadRef | SelectorRef, runtime) -> tuple[list[Member], list[tuple[str, str]]]:
-    """One list of the pods the selector matches (one request, one consistent snapshot):
-    the running ones are the targets, the others are reported with why they are not."""
-    api = runtime.api
-    if isinstance(many, SelectorRef) and many.all_namespaces:
-        namespace = None
-    else:
-        namespace = many.namespace or runtime.default_namespace
-    if isinstance(many, WorkloadRef):
-        selector = selector_of(_read_workload(runtime, many, namespace), many.kind, many.name)
-    else:
-        selector = many.selector
-    where = namespace or "(all namespaces)"
-    found = runtime.call(api.list_pods, namespace, label_selector=selector, verb="list", resource="pods",
-                         namespace=where)
-    members, skipped = [], []
-    for pod in sorted(found.get("items") or [], key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
-        meta = pod["metadata"]
-        # Across namespaces a name alone is ambiguous: debugkit's own NAMESPACE/POD form.
-        label = f"pod/{meta['name']}" if namespace else f"k8s://{meta['namespace']}/{meta['name']}"
-        phase = (pod.get("status") or {}).get("phase", "?")
-        if phase != "Running":
-            skipped.append((label, f"phase {phase}"))
-            continue
-        if meta.get("deletionTimestamp"):
-            skipped.append((label, "terminating"))
-            continue
-        container = many.container or _default_container(pod)
-        if container is None:
-            names = ", ".join(c["name"] for c in pod["spec"]["containers"])
-            skipped.append((label, f"several containers and no -c ({names})"))
-            continue
-        state = next((st.get("state") or {} for st in (pod.get("status") or {}).get("containerStatuses") or []
-                      if st["name"] == container), None)
-        if state is None:
-            skipped.append((label, f"no container {container!r}"))
-            continue
-        if "running" not in state:
-            skipped.append((label, f"container {container} is {next(iter(state), 'not running')}"))
-            continue
-        members.append(Member(PodRef(meta["name"], container=container, namespace=meta["namespace"]),
-                              label=label, namespace=meta["namespace"], container=container))
-    return members, skipped
-
-
-def _read_workload(runtime, many: WorkloadRef, namespace: str) -> dict:
-    return runtime.call(runtime.api.read_workload, many.kind, namespace, many.name, verb="get",
-                        resource=many.kind, namespace=namespace, name=many.name)
+    found = runtime.expand(many)
+    return list(found.members), list(found.skipped)
 
 
 def require_members(many: ManyRef, members: list[Member], skipped: list[tuple[str, str]]) -> None:
@@ -197,28 +102,19 @@ def require_members(many: ManyRef, members: list[Member], skipped: list[tuple[st
     if members:
         return
     if not skipped:
-        raise TargetNotFound(f"{many} matches no {'containers' if isinstance(many, ContainerSetRef) else 'pods'}")
+        raise TargetNotFound(f"{many} matches no {many.noun}")
     shown = "; ".join(f"{name}: {why}" for name, why in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
     raise TargetNotRunning(f"{many}: none of the {len(skipped)} it matches can be debugged ({safe(shown)})")
-
-
-def _default_container(pod: dict) -> str | None:
-    names = [c["name"] for c in pod["spec"]["containers"]]
-    annotated = (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container")
-    if annotated in names:
-        return annotated
-    return names[0] if len(names) == 1 else None
 
 
 # -- running --------------------------------------------------------------------------------------------
 
 class Cleanup:
     """What the targets running right now have started, so that Ctrl-C can end it all
-    from the main thread: Docker and Podman sidecars (stopped and removed), and
-    Kubernetes exec streams (closed; an ephemeral container cannot be removed, its
-    keep-alive ends it). Hooked into the shared runtime. Once cancelled, whatever a
-    target still starts is ended as soon as it exists. Each target's own entries are
-    forgotten when it is done, so the bookkeeping stays as small as --parallel."""
+    from the main thread: the sidecars they created (Runtime.stop) and the streams they
+    opened (closed). Hooked into the shared runtime. Once cancelled, whatever a target
+    still starts is ended as soon as it exists. Each target's own entries are forgotten
+    when it is done, so the bookkeeping stays as small as --parallel."""
 
     def __init__(self, runtime, *, record_created: Callable | None = None):
         self.runtime = runtime
@@ -260,35 +156,20 @@ class Cleanup:
             containers = [c for group in self._containers.values() for c in group]
         for stream in streams:
             _close(stream)
-        stop = getattr(self.runtime, "stop_container", None)
-        if stop is None or not containers:
+        if not containers:
             return
-        # In parallel: each stop is a graceful SIGTERM (the reaper ends the command's
-        # tree), up to `grace` seconds, then the removal, and a wait until it is gone (the
-        # engine's own AutoRemove may have begun first: then the removal returns at once).
-        def end(container_id: str) -> None:
-            _quietly(stop, container_id, graceful=True, grace=grace)
-            _quietly(self._wait_gone, container_id, timeout=5.0)
-
-        threads = [threading.Thread(target=end, args=(cid,), daemon=True, name="debugkit-fleet-stop")
-                   for cid in containers]
+        # In parallel, each within `grace` seconds and then until it is gone.
+        threads = [threading.Thread(target=_quietly, args=(self.runtime.stop, cid), kwargs={"grace": grace},
+                                    daemon=True, name="debugkit-fleet-stop") for cid in containers]
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + grace + 10
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _wait_gone(self, container_id: str, *, timeout: float) -> None:
-        api = self.runtime.api
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and api.containers(all=True, filters={"id": [container_id]}):
-            time.sleep(0.05)
-
 
 def _close(stream) -> None:
     try:
-        stream.close(wait=0)  # a Kubernetes channel stream: no close handshake to wait for
-    except TypeError:
         stream.close()
     except Exception:  # noqa: BLE001 - closed already, or its connection is gone
         pass
@@ -413,39 +294,20 @@ class Fleet:
         return self.outcomes
 
 
-def gone(runtime, member: Member) -> str | None:
-    """Why a Kubernetes target went away while it was debugged (deleted, terminating, no
-    longer running), or None: one GET, only after a target failed in a way that a
-    disappearing pod explains."""
-    if not isinstance(member.ref, PodRef):
-        return None
-    try:
-        pod = runtime.read_pod(member.namespace, member.ref.pod)
-    except TargetNotFound:
-        return f"{member.label} was deleted while it was debugged"
-    except DebugkitError:
-        return None
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return f"{member.label} was being deleted while it was debugged"
-    phase = (pod.get("status") or {}).get("phase")
-    if phase != "Running":
-        return f"{member.label} stopped running while it was debugged (phase {phase})"
-    return None
-
-
-def explain_failure(runtime, member: Member, outcome: Outcome) -> None:
+def explain_failure(runtime: Runtime, member: Member, outcome: Outcome) -> None:
     """A command killed by a signal (143 when the kubelet stops the pod), a runbook cut
-    short, or a debugkit error, on a pod: when the pod is gone, say so, as debugkit's own
-    error (67) beside the command's exit code."""
+    short, or a debugkit error: when the target is gone, say so, as debugkit's own error
+    (67) beside the command's exit code. One question to the runtime, only then."""
     aborted = getattr(outcome.report, "aborted", "") if outcome.report is not None else ""
     if outcome.status == "failed":
         if (outcome.exit_code or 0) < 128 and not aborted:
             return  # the command's own verdict
     elif outcome.status != "error":
         return
-    why = gone(runtime, member)
+    why = runtime.why_gone(member.ref)
     if why is None:
         return
+    why = f"{member.label} {why}"
     if outcome.status == "error":
         detail = (outcome.error or {}).get("message", "")
     elif aborted:

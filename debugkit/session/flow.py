@@ -19,14 +19,16 @@ from debugkit.core.errors import (
     ExitCode,
     FileInvalid,
     Interrupted,
+    InvalidInput,
     OutputClosed,
     Signalled,
+    TargetNotRunning,
 )
-from debugkit.core.options import Connection, SidecarOptions, sidecar_options
+from debugkit.core.options import Flags, SidecarOptions, sidecar_options
 from debugkit.core.spec import ENV_REASON, new_session_id
 from debugkit.core.targets import parse_target
-from debugkit.runtimes.base import ExecSession, Plan, Streams
-from debugkit.session import audit, defaults, recording
+from debugkit.runtimes.base import ExecSession, Plan, Runtime, Streams
+from debugkit.session import audit, defaults, planning, recording
 
 MAX_CUSTOM_BYTES = 1 << 20
 
@@ -46,29 +48,37 @@ def load_custom(path: str) -> dict:
                                  what="a --custom file (a partial container spec)")
 
 
-def validate(*, target: str, namespace: str | None = None, container: str | None = None,
-             custom: str | None = None, connection: Connection | None = None, record: bool | None = None,
-             record_input: bool = False, **flags) -> SidecarOptions:
+def validate(flags: Flags) -> SidecarOptions:
     """Everything the person typed, checked with no engine or cluster contacted; what they
-    did not type comes from the environment, the config file or the built-in defaults.
-    (--record and --record-input are the session's, not the sidecar's: see recording_for.)"""
-    connection = connection or Connection()
-    ref = parse_target(target, namespace=namespace, container=container)
-    filled = defaults.fill(flags, runtime=ref.runtime, kube_context=connection.kube_context)
-    data = load_custom(custom) if custom is not None else None
-    return sidecar_options(target=ref, custom=data, custom_source=custom, connection=connection, **filled)
+    did not type comes from the environment, the config file or the built-in defaults. A
+    flag that does not apply to the target's runtime is refused here too. (--record and
+    --record-input are the session's, not the sidecar's: see recording_for.)"""
+    ref = parse_target(flags.target, runtimes.syntax(), namespace=flags.namespace, container=flags.container)
+    filled = defaults.fill(flags, runtime=ref.runtime, kube_context=flags.connection.kube_context)
+    data = load_custom(flags.custom) if flags.custom is not None else None
+    check_flags(ref.runtime, flags)
+    return sidecar_options(target=ref, custom=data, custom_source=flags.custom, connection=flags.connection,
+                           **filled)
 
 
-def check_reason(raw: dict) -> None:
+def check_flags(runtime: str, flags: Flags) -> None:
+    """Refuse a runtime-specific flag the runtime does not take (--custom on a container,
+    --memory on a pod), before anything is contacted."""
+    refused = runtimes.refusals(runtime, {name: getattr(flags, name) for name in runtimes.RUNTIME_FLAGS})
+    if refused:
+        raise InvalidInput(refused[0])
+
+
+def check_reason(flags: Flags) -> None:
     """--reason as typed, and the config's require_reason, checked before anything is
     contacted (a fleet checks it once, before it looks for its members)."""
     from debugkit.core.options import parse_reason
 
-    defaults.require_reason(parse_reason(raw.get("reason")))
+    defaults.require_reason(parse_reason(flags.reason))
 
 
 @contextlib.contextmanager
-def refusals_audited(raw: dict) -> Iterator[None]:
+def refusals_audited(flags: Flags) -> Iterator[None]:
     """A session refused before launch still leaves one complete record of the attempt."""
     try:
         yield
@@ -76,18 +86,18 @@ def refusals_audited(raw: dict) -> Iterator[None]:
         # A log that cannot take the record must not hide why the session was refused.
         with contextlib.suppress(audit.AuditUnwritable):
             audit.append({
-                "event": "refused", "session": raw.get("session_id") or new_session_id(),
-                "runtime": _runtime_of(raw.get("target")), "target": str(raw.get("target")),
-                "command": list(raw.get("command") or ()), "profile": raw.get("profile"),
+                "event": "refused", "session": flags.session_id or new_session_id(),
+                "runtime": _runtime_of(flags.target), "target": str(flags.target),
+                "command": list(flags.command or ()), "profile": flags.profile,
                 **audit.who(), "exit_code": int(exc.exit_code), "outcome": "refused",
-                "error": str(exc), **({"reason": raw["reason"]} if raw.get("reason") else {}),
+                "error": str(exc), **({"reason": flags.reason} if flags.reason else {}),
             })
         raise
 
 
-def _runtime_of(target) -> str | None:
+def _runtime_of(target: str) -> str | None:
     try:
-        return parse_target(str(target)).runtime
+        return parse_target(str(target), runtimes.syntax()).runtime
     except DebugkitError:
         return None
 
@@ -98,8 +108,8 @@ def privileges(plan: Plan) -> dict:
     out = {"user": f"{spec.uid}:{spec.gid}", "cap_add": list(spec.cap_add), "cap_drop": list(spec.cap_drop),
            "privileged": spec.privileged, "no_new_privileges": spec.no_new_privileges,
            "read_only_root": spec.read_only_root}
-    if "securityContext" in plan.request:  # Kubernetes: after --custom was merged
-        out["security_context"] = plan.request["securityContext"]
+    if plan.security_context is not None:  # sent as one object (after --custom was merged)
+        out["security_context"] = plan.security_context
     return out
 
 
@@ -115,7 +125,8 @@ def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
         "identity": spec.identity.as_dict(),
         "sidecar_user": f"{spec.uid}:{spec.gid}",
         "image": spec.image,
-        **plan.image,
+        "image_id": plan.image_id,
+        "image_digest": plan.image_digest,
         "profile": spec.profile,
         "privileges": privileges(plan),
         "sidecar": plan.reuse or spec.name,
@@ -125,19 +136,18 @@ def audit_start(plan: Plan, *, mode: str, record: dict | None = None) -> float:
         **audit.who(),
         "cli_pid": os.getpid(),
         "host": socket.gethostname(),
-        **({"engine": plan.facts["engine"]} if plan.facts.get("engine") else {}),
+        **({"engine": plan.engine} if plan.engine else {}),
         **({"reason": spec.env_dict()[ENV_REASON]} if ENV_REASON in spec.env_dict() else {}),
         **(record or {}),
     })
     return time.monotonic()
 
 
-def recording_for(raw: dict) -> recording.SessionRecording:
+def recording_for(flags: Flags) -> recording.SessionRecording:
     """Whether this session is recorded: --record, --record-input (which implies it), or
     the config file's `record: always`."""
-    record_input = bool(raw.get("record_input"))
-    return recording.SessionRecording(enabled=bool(raw.get("record")) or record_input or defaults.record_sessions(),
-                                      record_input=record_input)
+    return recording.SessionRecording(enabled=bool(flags.record) or flags.record_input or defaults.record_sessions(),
+                                      record_input=flags.record_input)
 
 
 @contextlib.contextmanager
@@ -171,40 +181,76 @@ def record_created(plan: Plan, container_id: str) -> None:
                   "container_id": container_id, "name": plan.spec.name})
 
 
-def plan(raw: dict, *, mode: str, thorough: bool = False,
-         runtime: runtimes.base.Runtime | None = None) -> tuple[runtimes.base.Runtime, Plan]:
+def plan(flags: Flags, *, mode: str, thorough: bool = False,
+         runtime: Runtime | None = None) -> tuple[Runtime, Plan]:
     """Validate, pick the runtime (or use the one given: a fleet shares one, and so one API
     connection pool), plan. Nothing is started; refusals are audited."""
-    with refusals_audited(raw):
-        options = validate(**raw)
+    with refusals_audited(flags):
+        options = validate(flags)
         if runtime is None:
-            runtime = runtimes.for_target(options.target, options.connection,
-                                          namespace_fallback=defaults.namespace_fallback())
-        if options.target.runtime == "kubernetes":
-            options = defaults.apply_context(raw, options, kube_context=runtime.context_name)
+            runtime = runtimes.for_target(options.target, options.connection, preferences=defaults.PREFERENCES)
+        # The toolbox for the runtime's own context (a kube context's entry in the file).
+        options = options.evolve(toolbox=defaults.toolbox_for(runtime.name, runtime.context_name))
         if runtime.on_created is None:
             runtime.on_created = record_created
-        return runtime, runtime.plan(options, mode=mode, thorough=thorough)
+        return runtime, planning.plan(runtime, options, mode=mode, thorough=thorough)
 
 
-def attach(raw: dict, streams: Streams, *, announce: Callable[[Plan], None] | None = None,
-           runtime: runtimes.base.Runtime | None = None) -> int:
-    """Run one command (or an interactive shell) in a sidecar; its exit code."""
-    mode = "interactive" if raw.get("tty") else "command"
-    runtime, the_plan = plan(raw, mode=mode, runtime=runtime)
+def attach(flags: Flags, streams: Streams, *, announce: Callable[[Plan], None] | None = None,
+           runtime: Runtime | None = None, explain_gone: bool = True) -> int:
+    """Run one command (or an interactive shell) in a sidecar; its exit code. A session
+    that fails because its target went away says so (exit 67), not what broke first
+    (`explain_gone=False`: the caller does, as a fleet does with its own names)."""
+    mode = "interactive" if flags.tty else "command"
+    runtime, the_plan = plan(flags, mode=mode, runtime=runtime)
     if announce:
         announce(the_plan)
-    recorded = recording_for(raw)
+    recorded = recording_for(flags)
     started = audit_start(the_plan, mode=mode, record=recorded.start_fields(the_plan))
-    with audited(the_plan, started=started, sealed=recorded.seal) as result:
-        with recorded.streams(the_plan, streams, mode=mode) as session_streams:
-            result["exit_code"] = runtime.run(the_plan, session_streams)
-            result["outcome"] = "exited"
+    with audited(the_plan, started=started, sealed=recorded.seal) as result, \
+            recorded.streams(the_plan, streams, mode=mode) as session_streams:
+        with explained(runtime, the_plan) if explain_gone else contextlib.nullcontext():
+            code = runtime.run(the_plan, session_streams)
+            if code >= KILLED and explain_gone:
+                # Killed by a signal: the kubelet's SIGTERM when the pod is deleted, say.
+                gone = vanished(runtime, the_plan)
+                if gone is not None:
+                    raise TargetNotRunning(f"{gone} (the command ended with exit {code})")
+        result["exit_code"] = code
+        result["outcome"] = "exited"
     return result["exit_code"]
 
 
-def inspect(raw: dict) -> dict:
-    runtime, the_plan = plan(raw, mode="command", thorough=True)
+# A command's exit code from here on is a death by signal (128 + N).
+KILLED = 128
+
+
+@contextlib.contextmanager
+def explained(runtime: Runtime, the_plan: Plan) -> Iterator[None]:
+    """debugkit's own error while the target was going away is the target's going away:
+    one line that says so (67), not the first thing that broke on the way."""
+    try:
+        yield
+    except (Interrupted, OutputClosed, TargetNotRunning):
+        raise
+    except DebugkitError as exc:
+        gone = vanished(runtime, the_plan)
+        if gone is None:
+            raise
+        raise TargetNotRunning(gone) from exc
+
+
+def vanished(runtime: Runtime, the_plan: Plan) -> str | None:
+    """`REF went away ...`, when the runtime says the target is gone; None otherwise."""
+    try:
+        why = runtime.why_gone(the_plan.ref)
+    except DebugkitError:
+        return None
+    return None if why is None else f"{the_plan.ref} {why}"
+
+
+def inspect(flags: Flags) -> dict:
+    runtime, the_plan = plan(flags, mode="command", thorough=True)
     return runtime.inspect(the_plan)
 
 
@@ -232,16 +278,16 @@ class LazySession:
 
 
 @contextlib.contextmanager
-def exec_session(raw: dict, *, mode: str = "runbook", record: dict | None = None, lazy: bool = False,
-                 runtime: runtimes.base.Runtime | None = None) -> Iterator[ExecSession]:
+def exec_session(flags: Flags, *, mode: str = "runbook", record: dict | None = None, lazy: bool = False,
+                 runtime: Runtime | None = None) -> Iterator[ExecSession]:
     """One started sidecar whose `.exec(argv, timeout=...)` runs a command and returns an
     ExecResult: runbooks, cp and port-forward use it for one start, many commands.
     `record` adds fields to the audit start record (the runbook file and its SHA-256).
     `lazy`: yield a LazySession that starts the sidecar only when asked. A runbook's
     session is recorded when asked (--record, or the config's `record: always`); cp and
     port-forward move bytes, not a terminal's output, and are never recorded."""
-    runtime, the_plan = plan(raw, mode="exec", runtime=runtime)
-    recorded = recording_for(raw) if mode == "runbook" else recording.SessionRecording(enabled=False)
+    runtime, the_plan = plan(flags, mode="exec", runtime=runtime)
+    recorded = recording_for(flags) if mode == "runbook" else recording.SessionRecording(enabled=False)
     started = audit_start(the_plan, mode=mode, record={**(record or {}), **recorded.start_fields(the_plan)})
     with audited(the_plan, started=started, sealed=recorded.seal) as result:
         if lazy:

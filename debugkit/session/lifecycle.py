@@ -4,8 +4,9 @@ A container sidecar is stale when the CLI that started it is gone (same host, PI
 longer a debugkit process) or when it is older than a limit. A reusable sidecar
 (--keep-alive) outlives its CLI on purpose: it is stale only when it has been idle well past
 its keep-alive (it should have ended itself) or is older than the limit. Its idle time comes
-from the audit log: the end of the last session that used it. Kubernetes ephemeral
-containers cannot be deleted (the API has no such verb); gc reports them instead.
+from the audit log: the end of the last session that used it. A sidecar its runtime
+cannot delete (Kubernetes' ephemeral containers: the API has no such verb) is reported
+instead (Runtime.kept).
 
 Under `--runtime auto` a runtime that is set up here but fails (an engine that does not
 answer, or speaks none of our API versions) does not hide the others' answers, nor pass
@@ -21,7 +22,7 @@ from debugkit import runtimes
 from debugkit.core.errors import DebugkitError
 from debugkit.core.options import Connection
 from debugkit.runtimes.base import SessionRow
-from debugkit.session import audit
+from debugkit.session import audit, defaults
 
 Warn = Callable[[str], None]
 
@@ -37,19 +38,8 @@ def cli_alive(host: str | None, pid: int | None) -> bool | None:
         return False
 
 
-def configured(name: str, connection: Connection) -> bool:
-    """Whether a runtime is set up here at all; `auto` skips the others quietly."""
-    if name == "kubernetes":
-        from debugkit.runtimes.kubernetes.kubeconfig import config_available
-
-        return config_available(connection.kubeconfig)
-    from debugkit.session.probes import engine_configured
-
-    return engine_configured(name, connection.docker_host, connection.docker_context)
-
-
 def selected(choice: str) -> list[str]:
-    return list(runtimes.RUNTIMES) if choice == "auto" else [choice]
+    return list(runtimes.names()) if choice == "auto" else [choice]
 
 
 class RuntimesFailed(DebugkitError):
@@ -106,13 +96,13 @@ def sessions(choice: str, *, connection: Connection, namespace: str | None, log=
     first failing runtime's error is raised."""
     rows: list[SessionRow] = []
     for name in selected(choice):
-        if choice == "auto" and not configured(name, connection):
-            continue
-        runtime = runtimes.get(name, connection)
-        if name == "kubernetes":
+        if choice == "auto" and not runtimes.configured(name, connection):
+            continue  # `auto` leaves a runtime that is not set up here quietly alone
+        runtime = runtimes.get(name, connection, preferences=defaults.PREFERENCES)
+        try:
             found = per_runtime(name, choice, lambda: runtime.sessions(namespace=namespace), failed)
-        else:
-            found = per_runtime(name, choice, runtime.sessions, failed)
+        finally:
+            runtime.close()
         for row in found:
             row.cli_alive = cli_alive(row.cli_host, row.cli_pid)
         rows += found
@@ -142,27 +132,42 @@ def collect(choice: str, *, connection: Connection, namespace: str | None, older
         warn(f"skipped {log.skipped} malformed line(s) in the audit log {audit.audit_path()}")
     created = audit.created_containers(log)
     actions = []
-    for row in sessions(choice, connection=connection, namespace=namespace, log=log, failed=failed):
-        if row.runtime == "kubernetes":
-            actions.append({"runtime": row.runtime, "session": row.session, "name": row.name,
-                            "target": f"{row.namespace}/{row.target}", "state": row.state,
-                            "reason": "ephemeral containers cannot be deleted; they end with their "
-                                      "process or their pod",
-                            "action": "kept (still running)" if row.state == "running" else "kept (terminated)"})
-            continue
-        reason = stale_reason(row, older_than_s=older_than_s)
-        if reason is None:
-            continue
-        if not by_label and row.id not in created:
-            actions.append({"runtime": row.runtime, "session": row.session, "name": row.name,
-                            "reason": f"{reason}, but the audit log has no record of debugkit creating it "
-                                      f"(gc --all collects by label alone)", "action": "skipped"})
-            continue
-        if not dry_run:
-            runtimes.get(row.runtime, connection).remove(row)
-        actions.append({"runtime": row.runtime, "session": row.session, "name": row.name, "reason": reason,
-                        "action": "would remove" if dry_run else "removed"})
+    collectors: dict[str, object] = {}
+    try:
+        for row in sessions(choice, connection=connection, namespace=namespace, log=log, failed=failed):
+            runtime = collectors.get(row.runtime)
+            if runtime is None:
+                runtime = collectors[row.runtime] = runtimes.get(row.runtime, connection,
+                                                                  preferences=defaults.PREFERENCES)
+            actions += _collect(runtime, row, created=created, older_than_s=older_than_s, dry_run=dry_run,
+                                by_label=by_label)
+    finally:
+        for runtime in collectors.values():
+            runtime.close()
     return actions + close_abandoned_audit_sessions(log, dry_run=dry_run)
+
+
+def _collect(runtime, row: SessionRow, *, created: set, older_than_s: int, dry_run: bool,
+             by_label: bool) -> list[dict]:
+    """What gc does with one sidecar: keep it (a runtime that cannot remove one, or one
+    that is not stale), skip it (no record of debugkit creating it), or remove it."""
+    kept = runtime.kept(row)
+    if kept is not None:
+        return [{"runtime": row.runtime, "session": row.session, "name": row.name,
+                 "target": f"{row.namespace}/{row.target}" if row.namespace else row.target, "state": row.state,
+                 "reason": kept,
+                 "action": "kept (still running)" if row.state == "running" else "kept (terminated)"}]
+    reason = stale_reason(row, older_than_s=older_than_s)
+    if reason is None:
+        return []
+    if not by_label and row.id not in created:
+        return [{"runtime": row.runtime, "session": row.session, "name": row.name,
+                 "reason": f"{reason}, but the audit log has no record of debugkit creating it "
+                           f"(gc --all collects by label alone)", "action": "skipped"}]
+    if not dry_run:
+        runtime.remove(row)
+    return [{"runtime": row.runtime, "session": row.session, "name": row.name, "reason": reason,
+             "action": "would remove" if dry_run else "removed"}]
 
 
 def close_abandoned_audit_sessions(log, *, dry_run: bool) -> list[dict]:

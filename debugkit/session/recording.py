@@ -31,8 +31,7 @@ from typing import BinaryIO, Callable
 from debugkit.core import digest
 from debugkit.core.errors import DebugkitError, ExitCode
 from debugkit.core.files import state_dir, state_home
-from debugkit.runtimes.base import ExecSession, Plan, Streams
-from debugkit.runtimes.terminal import terminal_size
+from debugkit.runtimes.base import ExecSession, Plan, Streams, terminal_size
 from debugkit.session import audit
 
 SUFFIX = ".cast"

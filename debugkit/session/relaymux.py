@@ -25,8 +25,7 @@ import time
 from typing import Callable
 
 from debugkit.core.errors import DebugkitError, NothingListening, TargetNotRunning
-from debugkit.runtimes.base import HELPER_PATH, ExecSession
-from debugkit.runtimes.execution import BoundedCapture
+from debugkit.runtimes.base import HELPER_PATH, BoundedCapture, ExecSession, helper_mismatch
 
 OPEN, OPENED, FAILED, DATA, EOF, CLOSE, WINDOW = range(1, 8)
 HEADER = struct.Struct(">BII")
@@ -211,6 +210,9 @@ class MuxRelay:
             raise TargetNotRunning("the target (or its sidecar) stopped: port-forward ended")
         if isinstance(outcome, DebugkitError):
             raise outcome
+        mismatch = helper_mismatch(outcome, self._errors.getvalue())
+        if mismatch is not None:
+            raise mismatch
         raise DebugkitError(f"port-forward: the relay in the sidecar ended ({self._why_ended()})")
 
     def _frame(self, kind: int, stream_id: int, payload: bytes) -> None:

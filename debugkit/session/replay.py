@@ -15,7 +15,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from debugkit.core import digest
 from debugkit.core.errors import FileInvalid, InvalidInput
-from debugkit.runtimes.terminal import write_output
+from debugkit.runtimes.base import write_output
 
 # An event line holds at most a 64 KiB chunk of output, escaped as JSON: a few times that.
 MAX_LINE = 8 << 20

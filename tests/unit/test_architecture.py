@@ -1,10 +1,13 @@
 """The layering of the package, checked from the source: layers only look down, runtimes
-do not reach into each other (but for the few edges allowed below), and no two modules
-import each other, even through imports placed inside functions."""
+do not reach into each other (but for the few edges allowed below), the session layer and
+the CLI know runtimes only through the registry and the protocol and never by name, and no
+two modules import each other, even through imports placed inside functions."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+from debugkit import runtimes
 
 PACKAGE = Path(__file__).resolve().parents[2] / "debugkit"
 
@@ -17,10 +20,13 @@ RANKS = {
     "debugkit.session": 3,
     "debugkit.cli": 4,
 }
-RUNTIME_PACKAGES = ("docker", "podman", "kubernetes")
+# Every package under debugkit/runtimes/ is a runtime's own.
+RUNTIME_PACKAGES = tuple(sorted(p.name for p in (PACKAGE / "runtimes").iterdir() if (p / "__init__.py").exists()))
 # Podman is Docker pointed at another socket; Kubernetes reads an image from the local
 # Docker engine when it holds the very image the node runs.
 ALLOWED_SIBLINGS = {("podman", "docker"), ("kubernetes", "docker")}
+# What the session layer and the CLI may import of the runtimes: the registry and the protocol.
+PROTOCOL = {"debugkit.runtimes", "debugkit.runtimes.base"}
 
 
 def module_name(path: Path) -> str:
@@ -182,3 +188,69 @@ def test_the_checks_see_imports_inside_functions():
     # ... and the layer check, fed that scan, reports the import that looks up.
     assert looking_up({probe: found}) == [f"{probe} -> debugkit.session.flow"]
     assert find_cycles({**graph(), probe: found, "debugkit.session.flow": {probe}}) != []
+
+
+def test_session_and_cli_know_runtimes_only_through_the_registry_and_the_protocol():
+    wrong = []
+    for source, targets in graph().items():
+        if layer(source) not in ("debugkit.session", "debugkit.cli"):
+            continue
+        wrong += [f"{source} -> {target}" for target in targets
+                  if layer(target) == "debugkit.runtimes" and target not in PROTOCOL]
+    assert wrong == [], "session/cli importing a runtime's own modules:\n" + "\n".join(sorted(wrong))
+
+
+def runtime_words() -> set[str]:
+    """The registered runtimes' names and target schemes."""
+    return {e.name for e in runtimes.entries()} | {s for e in runtimes.entries() for s in e.schemes}
+
+
+def named_runtimes(source: str) -> list[str]:
+    """Every string in the code that is exactly a runtime's name or scheme: a comparison with
+    one, a lookup by one, a default of one. (Text that merely mentions one, in a help line or a
+    docstring, is not exactly one.)"""
+    words = runtime_words()
+    return [f"line {node.lineno}: {node.value!r}" for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and node.value in words]
+
+
+def test_session_and_cli_never_name_a_runtime():
+    found = []
+    for layer_dir in ("session", "cli"):
+        for path in sorted((PACKAGE / layer_dir).rglob("*.py")):
+            found += [f"{path.relative_to(PACKAGE.parent)}: {hit}" for hit in named_runtimes(path.read_text())]
+    assert found == [], "runtime names or schemes in session/ or cli/:\n" + "\n".join(found)
+
+
+def test_the_name_check_sees_a_branch_on_a_name():
+    assert named_runtimes('if plan.runtime == "kubernetes":\n    pass\n') == ["line 1: 'kubernetes'"]
+    assert named_runtimes('x = ref.startswith("podman://")\n') == ["line 1: 'podman://'"]
+    assert named_runtimes('"""Works on docker and podman."""\n') == []
+
+
+def test_every_runtime_package_is_registered_and_every_entry_has_its_package():
+    assert set(RUNTIME_PACKAGES) == set(runtimes.names())
+    for entry in runtimes.entries():
+        for where in (entry.runtime, entry.configured):
+            assert where.startswith(f"debugkit.runtimes.{entry.name}."), (entry.name, where)
+
+
+def imported_by(*argv: str) -> set[str]:
+    """The debugkit.runtimes modules a fresh `debugkit ARGV...` imports."""
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\nsys.argv = ['debugkit', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('debugkit', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('loaded:', *(m for m in sys.modules if m.startswith('debugkit.')), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("loaded:")]
+    return {m for m in line.split()[1:] if m.startswith("debugkit.runtimes")}
+
+
+def test_help_imports_no_runtime():
+    """`debugkit --help` and `attach --help` build their choices from the registry's entries,
+    which are data: no runtime package is imported (runtimes.get() is lazy)."""
+    for argv in (["--help"], ["attach", "--help"], ["ps", "--help"]):
+        loaded = imported_by(*argv)
+        assert {runtime_package(m) for m in loaded} <= {None}, (argv, sorted(loaded))

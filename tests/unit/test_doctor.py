@@ -1,5 +1,6 @@
 """doctor's pure parts: results, grants, PodSecurity per profile, the audit log and config
-checks on local files, and text output that never carries a control character."""
+checks on local files, and text output that never carries a control character. The
+runtimes' own checks live in their packages (runtimes/*/doctor.py)."""
 from __future__ import annotations
 
 import os
@@ -7,8 +8,9 @@ import os
 import pytest
 
 from debugkit.core.identity import Identity
+from debugkit.runtimes.kubernetes import doctor as kube_doctor
 from debugkit.runtimes.kubernetes import podsecurity
-from debugkit.session import doctor, doctor_kube
+from debugkit.session import doctor
 from debugkit.session.doctor import Result
 
 
@@ -20,10 +22,10 @@ def test_only_a_failure_fails():
 
 
 def test_grants_name_users_and_service_accounts():
-    assert doctor_kube.grant_command("shop", "alice", "get", "pods", "exec") == (
+    assert kube_doctor.grant_command("shop", "alice", "get", "pods", "exec") == (
         "ask an admin for: kubectl -n shop create role debugkit-get-exec --verb=get --resource=pods/exec "
         "&& kubectl -n shop create rolebinding debugkit-get-exec --role=debugkit-get-exec --user=alice")
-    sa = doctor_kube.grant_command("shop", "system:serviceaccount:ci:deployer", "get", "namespaces", "")
+    sa = kube_doctor.grant_command("shop", "system:serviceaccount:ci:deployer", "get", "namespaces", "")
     assert "--resource=namespaces --resource-name=shop" in sa and sa.endswith("--serviceaccount=ci:deployer")
 
 
@@ -38,15 +40,15 @@ def test_grants_name_users_and_service_accounts():
 def test_profiles_against_each_level(level, uid, admitted):
     identity = Identity(uid=uid, gid=uid)
     found = [p for p in ("restricted", "netadmin", "ptrace", "sysadmin")
-             if not podsecurity.violations(level, doctor_kube.profile_container(p, identity))]
+             if not podsecurity.violations(level, kube_doctor.profile_container(p, identity))]
     assert found == admitted
 
 
 def test_the_rbac_table_is_what_debugkit_uses():
-    required = [(v, r, s) for v, r, s, need, *_ in doctor_kube.RBAC if need]
+    required = [(v, r, s) for v, r, s, need, *_ in kube_doctor.RBAC if need]
     assert required == [("get", "pods", ""), ("patch", "pods", "ephemeralcontainers"), ("get", "pods", "exec"),
                         ("create", "pods", "exec")]
-    unused = [(v, r, s) for v, r, s, need, *_ in doctor_kube.RBAC if need is None]
+    unused = [(v, r, s) for v, r, s, need, *_ in kube_doctor.RBAC if need is None]
     assert unused == [("get", "pods", "attach")]
 
 
@@ -108,8 +110,13 @@ class _Engine:
 
 
 def test_an_old_toolbox_without_the_helper_is_a_warning(monkeypatch, tmp_path):
+    from debugkit import runtimes
+    from debugkit.runtimes.docker.doctor import check_toolbox_image
     from debugkit.runtimes.docker.translate import HELPER, HELPER_LABEL, HELPER_PROTOCOL, HELPER_PROTOCOL_LABEL
-    from debugkit.session import config
+    from debugkit.session import config, defaults
+
+    docker = runtimes.get("docker", preferences=defaults.PREFERENCES)
+    podman = runtimes.get("podman", preferences=defaults.PREFERENCES)
 
     monkeypatch.delenv("DEBUGKIT_IMAGE", raising=False)
     monkeypatch.delenv("DEBUGKIT_CONFIG", raising=False)
@@ -117,13 +124,13 @@ def test_an_old_toolbox_without_the_helper_is_a_warning(monkeypatch, tmp_path):
     config.use(None)
     try:
         current = {HELPER_LABEL: HELPER, HELPER_PROTOCOL_LABEL: str(HELPER_PROTOCOL)}
-        assert doctor.check_toolbox_image(_Engine(current), "docker").status == "ok"
+        assert check_toolbox_image(_Engine(current), docker).status == "ok"
         # A helper from before reap's newer flags: attach refuses the image, so doctor fails it.
-        older = doctor.check_toolbox_image(_Engine({HELPER_LABEL: HELPER}), "docker")
+        older = check_toolbox_image(_Engine({HELPER_LABEL: HELPER}), docker)
         assert older.status == "fail" and "protocol 1" in older.detail and older.fix.startswith("rebuild it")
-        old = doctor.check_toolbox_image(_Engine({}), "docker")
+        old = check_toolbox_image(_Engine({}), docker)
         assert old.status == "warn" and "old build without debugkit-helper" in old.detail
         assert old.fix == "rebuild it: debugkit toolbox build"
-        assert doctor.check_toolbox_image(_Engine({}), "podman").fix.endswith("| podman load")
+        assert check_toolbox_image(_Engine({}), podman).fix.endswith("| podman load")
     finally:
         config.use(None)

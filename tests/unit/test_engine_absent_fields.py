@@ -13,8 +13,11 @@ import tempfile
 
 import pytest
 
+from debugkit import runtimes
+from debugkit.runtimes.base import OK
+from debugkit.runtimes.docker import doctor
 from debugkit.runtimes.docker.runtime import DockerRuntime
-from debugkit.session import doctor
+from debugkit.session.defaults import PREFERENCES
 from tests.unit.fake_engine import FakeEngine
 
 IMAGE_ID = "sha256:" + "ab" * 32
@@ -78,16 +81,16 @@ def test_doctor_reads_a_toolbox_image_without_config(engine, monkeypatch):
     engine.routes[("GET", "/images/bare:1/json")] = NO_CONFIG_IMAGE
     from debugkit.runtimes.docker.engine import EngineClient
 
-    result = doctor.check_toolbox_image(EngineClient(engine.url), "docker")
-    assert result.status == doctor.OK and "bare:1" in result.detail
+    result = doctor.check_toolbox_image(EngineClient(engine.url), runtimes.get("docker", preferences=PREFERENCES))
+    assert result.status == OK and "bare:1" in result.detail
 
 
 def test_doctor_shows_the_negotiated_version_when_the_minimum_is_not_stated(engine):
     from debugkit.runtimes.docker.engine import EngineClient
 
     engine.upgrade(min_version=None, max_version="1.52", release="29.0.0")
-    result = doctor.check_engine(EngineClient(engine.url), "docker")
-    assert result.status == doctor.OK
+    result = doctor.check_engine(EngineClient(engine.url), runtimes.get("docker"))
+    assert result.status == OK
     assert result.detail == (f"Docker 29.0.0 at {engine.url}: Engine API 1.52 (the engine speaks up to 1.52, "
                              f"debugkit 1.41 to 1.52)")
 

@@ -1,6 +1,6 @@
 """Fleets without an engine: references that name many, expansion against recorded API
-answers, the parallel runner (bound, isolation, --fail-fast, Ctrl-C), cleanup, exit
-status, the plain output and the fleet report."""
+answers (the runtimes' own, runtimes/*/fleet.py), the parallel runner (bound, isolation,
+--fail-fast, Ctrl-C), cleanup, exit status, the plain output and the fleet report."""
 from __future__ import annotations
 
 import _thread
@@ -19,28 +19,40 @@ from debugkit.core.errors import (
     TargetNotFound,
     TargetNotRunning,
 )
-from debugkit.core.targets import ContainerRef, ContainerSetRef, PodRef, SelectorRef, WorkloadRef, parse_many
+from debugkit import runtimes
+from debugkit.core.targets import ContainerRef, ContainerSetRef, PodRef, SelectorRef, WorkloadRef
+from debugkit.core.targets import parse_many as parse_with
+from debugkit.runtimes.docker import fleet as docker_fleet
+from debugkit.runtimes.kubernetes import fleet as kube_fleet
 from debugkit.session import fleet
+
+K8S, DOCKER = "kubernetes", "docker"
+
+
+def parse_many(ref, **kwargs):
+    return parse_with(ref, runtimes.syntax(), **kwargs)
 
 # -- references -----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ref,kwargs,expected", [
-    ("deploy/web", {}, WorkloadRef("deployments", "web")),
-    ("deployment/web", {"namespace": "shop"}, WorkloadRef("deployments", "web", namespace="shop")),
-    ("sts/db", {"container": "pg"}, WorkloadRef("statefulsets", "db", container="pg")),
-    ("ds/agent", {}, WorkloadRef("daemonsets", "agent")),
-    ("rs/web-5d4f", {}, WorkloadRef("replicasets", "web-5d4f")),
-    ("job/migrate", {}, WorkloadRef("jobs", "migrate")),
-    (None, {"selector": "app=web,tier in (a,b)"}, SelectorRef("app=web,tier in (a,b)")),
-    (None, {"selector": "app=web", "all_namespaces": True}, SelectorRef("app=web", all_namespaces=True)),
-    (None, {"filters": ("label=team=pay",)}, ContainerSetRef(("team=pay",), description="label=team=pay")),
+    ("deploy/web", {}, WorkloadRef("deployments", "web", runtime=K8S)),
+    ("deployment/web", {"namespace": "shop"}, WorkloadRef("deployments", "web", namespace="shop", runtime=K8S)),
+    ("sts/db", {"container": "pg"}, WorkloadRef("statefulsets", "db", container="pg", runtime=K8S)),
+    ("ds/agent", {}, WorkloadRef("daemonsets", "agent", runtime=K8S)),
+    ("rs/web-5d4f", {}, WorkloadRef("replicasets", "web-5d4f", runtime=K8S)),
+    ("job/migrate", {}, WorkloadRef("jobs", "migrate", runtime=K8S)),
+    (None, {"selector": "app=web,tier in (a,b)"}, SelectorRef("app=web,tier in (a,b)", runtime=K8S)),
+    (None, {"selector": "app=web", "all_namespaces": True}, SelectorRef("app=web", all_namespaces=True, runtime=K8S)),
+    (None, {"filters": ("label=team=pay",)}, ContainerSetRef(("team=pay",), runtime=DOCKER,
+                                                             description="label=team=pay")),
     (None, {"filters": ("label=team",), "filter_runtime": "podman"},
-     ContainerSetRef(("team",), runtime="podman", description="podman: label=team")),
-    ("compose/shop", {}, ContainerSetRef(("com.docker.compose.project=shop",), description="compose/shop")),
+     ContainerSetRef(("team",), runtime="podman", description="podman: label=team", scheme="podman://")),
+    ("compose/shop", {}, ContainerSetRef(("com.docker.compose.project=shop",), runtime=DOCKER,
+                                         description="compose/shop")),
     ("podman://compose/shop/web", {}, ContainerSetRef(
         ("com.docker.compose.project=shop", "com.docker.compose.service=web"), runtime="podman",
-        description="podman://compose/shop/web")),
+        description="podman://compose/shop/web", scheme="podman://")),
     ("web", {}, None),
     ("pod/web", {}, None),
     ("k8s://shop/web", {}, None),
@@ -57,6 +69,7 @@ def test_references_that_name_many(ref, kwargs, expected):
     (None, {"selector": "a=(b"}, "invalid label selector"),
     (None, {"selector": " "}, "must not be empty"),
     (None, {"filters": ("name=x",)}, "label=KEY"),
+    (None, {"filters": ("label=x",), "filter_runtime": "kubernetes"}, "--filter needs a container runtime"),
     (None, {"filters": ("label=bad key",)}, "invalid label key"),
     (None, {"filters": ("label=x",), "namespace": "shop"}, "Kubernetes targets"),
     ("web", {"filter_runtime": "podman"}, "--runtime goes with --filter"),
@@ -79,10 +92,10 @@ def test_a_workload_selector_as_kubectl_writes_it():
         {"key": "env", "operator": "NotIn", "values": ["dev"]},
         {"key": "canary", "operator": "DoesNotExist"},
         {"key": "team", "operator": "Exists"}]}}}
-    assert fleet.selector_of(workload, "deployments", "web") == \
+    assert kube_fleet.selector_of(workload, "deployments", "web") == \
         "a=1,b=2,tier in (x,y),env notin (dev),!canary,team"
     with pytest.raises(InvalidInput, match="empty selector"):
-        fleet.selector_of({"spec": {"selector": {}}}, "deployments", "web")
+        kube_fleet.selector_of({"spec": {"selector": {}}}, "deployments", "web")
 
 
 # -- expansion --------------------------------------------------------------------------------------------
@@ -115,6 +128,8 @@ class FakeKubeApi:
 
 
 class FakeKubeRuntime:
+    """What runtimes/kubernetes/fleet.py uses of its runtime, over recorded API answers."""
+
     default_namespace = "shop"
 
     def __init__(self, api, pods_now=None):
@@ -130,6 +145,12 @@ class FakeKubeRuntime:
             raise TargetNotFound(f"pod {name!r} not found")
         return found
 
+    def expand(self, many):
+        return kube_fleet.expand(self, many)
+
+    def why_gone(self, ref):
+        return kube_fleet.why_gone(self, ref)
+
 
 def test_a_workloads_running_pods_are_the_targets_and_the_others_are_reported_with_why():
     api = FakeKubeApi([
@@ -142,11 +163,11 @@ def test_a_workloads_running_pods_are_the_targets_and_the_others_are_reported_wi
             annotations={"kubectl.kubernetes.io/default-container": "proxy"}),
         pod("web-starting", states={"app": {"waiting": {"reason": "ContainerCreating"}}}),
     ], workload={"spec": {"selector": {"matchLabels": {"app": "web"}}}})
-    members, skipped = fleet.expand(WorkloadRef("deployments", "web"), FakeKubeRuntime(api))
+    members, skipped = fleet.expand(WorkloadRef("deployments", "web", runtime=K8S), FakeKubeRuntime(api))
     assert [(m.label, m.namespace, m.container, m.ref) for m in members] == [
-        ("pod/web-a", "shop", "app", PodRef("web-a", "app", "shop")),
-        ("pod/web-annotated", "shop", "proxy", PodRef("web-annotated", "proxy", "shop")),
-        ("pod/web-b", "shop", "app", PodRef("web-b", "app", "shop")),
+        ("pod/web-a", "shop", "app", PodRef("web-a", "app", "shop", runtime=K8S)),
+        ("pod/web-annotated", "shop", "proxy", PodRef("web-annotated", "proxy", "shop", runtime=K8S)),
+        ("pod/web-b", "shop", "app", PodRef("web-b", "app", "shop", runtime=K8S)),
     ]
     assert dict(skipped) == {
         "pod/web-pending": "phase Pending",
@@ -161,14 +182,14 @@ def test_a_workloads_running_pods_are_the_targets_and_the_others_are_reported_wi
 
 def test_dash_c_picks_the_container_and_a_pod_without_it_is_skipped():
     api = FakeKubeApi([pod("a", containers=("app", "proxy")), pod("b")])
-    members, skipped = fleet.expand(SelectorRef("app=web", container="proxy"), FakeKubeRuntime(api))
+    members, skipped = fleet.expand(SelectorRef("app=web", container="proxy", runtime=K8S), FakeKubeRuntime(api))
     assert [(m.label, m.container) for m in members] == [("pod/a", "proxy")]
     assert skipped == [("pod/b", "no container 'proxy'")]
 
 
 def test_all_namespaces_lists_once_across_them_and_names_each_pod_with_its_namespace():
     api = FakeKubeApi([pod("web", namespace="b"), pod("web", namespace="a")])
-    members, _ = fleet.expand(SelectorRef("app=web", all_namespaces=True), FakeKubeRuntime(api))
+    members, _ = fleet.expand(SelectorRef("app=web", all_namespaces=True, runtime=K8S), FakeKubeRuntime(api))
     assert [m.label for m in members] == ["k8s://a/web", "k8s://b/web"]
     assert [str(m.ref) for m in members] == ["k8s://a/web/app", "k8s://b/web/app"]
     assert api.calls == [("list_pods", None, "app=web", None)]
@@ -176,7 +197,7 @@ def test_all_namespaces_lists_once_across_them_and_names_each_pod_with_its_names
 
 def test_a_missing_workload_is_its_own_error():
     with pytest.raises(TargetNotFound):
-        fleet.expand(WorkloadRef("deployments", "nope"), FakeKubeRuntime(FakeKubeApi([])))
+        fleet.expand(WorkloadRef("deployments", "nope", runtime=K8S), FakeKubeRuntime(FakeKubeApi([])))
 
 
 class FakeEngine:
@@ -190,6 +211,8 @@ class FakeEngine:
 
 
 class FakeDockerRuntime:
+    """What runtimes/docker/fleet.py uses of its runtime, over a recorded engine answer."""
+
     def __init__(self, api):
         self.api = api
 
@@ -197,6 +220,9 @@ class FakeDockerRuntime:
         import contextlib
 
         return contextlib.nullcontext()
+
+    def expand(self, many):
+        return docker_fleet.expand(self, many)
 
 
 def test_containers_by_label_leave_out_debugkits_sidecars_and_report_stopped_ones():
@@ -206,9 +232,12 @@ def test_containers_by_label_leave_out_debugkits_sidecars_and_report_stopped_one
         {"Names": ["/sidecar"], "State": "running", "Labels": {"io.debugkit.managed": "true"}},
         {"Names": ["/stopped"], "State": "exited", "Labels": {}},
     ])
-    members, skipped = fleet.expand(ContainerSetRef(("team=pay",)), FakeDockerRuntime(engine))
-    assert [(m.label, m.container, m.ref) for m in members] == [("a", "a", ContainerRef("a")),
-                                                                  ("b", "b", ContainerRef("b"))]
+    members, skipped = fleet.expand(ContainerSetRef(("team=pay",), runtime="podman", scheme="podman://"),
+                                    FakeDockerRuntime(engine))
+    assert [(m.label, m.container, m.ref) for m in members] == [
+        ("a", "a", ContainerRef("a", runtime="podman", scheme="podman://")),
+        ("b", "b", ContainerRef("b", runtime="podman", scheme="podman://"))]
+    assert str(members[0].ref) == "podman://a"  # what each member's own session plans
     assert skipped == [("stopped", "not running (exited)")]
     assert engine.filters == (True, {"label": ["team=pay"]})
 
@@ -225,8 +254,8 @@ def test_nothing_to_run_on_is_66_and_nothing_running_is_67():
 # -- the runner -----------------------------------------------------------------------------------------------
 
 def members(n):
-    return [fleet.Member(PodRef(f"p{i}", "app", "ns"), label=f"pod/p{i}", namespace="ns", container="app")
-            for i in range(n)]
+    return [fleet.Member(PodRef(f"p{i}", "app", "ns", runtime=K8S), label=f"pod/p{i}", namespace="ns",
+                         container="app") for i in range(n)]
 
 
 def test_at_most_parallel_at_a_time_and_each_target_keeps_its_own_result():
@@ -369,7 +398,7 @@ class FakeStream:
     def __init__(self):
         self.closed = False
 
-    def close(self, *, wait=1.0):
+    def close(self):
         self.closed = True
 
 
@@ -381,10 +410,10 @@ class StoppingRuntime:
         self.stopped = []
         self.lock = threading.Lock()
 
-    def stop_container(self, container_id, *, graceful, grace=3.0):
+    def stop(self, container_id, *, grace):
         time.sleep(0.2)
         with self.lock:
-            self.stopped.append((container_id, graceful))
+            self.stopped.append((container_id, grace))
 
 
 def test_cancel_stops_what_running_targets_started_in_parallel_and_ends_what_comes_after():
@@ -409,7 +438,7 @@ def test_cancel_stops_what_running_targets_started_in_parallel_and_ends_what_com
     started = time.monotonic()
     cleanup.cancel()
     assert time.monotonic() - started < 0.35  # the two stops ran side by side
-    assert sorted(runtime.stopped) == [("live-0", True), ("live-1", True)]
+    assert sorted(runtime.stopped) == [("live-0", 3.0), ("live-1", 3.0)]
     assert all(s.closed for s in live) and not finished_stream.closed
     late = FakeStream()
     runtime.on_stream(late)

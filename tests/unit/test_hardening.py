@@ -76,10 +76,24 @@ def test_custom_may_repeat_what_the_profile_sets_and_shape_the_rest():
 
 
 def test_audit_records_the_merged_security_context():
-    container = ephemeral_container(spec(), target_container="app",
-                                    custom={"securityContext": {"readOnlyRootFilesystem": False}})
-    plan = Plan(runtime="kubernetes", mode="command", target=ResolvedTarget("kubernetes", "ns/p/app", "u", "img"),
-                spec=spec(), request=container)
+    from debugkit.core.options import sidecar_options
+    from debugkit.core.targets import PodRef
+    from debugkit.runtimes.base import Draft, Located, SidecarImage
+    from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
+    from debugkit.runtimes.kubernetes.planning import KubernetesPlanning
+
+    custom = {"securityContext": {"readOnlyRootFilesystem": False}}
+    pt = PodTarget("ns", "p", "app", {"metadata": {"name": "p", "uid": "u"}, "status": {},
+                                      "spec": {"containers": [{"name": "app", "image": "img"}]}})
+    target = ResolvedTarget("kubernetes", "ns/p/app", "u", "img")
+    options = sidecar_options(target=PodRef("p", "app", "ns", runtime="kubernetes"), custom=custom)
+    draft = Draft(located=Located(target, PodIdentity(None, pt)), spec=spec(), mode="command", options=options,
+                  image=SidecarImage("debugkit/toolbox:0.1.0", helper=True, default_command=("sh",)),
+                  keep_alive=600.0, reuse_key="k", reuse=None, local_user="me")
+    built = KubernetesPlanning().translate(draft)  # the runtime's own translation, as a plan gets it
+    container = built.request
+    plan = Plan(runtime="kubernetes", mode="command", target=target, spec=built.spec, request=container,
+                security_context=built.security_context)
     recorded = privileges(plan)
     assert recorded["security_context"] == container["securityContext"]
     assert recorded["security_context"]["readOnlyRootFilesystem"] is False

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from debugkit.runtimes.kubernetes import runtime as kube_runtime
+from debugkit.runtimes.kubernetes import start as kube_start
 from debugkit.runtimes.kubernetes.runtime import KubernetesRuntime
 from debugkit.runtimes.kubernetes.stream import ContainerNotReady
 
@@ -39,8 +39,8 @@ class RanStream:
 
 def probe_sleeps(monkeypatch, *, concurrency: int, ready_after_s: float) -> list[float]:
     clock = Clock()
-    monkeypatch.setattr(kube_runtime.time, "monotonic", clock.monotonic)
-    monkeypatch.setattr(kube_runtime.time, "sleep", clock.sleep)
+    monkeypatch.setattr(kube_start.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(kube_start.time, "sleep", clock.sleep)
     rt = object.__new__(KubernetesRuntime)
     rt.concurrency = concurrency
 
@@ -51,7 +51,7 @@ def probe_sleeps(monkeypatch, *, concurrency: int, ready_after_s: float) -> list
 
     rt.stream = stream
     rt.waiting_state = lambda _pt, _name: {"waiting": {"reason": "ContainerCreating"}}
-    plan = SimpleNamespace(facts={"pod_target": object(), "timeout": 60, "helper": True},
+    plan = SimpleNamespace(helper=True, details=SimpleNamespace(pod_target=object(), timeout=60),
                            spec=SimpleNamespace(name="debugger-x", image="toolbox"))
     rt.wait_ready(plan, name="debugger-x")
     return clock.sleeps
@@ -59,15 +59,15 @@ def probe_sleeps(monkeypatch, *, concurrency: int, ready_after_s: float) -> list
 
 def test_one_session_probes_every_50ms_while_a_container_usually_starts(monkeypatch):
     sleeps = probe_sleeps(monkeypatch, concurrency=1, ready_after_s=1.0)
-    assert set(sleeps) == {kube_runtime.PROBE_FIRST_S}
+    assert set(sleeps) == {kube_start.PROBE_FIRST_S}
     assert 15 <= len(sleeps) <= 20  # ready within one probe interval of 1.0 s
 
 
 def test_one_session_backs_off_after_the_usual_start_time(monkeypatch):
     sleeps = probe_sleeps(monkeypatch, concurrency=1, ready_after_s=5.0)
-    steady = [s for s in sleeps if s == kube_runtime.PROBE_FIRST_S]
+    steady = [s for s in sleeps if s == kube_start.PROBE_FIRST_S]
     assert 25 <= len(steady) <= 30  # the first 1.5 s
-    assert sleeps[-1] == kube_runtime.PROBE_MAX_S and sorted(sleeps) == sleeps
+    assert sleeps[-1] == kube_start.PROBE_MAX_S and sorted(sleeps) == sleeps
 
 
 @pytest.mark.parametrize("concurrency", [2, 10])

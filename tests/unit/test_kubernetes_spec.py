@@ -107,7 +107,7 @@ def test_the_reuse_key_separates_people_identities_images_and_profiles():
 
 
 def test_lookalikes_are_live_debug_containers_carrying_the_key_newest_first():
-    from debugkit.runtimes.kubernetes.runtime import lookalikes
+    from debugkit.runtimes.kubernetes.planning import lookalikes
 
     def ctr(name, key):
         return {"name": name, "env": [{"name": translate.ENV_REUSE, "value": key}]}

@@ -13,7 +13,7 @@ import pytest
 
 from debugkit.core.errors import Timeout
 from debugkit.core.statusline import StatusLine, elapsed_text, is_live_terminal
-from debugkit.runtimes.kubernetes import runtime as kube_runtime
+from debugkit.runtimes.kubernetes import start as kube_start
 from debugkit.runtimes.kubernetes.runtime import KubernetesRuntime
 
 
@@ -84,7 +84,7 @@ def test_importing_statusline_does_not_import_rich():
 
 def plan(*, helper=True, reuse=None, image="debugkit/toolbox:0.1.0", timeout=20.0):
     spec = SimpleNamespace(name="debugkit-abc123", image=image)
-    return SimpleNamespace(spec=spec, reuse=reuse, facts={"timeout": timeout, "helper": helper})
+    return SimpleNamespace(spec=spec, reuse=reuse, helper=helper, details=SimpleNamespace(timeout=timeout))
 
 
 def runtime(context="kind-debugkit"):
@@ -165,13 +165,13 @@ def test_a_reused_container_shows_no_status_line(monkeypatch):
     assert err.getvalue() == b""
 
 
-@pytest.mark.parametrize("reason", sorted(kube_runtime.PULL_FAILURES))
+@pytest.mark.parametrize("reason", sorted(kube_start.PULL_FAILURES))
 def test_every_pull_failure_reason_gets_the_image_hint(reason):
     assert "cannot pull the image" in runtime().start_timeout(plan(), reason, {}).message
 
 
 def test_a_long_waiting_message_keeps_its_end_on_the_terminal_line():
-    from debugkit.runtimes.kubernetes.runtime import short_reason
+    from debugkit.runtimes.kubernetes.start import short_reason
 
     long = ('ErrImagePull: failed to pull and unpack image "127.0.0.1:5001/x@sha256:' + "0" * 64 + '": failed to '
             'resolve reference: dial tcp 127.0.0.1:5001: connect: connection refused')

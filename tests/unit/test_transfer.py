@@ -254,6 +254,22 @@ def test_local_errors_are_one_line_with_their_code():
         ExitCode.PATH_NOT_FOUND
 
 
+def test_a_helper_that_does_not_understand_its_arguments_is_not_a_missing_file():
+    """The helper's usage error (64) and its `no such file` (2) are distinct: an old or new
+    helper's unknown flag says the toolbox does not match, not that the path is absent."""
+    from debugkit.core.errors import ExitCode
+    from debugkit.runtimes.base import HELPER_USAGE
+
+    args = dict(session=None, path="/etc/app", where="the target", writing=False, root="/proc/1/root")
+    refused = copyhelper.helper_failure(HELPER_USAGE, b"debugkit-helper: usage: debugkit-helper tar-out [--follow]\n",
+                                  **args)
+    assert refused.exit_code == ExitCode.IMAGE_MISSING and "debugkit toolbox build" in str(refused)
+    assert "does not understand" in str(refused)
+    missing = copyhelper.helper_failure(copyhelper.HELPER_NOT_FOUND, b"debugkit-helper: /etc/app: not found\n", **args)
+    assert missing.exit_code == ExitCode.PATH_NOT_FOUND
+    assert copyhelper.HELPER_NOT_FOUND != HELPER_USAGE
+
+
 # -- the local side of cp: only regular files, directories, symlinks and new paths (issue 27) ------------------
 
 class ArchiveSession:
@@ -482,3 +498,20 @@ def test_an_execs_reaper_carries_its_marker_on_its_command_line():
     assert argv[:6] == [translate.HELPER, "reap", "--hold", "sc", "--watch-stdin", "--mark=DEBUGKIT_EXEC=abcd1234.0a0b"]
     assert argv[6:] == ["--", "debugkit-helper", "tar-out", "/x"]
     assert '"$p/cmdline"' in translate.STOP_EXECS and "kill -TERM" in translate.STOP_EXECS
+
+
+def test_a_relay_that_does_not_understand_mux_says_the_toolbox_does_not_match():
+    """The port-forward relay's exec ending with the helper's usage code at once (a helper
+    without `relay --mux`) is the toolbox mismatch, not a generic relay failure."""
+    from debugkit.core.errors import ExitCode
+    from debugkit.runtimes.base import HELPER_USAGE
+    from debugkit.session import relaymux
+
+    relay = relaymux.MuxRelay.__new__(relaymux.MuxRelay)
+    relay._ended = [HELPER_USAGE]
+    relay._errors = relaymux.BoundedCapture()
+    relay._errors.write(b"debugkit-helper: usage: debugkit-helper relay [--probe] PORT\n")
+    relay._sidecar_gone = lambda: False
+    with pytest.raises(DebugkitError) as raised:
+        relay._raise_ended()
+    assert raised.value.exit_code == ExitCode.IMAGE_MISSING and "debugkit toolbox build" in str(raised.value)

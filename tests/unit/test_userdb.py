@@ -175,3 +175,20 @@ def test_the_node_config_digest_is_matched_through_the_local_engines_manifest():
 
     assert config_digests(Exporter(), "img", digest(index)) == {digest(config)}
     assert config_digests(Exporter(), "img", digest(b"another")) == set()
+
+
+class ArchiveAndTop(Archive):
+    """... and the engine's top API, for the process source."""
+
+    def top(self, container, ps_args=""):
+        return {"Titles": ["PID", "RUID", "EUID", "RGID", "EGID", "SUPGID"],
+                "Processes": [["0", "65532", "65532", "65532", "65532", "65532"]]}
+
+
+def test_every_source_for_inspect_names_the_process_from_the_images_passwd():
+    """inspect and doctor ask for every source: the process's identity gets its name from
+    the image's passwd, the configured one follows (a plan's sources are immutable rows)."""
+    probe = ContainerProbe(ArchiveAndTop({"/etc/passwd": NONROOT, "/etc/group": b"nonroot:x:65532:\n"}), local=False)
+    sources = probe.identity_sources(target("65532"), stop_at_first=False)
+    assert [s.source for s in sources] == ["process", "config"]
+    assert sources[0].identity.user_name == "nonroot" and sources[1].identity.uid == 65532

@@ -25,11 +25,13 @@ var version = "dev"
 
 const prog = "debugkit-helper"
 
-// Exit codes shared by the file commands (stat, tar-out, tar-in).
+// Exit codes shared by the file commands (stat, tar-out, tar-in). A usage error has its
+// own code (sysexits' EX_USAGE), so that arguments a helper does not understand (an older
+// helper, a newer debugkit) never read as "no such file".
 const (
 	exitOK         = 0
 	exitFailure    = 1
-	exitUsage      = 2
+	exitUsage      = 64
 	exitNotFound   = 2
 	exitPermission = 3
 	exitResolve    = 4

@@ -75,7 +75,7 @@ class DockerExecSession(ExecSession):
             except BaseException:
                 self.close()
                 raise
-        interval = self.plan.facts.get("heartbeat_s")
+        interval = self.plan.details.heartbeat_s
         if interval:
             self._heartbeat = _Heartbeat(self._keepalive, interval)
         return self
@@ -116,7 +116,7 @@ class DockerExecSession(ExecSession):
                 if self.lost:
                     self.runtime.remove_container(self.container_id)
                 else:
-                    self.runtime.stop_container(self.container_id, graceful=self.plan.facts["helper"])
+                    self.runtime.stop_container(self.container_id, graceful=self.plan.helper)
             self.container_id = None
         with contextlib.suppress(Exception):
             self.api.release()
@@ -144,7 +144,7 @@ class DockerExecSession(ExecSession):
         from debugkit.runtimes.docker.engine import EngineError
 
         tag = f"{self.spec.session_id}.{os.urandom(6).hex()}"  # secrets.token_hex, lighter
-        helper = self.plan.facts["helper"]
+        helper = self.plan.helper
         # What ends the command if this CLI is killed: a command that reads none of our
         # stdin watches its exec's stdin (the engine closes it when our connection drops);
         # one that does, in a kept-alive sidecar that outlives us, holds a guard. In our

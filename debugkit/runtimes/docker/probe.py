@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from debugkit.core import identity as ident
 from debugkit.core import userdb
@@ -252,7 +252,7 @@ class ContainerProbe:
             return out
         if not stop_at_first and out[0].identity is not None:
             self.load_etc(target, uids=(out[0].identity.uid,))
-            out[0] = replace(out[0], identity=ident.name_identity(out[0].identity, target.etc))
+            out[0] = out[0]._replace(identity=ident.name_identity(out[0].identity, target.etc))
         out.append(self._source(ident.SOURCE_CONFIG, self.configured_identity, target))
         return out
 

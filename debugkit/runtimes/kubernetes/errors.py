@@ -1,12 +1,12 @@
 """Kubernetes API failures as debugkit errors: one clear line each."""
 from __future__ import annotations
 
-import json
 import re
 
 from debugkit.core.errors import (
     DebugkitError,
     EngineUnreachable,
+    FileInvalid,
     Forbidden,
     InvalidInput,
     PolicyRejected,
@@ -14,24 +14,29 @@ from debugkit.core.errors import (
 )
 
 
+def client_errors() -> tuple[type[BaseException], ...]:
+    """What the API client raises for a failure outside debugkit: the API server's answer,
+    the transport, the credentials. Anything else is a bug, and is not caught."""
+    from debugkit.runtimes.kubernetes.kubeclient import ApiError, TransportError
+    from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
+
+    return ApiError, TransportError, KubeConfigError
+
+
 def status_and_message(exc) -> tuple[int | None, str]:
-    """(HTTP status, the Status message) of an API failure; status None: no answer at all."""
+    """(HTTP status, the Status message) of a client failure; status None: no answer at all."""
     status = getattr(exc, "status", None)
     message = getattr(exc, "message", None)
     if not isinstance(message, str) or not message:
-        body = getattr(exc, "body", None)
-        try:
-            message = (json.loads(body) if isinstance(body, (str, bytes)) else body or {}).get("message")
-        except (TypeError, ValueError, AttributeError):
-            message = None
-        message = message or str(getattr(exc, "reason", "") or exc)
-    if status == 0:  # the kubernetes client's websocket wrapper around a failed upgrade
-        handshake = re.search(r"Handshake status (\d+)", message)
-        status = int(handshake.group(1)) if handshake else None
+        message = str(exc)
     return (status if isinstance(status, int) and status > 0 else None), message
 
 
 def api_error(exc, *, verb: str, resource: str, namespace: str, name: str = "") -> DebugkitError:
+    from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
+
+    if isinstance(exc, KubeConfigError):  # credentials read at request time: a tokenFile, an exec plugin
+        return FileInvalid(f"cannot use the Kubernetes configuration: {exc}")
     status, message = status_and_message(exc)
     if status is None:
         return EngineUnreachable(f"cannot reach the Kubernetes API server: {message}")

@@ -149,12 +149,19 @@ class PodIdentity:
         return facts.etc
 
     def _node_architecture(self) -> str | None:
+        """The node's architecture, for a multi-platform image; None when we may not read
+        the node (a common RBAC choice) or it does not say."""
+        from debugkit.runtimes.kubernetes.errors import client_errors
+
         node = self.pt.pod["spec"].get("nodeName")
         if not node:
             return None
-        with contextlib.suppress(Exception):
-            return self.api.read_node(node)["status"]["nodeInfo"]["architecture"]
-        return None
+        try:
+            found = self.api.read_node(node)
+        except client_errors():
+            return None
+        arch = ((found.get("status") or {}).get("nodeInfo") or {}).get("architecture")
+        return arch if isinstance(arch, str) else None
 
     # -- sources --------------------------------------------------------------------------
 
@@ -198,6 +205,10 @@ class PodIdentity:
                 break
         return out
 
+    def user_identity(self, user) -> ident.Identity:
+        """--user, as resolve() gives it."""
+        return self.resolve(user, [])
+
     def resolve(self, user, sources: list[IdentitySource]) -> ident.Identity:
         """--user wins (a bare UID takes the group the runtime would give it: its passwd
         entry's, else 0); otherwise the first source that answered."""
@@ -237,7 +248,7 @@ def config_digests(api, image: str, image_id: str) -> set[str]:
     small: dict[str, bytes] = {}
     try:
         resp, conn = api.export_stream(image)
-    except Exception:  # noqa: BLE001 - no export: no proof
+    except engine_failures():  # no export: no proof
         return set()
     try:
         from debugkit.runtimes.kubernetes.registry import Bounded
@@ -248,7 +259,7 @@ def config_digests(api, image: str, image_id: str) -> set[str]:
                 if member.isfile() and name.startswith("blobs/sha256/") and member.size <= MAX_MANIFEST_BYTES:
                     fh = tar.extractfile(member)
                     small["sha256:" + name.rsplit("/", 1)[1]] = fh.read() if fh else b""
-    except Exception:  # noqa: BLE001 - a broken or endless export proves nothing
+    except (tarfile.TarError, userdb.Unreadable, *engine_failures()):  # a broken or endless export proves nothing
         return set()
     finally:
         conn.close()
@@ -270,19 +281,28 @@ def config_digests(api, image: str, image_id: str) -> set[str]:
     return found
 
 
+def engine_failures() -> tuple[type[BaseException], ...]:
+    """What the local engine's client raises when the engine is not there or will not help
+    (then the registry is the way); anything else is a bug and is not caught."""
+    from debugkit.runtimes.docker.engine import EngineAnswerInvalid, EngineConfigError, EngineError
+
+    return EngineConfigError, EngineError, EngineAnswerInvalid, OSError
+
+
 def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | None:
     """The image's facts when the local Docker engine holds exactly the image the node runs
     (same ID or repo digest); None otherwise. Creates, never starts, a throwaway container
     to stream /etc through the archive API."""
     if not image_id:
         return None
-    try:
-        from debugkit.runtimes.docker.engine import EngineClient
-        from debugkit.runtimes.docker.probe import ContainerProbe
+    from debugkit.runtimes.docker.engine import EngineClient
+    from debugkit.runtimes.docker.probe import ContainerProbe
 
+    unusable = engine_failures()  # no engine, no such image, a bad DOCKER_HOST: the registry is the way
+    try:
         api = EngineClient()
         attrs = api.inspect_image(image)
-    except Exception:  # no engine, no such image, a bad DOCKER_HOST: the registry is the way
+    except unusable:
         return None
     digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
     if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])
@@ -296,7 +316,10 @@ def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | No
     if not needs_etc(user, uids):
         return ImageFacts(user, userdb.EMPTY, "the local engine")
     wanted = userdb.Wanted.for_user(user, uids=uids)
-    created = api.create_container({"Image": image, "Cmd": ["/nonexistent"], "Labels": {LABEL_MANAGED: "probe"}})
+    try:
+        created = api.create_container({"Image": image, "Cmd": ["/nonexistent"], "Labels": {LABEL_MANAGED: "probe"}})
+    except unusable:
+        return None
     try:
         probe = ContainerProbe(api)
         users = probe.scan_file(created["Id"], "/etc/passwd", lambda chunks: userdb.scan_passwd(chunks, wanted))
@@ -304,10 +327,10 @@ def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | No
         groups = probe.scan_file(created["Id"], "/etc/group", lambda chunks: userdb.scan_group(chunks, wanted, names))
     except userdb.Unreadable as exc:
         return ImageFacts(user, None, "the local engine", str(exc))
-    except Exception:  # the engine failed half-way: the registry is the way
+    except unusable:  # the engine failed half-way: the registry is the way
         return None
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*unusable):
             api.remove_container(created["Id"], force=True)
     return ImageFacts(user, userdb.UserDb(users or (), groups or (), users is not None, groups is not None, wanted),
                       "the local engine")

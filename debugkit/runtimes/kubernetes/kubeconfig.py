@@ -48,6 +48,11 @@ from debugkit.runtimes.kubernetes.kubeuser import (  # noqa: F401 - re-exported:
     parse_user,
 )
 
+
+class ContextNotFound(KubeConfigError):
+    """The context named with --context is not in the configuration: a flag's value, not a
+    broken file."""
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -359,7 +364,7 @@ def _resolve(merged: _Merged, context: str | None, impersonate: Impersonation | 
         raise KubeConfigError(f"{where}: no current-context is set; choose a context")
     ctx = merged.contexts.get(name)
     if ctx is None:
-        raise KubeConfigError(f"{where}: context {name!r} not found")
+        raise (ContextNotFound if context else KubeConfigError)(f"{where}: context {name!r} not found")
     ctx_where = f"{ctx.source}: context {name!r}"
     cluster_name = _str(ctx.body, "cluster", ctx_where)
     if not cluster_name:

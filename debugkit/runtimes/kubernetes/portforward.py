@@ -26,11 +26,11 @@ class PodPortForward:
         self.pt = pt
 
     def _open(self, port: int):
-        from debugkit.runtimes.kubernetes.errors import api_error
+        from debugkit.runtimes.kubernetes.errors import api_error, client_errors
 
         try:
             return self.runtime.api.portforward_stream(self.pt.namespace, self.pt.pod_name, [port])
-        except Exception as exc:  # noqa: BLE001
+        except client_errors() as exc:
             raise api_error(exc, verb="create", resource="pods/portforward", namespace=self.pt.namespace,
                             name=self.pt.pod_name) from exc
 

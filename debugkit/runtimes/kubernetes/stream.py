@@ -160,7 +160,7 @@ class KubeExecSession(ExecSession):
         from debugkit.core.errors import TargetNotFound
 
         try:
-            state = self.runtime.waiting_state(self.plan.facts["pod_target"], self.container)
+            state = self.runtime.waiting_state(self.plan.details.pod_target, self.container)
         except TargetNotFound:
             return False
         except DebugkitError:
@@ -188,7 +188,7 @@ class KubeExecSession(ExecSession):
         from debugkit.runtimes.docker.translate import STOP_EXECS
 
         with contextlib.suppress(Exception):
-            ws = self.runtime.stream(self.plan.facts["pod_target"], self.container,
+            ws = self.runtime.stream(self.plan.details.pod_target, self.container,
                                      ["sh", "-c", STOP_EXECS, "debugkit-stop", marker], stdin=False, tty=False)
             drain_and_close(ws, wait=0.2)
 

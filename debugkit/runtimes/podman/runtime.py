@@ -24,19 +24,9 @@ from debugkit.core.errors import DebugkitError, IdentityUnresolved
 from debugkit.runtimes.docker.errors import start_error
 from debugkit.runtimes.docker.probe import ContainerProbe
 from debugkit.runtimes.docker.runtime import DockerRuntime
+from debugkit.runtimes.podman.address import DEFAULT_SOCKET, podman_address
 
-DEFAULT_SOCKET = "/run/podman/podman.sock"
 EXIT_POLL_SECONDS = 30.0
-
-
-def podman_address() -> str:
-    """$CONTAINER_HOST when set, otherwise the rootful default socket."""
-    return os.environ.get("CONTAINER_HOST") or f"unix://{DEFAULT_SOCKET}"
-
-
-def podman_configured() -> bool:
-    """Whether Podman is set up here at all (for `ps --runtime auto`)."""
-    return bool(os.environ.get("CONTAINER_HOST")) or os.path.exists(DEFAULT_SOCKET)
 
 
 class PodmanProbe(ContainerProbe):
@@ -59,6 +49,15 @@ class PodmanRuntime(DockerRuntime):
     name = "podman"
     engine = "Podman"
     cli = "podman"
+
+    unconfigured = f"CONTAINER_HOST is not set and {DEFAULT_SOCKET} does not exist"
+    address_setting = "CONTAINER_HOST"
+
+    def toolbox_missing_fix(self, image: str, *, standard: bool) -> str:
+        return f"copy it from Docker: docker save {image} | podman load" if standard else f"podman pull {image}"
+
+    def toolbox_rebuild_fix(self, image: str) -> str:
+        return f"rebuild it: debugkit toolbox build, then docker save {image} | podman load"
 
     def default_address(self):
         return podman_address()

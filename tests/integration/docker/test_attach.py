@@ -263,3 +263,13 @@ def test_bad_target_syntax_is_rejected_before_any_engine_call(tmp_path):
     _assert_clean_error(result, ExitCode.INVALID_INPUT, "bad name!")
 
 
+
+
+def test_a_docker_attach_imports_no_other_runtime(start_target, toolbox_image):
+    """The hot path stays light: the registry imports only the runtime the target names."""
+    target = start_target("named-user")
+    result = run_cli("attach", target.name, "--", "true", prefix=[], env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    loaded = set(re.findall(r"\|\s*(debugkit\.runtimes\.\w+)", result.stderr.decode()))
+    assert "debugkit.runtimes.docker" in loaded
+    assert loaded.isdisjoint({"debugkit.runtimes.kubernetes", "debugkit.runtimes.podman"}), sorted(loaded)

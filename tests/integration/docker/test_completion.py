@@ -24,9 +24,10 @@ def target(start_target):
 @pytest.fixture
 def podman_target():
     """A running container on Podman, when Podman is set up here."""
-    from debugkit.runtimes.podman.runtime import podman_configured
+    from debugkit import runtimes
+    from debugkit.core.options import Connection
 
-    if not podman_configured() or shutil.which("podman") is None:
+    if not runtimes.configured("podman", Connection()) or shutil.which("podman") is None:
         pytest.skip("Podman is not set up here")
     name = f"dk-test-podman-{uuid.uuid4().hex[:8]}"
     image = f"localhost/{FIXTURES['named-user']}"
@@ -73,16 +74,18 @@ def test_podman_containers_complete_under_their_scheme(podman_target):
 
 
 def test_podman_is_not_asked_when_it_is_not_set_up(target, monkeypatch):
-    from debugkit.runtimes.podman import runtime as podman
-    from debugkit.session import complete as lookups, probes
+    from debugkit.runtimes.docker import clients
+    from debugkit.runtimes.podman import address
+    from debugkit.session import complete as lookups
 
     dialed = []
-    real_client = probes.engine_client
-    monkeypatch.setattr(podman, "podman_configured", lambda: False)
-    monkeypatch.setattr(probes, "engine_client", lambda runtime, **kw: dialed.append(runtime) or real_client(runtime, **kw))
+    real_client = clients.short_client
+    monkeypatch.setattr(address, "configured", lambda connection=None: False)
+    monkeypatch.setattr(clients, "short_client",
+                        lambda where, **kw: dialed.append(where.text) or real_client(where, **kw))
     assert lookups.targets("podman://") == []
     assert target.name in lookups.targets("")
-    assert dialed == ["docker"]
+    assert len(dialed) == 1 and "podman" not in dialed[0]  # Docker's engine, and only it
 
 
 def test_runbooks_profiles_and_commands():

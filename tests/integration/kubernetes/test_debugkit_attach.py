@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
 
 import pytest
 
@@ -223,3 +225,32 @@ def test_interactive_shell_over_the_websocket(k8s_cluster, target_pod, restricte
         assert term.proc.wait(timeout=60) == 4
     finally:
         term.close()
+
+
+def test_a_pod_deleted_during_an_attach_is_67_and_one_line(k8s_cluster, target_pod, restricted_ns, toolbox_on_node):
+    """Not a raw runtime error blamed on debugkit-helper with exit 1: the pod is going
+    away, and debugkit says so (67), in one line."""
+    from tests.integration.fleet.helpers import popen_cli
+
+    name = target_pod.metadata.name
+    proc = popen_cli("attach", "--kubeconfig", k8s_cluster.kubeconfig, f"pod/{name}", "-n", restricted_ns,
+                     "--", "sh", "-c", "sleep 60; echo done")
+    try:
+        def debugged():
+            status = k8s_cluster.api.read_namespaced_pod(name, restricted_ns).status
+            return any(st.state.running for st in status.ephemeral_container_statuses or [])
+
+        wait_for(debugged, timeout=60, interval=0.25, what="the debug container to run")
+        time.sleep(1)  # its exec starts right after the probe that found it running
+        k8s_cluster.api.delete_namespaced_pod(name, restricted_ns, grace_period_seconds=1)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = err.decode(errors="replace").splitlines()
+    assert proc.returncode == ExitCode.TARGET_NOT_RUNNING, lines
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    assert re.match(rf"debugkit: error: k8s://{restricted_ns}/{name} (was (being )?deleted|stopped running) while "
+                    rf"it was debugged", lines[0]), lines
+    assert b"done" not in out

@@ -1,21 +1,16 @@
 """`debugkit doctor`'s Kubernetes checks: the context, the API server, ephemeral
-containers, RBAC (one SelfSubjectAccessReview each), PodSecurity and the toolbox image."""
+containers, RBAC (one SelfSubjectAccessReview each), PodSecurity and the toolbox image.
+Every request gives up after KUBE_TIMEOUT seconds (the registry's after REGISTRY_TIMEOUT)."""
 from __future__ import annotations
 
 from debugkit.core.errors import DebugkitError
-from debugkit.session.doctor_result import (
-    EXAMPLE_UID,
-    FAIL,
-    KUBE_TIMEOUT,
-    NOT_CONFIGURED,
-    OK,
-    REGISTRY_TIMEOUT,
-    SKIP,
-    WARN,
-    Result,
-    guard,
-    toolbox_setting,
-)
+from debugkit.runtimes.base import FAIL, NOT_CONFIGURED, OK, SKIP, WARN, checked
+from debugkit.runtimes.base import CheckResult as Result
+from debugkit.runtimes.kubernetes.errors import client_errors
+
+KUBE_TIMEOUT = 5.0
+REGISTRY_TIMEOUT = 10.0
+EXAMPLE_UID = 65532  # distroless nonroot: what PodSecurity is judged for when no TARGET is given
 
 
 # What debugkit asks the API server for: (verb, resource, subresource, required, what it
@@ -66,26 +61,32 @@ class Cluster:
         return bool((answer.get("status") or {}).get("allowed"))
 
 
-def kube_checks(*, kubeconfig: str | None, context: str | None, namespace: str | None,
-                identity=None, pod_security_context: dict | None = None, impersonate=None) -> list[Result]:
-    """The context, the API server, ephemeral containers, RBAC, PodSecurity and the image."""
+def kube_checks(runtime, *, target=None, namespace: str | None = None) -> list[Result]:
+    """The context, the API server, ephemeral containers, RBAC, PodSecurity and the image.
+    `target`: a thorough plan of a pod, whose namespace and identity the checks use."""
+    from debugkit.runtimes.kubernetes.clients import namespace_for, quiet_client
     from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
-    from debugkit.session import probes
 
-    if not probes.kube_configured(kubeconfig):
+    identity = pod_security_context = None
+    if target is not None:
+        pt = target.details.pod_target
+        namespace, identity, pod_security_context = pt.namespace, target.spec.identity, pt.pod_security_context
+    connection = runtime.connection
+    if not runtime.entry.is_configured(connection):
         return [Result("kube-context", NOT_CONFIGURED,
                        "no kubeconfig here (KUBECONFIG is not set, ~/.kube/config does not exist) and this is not "
                        "a pod: Kubernetes targets need one")]
     try:
         # An exec plugin gets doctor's own time limit, and no terminal for a login.
-        client, auth = probes.kube_client(kubeconfig, context, impersonate=impersonate, exec_timeout=KUBE_TIMEOUT)
+        client, auth = quiet_client(connection.kubeconfig, connection.kube_context,
+                                    impersonate=connection.kube_impersonate, exec_timeout=KUBE_TIMEOUT)
     except KubeConfigError as exc:
         return [Result("kube-context", FAIL, str(exc),
                        "choose a context that exists (--context NAME; kubectl config get-contexts) or correct "
                        "the kubeconfig")]
     try:
         try:
-            ns = probes.kube_namespace(namespace, auth)
+            ns = namespace_for(namespace, auth, runtime.preferences)
         except DebugkitError:  # a broken config file: the config line says so
             ns = namespace or auth.namespace
         cluster = Cluster(client, auth, ns)
@@ -95,10 +96,10 @@ def kube_checks(*, kubeconfig: str | None, context: str | None, namespace: str |
                 Result("kube-access", SKIP, "ephemeral containers, RBAC, PodSecurity: not checked, the API server "
                                             "did not answer")]
         results.insert(0, _context_line(cluster))
-        results += guard("ephemeral-containers", lambda: [check_ephemeral_containers(cluster)])
-        results += guard("rbac", lambda: check_rbac(cluster))
-        results += guard("pod-security", lambda: [check_pod_security(cluster, identity, pod_security_context)])
-        results += guard("cluster-toolbox", lambda: [check_cluster_toolbox(cluster)])
+        results += checked("ephemeral-containers", lambda: [check_ephemeral_containers(cluster)])
+        results += checked("rbac", lambda: check_rbac(cluster))
+        results += checked("pod-security", lambda: [check_pod_security(cluster, identity, pod_security_context)])
+        results += checked("cluster-toolbox", lambda: [check_cluster_toolbox(cluster, runtime)])
         return results
     finally:
         client.close()
@@ -135,7 +136,7 @@ def check_kube_api(cluster: Cluster) -> Result:
                                         timeout=KUBE_TIMEOUT,
                                         body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
         cluster.username = ((review.get("status") or {}).get("userInfo") or {}).get("username")
-    except Exception:  # noqa: BLE001 - before 1.28 the API has no SelfSubjectReview: the name is a nicety
+    except client_errors():  # before 1.28 the API has no SelfSubjectReview: the name is a nicety
         pass
     return Result("kube-api", OK, f"{server} answers: Kubernetes {version.get('gitVersion', '?')}")
 
@@ -236,22 +237,21 @@ def check_pod_security(cluster: Cluster, identity=None, pod_security_context: di
     return Result("pod-security", OK, detail)
 
 
-def check_cluster_toolbox(cluster: Cluster) -> Result:
+def check_cluster_toolbox(cluster: Cluster, runtime) -> Result:
     """The image debug containers use on this context, when one is configured, exists in
     its registry (the manifest answers), so the nodes can pull it."""
     from debugkit.runtimes.kubernetes.registry import RegistryClient, RegistryError, parse_ref
 
-    setting = toolbox_setting("kubernetes", cluster.auth.context)
-    if setting.source == "built-in":
+    ref, source = runtime.preferences.image(runtime.name, cluster.auth.context)
+    if source == "built-in":
         return Result("cluster-toolbox", NOT_CONFIGURED,
-                      f"no image configured for the cluster: debug containers use {setting.value}, which the "
+                      f"no image configured for the cluster: debug containers use {ref}, which the "
                       f"nodes must already have", "push the toolbox to a registry the nodes pull from and set "
                                                   "`image:` (for this context) in the config file")
-    ref = setting.value
     try:
         RegistryClient(parse_ref(ref), timeout=REGISTRY_TIMEOUT).manifest()
     except RegistryError as exc:
-        return Result("cluster-toolbox", FAIL, f"{ref} (from {setting.source}): {exc.message}",
+        return Result("cluster-toolbox", FAIL, f"{ref} (from {source}): {exc.message}",
                       f"push the toolbox there (docker tag IMAGE {ref} && docker push {ref}), or correct the "
-                      f"image at {setting.source}")
-    return Result("cluster-toolbox", OK, f"{ref} (from {setting.source}) is in its registry")
+                      f"image at {source}")
+    return Result("cluster-toolbox", OK, f"{ref} (from {source}) is in its registry")
