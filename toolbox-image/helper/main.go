@@ -61,6 +61,7 @@ func init() {
 		{"relay", relayUsage, cmdRelay},
 		{"zombies", zombiesUsage, cmdZombies},
 		{"env", envUsage, cmdEnv},
+		{"steps", stepsUsage, cmdSteps},
 	}
 }
 
