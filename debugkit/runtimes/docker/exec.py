@@ -63,6 +63,7 @@ class DockerExecSession(ExecSession):
         self.lost = False       # the engine could not be reached
         self._heartbeat = None
         self._guards: list = []  # the streams of guards started for -i/-t execs (see _start)
+        self._steps = None       # runtimes.steps.HelperSteps: a runbook's steps over one exec
 
     def __enter__(self) -> "DockerExecSession":
         if not self._owned:
@@ -88,6 +89,9 @@ class DockerExecSession(ExecSession):
         self.close()
 
     def close(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
@@ -138,9 +142,10 @@ class DockerExecSession(ExecSession):
             env[EXEC_MARKER] = tag
         return env
 
-    def _start(self, argv: Sequence[str], *, stdin: bool, tty: bool):
+    def _start(self, argv: Sequence[str], *, stdin: bool, tty: bool, ends_at_eof: bool = False):
         """Create and start an exec of argv (under the reaper when the sidecar has it),
-        marked; (exec ID, its stream)."""
+        marked; (exec ID, its stream). `ends_at_eof`: argv reads our stdin and ends at
+        its EOF by itself (helper steps), so it needs no guard."""
         from debugkit.runtimes.docker.engine import EngineError
 
         tag = f"{self.spec.session_id}.{os.urandom(6).hex()}"  # secrets.token_hex, lighter
@@ -150,7 +155,7 @@ class DockerExecSession(ExecSession):
         # one that does, in a kept-alive sidecar that outlives us, holds a guard. In our
         # own session sidecar its keep-alive, on our attach, already does that.
         watch = helper and not stdin and not tty
-        guard = self._start_guard() if helper and not watch and not self._owned else None
+        guard = self._start_guard() if helper and not watch and not ends_at_eof and not self._owned else None
         command = translate.exec_command(self.name, argv, helper=helper, watch_stdin=watch, guard=guard,
                                          mark=f"{EXEC_MARKER}={tag}")
         exec_id = None
@@ -223,6 +228,23 @@ class DockerExecSession(ExecSession):
                                   stdout=stdout, stderr=stderr)
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
+        if self.plan.helper:
+            # Every step over one exec of the helper's `steps` (runtimes/steps.py).
+            if self._steps is None:
+                from debugkit.runtimes.steps import HelperSteps
+
+                self._steps = HelperSteps(self._open_steps)
+            return self._steps.run(argv, timeout=timeout, max_output=max_output)
+        return self._exec_once(argv, timeout=timeout, max_output=max_output)
+
+    def _open_steps(self) -> "_StepChannel":
+        from debugkit.runtimes.base import HELPER_PATH
+
+        exec_id, sock = self._start([HELPER_PATH, "steps"], stdin=True, tty=False, ends_at_eof=True)
+        return _StepChannel(self, exec_id, sock)
+
+    def _exec_once(self, argv, *, timeout: float, max_output: int) -> ExecResult:
+        """One step as one exec, under `timeout -s KILL` (a sidecar without the helper)."""
         step = StepRun(argv, timeout=timeout, max_output=max_output)
         exec_id, sock = self._start(step.wrapped, stdin=False, tty=False)
         demux = FrameDemuxer()
@@ -294,6 +316,56 @@ class DockerExecSession(ExecSession):
                     return None
                 time.sleep(0.01)
         return None
+
+
+class _StepChannel:
+    """The stream of one `debugkit-helper steps` exec (runtimes.steps.StepChannel)."""
+
+    def __init__(self, session: DockerExecSession, exec_id: str, sock):
+        self._session = session
+        self._exec_id = exec_id
+        self._sock = sock
+        self._demux = FrameDemuxer()
+        self._watch = [sock] + ([session._keepalive] if session._keepalive is not None else [])
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            self._session._raise_if_lost(self._sock, self._session._keepalive)
+            raise DebugkitError(f"runbook: cannot send a step to the sidecar's helper: {exc}") from None
+
+    def read(self, timeout: float):
+        readable = wait_readable(self._watch, timeout)
+        if self._sock not in readable:
+            if readable and self._session._keepalive_closed():
+                self._session._sidecar_ended(self._sock, self._exec_id)
+                raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
+            return []
+        try:
+            data = self._sock.recv(65536)
+        except (ConnectionResetError, socketlib.timeout):
+            data = b""
+        if not data:
+            self._session._raise_if_lost(self._sock, self._session._keepalive)
+            return None
+        return [(stream == STDERR_STREAM, payload) for stream, payload in self._demux.feed(data)]
+
+    def ended(self, stderr: bytes) -> None:
+        from debugkit.runtimes.base import helper_mismatch
+
+        session = self._session
+        if session._keepalive is not None and session._keepalive_closed():
+            raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
+        mismatch = helper_mismatch(session._exit_code(self._exec_id), stderr)
+        if mismatch is not None:
+            raise mismatch
+
+    def close(self) -> None:
+        # EOF on its stdin: the helper winds down a step that still runs, and exits.
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        self._session._running.pop(self._exec_id, None)
 
 
 class _Heartbeat:
