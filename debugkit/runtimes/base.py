@@ -273,6 +273,13 @@ class Runtime(abc.ABC):
     def open_exec(self, plan: Plan) -> ExecSession:
         """Start one sidecar for many commands; the caller closes it."""
 
+    def open_steps(self, plan: Plan) -> ExecSession:
+        """Start one sidecar for a runbook's steps (only `exec` is asked of it); the caller
+        closes it. A runtime may make it cheaper than open_exec (Docker, locally: the
+        helper's `steps` is the sidecar's main process, so no step costs an exec).
+        Default: open_exec."""
+        return self.open_exec(plan)
+
     @abc.abstractmethod
     def inspect(self, plan: Plan) -> dict:
         """What inspect shows: the identity, every source, and the exact request."""

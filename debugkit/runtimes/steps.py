@@ -50,8 +50,9 @@ class StepChannel(Protocol):
         """The exec's output ended in the middle of a step: raise the error that fits (the
         sidecar stopped, the helper does not know `steps`), if there is one."""
 
-    def close(self) -> None:
-        """End the exec: its stdin reaches EOF, which the helper takes as the end."""
+    def close(self, *, wait: bool = False) -> None:
+        """End the exec: its stdin reaches EOF, which the helper takes as the end.
+        `wait`: until the exec has ended (bounded), when the channel can tell."""
 
 
 def request(argv: Sequence[str], *, timeout: float, max_output: int) -> bytes:
@@ -156,7 +157,7 @@ class HelperSteps:
                         return end_record(payload)
                     step.add(payload, stderr=kind == ERR)
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
         channel, self._channel = self._channel, None
         if channel is not None:
-            channel.close()
+            channel.close(wait=wait)

@@ -44,7 +44,7 @@ class ScriptedChannel:
     def ended(self, stderr: bytes) -> None:
         self.ended_with = stderr
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
         self.closed = True
 
 

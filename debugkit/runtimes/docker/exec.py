@@ -46,9 +46,11 @@ class SidecarGone(DebugkitError):
 
 
 class DockerExecSession(ExecSession):
-    def __init__(self, runtime, plan: Plan, *, container: str | None = None):
+    def __init__(self, runtime, plan: Plan, *, container: str | None = None, steps_main: bool = False):
         """`container`: exec into that running sidecar instead of starting one (it is then
-        neither started nor removed here)."""
+        neither started nor removed here). `steps_main`: a runbook's sidecar whose main
+        process is `debugkit-helper steps` on our attach (plan.details.steps_request):
+        `exec` runs every step over the attach stream, without an exec."""
         self.runtime = runtime
         self.plan = plan
         self.spec = plan.spec
@@ -64,12 +66,14 @@ class DockerExecSession(ExecSession):
         self._heartbeat = None
         self._guards: list = []  # the streams of guards started for -i/-t execs (see _start)
         self._steps = None       # runtimes.steps.HelperSteps: a runbook's steps over one exec
+        self._steps_main = steps_main and container is None
 
     def __enter__(self) -> "DockerExecSession":
         if not self._owned:
             return self
         with self.runtime.calls():
-            self.container_id = self.runtime.create(self.plan)
+            self.container_id = self.runtime.create(
+                self.plan, request=self.plan.details.steps_request if self._steps_main else None)
             try:
                 self._keepalive = self.runtime.attach(self.container_id, stdin=True)
                 self.runtime.start(self.container_id)
@@ -90,7 +94,9 @@ class DockerExecSession(ExecSession):
 
     def close(self) -> None:
         if self._steps is not None:
-            self._steps.close()
+            # After a normal end, wait (briefly) for the steps exec to end: then nothing
+            # holds the keep-alive, which stops at once instead of winding commands down.
+            self._steps.close(wait=self.finished)
             self._steps = None
         if self._heartbeat is not None:
             self._heartbeat.stop()
@@ -116,7 +122,11 @@ class DockerExecSession(ExecSession):
             # dropped connection relies on, without a removal round trip. Otherwise
             # (errors, signals, a local engine) stop it at once, gracefully when the
             # helper's keep-alive runs it (it winds its commands down first).
-            if not (self.finished and not self.api.local):
+            if self._steps_main and self.finished:
+                # Its main process ended at our attach's EOF (waited for above): the
+                # engine removes it; a removal now only makes sure.
+                self.runtime.remove_container(self.container_id)
+            elif not (self.finished and not self.api.local):
                 if self.lost:
                     self.runtime.remove_container(self.container_id)
                 else:
@@ -237,9 +247,14 @@ class DockerExecSession(ExecSession):
             return self._steps.run(argv, timeout=timeout, max_output=max_output)
         return self._exec_once(argv, timeout=timeout, max_output=max_output)
 
-    def _open_steps(self) -> "_StepChannel":
+    def _open_steps(self):
         from debugkit.runtimes.base import HELPER_PATH
 
+        if self._steps_main:
+            if self._keepalive is None:
+                raise DebugkitError("runbook: the sidecar's helper stopped answering: no further step can run")
+            attach, self._keepalive = self._keepalive, None  # the channel owns it from now on
+            return _AttachStepChannel(self, attach)
         exec_id, sock = self._start([HELPER_PATH, "steps"], stdin=True, tty=False, ends_at_eof=True)
         return _StepChannel(self, exec_id, sock)
 
@@ -361,11 +376,64 @@ class _StepChannel:
         if mismatch is not None:
             raise mismatch
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
         # EOF on its stdin: the helper winds down a step that still runs, and exits.
+        # `wait`: half-close, and read to the end of its output (or for a second).
+        if wait:
+            with contextlib.suppress(OSError, ValueError):
+                self._sock.shutdown(socketlib.SHUT_WR)
+                deadline = time.monotonic() + 1.0
+                while (left := deadline - time.monotonic()) > 0 and wait_readable([self._sock], left):
+                    if not self._sock.recv(65536):
+                        break
         with contextlib.suppress(OSError):
             self._sock.close()
         self._session._running.pop(self._exec_id, None)
+
+
+class _AttachStepChannel:
+    """The attach stream of a sidecar whose main process is `debugkit-helper steps`
+    (runtimes.steps.StepChannel): its EOF is the sidecar's end."""
+
+    def __init__(self, session: DockerExecSession, sock):
+        self._session = session
+        self._sock = sock
+        self._demux = FrameDemuxer()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            self._session._raise_if_lost(self._sock)
+            raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)") from None
+
+    def read(self, timeout: float):
+        if not wait_readable([self._sock], timeout):
+            return []
+        try:
+            data = self._sock.recv(65536)
+        except (ConnectionResetError, socketlib.timeout):
+            data = b""
+        if not data:
+            self._session._raise_if_lost(self._sock)
+            return None
+        return [(stream == STDERR_STREAM, payload) for stream, payload in self._demux.feed(data)]
+
+    def ended(self, stderr: bytes) -> None:
+        raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
+
+    def close(self, *, wait: bool = False) -> None:
+        # EOF on the main process's stdin: `steps` winds down a step that still runs and
+        # exits, and so does the sidecar. `wait`: until it has (its output ends), a second at most.
+        with contextlib.suppress(OSError, ValueError):
+            if wait:
+                self._sock.shutdown(socketlib.SHUT_WR)
+                deadline = time.monotonic() + 1.0
+                while (left := deadline - time.monotonic()) > 0 and wait_readable([self._sock], left):
+                    if not self._sock.recv(65536):
+                        break
+        with contextlib.suppress(OSError):
+            self._sock.close()
 
 
 class _Heartbeat:

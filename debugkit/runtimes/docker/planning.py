@@ -23,6 +23,9 @@ class DockerPlan(NamedTuple):
     exec_argv: tuple[str, ...]      # what runs as an exec (interactive, streamed, kept-alive)
     streamed: bool                  # a scripted command runs as an exec in a keep-alive sidecar
     heartbeat_s: float | None       # a remote engine: how often the keep-alive hears from us
+    # The create request of a sidecar whose main process is `debugkit-helper steps` on our
+    # attach (open_steps, a runbook on a local engine), or None where it cannot be.
+    steps_request: dict | None = None
 
 
 class DockerPlanning:
@@ -92,8 +95,13 @@ class DockerPlanning:
                             "/proc/1/environ stay root-only; use --profile ptrace to read them")
         request = translate.create_request(container_spec, target_id=draft.located.target.id,
                                            mounts=draft.image.details)
+        steps_request = None
+        if mode == "exec" and helper and not keep_alive and not remote:
+            steps_request = translate.create_request(
+                spec.evolve(command=translate.steps_main_command(), stdin=True, tty=False),
+                target_id=draft.located.target.id, mounts=draft.image.details)
         details = DockerPlan(exec_argv=exec_argv, streamed=streamed,
-                             heartbeat_s=translate.HEARTBEAT_S if remote else None)
+                             heartbeat_s=translate.HEARTBEAT_S if remote else None, steps_request=steps_request)
         return Translation(spec=spec, request=request, warnings=tuple(warnings), engine=self.api.host,
                            details=details)
 

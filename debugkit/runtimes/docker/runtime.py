@@ -128,8 +128,9 @@ class DockerRuntime(DockerPlanning, Runtime):
 
     # -- run ------------------------------------------------------------------------------
 
-    def create(self, plan: Plan) -> str:
-        request = plan.request
+    def create(self, plan: Plan, *, request: dict | None = None) -> str:
+        """Create the plan's sidecar (from `request` instead of the plan's own when given)."""
+        request = request or plan.request
         try:
             container_id = self.api.create_container(request["body"], name=request["name"])["Id"]
         except BaseException as exc:
@@ -319,6 +320,13 @@ class DockerRuntime(DockerPlanning, Runtime):
         if reader.is_alive() or "StatusCode" not in result:
             raise DebugkitError(f"lost track of sidecar {name}'s exit status: {result or 'timeout'}")
         return int(result["StatusCode"])
+
+    def open_steps(self, plan: Plan):
+        from debugkit.runtimes.docker.exec import DockerExecSession
+
+        if plan.details.steps_request is not None and not plan.keep_alive:
+            return DockerExecSession(self, plan, steps_main=True)
+        return self.open_exec(plan)
 
     def open_exec(self, plan: Plan):
         """With --keep-alive, the commands run in the reusable sidecar (one that runs already,

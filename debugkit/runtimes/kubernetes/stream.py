@@ -260,7 +260,7 @@ class _StepChannel:
         if mismatch is not None:
             raise mismatch
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
         with contextlib.suppress(Exception):
             self._ws.close_channel(STDIN)  # EOF: the helper winds down a step that still runs, and exits
         with contextlib.suppress(Exception):
