@@ -23,7 +23,7 @@ import json
 import struct
 from typing import Callable, Protocol, Sequence
 
-from debugkit.core.errors import DebugkitError
+from debugkit.core.errors import DebugkitError, ImageMissing
 from debugkit.runtimes.execution import BACKSTOP_SECONDS, BoundedCapture, ExecResult, StepRun
 
 # Frame types (toolbox-image/helper/steps.go).
@@ -105,13 +105,29 @@ class HelperSteps:
     contract: a step that outlives its deadline comes back timed out whatever the helper
     does (the exec is then closed: the next step gets a new one)."""
 
-    def __init__(self, open_channel: Callable[[], StepChannel]):
-        """`open_channel` starts the exec."""
+    def __init__(self, open_channel: Callable[[], StepChannel], *,
+                 fallback: Callable[..., ExecResult] | None = None):
+        """`open_channel` starts the exec. `fallback(argv, timeout=, max_output=)` runs a
+        step as an exec of its own: used from then on when the helper does not know
+        `steps` (an older toolbox in a debug container: it keeps working, one exec a step)."""
         self._open = open_channel
+        self._fallback = fallback
+        self._helper_too_old = False
         self._channel: StepChannel | None = None
         self._stderr = BoundedCapture(4 << 10)
 
     def run(self, argv: Sequence[str], *, timeout: float, max_output: int) -> ExecResult:
+        if self._helper_too_old:
+            return self._fallback(argv, timeout=timeout, max_output=max_output)
+        try:
+            return self._run(argv, timeout=timeout, max_output=max_output)
+        except ImageMissing:  # channel.ended: the helper refused `steps`
+            if self._fallback is None:
+                raise
+            self._helper_too_old = True
+            return self._fallback(argv, timeout=timeout, max_output=max_output)
+
+    def _run(self, argv: Sequence[str], *, timeout: float, max_output: int) -> ExecResult:
         if self._channel is None:
             self._channel = self._open()
             self._stderr = BoundedCapture(4 << 10)

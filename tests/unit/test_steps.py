@@ -132,3 +132,31 @@ def test_the_helper_s_own_stderr_is_kept_bounded():
     with pytest.raises(DebugkitError):
         runner(channel).run(["x"], timeout=5, max_output=100)
     assert len(channel.ended_with) <= 2 * (4 << 10) + 1
+
+
+class TooOldChannel(ScriptedChannel):
+    def ended(self, stderr: bytes) -> None:
+        from debugkit.core.errors import ImageMissing
+
+        raise ImageMissing("the sidecar's debugkit-helper does not understand what this debugkit asks of it")
+
+
+def test_a_helper_without_steps_falls_back_to_one_exec_a_step_when_the_runtime_can():
+    from debugkit.runtimes.execution import ExecResult
+
+    ran = []
+
+    def one_exec(argv, *, timeout, max_output):
+        ran.append(list(argv))
+        return ExecResult(tuple(argv), 0, b"", b"", 0.01)
+
+    old = TooOldChannel([[(True, b'debugkit-helper: unknown command "steps"\n')], None])
+    steps_ = HelperSteps(lambda: old, fallback=one_exec)
+    assert steps_.run(["a"], timeout=1, max_output=10).exit_code == 0
+    assert steps_.run(["b"], timeout=1, max_output=10).exit_code == 0
+    assert ran == [["a"], ["b"]] and len(old.sent) == 1   # the helper was asked once
+
+    from debugkit.core.errors import ImageMissing
+
+    with pytest.raises(ImageMissing):   # without a fallback: the error, with its fix
+        HelperSteps(lambda: TooOldChannel([[], None])).run(["a"], timeout=1, max_output=10)

@@ -243,7 +243,7 @@ class DockerExecSession(ExecSession):
             if self._steps is None:
                 from debugkit.runtimes.steps import HelperSteps
 
-                self._steps = HelperSteps(self._open_steps)
+                self._steps = HelperSteps(self._open_steps, fallback=None if self._steps_main else self._exec_once)
             return self._steps.run(argv, timeout=timeout, max_output=max_output)
         return self._exec_once(argv, timeout=timeout, max_output=max_output)
 

@@ -202,7 +202,7 @@ class KubeExecSession(ExecSession):
             if self._steps is None:
                 from debugkit.runtimes.steps import HelperSteps
 
-                self._steps = HelperSteps(self._open_steps)
+                self._steps = HelperSteps(self._open_steps, fallback=self._exec_once)
             return self._steps.run(argv, timeout=timeout, max_output=max_output)
         return self._exec_once(argv, timeout=timeout, max_output=max_output)
 
