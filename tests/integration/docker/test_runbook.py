@@ -449,3 +449,29 @@ def test_bundled_tls(start_target, toolbox_image, tls_dependency):
     assert result.returncode == 1
     assert [s["status"] for s in report["steps"]] == ["passed", "passed", "passed", "failed"]
     assert "self-signed certificate" in report["steps"][3]["stdout"]
+
+
+def test_steps_over_one_exec_as_on_a_remote_engine(start_target, toolbox_image, docker_client):
+    """Where the sidecar's attach carries a heartbeat (remote engines), the steps run over
+    one exec of debugkit-helper steps in the keep-alive sidecar: the same isolation,
+    timeouts and caps, and one exec for all of them."""
+    from debugkit.core.options import Connection, Flags
+    from debugkit.session import flow
+
+    target = start_target("named-user")
+    since = time.time()
+    flags = Flags(target=target.name, connection=Connection())
+    with flow.exec_session(flags, mode="cp") as session:   # open_exec: the keep-alive sidecar, not open_steps
+        first = session.exec(["sh", "-c", "sleep 31340 >/dev/null 2>&1 & echo started"], timeout=10)
+        hung = session.exec(["sh", "-c", "echo before; sleep 120"], timeout=1)
+        left = session.exec(["sh", "-c", "ps -eo args= | grep -cx 'sleep 31340' || true"], timeout=10)
+        flood = session.exec(["sh", "-c", "head -c 33554432 /dev/zero"], timeout=30, max_output=1000)
+        missing = session.exec(["no-such-command-here"], timeout=10)
+    assert (first.exit_code, first.stdout) == (0, b"started\n")
+    assert hung.timed_out and hung.exit_code is None and hung.stdout == b"before\n"
+    assert left.stdout == b"0\n"
+    assert flood.exit_code == 0 and flood.truncated and flood.stdout == b"\0" * 1000
+    assert missing.exit_code == 127
+    actions = wait_for(lambda: (lambda a: a if a.count("destroy") == 1 else None)(
+        sidecar_events(docker_client, target.name, since)), timeout=30, what="the sidecar's events")
+    assert sum(a.startswith("exec_create") for a in actions) == 1, actions
