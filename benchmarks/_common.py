@@ -119,6 +119,11 @@ def scratch_install(where: Path) -> Path:
     return where / "bin" / "debugkit"
 
 
+def python() -> str:
+    """The interpreter that runs the debugkit under test."""
+    return str(Path(VENV) / "bin" / "python") if VENV else sys.executable
+
+
 def check_code_under_test() -> str:
     """Fail unless the children import debugkit from this checkout (or the scratch
     install of it, DEBUGKIT_BENCH_VENV); its path."""
