@@ -189,7 +189,9 @@ def test_reap_leaves_no_zombie_in_the_target(run, image, target):
     assert listed.exit_code == 0, listed
     lines = listed.stdout.splitlines()
     assert lines[0] == f"zombies: {before + 2}", listed
-    assert sum(1 for line in lines[1:] if re.fullmatch(r"\d+ sleep", line)) >= 2, listed
+    # Each with its PID and name (the slim toolbox's shell runs `sleep` as a builtin in a fork,
+    # so its zombies carry the shell's name, not sleep's).
+    assert sum(1 for line in lines[1:] if re.fullmatch(r"\d+ \S+", line)) >= 2, listed
 
 
 def test_reap_exit_codes(run, image):
