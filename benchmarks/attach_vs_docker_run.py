@@ -73,7 +73,7 @@ def main() -> int:
                 ("help", lambda: c.timed([*dk, "--help"])),
                 ("python", lambda: c.timed([python, "-c", "pass"])),
                 ("click", lambda: c.timed([python, "-c", "import click"])),
-                ("imports", lambda: c.timed([python, "-c", ATTACH_IMPORTS])),
+                ("imports", lambda: c.timed([python, "-P", "-c", ATTACH_IMPORTS])),  # -P: not this checkout from the cwd
                 ("cli", lambda: c.timed([cli, "version", "--format", "{{.Server.Version}}"])),
             ], args.runs)
         finally:
