@@ -126,6 +126,9 @@ class DockerExecSession(ExecSession):
                 # Its main process ended at our attach's EOF (waited for above): the
                 # engine removes it; a removal now only makes sure.
                 self.runtime.remove_container(self.container_id)
+            elif self.finished and self.api.local and self.plan.helper and \
+                    self.runtime.removed_by_itself(self.container_id):
+                pass  # its keep-alive exited at our attach's EOF, and the engine removed it
             elif not (self.finished and not self.api.local):
                 if self.lost:
                     self.runtime.remove_container(self.container_id)

@@ -183,6 +183,29 @@ class DockerRuntime(DockerPlanning, Runtime):
                 pass  # gone already, or the engine is: the removal below says which
         self.remove_container(container_id)
 
+    def removed_by_itself(self, container_id: str, *, within: float = 3.0) -> bool:
+        """Wait until the engine has removed an auto-removed sidecar whose main process is
+        ending by itself (its keep-alive saw EOF): one request, no kill and no polling.
+        False when that did not happen within `within` seconds (the caller stops it)."""
+        from debugkit.runtimes.docker.engine import EngineError, EngineNotFound
+
+        try:
+            response, conn = self.api.wait_request(container_id, condition="removed")
+        except EngineNotFound:
+            return True  # gone already
+        except (EngineError, OSError):
+            return False
+        try:
+            if conn.sock is not None:
+                conn.sock.settimeout(within)
+            response.read(1 << 16)
+            return True
+        except (OSError, ValueError):
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
     def remove_container(self, container_id: str) -> None:
         from debugkit.runtimes.docker.engine import EngineError
 
