@@ -252,14 +252,15 @@ class DockerExecSession(ExecSession):
 
     def _open_steps(self):
         from debugkit.runtimes.base import HELPER_PATH
+        from debugkit.runtimes.docker.stepchannel import AttachStepChannel, ExecStepChannel
 
         if self._steps_main:
             if self._keepalive is None:
                 raise DebugkitError("runbook: the sidecar's helper stopped answering: no further step can run")
             attach, self._keepalive = self._keepalive, None  # the channel owns it from now on
-            return _AttachStepChannel(self, attach)
+            return AttachStepChannel(self, attach)
         exec_id, sock = self._start([HELPER_PATH, "steps"], stdin=True, tty=False, ends_at_eof=True)
-        return _StepChannel(self, exec_id, sock)
+        return ExecStepChannel(self, exec_id, sock)
 
     def _exec_once(self, argv, *, timeout: float, max_output: int) -> ExecResult:
         """One step as one exec, under `timeout -s KILL` (a sidecar without the helper)."""
@@ -334,109 +335,6 @@ class DockerExecSession(ExecSession):
                     return None
                 time.sleep(0.01)
         return None
-
-
-class _StepChannel:
-    """The stream of one `debugkit-helper steps` exec (runtimes.steps.StepChannel)."""
-
-    def __init__(self, session: DockerExecSession, exec_id: str, sock):
-        self._session = session
-        self._exec_id = exec_id
-        self._sock = sock
-        self._demux = FrameDemuxer()
-        self._watch = [sock] + ([session._keepalive] if session._keepalive is not None else [])
-
-    def send(self, data: bytes) -> None:
-        try:
-            self._sock.sendall(data)
-        except OSError as exc:
-            self._session._raise_if_lost(self._sock, self._session._keepalive)
-            raise DebugkitError(f"runbook: cannot send a step to the sidecar's helper: {exc}") from None
-
-    def read(self, timeout: float):
-        readable = wait_readable(self._watch, timeout)
-        if self._sock not in readable:
-            if readable and self._session._keepalive_closed():
-                self._session._sidecar_ended(self._sock, self._exec_id)
-                raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
-            return []
-        try:
-            data = self._sock.recv(65536)
-        except (ConnectionResetError, socketlib.timeout):
-            data = b""
-        if not data:
-            self._session._raise_if_lost(self._sock, self._session._keepalive)
-            return None
-        return [(stream == STDERR_STREAM, payload) for stream, payload in self._demux.feed(data)]
-
-    def ended(self, stderr: bytes) -> None:
-        from debugkit.runtimes.base import helper_mismatch
-
-        session = self._session
-        if session._keepalive is not None and session._keepalive_closed():
-            raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
-        mismatch = helper_mismatch(session._exit_code(self._exec_id), stderr)
-        if mismatch is not None:
-            raise mismatch
-
-    def close(self, *, wait: bool = False) -> None:
-        # EOF on its stdin: the helper winds down a step that still runs, and exits.
-        # `wait`: half-close, and read to the end of its output (or for a second).
-        if wait:
-            with contextlib.suppress(OSError, ValueError):
-                self._sock.shutdown(socketlib.SHUT_WR)
-                deadline = time.monotonic() + 1.0
-                while (left := deadline - time.monotonic()) > 0 and wait_readable([self._sock], left):
-                    if not self._sock.recv(65536):
-                        break
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        self._session._running.pop(self._exec_id, None)
-
-
-class _AttachStepChannel:
-    """The attach stream of a sidecar whose main process is `debugkit-helper steps`
-    (runtimes.steps.StepChannel): its EOF is the sidecar's end."""
-
-    def __init__(self, session: DockerExecSession, sock):
-        self._session = session
-        self._sock = sock
-        self._demux = FrameDemuxer()
-
-    def send(self, data: bytes) -> None:
-        try:
-            self._sock.sendall(data)
-        except OSError:
-            self._session._raise_if_lost(self._sock)
-            raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)") from None
-
-    def read(self, timeout: float):
-        if not wait_readable([self._sock], timeout):
-            return []
-        try:
-            data = self._sock.recv(65536)
-        except (ConnectionResetError, socketlib.timeout):
-            data = b""
-        if not data:
-            self._session._raise_if_lost(self._sock)
-            return None
-        return [(stream == STDERR_STREAM, payload) for stream, payload in self._demux.feed(data)]
-
-    def ended(self, stderr: bytes) -> None:
-        raise TargetNotRunning("the sidecar ended while a step ran (did the target stop?)")
-
-    def close(self, *, wait: bool = False) -> None:
-        # EOF on the main process's stdin: `steps` winds down a step that still runs and
-        # exits, and so does the sidecar. `wait`: until it has (its output ends), a second at most.
-        with contextlib.suppress(OSError, ValueError):
-            if wait:
-                self._sock.shutdown(socketlib.SHUT_WR)
-                deadline = time.monotonic() + 1.0
-                while (left := deadline - time.monotonic()) > 0 and wait_readable([self._sock], left):
-                    if not self._sock.recv(65536):
-                        break
-        with contextlib.suppress(OSError):
-            self._sock.close()
 
 
 class _Heartbeat:
