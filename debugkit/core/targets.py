@@ -4,6 +4,7 @@
     SCHEME://NAME                a container on the runtime that owns the scheme (docker://, podman://)
     pod/NAME[/CONTAINER]         a pod (namespace from -n or the context)
     k8s://NAMESPACE/POD[/CTR]    a pod in a namespace
+    node/NAME                    a Kubernetes node (a debugging pod on it, in -n or the context's namespace)
 
 Which runtime owns which way of writing a target is not decided here: the runtime registry
 (debugkit.runtimes) builds a `TargetSyntax` from its entries, and every parser takes one.
@@ -24,6 +25,7 @@ _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 # The pod shape's own ways of writing a target (its runtime comes from the registry).
 POD_SCHEME = "k8s://"
 POD_KINDS = ("pod", "pods", "po")
+NODE_KINDS = ("node", "nodes", "no")
 
 
 class TargetSyntax(NamedTuple):
@@ -78,6 +80,26 @@ class PodRef:
 
 
 @dataclass(frozen=True)
+class NodeRef:
+    """A node of the pods' runtime: debugged from a pod pinned to it that shares its PID and
+    network namespaces and mounts its root filesystem (privileged by nature: it runs only
+    with --profile node or sysadmin typed on the command line). `namespace`: where that pod
+    goes (-n), else the context's."""
+
+    node: str
+    namespace: str | None = None
+    runtime: str = ""
+
+    def __str__(self) -> str:
+        return f"node/{self.node}"
+
+
+# The profiles a node debugging pod runs with, and only when typed: host namespaces and a
+# read-only /host (node), or privileged with /host writable (sysadmin).
+NODE_PROFILES = ("node", "sysadmin")
+
+
+@dataclass(frozen=True)
 class WorkloadRef:
     """Every running pod of a Kubernetes workload, found through its own selector."""
 
@@ -122,7 +144,7 @@ class ContainerSetRef:
         return self.description or " ".join(f"label={label}" for label in self.labels)
 
 
-TargetRef = Union[ContainerRef, PodRef]
+TargetRef = Union[ContainerRef, PodRef, NodeRef]
 ManyRef = Union[WorkloadRef, SelectorRef, ContainerSetRef]
 
 WORKLOAD_KINDS = {
@@ -225,6 +247,11 @@ def names_a_pod(text: str) -> bool:
     return text.startswith(POD_SCHEME) or (text.partition("/")[0] in POD_KINDS and "/" in text)
 
 
+def names_a_node(text: str) -> bool:
+    """Whether `text` is written as a node (node/NAME)."""
+    return text.partition("/")[0] in NODE_KINDS and "/" in text
+
+
 def check_selector(selector: str) -> str:
     """Kubernetes' label selector syntax: terms separated by commas (=, ==, !=, in, notin, !key)."""
     if not selector.strip():
@@ -278,6 +305,14 @@ def parse_target(ref: str, syntax: TargetSyntax, *, namespace: str | None = None
         if namespace and namespace != ns:
             raise InvalidInput(f"target {ref!r} names namespace {ns!r} but --namespace is {namespace!r}")
         return _pod(ref, pod, ctr, ns, container, syntax.pods)
+    if syntax.pods is not None and names_a_node(ref):
+        name = ref.split("/", 1)[1]
+        if not name or "/" in name:
+            raise InvalidInput(f"invalid target {ref!r}: expected node/NAME")
+        if container is not None:
+            raise InvalidInput(f"--container applies to pods, not to a node ({ref!r})")
+        check_k8s_name("node", name, ref)
+        return NodeRef(node=name, namespace=namespace, runtime=syntax.pods)
     if syntax.pods is not None and names_a_pod(ref):
         parts = ref.split("/", 1)[1].split("/")
         if len(parts) not in (1, 2) or not all(parts):

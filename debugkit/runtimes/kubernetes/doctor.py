@@ -198,7 +198,7 @@ def profile_container(profile: str, identity) -> dict:
 def check_pod_security(cluster: Cluster, identity=None, pod_security_context: dict | None = None) -> Result:
     """The namespace's enforce level, and which profiles it admits."""
     from debugkit.core.identity import Identity
-    from debugkit.core.profiles import PROFILES
+    from debugkit.core.profiles import NODE_ONLY, PROFILES
     from debugkit.runtimes.kubernetes import podsecurity
     from debugkit.runtimes.kubernetes.kubeclient import ApiError
 
@@ -219,7 +219,7 @@ def check_pod_security(cluster: Cluster, identity=None, pod_security_context: di
     example = identity is None
     identity = identity or Identity(uid=EXAMPLE_UID, gid=EXAMPLE_UID, source="example")
     admitted, rejected = [], []
-    for profile in PROFILES:
+    for profile in (p for p in PROFILES if p not in NODE_ONLY):
         reasons = podsecurity.violations(level, profile_container(profile, identity), pod_security_context)
         if reasons:
             rejected.append(f"{profile} ({reasons[0]})")

@@ -11,12 +11,14 @@ from typing import NamedTuple
 
 from debugkit.core.errors import InvalidInput, PolicyRejected, TargetNotFound, TargetNotRunning
 from debugkit.core.reuse import NOT_RECORDED, refusal_line, reuse_refusal
+from debugkit.core.targets import NodeRef
 from debugkit.runtimes import reuse_records
 from debugkit.runtimes.base import (Admission, Draft, Located, ResolvedTarget, SidecarImage, TargetReport,
                                     Translation)
 from debugkit.runtimes.kubernetes import podsecurity, translate
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors, status_and_message
 from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
+from debugkit.runtimes.kubernetes.nodepod import NodeTarget
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
@@ -64,6 +66,8 @@ class KubernetesPlanning:
         return pt
 
     def locate(self, options, *, mode: str, thorough: bool) -> Located:
+        if isinstance(options.target, NodeRef):
+            return self.locate_node(options)
         pt = self.find_target(options.target)
         target = ResolvedTarget(runtime=self.name, name=pt.name, id=pt.uid, image=pt.container_spec.get("image", ""),
                                 namespace=pt.namespace, pod=pt.pod_name, container=pt.container)
@@ -72,6 +76,8 @@ class KubernetesPlanning:
         return Located(target=target, details=PodIdentity(self.api, pt, uids=uids))
 
     def identity_sources(self, located: Located, *, thorough: bool) -> list:
+        if isinstance(located.details, NodeTarget):
+            return self.node_identity_sources()
         return located.details.sources(stop_at_first=not thorough)
 
     def user_identity(self, located: Located, user):
@@ -83,11 +89,15 @@ class KubernetesPlanning:
         return SidecarImage(ref=ref, helper=toolbox, default_command=INTERACTIVE_SHELL)
 
     def reuse_key(self, draft: Draft) -> str | None:
+        if isinstance(draft.located.details, NodeTarget):
+            return None  # a node debugging pod ends with its session
         return translate.reuse_key(draft.spec, target_container=draft.located.details.pt.container,
                                    custom=draft.options.custom, local_user=draft.local_user,
                                    keep_alive=draft.keep_alive)
 
     def translate(self, draft: Draft) -> Translation:
+        if isinstance(draft.located.details, NodeTarget):
+            return self.node_translate(draft)
         pt, spec, keep_alive, helper = draft.located.details.pt, draft.spec, draft.keep_alive, draft.image.helper
         # The container this plan would start (also when a reused one has ended by the time
         # of the exec): its keep-alive listens on its own name, which its execs hold.
@@ -151,6 +161,8 @@ class KubernetesPlanning:
     def admit(self, draft: Draft, translation: Translation) -> Admission | None:
         """The namespace's PodSecurity level, checked before the debug container is sent (a
         reused one passed it already, unless a report wants the verdict)."""
+        if isinstance(draft.located.details, NodeTarget):
+            return self.node_admit(draft, translation)
         if draft.reuse is not None and not draft.thorough:
             return None
         pt, spec = draft.located.details.pt, draft.spec
@@ -176,6 +188,8 @@ class KubernetesPlanning:
         return (ns.get("metadata", {}).get("labels") or {}).get(podsecurity.ENFORCE_LABEL)
 
     def report(self, draft: Draft, translation: Translation) -> TargetReport:
+        if isinstance(draft.located.details, NodeTarget):
+            return self.node_report(draft)
         return TargetReport(image_id=draft.located.details.pt.container_status.get("imageID"),
                             unseen="a pod's processes run on its node, not on this machine (it would take a debug "
                                    "container)")

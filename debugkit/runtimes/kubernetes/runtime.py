@@ -20,6 +20,8 @@ from debugkit.runtimes.base import (CheckResult, Expansion, Plan, Preferences, R
 from debugkit.runtimes.kubernetes import translate
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors
 from debugkit.runtimes.kubernetes.identity import PodTarget
+from debugkit.runtimes.kubernetes.nodepod import is_node_plan
+from debugkit.runtimes.kubernetes.nodes import NodeDebugging
 from debugkit.runtimes.kubernetes.planning import INTERACTIVE_SHELL, KubernetesPlanning
 from debugkit.runtimes.kubernetes.start import DebugContainerStart
 from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSession, exit_code_of, pump
@@ -30,7 +32,7 @@ KEPT = "ephemeral containers cannot be deleted; they end with their process or t
 WEBSOCKET_VERBS = ("get", "create")
 
 
-class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
+class KubernetesRuntime(KubernetesPlanning, NodeDebugging, DebugContainerStart, Runtime):
     name = "kubernetes"
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, api=None,
@@ -131,6 +133,14 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
     # -- run ------------------------------------------------------------------------------
 
     def run(self, plan: Plan, streams: Streams) -> int:
+        if not is_node_plan(plan):
+            return self.run_in_container(plan, streams)
+        try:
+            return self.run_in_container(plan, streams)
+        finally:
+            self.delete_node_pod(plan)
+
+    def run_in_container(self, plan: Plan, streams: Streams) -> int:
         tty = plan.spec.tty
         argv = plan.spec.command or INTERACTIVE_SHELL
         wants_stdin = plan.spec.stdin or tty
@@ -157,11 +167,15 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
         raise AssertionError("unreachable")
 
     def open_exec(self, plan: Plan) -> KubeExecSession:
+        if is_node_plan(plan):
+            return self.open_node_exec(plan)
         return KubeExecSession(self, plan)
 
     # -- inspect, ps, gc ----------------------------------------------------------------
 
     def inspect(self, plan: Plan) -> dict:
+        if is_node_plan(plan):
+            return self.node_inspect(plan)
         pt, winner, admission = plan.details.pod_target, plan.spec.identity, plan.admission
         ctx = f" --context {self.context_name}" if self.context_name else ""
         return {
@@ -193,6 +207,8 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
 
     def direct_forward(self, plan: Plan):
         """The portforward subresource, when RBAC allows `get` and `create` on pods/portforward."""
+        if is_node_plan(plan):
+            return None  # the node pod's host network: relay through it
         pt = plan.details.pod_target
         try:
             # A websocket portforward is a GET, authorized as `get`; since 1.35 the API server
@@ -212,13 +228,15 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
     def sessions(self, *, namespace: str | None = None) -> list[SessionRow]:
         from debugkit.runtimes.kubernetes import sessions
 
-        return sessions.rows(self, namespace)
+        return sessions.rows(self, namespace) + self.node_rows(namespace)
 
     def remove(self, row: SessionRow) -> None:
-        raise DebugkitError(KEPT)
+        if not self.is_node_row(row):
+            raise DebugkitError(KEPT)
+        self.remove_node_pod(row)
 
     def kept(self, row: SessionRow) -> str | None:
-        return KEPT
+        return None if self.is_node_row(row) else KEPT
 
     def expand(self, many) -> Expansion:
         from debugkit.runtimes.kubernetes import fleet
