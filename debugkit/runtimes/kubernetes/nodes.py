@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import time
 
-from debugkit.core.errors import DebugkitError, PolicyRejected, TargetNotFound, Timeout
+from debugkit.core.errors import DebugkitError, Forbidden, PolicyRejected, TargetNotFound, Timeout
 from debugkit.core.escape import safe
 from debugkit.core.identity import Identity
 from debugkit.core.spec import LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_REASON, LABEL_SESSION
@@ -43,9 +43,12 @@ class NodeDebugging:
         try:
             node = self.api.read_node(ref.node)
         except client_errors() as exc:
-            if status_and_message(exc)[0] == 404:
+            status = status_and_message(exc)[0]
+            if status == 404:
                 raise TargetNotFound(f"node {ref.node} not found") from None
-            raise api_error(exc, verb="get", resource="nodes", namespace="(cluster)", name=ref.node) from exc
+            if status != 403:
+                raise api_error(exc, verb="get", resource="nodes", namespace="(cluster)", name=ref.node) from exc
+            node = {}  # may not read nodes: the pod's start says whether the node exists (a timeout if not)
         uid = (node.get("metadata") or {}).get("uid", "")
         target = ResolvedTarget(runtime=self.name, name=str(ref), id=uid, image="", namespace=namespace)
         return Located(target=target, details=NodeTarget(node=ref.node, namespace=namespace, uid=uid))
@@ -70,6 +73,8 @@ class NodeDebugging:
         """Host namespaces and a hostPath volume need PodSecurity `privileged`: a namespace
         that enforces less is refused before anything is created, naming one that allows it."""
         namespace = draft.located.details.namespace
+        if not draft.thorough:
+            self.check_node_rbac(namespace)
         level = self.enforce_level(namespace)
         found = podsecurity.pod_violations(level, translation.request)
         if found and not draft.thorough:
@@ -79,6 +84,22 @@ class NodeDebugging:
             raise PolicyRejected(f"namespace {namespace} enforces PodSecurity {level!r}, which rejects a node "
                                  f"debugging pod: " + "; ".join(found[:3]), hint=hint)
         return Admission(where=f"namespace {namespace}", level=level, reasons=tuple(found))
+
+    def check_node_rbac(self, namespace: str) -> None:
+        """Everything a node session does to its pod, asked before it is created: a pod we
+        could create but not exec into (websocket exec: `get` and, since Kubernetes 1.35,
+        `create` on pods/exec) or not delete would be left behind for nothing."""
+        needed = (("create", "pods", None), ("get", "pods", None), ("delete", "pods", None),
+                  ("get", "pods", "exec"), ("create", "pods", "exec"))
+        try:
+            denied = [f"{verb} {resource}/{sub}" if sub else f"{verb} {resource}" for verb, resource, sub in needed
+                      if not self.api.self_subject_access_review(verb, resource, namespace, subresource=sub)]
+        except client_errors():
+            return  # cannot ask: the API server still decides, and the pod is deleted when it refuses
+        if denied:
+            raise Forbidden(f"forbidden: node debugging in namespace {namespace} needs {', '.join(denied)}",
+                            hint="ask for RBAC that grants these verbs, or pass -n with a namespace where you have "
+                                 "them (debugkit doctor node/NAME -n NAMESPACE lists them)")
 
     def privileged_namespace(self, *, exclude: str) -> tuple[str, str] | None:
         """(a namespace whose PodSecurity enforce level is `privileged`, why it admits the pod):
