@@ -82,7 +82,7 @@ class Display:
             if o.error:
                 status.append(f" {safe(o.error['message'])[:80]}")
             elapsed = o.elapsed()
-            table.add_row(SYMBOL.get(o.status, "?"), Text(safe(o.target)), status, code,
+            table.add_row(SYMBOL.get(o.status, "?"), Text(safe(o.label)), status, code,
                           f"{elapsed:.1f}s" if o.started is not None else "")
         return table
 
@@ -90,7 +90,7 @@ class Display:
         """(line, goes to stdout) of a finished target: its output, prefixed, then its status."""
         from debugkit.core.escape import safe
 
-        prefix = safe(outcome.target)
+        prefix = safe(outcome.label)
         lines = [(f"{prefix}: {line}", True) for line in outcome.stdout.splitlines()]
         lines += [(f"{prefix}: [stderr] {line}", False) for line in outcome.stderr.splitlines()]
         if outcome.error:
