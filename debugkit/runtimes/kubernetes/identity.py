@@ -49,6 +49,18 @@ class PodTarget:
         return self.pod["metadata"].get("uid", "")
 
 
+# The identity of a target whose spec and image say root or nothing: its process's, read
+# by the debug container from /proc/1/status (world-readable: any process of the shared
+# PID namespace may read it) as each command starts. The container starts as a minimal
+# identity probe (root with only CAP_SETUID and CAP_SETGID, which `baseline` admits), and
+# every command drops to exactly that process's user, group and groups before it runs
+# (setpriv), so it runs with no capability at all. No second container, no extra request.
+AS_PROCESS = ident.Identity(uid=0, gid=0, source=ident.SOURCE_PROCESS, notes=(
+    "read from the target's /proc/1/status as each command starts: the debug container starts as root with only "
+    "CAP_SETUID and CAP_SETGID, and every command runs as that process's user, group and groups, with no "
+    "capability",))
+
+
 @dataclass(frozen=True)
 class ImageFacts:
     """What the image says about its user: the config's User, the entries of its
@@ -194,6 +206,9 @@ class PodIdentity:
         return resolved.with_note(f"image config User {facts.user!r} read from {facts.via}")
 
     def sources(self, *, stop_at_first: bool = False) -> list[IdentitySource]:
+        """process, then config, then image, as on Docker. Here the process is read by the
+        debug container itself (see AS_PROCESS): it answers when the spec and the image say
+        root or nothing, the images that start as root and drop privileges at runtime."""
         out = []
         for name, fn in ((ident.SOURCE_CONFIG, self.security_context_identity),
                          (ident.SOURCE_IMAGE, self.image_identity)):
@@ -203,7 +218,14 @@ class PodIdentity:
                 out.append(IdentitySource(name, error=str(exc)))
             if stop_at_first and out[-1].identity is not None:
                 break
-        return out
+        configured = next((s.identity for s in out if s.identity is not None), None)
+        if configured is None or configured.uid == 0:
+            process = IdentitySource(ident.SOURCE_PROCESS, identity=AS_PROCESS)
+        else:
+            process = IdentitySource(ident.SOURCE_PROCESS, error=(
+                f"not read: the {configured.source} names the non-root user {configured.uid}, which a process cannot "
+                f"leave without capabilities it was not given"))
+        return [process, *out]
 
     def user_identity(self, user) -> ident.Identity:
         """--user, as resolve() gives it."""

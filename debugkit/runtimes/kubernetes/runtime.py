@@ -121,6 +121,8 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, DebugContainerStart, 
         watch = not stdin and not tty and plan.helper
         command = translate.exec_command(container, argv, helper=plan.helper, watch_stdin=watch,
                                          guard=guard)
+        if getattr(plan.details, "as_process", False):
+            command = translate.as_target(command)
         return self.stream(plan.details.pod_target, container, command, stdin=stdin or watch, tty=tty)
 
     def start_guard(self, plan: Plan, container: str):
@@ -178,6 +180,12 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, DebugContainerStart, 
             return self.node_inspect(plan)
         pt, winner, admission = plan.details.pod_target, plan.spec.identity, plan.admission
         ctx = f" --context {self.context_name}" if self.context_name else ""
+        sources = [s.as_dict() for s in plan.sources]
+        if plan.details.as_process:
+            # Read now through the debug container this person's debugkit keeps there, when
+            # there is one (its reuse was checked like an attach's); else when one starts.
+            winner = self.process_identity(plan)
+            sources[0] = winner.as_dict()
         return {
             "runtime": self.name,
             "namespace": pt.namespace,
@@ -191,7 +199,7 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, DebugContainerStart, 
             "user_name": winner.user_name,
             "source": winner.source,
             "notes": list(winner.notes),
-            "sources": [s.as_dict() for s in plan.sources],
+            "sources": sources,
             "pod_security_enforce": admission.level if admission else None,
             "profile": plan.spec.profile,
             "admitted_by_namespace": admission.admitted if admission else True,
@@ -204,6 +212,42 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, DebugContainerStart, 
             "attach_command": (f"debugkit attach k8s://{pt.namespace}/{pt.pod_name}/{pt.container}{ctx}"
                                f" --profile {plan.spec.profile}"),
         }
+
+    def process_identity(self, plan: Plan):
+        """The target process's identity as the plan's reusable debug container reads it from
+        /proc/1/status; an identity without IDs (to be read when the container starts) when
+        no such container runs, or it cannot be read now."""
+        from dataclasses import replace
+
+        from debugkit.core.errors import IdentityUnresolved
+        from debugkit.core.identity import identity_from_status
+        from debugkit.runtimes.kubernetes.stream import STDOUT, drain_and_close
+
+        later = replace(plan.spec.identity, uid=None, gid=None)
+        if plan.reuse is None:
+            return later
+        try:
+            ws = self.stream(plan.details.pod_target, plan.reuse, ["cat", "/proc/1/status"], stdin=False, tty=False)
+        except DebugkitError:
+            return later
+        chunks = []
+        try:
+            while True:
+                try:
+                    item = ws.recv(5)
+                except EOFError:
+                    break
+                if item is None:
+                    break
+                if item[0] == STDOUT:
+                    chunks.append(item[1])
+        finally:
+            drain_and_close(ws, wait=0.1)
+        try:
+            found = identity_from_status(b"".join(chunks).decode("ascii", "replace"))
+        except IdentityUnresolved:
+            return later
+        return found.with_note(f"read from /proc/1/status through debug container {plan.reuse}")
 
     def direct_forward(self, plan: Plan):
         """The portforward subresource, when RBAC allows `get` and `create` on pods/portforward."""
