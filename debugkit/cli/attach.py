@@ -43,8 +43,8 @@ def words_before_dashes(target, command) -> tuple[str, ...]:
 @sidecar_options
 @reason_option
 @record_options
-def attach(target, command, stdin, tty, output, selector, all_namespaces, filters, filter_runtime, parallel, fail_fast,
-           all_contexts, **kwargs):
+def attach(target, command, stdin, tty, output, selector, all_namespaces, nodes, filters, filter_runtime, parallel,
+           fail_fast, all_contexts, **kwargs):
     """Start a debug sidecar next to TARGET; run COMMAND in it, or a shell.
 
     \b
@@ -59,6 +59,7 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     Many targets at once, in parallel, each with its own line and exit code:
       deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME   (Kubernetes workloads)
       -l SELECTOR [-A]                                (pods by label, no TARGET)
+      -l SELECTOR --nodes --profile node              (nodes by label: a pod on each)
       --filter label=K=V [--runtime podman]           (Docker, Podman)
       compose/PROJECT[/SERVICE], podman://compose/... (Compose labels)
     --parallel N at a time (default 8); --fail-fast starts no new target after a
@@ -89,7 +90,7 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     elif target is None:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
     many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
-                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
+                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces, nodes=nodes,
                       filters=tuple(filters), filter_runtime=filter_runtime)
     from debugkit.cli.contexts import attach_contexts, requested
 

@@ -113,6 +113,10 @@ def prepare(target, many, names, kwargs, *, parallel: int) -> Prepared:
                                else "--all-contexts")
         flow.check_flags(runtime_name, base)
         flow.check_reason(base)
+        if many is not None:
+            from debugkit.core.options import check_node_flags
+
+            check_node_flags(many, base)
     prepared = Prepared(base, runtime_name, names, many, ref)
     for runtime in prepared.runtimes.values():
         runtime.concurrency = max(1, min(parallel, len(prepared.members)))

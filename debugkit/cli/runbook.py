@@ -70,7 +70,7 @@ def granted_profile(book, flag: str | None) -> str:
 @all_contexts_option
 @reason_option
 @record_options
-def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters,
+def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, nodes, filters,
         filter_runtime, parallel, fail_fast, all_contexts, **kwargs):
     """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
 
@@ -95,7 +95,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     if target is None and selector is None and not filters:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
     many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
-                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
+                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces, nodes=nodes,
                       filters=tuple(filters), filter_runtime=filter_runtime)
     flags = sidecar_flags(target if many is None else str(many), profile=profile, **kwargs)
     # Everything that can be refused is refused here, before any engine is contacted.

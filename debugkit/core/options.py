@@ -235,9 +235,9 @@ def check_node_flags(target: TargetRef, flags: "Flags") -> None:
     is typed (never from a config file or a runbook: `flags.profile` is the flag as typed),
     and the profile `node` means nothing elsewhere. Pure: said before anything is contacted."""
     from debugkit.core.profiles import NODE_ONLY
-    from debugkit.core.targets import NODE_PROFILES, NodeRef
+    from debugkit.core.targets import NODE_PROFILES, NodeRef, NodeSetRef
 
-    if not isinstance(target, NodeRef):
+    if not isinstance(target, (NodeRef, NodeSetRef)):
         if flags.profile in NODE_ONLY:
             raise InvalidInput(f"--profile {flags.profile} applies to node/NAME targets only")
         return

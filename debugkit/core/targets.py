@@ -130,6 +130,20 @@ class SelectorRef:
 
 
 @dataclass(frozen=True)
+class NodeSetRef:
+    """Nodes matching a label selector (-l SELECTOR --nodes): a node debugging pod on each,
+    in `namespace` (or the context's)."""
+
+    selector: str
+    namespace: str | None = None
+    runtime: str = ""
+    noun = "nodes"
+
+    def __str__(self) -> str:
+        return f"-l {self.selector} --nodes"
+
+
+@dataclass(frozen=True)
 class ContainerSetRef:
     """Containers on a container engine chosen by labels (--filter label=K=V, or a Compose
     project and service, which are labels too)."""
@@ -145,7 +159,7 @@ class ContainerSetRef:
 
 
 TargetRef = Union[ContainerRef, PodRef, NodeRef]
-ManyRef = Union[WorkloadRef, SelectorRef, ContainerSetRef]
+ManyRef = Union[WorkloadRef, SelectorRef, NodeSetRef, ContainerSetRef]
 
 WORKLOAD_KINDS = {
     "deploy": "deployments", "deployment": "deployments", "deployments": "deployments",
@@ -166,7 +180,8 @@ _SELECTOR_TERM = re.compile(r"^!?[A-Za-z0-9./_-]+(\s*(=|==|!=)\s*[A-Za-z0-9._-]*
 
 def parse_many(ref: str | None, syntax: TargetSyntax, *, namespace: str | None = None,
                container: str | None = None, selector: str | None = None, all_namespaces: bool = False,
-               filters: tuple[str, ...] = (), filter_runtime: str | None = None) -> ManyRef | None:
+               filters: tuple[str, ...] = (), filter_runtime: str | None = None,
+               nodes: bool = False) -> ManyRef | None:
     """A reference that names many targets, or None when `ref` names one (parse_target).
     deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME; -l SELECTOR [--all-namespaces];
     --filter label=K=V [--runtime NAME]; compose/PROJECT[/SERVICE] (SCHEME://compose/... too).
@@ -178,6 +193,17 @@ def parse_many(ref: str | None, syntax: TargetSyntax, *, namespace: str | None =
         raise InvalidInput("--runtime goes with --filter (a TARGET names its own runtime: SCHEME://NAME)")
     if all_namespaces and selector is None:
         raise InvalidInput("--all-namespaces goes with -l/--selector")
+    if nodes:
+        if selector is None:
+            raise InvalidInput("--nodes goes with -l/--selector: the nodes whose labels match it")
+        if all_namespaces or container is not None:
+            raise InvalidInput("--all-namespaces and --container apply to pods, not to --nodes")
+        if syntax.pods is None:
+            raise InvalidInput("--nodes needs a runtime with pods, and none is registered")
+        check_selector(selector)
+        if namespace is not None:
+            check_k8s_name("namespace", namespace, selector, label=True)
+        return NodeSetRef(selector=selector, namespace=namespace, runtime=syntax.pods)
     if all_namespaces and namespace:
         raise InvalidInput("--all-namespaces and --namespace contradict each other")
     if selector is not None:

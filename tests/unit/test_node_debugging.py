@@ -10,7 +10,7 @@ from debugkit.core.identity import Identity
 from debugkit.core.options import Flags, check_node_flags
 from debugkit.core.profiles import apply_profile
 from debugkit.core.spec import base_spec
-from debugkit.core.targets import NodeRef, PodRef, parse_many, parse_target
+from debugkit.core.targets import NodeRef, NodeSetRef, PodRef, parse_many, parse_target
 from debugkit.runtimes.kubernetes import nodepod, podsecurity
 
 
@@ -105,3 +105,18 @@ def test_only_privileged_admits_a_node_pod(profile):
     assert "hostPID: true is not allowed" in baseline and "hostNetwork: true is not allowed" in baseline
     assert any("hostPath" in reason for reason in baseline)
     assert len(podsecurity.pod_violations("restricted", pod)) > len(baseline)
+
+
+def test_nodes_by_label_are_a_fleet_that_needs_the_typed_profile_too():
+    syntax = runtimes.syntax()
+    many = parse_many(None, syntax, selector="node-role=worker", namespace="ops", nodes=True)
+    assert many == NodeSetRef(selector="node-role=worker", namespace="ops", runtime=syntax.pods)
+    assert str(many) == "-l node-role=worker --nodes"
+    for kwargs, message in (({}, "--nodes goes with -l"),
+                            ({"selector": "a=b", "all_namespaces": True}, "apply to pods"),
+                            ({"selector": "a=b", "container": "app"}, "apply to pods")):
+        with pytest.raises(InvalidInput, match=message):
+            parse_many(None, syntax, nodes=True, **kwargs)
+    with pytest.raises(InvalidInput, match="--profile node"):
+        check_node_flags(many, Flags(target=str(many)))
+    check_node_flags(many, Flags(target=str(many), profile="node"))

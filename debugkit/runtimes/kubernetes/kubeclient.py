@@ -584,6 +584,9 @@ class KubeClient:
     def read_namespace(self, name: str) -> dict:
         return self.request("GET", f"/api/v1/namespaces/{_quote(name)}")
 
+    def list_nodes(self, label_selector: str | None = None) -> dict:
+        return self.request("GET", "/api/v1/nodes", query={"labelSelector": label_selector})
+
     def list_namespaces(self, *, limit: int | None = None) -> dict:
         return self.request("GET", "/api/v1/namespaces", query={"limit": limit})
 

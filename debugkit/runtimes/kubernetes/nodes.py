@@ -16,9 +16,9 @@ from debugkit.core.errors import DebugkitError, Forbidden, PolicyRejected, Targe
 from debugkit.core.escape import safe
 from debugkit.core.identity import Identity
 from debugkit.core.spec import LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_PROFILE, LABEL_REASON, LABEL_SESSION
-from debugkit.core.targets import names_a_node
-from debugkit.runtimes.base import (Admission, Draft, IdentitySource, Located, Plan, ResolvedTarget, SessionRow,
-                                    TargetReport, Translation)
+from debugkit.core.targets import NodeRef, names_a_node
+from debugkit.runtimes.base import (Admission, Draft, Expansion, IdentitySource, Located, Member, Plan,
+                                    ResolvedTarget, SessionRow, TargetReport, Translation)
 from debugkit.runtimes.kubernetes import nodepod, podsecurity
 from debugkit.runtimes.kubernetes.nodepod import NodePlan, NodePod, NodeTarget
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors, status_and_message
@@ -52,6 +52,22 @@ class NodeDebugging:
         uid = (node.get("metadata") or {}).get("uid", "")
         target = ResolvedTarget(runtime=self.name, name=str(ref), id=uid, image="", namespace=namespace)
         return Located(target=target, details=NodeTarget(node=ref.node, namespace=namespace, uid=uid))
+
+    def expand_nodes(self, many) -> Expansion:
+        """-l SELECTOR --nodes: every Ready node whose labels match, each a node/NAME whose
+        pod goes to -n or the context's namespace."""
+        namespace = many.namespace or self.default_namespace
+        found = self.call(self.api.list_nodes, many.selector, verb="list", resource="nodes", namespace="(cluster)")
+        members, skipped = [], []
+        for node in sorted(found.get("items") or [], key=lambda n: n["metadata"]["name"]):
+            name = node["metadata"]["name"]
+            ready = {c.get("type"): c.get("status") for c in (node.get("status") or {}).get("conditions") or []}
+            if ready.get("Ready") != "True":
+                skipped.append((f"node/{name}", "not Ready"))
+                continue
+            members.append(Member(NodeRef(node=name, namespace=namespace, runtime=self.name), label=f"node/{name}",
+                                  namespace=namespace))
+        return Expansion(members=tuple(members), skipped=tuple(skipped))
 
     @staticmethod
     def node_identity_sources() -> list[IdentitySource]:

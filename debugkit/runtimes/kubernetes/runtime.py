@@ -14,7 +14,7 @@ import sys
 from debugkit.core.errors import DebugkitError, FileInvalid, InvalidInput
 from debugkit.core.escape import safe
 from debugkit.core.options import Connection
-from debugkit.core.targets import PodRef, SelectorRef, WorkloadRef
+from debugkit.core.targets import NodeSetRef, PodRef, SelectorRef, WorkloadRef
 from debugkit.runtimes.base import (CheckResult, Expansion, Plan, Preferences, Runtime, SessionRow, Streams,
                                     guard_command, guard_name)
 from debugkit.runtimes.kubernetes import translate
@@ -285,6 +285,8 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, DebugContainerStart, 
     def expand(self, many) -> Expansion:
         from debugkit.runtimes.kubernetes import fleet
 
+        if isinstance(many, NodeSetRef):
+            return self.expand_nodes(many)
         if not isinstance(many, (WorkloadRef, SelectorRef)):
             return super().expand(many)
         return fleet.expand(self, many)

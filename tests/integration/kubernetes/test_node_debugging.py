@@ -127,3 +127,19 @@ def test_the_bundled_node_runbook_passes_on_the_real_node(k8s_cluster, privilege
     assert all(s["passed"] for s in steps.values()), steps
     assert "healthz: ok" in steps["kubelet status"]["stdout"]
     assert node_pods(k8s_cluster, privileged_ns) == [], f"left after {time.monotonic() - started:.1f}s"
+
+
+def test_a_fleet_of_nodes_by_label(k8s_cluster, privileged_ns, toolbox_on_node):
+    selector = f"kubernetes.io/hostname={k8s_cluster.node_name}"
+    refused = kube(k8s_cluster, "attach", "-l", selector, "--nodes", "-n", privileged_ns, "--", "true")
+    assert refused.returncode == ExitCode.INVALID_INPUT and "--profile node" in text(refused)[1]
+    result = kube(k8s_cluster, "attach", "-l", selector, "--nodes", "-n", privileged_ns, "--profile", "node",
+                  "-o", "json", "--", "sh", "-c", "test -r /host/etc/os-release && echo readable", timeout=180)
+    assert result.returncode == 0, text(result)[1]
+    (record,) = json.loads(result.stdout)
+    assert (record["target"], record["status"], record["stdout"]) == (f"node/{k8s_cluster.node_name}", "passed",
+                                                                     "readable\n")
+    assert node_pods(k8s_cluster, privileged_ns) == []
+    none = kube(k8s_cluster, "attach", "-l", "io.debugkit.test/no-such-label=1", "--nodes", "-n", privileged_ns,
+                "--profile", "node", "--", "true")
+    assert none.returncode == ExitCode.TARGET_NOT_FOUND and "matches no nodes" in text(none)[1]
