@@ -62,14 +62,15 @@ def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, gu
 
 # A command of a debug container that runs as the target's process does (identity.AS_PROCESS):
 # read its effective UID and GID and its groups from /proc/1/status, drop to them (setpriv:
-# the permitted and effective capabilities go with UID 0), then run the command.
+# the permitted and effective capabilities go with UID 0), then run the command. Builtins
+# only up to setpriv: each command pays for this script, and a fork costs under load.
 AS_TARGET_SCRIPT = r"""
 uid= gid= groups=
 while read -r key first second rest; do
   case $key in
     Uid:) uid=$second ;;
     Gid:) gid=$second ;;
-    Groups:) groups=$(echo $first $second $rest | tr ' ' ',') ;;
+    Groups:) for group in $first $second $rest; do groups=${groups:+$groups,}$group; done ;;
   esac
 done < /proc/1/status
 if [ -z "$uid" ] || [ -z "$gid" ]; then
