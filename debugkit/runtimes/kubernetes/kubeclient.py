@@ -432,10 +432,6 @@ class KubeClient:
             body["preconditions"] = {"uid": uid}
         return self.request("DELETE", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}", body=body)
 
-    def list_webhook_configurations(self, kind: str) -> dict:
-        """kind: validating or mutating (admissionregistration.k8s.io/v1)."""
-        return self.request("GET", f"/apis/admissionregistration.k8s.io/v1/{kind}webhookconfigurations")
-
     def list_pods(self, namespace: str | None = None, label_selector: str | None = None,
                   field_selector: str | None = None, *, limit: int | None = None) -> dict:
         path = f"/api/v1/namespaces/{_quote(namespace)}/pods" if namespace else "/api/v1/pods"
