@@ -76,8 +76,12 @@ done < /proc/1/status
 if [ -z "$uid" ] || [ -z "$gid" ]; then
   echo "debugkit: cannot read the target's user from /proc/1/status" >&2; exit 125
 fi
+if [ ! -x /usr/bin/setpriv ]; then
+  echo "debugkit: running as the target's process needs util-linux's setpriv in the sidecar image (the full" \
+    "toolbox has it, the slim one does not): pass --user UID[:GID]" >&2; exit 125
+fi
 if [ -n "$groups" ]; then set_groups=--groups=$groups; else set_groups=--clear-groups; fi
-exec setpriv --reuid="$uid" --regid="$gid" $set_groups --inh-caps=-all -- "$@"
+exec /usr/bin/setpriv --reuid="$uid" --regid="$gid" $set_groups --inh-caps=-all -- "$@"
 """
 AS_PROCESS_CAPABILITIES = ("SETUID", "SETGID")
 
