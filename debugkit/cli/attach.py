@@ -7,6 +7,7 @@ import click
 
 from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, err, reason_option,
                                  record_options, render, sidecar_flags, sidecar_options, target_options)
+from debugkit.cli.contexts import all_contexts_option
 from debugkit.cli.fleet import fleet_options
 
 
@@ -38,11 +39,12 @@ def words_before_dashes(target, command) -> tuple[str, ...]:
               help="Many targets: plain lines, or one JSON object per target.")
 @target_options
 @fleet_options
+@all_contexts_option
 @sidecar_options
 @reason_option
 @record_options
-def attach(target, command, stdin, tty, output, selector, all_namespaces, filters, filter_runtime, parallel, fail_fast,
-           **kwargs):
+def attach(target, command, stdin, tty, output, selector, all_namespaces, nodes, filters, filter_runtime, parallel,
+           fail_fast, all_contexts, **kwargs):
     """Start a debug sidecar next to TARGET; run COMMAND in it, or a shell.
 
     \b
@@ -57,11 +59,19 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     Many targets at once, in parallel, each with its own line and exit code:
       deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME   (Kubernetes workloads)
       -l SELECTOR [-A]                                (pods by label, no TARGET)
+      -l SELECTOR --nodes --profile node              (nodes by label: a pod on each)
       --filter label=K=V [--runtime podman]           (Docker, Podman)
       compose/PROJECT[/SERVICE], podman://compose/... (Compose labels)
     --parallel N at a time (default 8); --fail-fast starts no new target after a
     failure. Exit status: 0 if every target passed, 1 if one failed, or debugkit's
     own error code when no target could be reached. -o json: one object per target.
+
+    \b
+    Several clusters at once, a command in each (lines and JSON name the context):
+      --context a,b,c     --all-contexts
+    A cluster that fails is reported once with its reason; the others go on.
+    node/NAME: a pod on that node with its processes, network and / at /host; only with
+    --profile node (read-only, no added capability) or --profile sysadmin typed.
     """
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
@@ -80,8 +90,14 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     elif target is None:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
     many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
-                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
+                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces, nodes=nodes,
                       filters=tuple(filters), filter_runtime=filter_runtime)
+    from debugkit.cli.contexts import attach_contexts, requested
+
+    names = requested(kwargs, all_contexts)
+    if names is not None:
+        return attach_contexts(target, many, names, tuple(command), stdin=stdin, tty=tty, output=output,
+                               parallel=parallel, fail_fast=fail_fast, **kwargs)
     if many is not None:
         from debugkit.cli.fleet import attach_many
 
@@ -131,8 +147,14 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
               shell_complete=complete_profile)
 @click.option("--custom", metavar="FILE", help="Kubernetes: the partial container spec to show merged.",
               shell_complete=complete_file)
-def inspect(target, output, **kwargs):
-    """Show who TARGET runs as, where that came from, and how attach would run."""
+@all_contexts_option
+def inspect(target, output, all_contexts, **kwargs):
+    """Show who TARGET runs as, where that came from, and how attach would run.
+    --context a,b,c or --all-contexts: in each of those clusters, one record each."""
+    from debugkit.cli.contexts import inspect_contexts, requested
     from debugkit.session import flow
 
+    names = requested(kwargs, all_contexts)
+    if names is not None:
+        return inspect_contexts(target, names, output, kwargs)
     render(flow.inspect(sidecar_flags(target, **kwargs)), output)

@@ -189,6 +189,8 @@ def render(data: dict, output: str) -> None:
             for src in value:
                 if "error" in src:
                     click.echo(f"  {src['source']:<13} unavailable: {src['error']}")
+                elif src.get("uid") is None:  # read by the sidecar when it starts
+                    click.echo(f"  {src['source']:<13} when the sidecar starts ({'; '.join(src.get('notes') or [])})")
                 else:
                     groups = ",".join(str(g) for g in src.get("groups", []))
                     notes = f"  ({'; '.join(src['notes'])})" if src.get("notes") else ""

@@ -16,6 +16,7 @@ import click
 
 from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, reason_option, record_options,
                                  sidecar_flags, target_options)
+from debugkit.cli.contexts import all_contexts_option
 from debugkit.cli.fleet import fleet_options
 
 OUTPUTS = click.Choice(["text", "markdown", "json"])
@@ -66,10 +67,11 @@ def granted_profile(book, flag: str | None) -> str:
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="Security profile. A runbook that asks for more than restricted runs only with this flag.")
 @fleet_options
+@all_contexts_option
 @reason_option
 @record_options
-def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters,
-        filter_runtime, parallel, fail_fast, **kwargs):
+def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, nodes, filters,
+        filter_runtime, parallel, fail_fast, all_contexts, **kwargs):
     """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
 
     Exit status: 0 if every step not marked continue_on_failure passed, 1 if one
@@ -79,6 +81,8 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     TARGET may name many (deploy/NAME, compose/PROJECT, or -l SELECTOR, --filter
     label=K=V instead of a TARGET): the runbook runs on each, --parallel N at a time,
     and --report writes one fleet report (a summary table, then each target's steps).
+    --context a,b,c or --all-contexts: in each of those clusters too.
+    node/NAME with --profile node: the bundled `node` runbook checks a node's health.
     """
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
@@ -91,7 +95,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     if target is None and selector is None and not filters:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
     many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
-                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
+                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces, nodes=nodes,
                       filters=tuple(filters), filter_runtime=filter_runtime)
     flags = sidecar_flags(target if many is None else str(many), profile=profile, **kwargs)
     # Everything that can be refused is refused here, before any engine is contacted.
@@ -103,6 +107,12 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
         if report_path is not None:
             report.check_report_path(report_path)
 
+    from debugkit.cli.contexts import requested, runbook_contexts
+
+    names = requested(kwargs, all_contexts)
+    if names is not None:
+        return runbook_contexts(target, many, names, book, values, output=output, report_path=report_path,
+                                parallel=parallel, fail_fast=fail_fast, profile=flags.profile, **kwargs)
     if many is not None:
         from debugkit.cli.fleet import runbook_many
 

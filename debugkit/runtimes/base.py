@@ -335,6 +335,10 @@ class Runtime(abc.ABC):
     def complete_contexts(self, word: str) -> list[str]:
         return []
 
+    def contexts(self) -> list[str]:
+        """Every named context of this runtime's configuration, for --all-contexts (none by default)."""
+        return self.complete_contexts("")
+
     def complete_containers(self, ref: TargetRef, word: str, *, timeout: float) -> list[str]:
         """The containers a target (a pod) holds, for -c."""
         return []

@@ -178,6 +178,7 @@ class SessionRow:
     reusable: bool = False             # started with a keep-alive; later sessions exec into it
     keep_alive_s: int | None = None    # how long it stays once idle before it ends itself
     reason: str | None = None          # --reason of the session that started it (label or DEBUGKIT_REASON)
+    context: str | None = None         # the named context (cluster) it was listed in, when several were
 
     def as_dict(self) -> dict:
         return asdict(self)

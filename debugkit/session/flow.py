@@ -24,7 +24,7 @@ from debugkit.core.errors import (
     Signalled,
     TargetNotRunning,
 )
-from debugkit.core.options import Flags, SidecarOptions, sidecar_options
+from debugkit.core.options import Flags, SidecarOptions, check_node_flags, sidecar_options
 from debugkit.core.spec import ENV_REASON, new_session_id
 from debugkit.core.targets import parse_target
 from debugkit.runtimes.base import ExecSession, Plan, Runtime, Streams
@@ -54,6 +54,7 @@ def validate(flags: Flags) -> SidecarOptions:
     flag that does not apply to the target's runtime is refused here too. (--record and
     --record-input are the session's, not the sidecar's: see recording_for.)"""
     ref = parse_target(flags.target, runtimes.syntax(), namespace=flags.namespace, container=flags.container)
+    check_node_flags(ref, flags)
     filled = defaults.fill(flags, runtime=ref.runtime, kube_context=flags.connection.kube_context)
     data = load_custom(flags.custom) if flags.custom is not None else None
     check_flags(ref.runtime, flags)

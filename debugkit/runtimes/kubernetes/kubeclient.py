@@ -414,6 +414,24 @@ class KubeClient:
     def read_namespace(self, name: str) -> dict:
         return self.request("GET", f"/api/v1/namespaces/{_quote(name)}")
 
+    def list_nodes(self, label_selector: str | None = None) -> dict:
+        return self.request("GET", "/api/v1/nodes", query={"labelSelector": label_selector})
+
+    def list_namespaces(self, *, limit: int | None = None) -> dict:
+        return self.request("GET", "/api/v1/namespaces", query={"limit": limit})
+
+    def create_pod(self, namespace: str, pod: dict) -> dict:
+        return self.request("POST", f"/api/v1/namespaces/{_quote(namespace)}/pods", body=pod)
+
+    def delete_pod(self, namespace: str, name: str, *, grace_seconds: int = 0, uid: str | None = None) -> dict:
+        """Delete now (no grace: a debugging pod holds nothing worth a clean stop); with `uid`,
+        only that very pod (a precondition), never a namesake created since."""
+        body: dict = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": int(grace_seconds),
+                      "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        return self.request("DELETE", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}", body=body)
+
     def list_pods(self, namespace: str | None = None, label_selector: str | None = None,
                   field_selector: str | None = None, *, limit: int | None = None) -> dict:
         path = f"/api/v1/namespaces/{_quote(namespace)}/pods" if namespace else "/api/v1/pods"
