@@ -64,8 +64,9 @@ HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard, 4 relay --mux
 # (port-forward over one exec), tar-out's exit 6 for a device, FIFO or socket, exit 64
 # (HELPER_USAGE) for arguments it does not understand, and a helper that is not dumpable
-# (the target cannot open its output).
-HELPER_PROTOCOL = 4
+# (the target cannot open its output); 5 hold, install-holder and target (held copies:
+# attach --copy, attach image/REF), with a readable copy at HOLDER_SOURCE.
+HELPER_PROTOCOL = 5
 # The helper's exit code for arguments it does not understand (sysexits' EX_USAGE), kept
 # apart from every answer it gives (2: no such file, nothing listening): such a helper does
 # not match this debugkit.
