@@ -144,3 +144,14 @@ func TestInstallHolderCopiesAReadableExecutable(t *testing.T) {
 		t.Fatal("a missing source installed")
 	}
 }
+
+func TestTheClientFindsTheHoldersSocketOnItsCommandLine(t *testing.T) {
+	if got := socketOfHolder([]string{"/.debugkit/debugkit-helper", "hold", "--socket", "dk-1", "--", "app"}); got != "dk-1" {
+		t.Fatalf("got %q", got)
+	}
+	for _, argv := range [][]string{{"/app", "--socket", "x", "y"}, {"/h", "hold", "--", "app"}, {"sh"}} {
+		if got := socketOfHolder(argv); got != "" {
+			t.Fatalf("%q: got %q", argv, got)
+		}
+	}
+}

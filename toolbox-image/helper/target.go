@@ -30,11 +30,30 @@ program cannot be executed or found. Also: debugkit-helper target ...
 // program itself may exit with (docker run's convention).
 const exitTargetFailed = 125
 
+// holdSocket is the holder's socket: $DEBUGKIT_TARGET_SOCKET, else the --socket of the
+// holder that is PID 1 of the shared PID namespace (the copy's main process), else the
+// default. A copy on a shared network namespace (host networking) has a socket of its own.
 func holdSocket() string {
 	if name := os.Getenv("DEBUGKIT_TARGET_SOCKET"); name != "" {
 		return name
 	}
+	if data, err := os.ReadFile("/proc/1/cmdline"); err == nil {
+		if name := socketOfHolder(strings.Split(strings.TrimSuffix(string(data), "\x00"), "\x00")); name != "" {
+			return name
+		}
+	}
 	return defaultHoldSocket
+}
+
+// socketOfHolder: NAME from a holder's command line (... hold --socket NAME -- ...), or "".
+func socketOfHolder(argv []string) string {
+	if len(argv) < 4 || argv[1] != "hold" {
+		return ""
+	}
+	if argv[2] == "--socket" || argv[2] == "-socket" {
+		return argv[3]
+	}
+	return ""
 }
 
 func dialHolder() (*net.UnixConn, error) {
