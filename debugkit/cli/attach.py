@@ -5,8 +5,8 @@ import sys
 
 import click
 
-from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, err, reason_option,
-                                 record_options, render, sidecar_flags, sidecar_options, target_options)
+from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, copy_options, err,
+                                 reason_option, record_options, render, sidecar_flags, sidecar_options, target_options)
 from debugkit.cli.fleet import fleet_options
 
 
@@ -36,18 +36,22 @@ def words_before_dashes(target, command) -> tuple[str, ...]:
               help="Run with the target process's environment and PATH (from /proc/1/environ).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Many targets: plain lines, or one JSON object per target.")
+@copy_options
 @target_options
 @fleet_options
 @sidecar_options
 @reason_option
 @record_options
 def attach(target, command, stdin, tty, output, selector, all_namespaces, filters, filter_runtime, parallel, fail_fast,
-           **kwargs):
+           copy, copy_writable, same_node, **kwargs):
     """Start a debug sidecar next to TARGET; run COMMAND in it, or a shell.
 
     \b
     TARGET is a Docker container (NAME, ID, docker://NAME), a Podman container
     (podman://NAME) or a pod (pod/NAME[/CONTAINER], k8s://NAMESPACE/POD[/CONTAINER]).
+    A target that is not running (exited, restarting, crash-looping): --copy
+    holds a copy of it with its program not started; `target start` in the
+    sidecar runs it. image/REF (podman://image/REF) does the same for an image.
     With a COMMAND (after --), its stdout and stderr are streamed and
     debugkit exits with its exit code. Without one, on a terminal, you get
     an interactive shell. The target's filesystem is at /proc/1/root
@@ -85,11 +89,13 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     if many is not None:
         from debugkit.cli.fleet import attach_many
 
+        if copy:
+            raise InvalidInput(f"--copy takes one target, not {many}: name one pod or container")
         return attach_many(many, tuple(command), stdin=stdin, tty=tty, output=output, parallel=parallel,
                            fail_fast=fail_fast, **kwargs)
     from debugkit.core.escape import safe
     from debugkit.runtimes.base import Streams, raw_mode
-    from debugkit.session import flow
+    from debugkit.session import flow, heldcopy
     from debugkit.session.signals import signals_as_exceptions
 
     stdin_is_tty = sys.stdin.isatty()
@@ -114,7 +120,17 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
             sys.stderr.flush()
 
     streams = Streams(stdin=sys.stdin.buffer if stdin else None, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+    choice = heldcopy.CopyChoice(copy=copy, writable=copy_writable, same_node=same_node)
     with signals_as_exceptions():
+        if heldcopy.wanted(flags, choice):
+            # The copy is made before the terminal goes raw: its messages end their lines.
+            with heldcopy.held(flags, choice) as (runtime, copy_flags, held_copy):
+                err(f"held copy {held_copy.name} of {held_copy.original}"
+                    f"{' (reused)' if held_copy.reused else ''}: `target start` runs its program")
+                if tty:
+                    with raw_mode(sys.stdin.fileno()):
+                        return flow.attach(copy_flags, streams, announce=announce, runtime=runtime)
+                return flow.attach(copy_flags, streams, announce=announce, runtime=runtime)
         if tty:
             with raw_mode(sys.stdin.fileno()):
                 return flow.attach(flags, streams, announce=announce)

@@ -21,13 +21,14 @@ from debugkit.runtimes.base import CheckResult, Expansion, Plan, Preferences, Ru
 from debugkit.runtimes import reuse_records
 from debugkit.runtimes.docker import translate
 from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls, engine_error, start_error
+from debugkit.runtimes.docker.heldcopy import DockerCopies
 from debugkit.runtimes.docker.planning import DockerPlanning
 from debugkit.runtimes.docker.probe import ContainerProbe
 from debugkit.runtimes.terminal import pump
 
 
 
-class DockerRuntime(DockerPlanning, Runtime):
+class DockerRuntime(DockerPlanning, DockerCopies, Runtime):
     name = "docker"
     engine = "Docker"
     cli = "docker"

@@ -9,7 +9,7 @@ from debugkit.core import identity as ident
 from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_MANAGED, LABEL_PROFILE, LABEL_REASON,
                                 LABEL_SESSION, LABEL_TARGET, LABEL_USER)
 from debugkit.runtimes.base import SessionRow
-from debugkit.runtimes.docker import translate
+from debugkit.runtimes.docker import copyspec, translate
 
 
 def rows(runtime) -> list[SessionRow]:
@@ -62,3 +62,9 @@ def remove(runtime, row: SessionRow) -> None:
     if row.state == "running" and row.session != "?":
         stop_execs(runtime, row.id, f"{row.session}.")
     runtime.remove_container(row.id)
+    if copyspec.COPY_MARK in row.name:  # a held copy: its helper volume goes with it
+        from debugkit.runtimes.base import HeldCopy
+        from debugkit.runtimes.docker.heldcopy import volume_name
+
+        runtime.remove_copy(HeldCopy(runtime=row.runtime, original=row.target, original_id="", name=row.name,
+                                     id=row.id, target="", details={"volume": volume_name(row.session)}))
