@@ -21,9 +21,10 @@ HOLDER = f"{HOLDER_DIR}/debugkit-helper"
 # The default network modes: anything else is a user-defined network by name.
 DEFAULT_NETWORKS = ("default", "bridge", "")
 # HostConfig fields a copy keeps as the original has them (least privilege: none adds any).
+# (Not Ulimits, modes or masked paths: Podman's inspect writes them in forms its create refuses,
+# and the engine's defaults are what the original got unless it asked.)
 KEPT_HOST_FIELDS = ("CapAdd", "CapDrop", "SecurityOpt", "GroupAdd", "ReadonlyRootfs", "Tmpfs", "Dns", "DnsOptions",
-                    "DnsSearch", "ExtraHosts", "Ulimits", "ShmSize", "Sysctls", "MaskedPaths", "ReadonlyPaths",
-                    "Memory", "NanoCpus", "PidsLimit", "IpcMode", "UTSMode", "UsernsMode")
+                    "DnsSearch", "ExtraHosts", "Memory", "NanoCpus", "PidsLimit")
 
 
 # In every copy's name (ps shows it; gc removes the copy's volume with it).

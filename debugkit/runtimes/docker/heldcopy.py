@@ -22,6 +22,8 @@ from debugkit.runtimes.docker import copyspec, translate
 COPY_PROTOCOL = 5
 VOLUME_PREFIX = "debugkit-copy-"
 HOLD_POLL_S = 0.05
+# How long removing a copy waits for the engine to let it go (its sidecar removing itself).
+REMOVE_WAIT_S = 15
 
 
 def volume_name(session_id: str) -> str:
@@ -167,7 +169,19 @@ class DockerCopies:
     def remove_copy(self, copy: HeldCopy) -> None:
         from debugkit.runtimes.docker.engine import EngineError, EngineNotFound
 
-        self.remove_container(copy.id)
+        deadline = time.monotonic() + REMOVE_WAIT_S
+        while True:
+            try:
+                self.api.remove_container(copy.id, force=True)
+                break
+            except EngineNotFound:
+                break
+            except (EngineError, OSError) as exc:
+                # Podman refuses while the session's sidecar (which joined the copy's
+                # namespaces, and removes itself) still exists: "has dependent containers".
+                if time.monotonic() > deadline:
+                    raise DebugkitError(f"cannot remove the held copy {copy.name}: {exc}") from None
+                time.sleep(0.1)
         volume = (copy.details or {}).get("volume")
         if volume:
             for _attempt in range(20):  # the engine may still be releasing the removed container's mount
