@@ -20,6 +20,7 @@ from debugkit.runtimes.base import (CheckResult, Expansion, Plan, Preferences, R
 from debugkit.runtimes.kubernetes import translate
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors
 from debugkit.runtimes.kubernetes.identity import PodTarget
+from debugkit.runtimes.kubernetes.heldcopy import KubernetesCopies
 from debugkit.runtimes.kubernetes.planning import INTERACTIVE_SHELL, KubernetesPlanning
 from debugkit.runtimes.kubernetes.start import DebugContainerStart
 from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSession, exit_code_of, pump
@@ -30,7 +31,7 @@ KEPT = "ephemeral containers cannot be deleted; they end with their process or t
 WEBSOCKET_VERBS = ("get", "create")
 
 
-class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
+class KubernetesRuntime(KubernetesPlanning, KubernetesCopies, DebugContainerStart, Runtime):
     name = "kubernetes"
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, api=None,
@@ -215,10 +216,18 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
         return sessions.rows(self, namespace)
 
     def remove(self, row: SessionRow) -> None:
-        raise DebugkitError(KEPT)
+        from debugkit.runtimes.base import HeldCopy
+        from debugkit.runtimes.kubernetes import sessions
+
+        if not sessions.is_copy(row):
+            raise DebugkitError(KEPT)
+        self.remove_copy(HeldCopy(runtime=self.name, original=row.target, original_id="", name=row.name, id=row.id,
+                                  target="", details={"namespace": row.namespace}))
 
     def kept(self, row: SessionRow) -> str | None:
-        return KEPT
+        from debugkit.runtimes.kubernetes import sessions
+
+        return None if sessions.is_copy(row) else KEPT
 
     def expand(self, many) -> Expansion:
         from debugkit.runtimes.kubernetes import fleet
