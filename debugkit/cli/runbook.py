@@ -9,13 +9,14 @@ anything above `restricted` runs only when the same `--profile` is typed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import click
 
-from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, reason_option, record_options,
-                                 sidecar_flags, target_options)
+from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, copy_options, reason_option,
+                                 record_options, sidecar_flags, target_options)
 from debugkit.cli.fleet import fleet_options
 
 OUTPUTS = click.Choice(["text", "markdown", "json"])
@@ -66,10 +67,11 @@ def granted_profile(book, flag: str | None) -> str:
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="Security profile. A runbook that asks for more than restricted runs only with this flag.")
 @fleet_options
+@copy_options
 @reason_option
 @record_options
 def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters,
-        filter_runtime, parallel, fail_fast, **kwargs):
+        filter_runtime, parallel, fail_fast, copy, copy_writable, same_node, **kwargs):
     """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
 
     Exit status: 0 if every step not marked continue_on_failure passed, 1 if one
@@ -79,6 +81,8 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     TARGET may name many (deploy/NAME, compose/PROJECT, or -l SELECTOR, --filter
     label=K=V instead of a TARGET): the runbook runs on each, --parallel N at a time,
     and --report writes one fleet report (a summary table, then each target's steps).
+    --copy runs it against a held copy of TARGET (one that is not running, too): its
+    steps may run `target start` to start the original program.
     """
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
@@ -106,6 +110,8 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     if many is not None:
         from debugkit.cli.fleet import runbook_many
 
+        if copy:
+            raise click.UsageError(f"--copy takes one target, not {many}")
         return runbook_many(many, book, values, output=output, report_path=report_path, parallel=parallel,
                             fail_fast=fail_fast, profile=flags.profile, **kwargs)
     live = output == "text"  # text is printed step by step; markdown and json at the end
@@ -116,8 +122,15 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
         if live:
             click.echo(render.step_text(result, len(shown)))
 
-    with signals_as_exceptions():
-        with flow.exec_session(flags, record={"runbook": book.path, "runbook_sha256": book.sha256}) as session:
+    from debugkit.session import heldcopy
+
+    choice = heldcopy.CopyChoice(copy=copy, writable=copy_writable, same_node=same_node)
+    with signals_as_exceptions(), contextlib.ExitStack() as stack:
+        runtime = None
+        if heldcopy.wanted(flags, choice):
+            runtime, flags, _held = stack.enter_context(heldcopy.held(flags, choice))
+        with flow.exec_session(flags, record={"runbook": book.path, "runbook_sha256": book.sha256},
+                               runtime=runtime) as session:
             if live:
                 for line in render.header_lines(execute.Report(book, values,
                                                                facts=execute.plan_facts(session.plan))):
