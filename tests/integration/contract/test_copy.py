@@ -28,6 +28,7 @@ class Crashing:
     def __init__(self, runtime: str, ref: str, snapshot, leftovers, env: dict, cleanup):
         self.runtime, self.ref, self.snapshot, self.leftovers, self.env = runtime, ref, snapshot, leftovers, env
         self.cleanup = cleanup
+        self.runtime_name = {"docker": "docker", "podman": "podman"}.get(runtime, "kubernetes")
 
     def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         return run_cli(*args, env=self.env, timeout=timeout)
@@ -42,8 +43,10 @@ def engine(cli: str, *args: str, check: bool = True) -> str:
 
 def engine_crashing(cli: str, image: str, scheme: str, *, restart: bool) -> Crashing:
     name = f"dk-copy-{uuid.uuid4().hex[:8]}"
+    volume = f"{name}-data"
     engine(cli, "run", "-d", "--name", name, "--label", f"{TEST_LABEL}=1", "--label", f"{RUN_LABEL}={RUN_ID}",
-           "-p", "127.0.0.1::8080", *(["--restart", "always"] if restart else []), image, *BAD_ARGS)
+           "-p", "127.0.0.1::8080", "-v", f"{volume}:/data", "-e", "ORIGINAL_ENV=kept",
+           *(["--restart", "always"] if restart else []), image, *BAD_ARGS)
     cid = engine(cli, "inspect", "--format", "{{.Id}}", name)
     wanted = ("restarting", "exited") if restart else ("exited",)
     wait_for(lambda: engine(cli, "inspect", "--format", "{{.State.Status}}", name) in wanted
@@ -71,15 +74,20 @@ def engine_crashing(cli: str, image: str, scheme: str, *, restart: bool) -> Cras
 
     def cleanup() -> None:
         engine(cli, "rm", "-f", name, check=False)
+        engine(cli, "volume", "rm", volume, check=False)
 
-    return Crashing(cli, f"{scheme}{name}", snapshot, leftovers, {}, cleanup)
+    made = Crashing(cli, f"{scheme}{name}", snapshot, leftovers, {}, cleanup)
+    made.inspect_copy = lambda copy: json.loads(engine(cli, "inspect", copy))[0]
+    return made
 
 
 def kube_crashing(cluster, namespace: str, image: str) -> Crashing:
     manifest = cluster.pod_manifest(namespace, image, container={
-        "args": BAD_ARGS, "ports": [{"containerPort": 8080}],
+        "args": BAD_ARGS, "ports": [{"containerPort": 8080}], "env": [{"name": "ORIGINAL_ENV", "value": "kept"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}})
     manifest["metadata"]["labels"]["app"] = "crashing"
+    manifest["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
     name = manifest["metadata"]["name"]
     cluster.api.create_namespaced_pod(namespace, manifest)
 
@@ -103,8 +111,11 @@ def kube_crashing(cluster, namespace: str, image: str) -> Crashing:
     def cleanup() -> None:
         cluster.api.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
 
-    return Crashing("kubernetes", f"k8s://{namespace}/{name}/app", snapshot, leftovers,
+    made = Crashing("kubernetes", f"k8s://{namespace}/{name}/app", snapshot, leftovers,
                     {"KUBECONFIG": cluster.kubeconfig}, cleanup)
+    made.inspect_copy = lambda copy: cluster.api.api_client.sanitize_for_serialization(
+        cluster.api.read_namespaced_pod(copy, namespace))
+    return made
 
 
 @pytest.fixture
@@ -121,6 +132,15 @@ def crashing(runtime, request, fixture_images, toolbox_everywhere, k8s_namespace
         made = kube_crashing(cluster, k8s_namespace, request.getfixturevalue("registry_images")("distroless"))
     yield made
     made.cleanup()
+
+
+def collect(crashing: Crashing, copy: str) -> None:
+    """gc --older-than 1s until it removes `copy` (its age is counted in whole seconds)."""
+    def removed():
+        result = crashing.cli("gc", "--older-than", "1s", "--runtime", crashing.runtime_name)
+        assert result.returncode == 0, text(result)
+        return copy in result.stdout.decode()
+    wait_for(removed, timeout=30, interval=0.5, what=f"gc to remove {copy}")
 
 
 def copies_made(audit_log) -> list[dict]:
@@ -162,3 +182,95 @@ def test_the_sidecar_sees_the_copys_files_as_the_targets_user(crashing, audit_lo
     assert any(line.startswith("exited: status 2") for line in lines), out
     assert crashing.leftovers([c["session"] for c in copies_made(audit_log)]) == []
     assert crashing.snapshot() == before
+
+
+def test_runbook_run_against_a_held_copy(crashing, tmp_path, audit_log):
+    book = tmp_path / "crash.yaml"
+    book.write_text("name: crash\ndescription: start the held program\nsteps:\n"
+                    "  - name: start\n    run: target start\n    expect:\n      exit_code: 2\n"
+                    "  - name: status\n    run: target status\n    expect:\n      stdout_matches: '^exited: status 2'\n")
+    result = crashing.cli("runbook", "run", str(book), "--copy", crashing.ref)
+    out, err = text(result)
+    assert result.returncode == 0, out + err
+    assert PROGRAM_ERROR in out and "PASSED: 2 passed" in out
+    assert crashing.leftovers([c["session"] for c in copies_made(audit_log)]) == []
+
+
+def test_a_kept_copy_is_reused_listed_and_collected(crashing, audit_log):
+    """--keep-alive keeps the copy for the same person's next --copy; ps lists it, gc collects it."""
+    first = crashing.cli("attach", "--copy", "--keep-alive", "5m", crashing.ref, "--", "target", "status")
+    assert first.returncode == 0, text(first)
+    second = crashing.cli("attach", "--copy", "--keep-alive", "5m", crashing.ref, "--", "target", "status")
+    assert second.returncode == 0, text(second)
+    made, reused = copies_made(audit_log)
+    assert not made["reused"] and reused["reused"] and reused["copy"] == made["copy"], (made, reused)
+    sessions = [made["session"]]
+    assert made["copy"] in crashing.leftovers(sessions)
+    listed = crashing.cli("ps", "-o", "json")
+    assert made["copy"] in listed.stdout.decode(), text(listed)
+    collect(crashing, made["copy"])
+    wait_for(lambda: crashing.leftovers(sessions) == [] or None, timeout=60, what="the kept copy to be collected")
+
+
+@pytest.mark.parametrize("writable", [False, True], ids=["read-only", "writable"])
+def test_the_copy_keeps_the_runnable_spec_and_drops_what_routes_traffic(crashing, audit_log, writable):
+    flags = ("--copy-writable",) if writable else ()
+    result = crashing.cli("attach", "--copy", *flags, "--keep-alive", "5m", crashing.ref, "--", "sh", "-c",
+                          'tr "\\0" "\\n" < /proc/1/environ | grep ^ORIGINAL_ENV=')
+    out, err = text(result)
+    assert result.returncode == 0 and out.strip() == "ORIGINAL_ENV=kept", out + err
+    made = copies_made(audit_log)[-1]
+    assert made["writable"] is writable
+    copy = crashing.inspect_copy(made["copy"])
+    try:
+        if crashing.runtime == "kubernetes":
+            meta, spec = copy["metadata"], copy["spec"]
+            assert "app" not in meta["labels"] and not meta.get("ownerReferences")
+            # (the scheduler gives the copy a node of its own choosing: the one node here)
+            assert spec["restartPolicy"] == "Never" and any(d.startswith("the node") for d in made["dropped"])
+            ctr = spec["containers"][0]
+            assert not ctr.get("readinessProbe") and not ctr.get("ports")
+            assert ctr["command"][-2:] == BAD_ARGS and ctr["command"][1] == "hold"
+            data = next(m for m in ctr["volumeMounts"] if m["mountPath"] == "/data")
+            assert bool(data.get("readOnly")) is (not writable)
+            assert any("readiness probe" in d for d in made["dropped"]) and any("labels" in d for d in made["dropped"])
+        else:
+            host, config = copy["HostConfig"], copy["Config"]
+            # (Podman lists the image's EXPOSEd ports with no host binding: nothing is published)
+            assert not any((host.get("PortBindings") or {}).values())
+            assert (host.get("RestartPolicy") or {}).get("Name") in ("no", "")
+            assert "io.debugkit.test" not in (config.get("Labels") or {})
+            entrypoint = config["Entrypoint"]  # Podman 4.3 shows it as one string
+            entrypoint = entrypoint.split() if isinstance(entrypoint, str) else entrypoint
+            assert config["Cmd"][-2:] == BAD_ARGS and entrypoint[1] == "hold"
+            data = next(m for m in copy["Mounts"] if m["Destination"] == "/data")
+            assert data["RW"] is writable
+            assert any(d.startswith("published ports") for d in made["dropped"])
+    finally:
+        collect(crashing, made["copy"])
+    wait_for(lambda: crashing.leftovers([made["session"]]) == [] or None, timeout=60, what="the copy to go")
+
+
+def test_an_image_is_debugged_as_its_own_user(runtime, request, fixture_images, toolbox_everywhere, audit_log):
+    """attach image/REF (Docker, Podman): no container at all; the identity is the image's USER
+    nonroot:nonroot through its /etc/passwd, and inspect says so."""
+    if runtime == "kubernetes":
+        pytest.skip("a pod's node pulls images: image/REF is for Docker and Podman")
+    if runtime == "docker":
+        request.getfixturevalue("docker_client")
+        ref = f"image/{fixture_images['named-user']}"
+    else:
+        request.getfixturevalue("podman_service")
+        ref = f"podman://image/localhost/{fixture_images['named-user']}"
+    result = run_cli("attach", ref, "--", "id", "-u")
+    out, err = text(result)
+    assert result.returncode == 0 and out.strip() == TARGET_UID, out + err
+    shown = run_cli("inspect", ref, "-o", "json")
+    facts = json.loads(shown.stdout)
+    assert facts["uid"] == 65532 and facts["source"] == "config" and facts["configured_user"] == "nonroot:nonroot"
+    assert any("via /etc/passwd" in note for note in facts["notes"]), facts
+    process = next(s for s in facts["sources"] if s["source"] == "process")
+    assert "an image has no process" in process["error"]
+    session = copies_made(audit_log)[-1]["session"]
+    cli = "docker" if runtime == "docker" else "podman"
+    assert engine(cli, "ps", "-a", "-q", "--filter", f"label=io.debugkit.session={session}") == ""
