@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from debugkit.core import jsonsafe
 from debugkit.core.files import read_regular, state_dir, state_home
 
 MAX_RECORD_BYTES = 4096
+# A record written this long ago almost surely names a sidecar that ended itself (a kept-alive
+# sidecar ends once idle for its keep-alive): writing a record removes these, so the directory
+# does not grow with every target ever debugged. At worst, a sidecar reused all week long is
+# not recognised any more, and the next attach starts a new one.
+STALE_RECORD_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,30 @@ def remember(runtime: str, scope: str, key: str, record: Record) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump({"name": record.name, "id": record.id, "digest": record.digest}, fh)
         os.replace(tmp, path)
+        prune(path.parent, keep=path)
     except OSError:
         if tmp is not None:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def prune(directory: Path, *, keep: Path, max_age_s: float = STALE_RECORD_S) -> None:
+    """Remove the records untouched for `max_age_s` (best effort; never `keep`)."""
+    limit = time.time() - max_age_s
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == keep.name or not entry.name.endswith(".json"):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < limit:
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 def forget(runtime: str, scope: str, key: str, name: str) -> None:

@@ -66,6 +66,23 @@ def test_records_are_this_persons_files_0600_in_a_0700_directory(tmp_path):
     assert reuse_records.recall("docker", "unix:///s", "k").name == "debugkit-b"
 
 
+def test_writing_a_record_removes_the_ones_untouched_for_a_week(tmp_path):
+    import os
+    import time
+
+    reuse_records.remember("docker", "unix:///s", "old", reuse_records.Record("debugkit-old", "id0"))
+    reuse_records.remember("docker", "unix:///s", "recent", reuse_records.Record("debugkit-recent", "id1"))
+    directory = tmp_path / "state" / "debugkit" / "kept-alive"
+    (old,) = [p for p in directory.iterdir() if "debugkit-old" in p.read_text()]
+    week_ago = time.time() - reuse_records.STALE_RECORD_S - 60
+    os.utime(old, (week_ago, week_ago))
+    reuse_records.remember("docker", "unix:///s", "new", reuse_records.Record("debugkit-new", "id2"))
+    assert reuse_records.recall("docker", "unix:///s", "old") is None
+    assert reuse_records.recall("docker", "unix:///s", "recent").name == "debugkit-recent"
+    assert reuse_records.recall("docker", "unix:///s", "new").name == "debugkit-new"
+    assert len(list(directory.iterdir())) == 2
+
+
 # -- Docker: the plan's create request against the engine's inspect --------------------------------------------
 
 def docker_plan(**changes):

@@ -20,196 +20,23 @@ import os
 import socket
 import threading
 import urllib.parse
-from dataclasses import dataclass
 
 from debugkit.core import jsonsafe
 from debugkit.runtimes.docker import apiversion
 from debugkit.runtimes.docker.apiversion import Negotiated
-
-DEFAULT_SOCKET = "/var/run/docker.sock"
+# The address, error and transport types live in their own modules; callers import them from
+# here, the client's one name.
+from debugkit.runtimes.docker.engine_address import (  # noqa: F401
+    DEFAULT_SOCKET, EngineAddress, TLSConfig, parse_host, tls_from_env)
+from debugkit.runtimes.docker.engine_errors import (  # noqa: F401
+    MAX_ANSWER_BYTES, MAX_ERROR_BYTES, EngineAnswerInvalid, EngineConfigError, EngineConnectionError, EngineError,
+    EngineNotFound, SSHConnectionError, checked, error_message)
+from debugkit.runtimes.docker.engine_transport import HijackedSocket, _DialedHTTPConnection, _UnixHTTPConnection
 
 # The version negotiated with each engine (by address), once per process: every client of
 # the same engine (a fleet's threads, gc's removals, doctor's short-timeout one) shares it.
 _NEGOTIATED: dict[str, "Negotiated"] = {}
 _NEGOTIATING = threading.Lock()
-
-
-class EngineError(Exception):
-    """An answer from the engine that is not a success."""
-
-    def __init__(self, status: int, explanation: str):
-        super().__init__(f"{status}: {explanation}")
-        self.status_code = status
-        self.explanation = explanation
-
-
-class EngineNotFound(EngineError):
-    pass
-
-
-class EngineConnectionError(OSError):
-    """The engine could not be reached at all."""
-
-    def __init__(self, message: str, *, detail: str | None = None):
-        super().__init__(message)
-        self.detail = detail
-
-
-class SSHConnectionError(EngineConnectionError):
-    """ssh could not connect, authenticate or keep the connection to an ssh:// engine;
-    `detail` is ssh's own reason as one line (see sshdial.explain)."""
-
-
-class EngineAnswerInvalid(Exception):
-    """The engine answered, but not with what the Engine API sends: HTML from a web server
-    at that address, JSON nested without end, a list for an object, a body past any real
-    answer's size. `request` is the call ("GET /containers/x/json"), `what` what came back."""
-
-    def __init__(self, request: str, what: str):
-        super().__init__(f"{request}: {what}")
-        self.request = request
-        self.what = what
-
-
-# No answer debugkit reads is near this: `containers?all=1` on an engine with thousands
-# of containers is a few MB. Bigger is not an engine speaking the API.
-MAX_ANSWER_BYTES = 64 << 20
-MAX_ERROR_BYTES = 1 << 20
-
-
-class EngineConfigError(ValueError):
-    """The engine's address or TLS settings cannot be used as given (a typo, not an outage)."""
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """Client TLS for tcp:// engines: DOCKER_CERT_PATH's ca.pem, cert.pem and key.pem, or
-    a Docker context's TLS material. No ca: the system's roots; no cert: no client
-    certificate (server-only TLS); verify False: DOCKER_TLS without DOCKER_TLS_VERIFY, or a
-    context's SkipTLSVerify."""
-
-    ca: str | None
-    cert: str | None
-    key: str | None
-    verify: bool = True
-
-
-@dataclass(frozen=True)
-class EngineAddress:
-    """Where an engine listens, parsed and checked: unix, tcp (optionally TLS) or ssh."""
-
-    scheme: str                 # unix | tcp | ssh
-    path: str = ""              # unix socket path
-    netloc: str = ""            # host:port for tcp
-    tls: TLSConfig | None = None
-    ssh: tuple[str, ...] = ()   # argv of the ssh dialer (see hosts.py)
-    text: str = ""              # as the user gave it, for messages
-    base_path: str = ""         # tcp://host:port/PREFIX: every request goes under /PREFIX
-
-    @property
-    def local(self) -> bool:
-        """The engine's PIDs and paths are this machine's."""
-        return self.scheme == "unix"
-
-
-def parse_host(host: str, *, tls: TLSConfig | None = None) -> EngineAddress:
-    """`unix:///path`, `tcp://host[:port][/prefix]`, `http(s)://host[:port][/prefix]`.
-    Raises EngineConfigError.
-
-    The docker CLI's ParseTCPAddr: a missing port is 2375, with TLS too (only a missing
-    host means localhost:2376 under TLS: see hosts.py); a path is a prefix for every request.
-    `https://` (which the docker CLI refuses, and the Engine SDKs take) is TLS; without TLS
-    settings it verifies the server with the system's roots."""
-    try:
-        parsed = urllib.parse.urlsplit(host)
-        port = parsed.port
-    except ValueError as exc:
-        raise EngineConfigError(f"invalid engine address {host!r}: {exc}") from None
-    scheme = parsed.scheme
-    if scheme == "unix":
-        path = parsed.path or (DEFAULT_SOCKET if parsed.netloc == "" and host.rstrip("/") == "unix:" else "")
-        if not path:
-            raise EngineConfigError(f"invalid engine address {host!r}: no socket path")
-        return EngineAddress("unix", path=path, text=host)
-    if scheme in ("tcp", "http", "https"):
-        if parsed.query or parsed.fragment:
-            raise EngineConfigError(f"invalid engine address {host!r}: no query or fragment allowed")
-        hostname = parsed.hostname or ("localhost" if scheme == "tcp" and host.rstrip("/") == "tcp:" else None)
-        if not hostname:
-            raise EngineConfigError(f"invalid engine address {host!r}: no host name")
-        if scheme == "https" and tls is None:
-            tls = TLSConfig(ca=None, cert=None, key=None, verify=True)
-        elif scheme == "http":
-            tls = None
-        if port == 0:
-            raise EngineConfigError(f"invalid engine address {host!r}: port 0")
-        port = port or (443 if scheme == "https" else 80 if scheme == "http" else 2375)
-        netloc = f"[{hostname}]:{port}" if ":" in hostname else f"{hostname}:{port}"
-        # A user:password@ is not used (the docker CLI drops it too) and never shown.
-        shown = host if "@" not in parsed.netloc else host.replace(parsed.netloc.rpartition("@")[0] + "@", "***@", 1)
-        return EngineAddress("tcp", netloc=netloc, tls=tls, text=shown, base_path=parsed.path.rstrip("/"))
-    raise EngineConfigError(f"unsupported engine address {host!r}: use unix://, tcp:// or ssh://")
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class _DialedHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a socket that a dialer provides (ssh's `docker system dial-stdio`)."""
-
-    def __init__(self, dial, timeout: float | None):
-        super().__init__("localhost", timeout=timeout)
-        self._dial = dial
-
-    def connect(self) -> None:
-        self.sock = self._dial(self.timeout)
-
-
-class HijackedSocket:
-    """The raw stream of an attach or exec after the HTTP upgrade."""
-
-    def __init__(self, sock: socket.socket):
-        self._sock = sock
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def transport_failure(self) -> str | None:
-        """After the stream ended: why its transport failed (an ssh connection that
-        dropped), or None when it simply ended."""
-        check = getattr(self._sock, "ssh_failure", None)
-        return check() if check is not None else None
-
-    def recv(self, size: int) -> bytes:
-        return self._sock.recv(size)
-
-    def sendall(self, data: bytes) -> None:
-        self._sock.sendall(data)
-
-    def shutdown(self, how: int) -> None:
-        self._sock.shutdown(how)
-
-    def setblocking(self, flag: bool) -> None:
-        self._sock.setblocking(flag)
-
-    def settimeout(self, value: float | None) -> None:
-        self._sock.settimeout(value)
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 class EngineClient:
@@ -711,59 +538,3 @@ def _path_stat(resp) -> dict:
     except ValueError:
         return {}
     return found if isinstance(found, dict) else {}
-
-
-def error_message(payload: bytes) -> str | None:
-    """The `message` of an engine's error body ("" for an empty body, as HEAD's); None when
-    the body is not the Engine API's JSON at all (HTML from a proxy, text, a bomb)."""
-    if not payload.strip():
-        return ""
-    try:
-        found = jsonsafe.loads(payload, max_bytes=MAX_ERROR_BYTES)
-    except jsonsafe.Rejected:
-        return None
-    if isinstance(found, dict):
-        message = found.get("message")
-        return message.strip() if isinstance(message, str) else " ".join(str(found)[:300].split())
-    return None
-
-
-def checked(doc: dict, request: str, *, required: tuple[str, ...] = (), **fields: type) -> dict:
-    """doc, when each named field is absent, null, or of its type (and each `required` one
-    is there); EngineAnswerInvalid naming the first one that is not (a string for an
-    object, a number for a list)."""
-    for name in required:
-        if doc.get(name) is None:
-            raise EngineAnswerInvalid(request, f"an answer without {name}")
-    for name, kind in fields.items():
-        value = doc.get(name)
-        if value is not None:
-            try:
-                jsonsafe.expect(value, kind, name)
-            except jsonsafe.Rejected as exc:
-                raise EngineAnswerInvalid(request, str(exc)) from None
-    return doc
-
-
-def tls_from_env(environ=None, *, default_cert_path: str | None = None) -> TLSConfig | None:
-    """The docker CLI's TLS options from the environment (cli/flags/options.go): TLS when
-    DOCKER_TLS or DOCKER_TLS_VERIFY is set (verification only with the latter), with
-    DOCKER_CERT_PATH's ca.pem (required, as the CLI reads it), and cert.pem and key.pem when
-    they exist (otherwise no client certificate: server-only TLS). The certificates default
-    to the docker CLI's config directory (~/.docker, or $DOCKER_CONFIG)."""
-    env = os.environ if environ is None else environ
-    verify = bool(env.get("DOCKER_TLS_VERIFY"))
-    if not (verify or env.get("DOCKER_TLS")):
-        return None
-    cert_path = env.get("DOCKER_CERT_PATH") or default_cert_path or \
-        os.path.join(env.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"))
-    files = {name: os.path.join(cert_path, f"{name}.pem") for name in ("ca", "cert", "key")}
-    if not os.path.exists(files["ca"]):
-        raise EngineConfigError(f"TLS is requested for the engine ({'DOCKER_TLS_VERIFY' if verify else 'DOCKER_TLS'}) "
-                                f"but {files['ca']} does not exist (set DOCKER_CERT_PATH)")
-    cert = files["cert"] if os.path.exists(files["cert"]) else None
-    key = files["key"] if os.path.exists(files["key"]) else None
-    if (cert is None) != (key is None):
-        raise EngineConfigError(f"TLS for the engine: {files['cert'] if cert else files['key']} has no "
-                                f"{'key.pem' if cert else 'cert.pem'} next to it")
-    return TLSConfig(ca=files["ca"], cert=cert, key=key, verify=verify)
