@@ -10,13 +10,14 @@ container that started):
 
     debugkit attach --copy k8s://NS/P/app -i -- sh -c 'read x; echo ready'
     kubectl debug -n NS Q --copy-to=Q-copy --image=TOOLBOX --image-pull-policy=IfNotPresent
-        --container=debugger --share-processes -i --quiet -- sh -c 'read x; echo ready'
+        --container=debugger --share-processes --profile=restricted -i --quiet -- sh -c 'read x; echo ready'
 
 debugkit holds the copy (its program is not started; `target start` runs it), kubectl's
 copy restarts the crashing container beside the debugger. debugkit removes its copy when
 the session ends (timed separately: `total`); kubectl leaves its copy, which is deleted
-untimed. The namespace enforces `baseline` so that kubectl's default profile is
-admitted. Calls alternate between the tools.
+untimed. kubectl runs with --profile=restricted, as debugkit's default (its `general`
+profile adds SYS_PTRACE, which the namespace's `baseline` level refuses). Calls alternate
+between the tools.
 
 debugkit is the one installed in this interpreter's environment, a normal (non-editable)
 `pip install .`, as a person runs it: this script refuses a debugkit imported from the
@@ -49,7 +50,7 @@ def installed_env() -> dict[str, str]:
 
 def check_installed() -> str:
     where = subprocess.run([sys.executable, "-c", "import debugkit; print(debugkit.__file__)"], env=installed_env(),
-                           capture_output=True, text=True, check=True).stdout.strip()
+                           cwd="/", capture_output=True, text=True, check=True).stdout.strip()
     if where.startswith(str(c.REPO) + os.sep) or "site-packages" not in where:
         raise SystemExit(f"debugkit comes from {where}: run this with the python of a venv where "
                          f"`pip install .` (not -e) installed it")
@@ -132,7 +133,8 @@ def main() -> int:
             pod = next(free["kubectl"])
             ready, total = until_ready([*kube.kubectl, "debug", "-n", ns, pod, f"--copy-to={pod}-copy",
                                         f"--image={toolbox}", "--image-pull-policy=IfNotPresent",
-                                        "--container=debugger", "--share-processes", "-i", "--quiet", "--", *SHELL],
+                                        "--container=debugger", "--share-processes", "--profile=restricted", "-i",
+                                        "--quiet", "--", *SHELL],
                                        environ=environ)
             totals["kubectl"].append(total)
             kube("-n", ns, "delete", "pod", f"{pod}-copy", "--grace-period=0", "--force", "--wait=false",
