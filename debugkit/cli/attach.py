@@ -70,7 +70,7 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
     from debugkit.core.errors import InvalidInput
-    from debugkit.core.targets import parse_many
+    from debugkit.core.targets import WorkloadRef, parse_many
 
     parallel = parse_parallel(parallel)
     if selector is not None or filters:
@@ -86,11 +86,11 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
                       container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
                       filters=tuple(filters), filter_runtime=filter_runtime)
-    if many is not None:
+    if many is not None and copy and not isinstance(many, WorkloadRef):
+        raise InvalidInput(f"--copy takes one target, not {many}: name one pod, container or workload")
+    if many is not None and not copy:  # (--copy takes one pod of a workload: session/heldcopy.py)
         from debugkit.cli.fleet import attach_many
 
-        if copy:
-            raise InvalidInput(f"--copy takes one target, not {many}: name one pod or container")
         return attach_many(many, tuple(command), stdin=stdin, tty=tty, output=output, parallel=parallel,
                            fail_fast=fail_fast, **kwargs)
     from debugkit.core.escape import safe

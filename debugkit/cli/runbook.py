@@ -86,7 +86,8 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     """
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
-    from debugkit.core.targets import parse_many
+    from debugkit.core.errors import InvalidInput
+    from debugkit.core.targets import WorkloadRef, parse_many
     from debugkit.runbook import execute, load, render, report, variables
     from debugkit.session import config, flow, recording
     from debugkit.session.signals import signals_as_exceptions
@@ -107,11 +108,11 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
         if report_path is not None:
             report.check_report_path(report_path)
 
-    if many is not None:
+    if many is not None and copy and not isinstance(many, WorkloadRef):
+        raise InvalidInput(f"--copy takes one target, not {many}: name one pod, container or workload")
+    if many is not None and not copy:  # (--copy takes one pod of a workload: session/heldcopy.py)
         from debugkit.cli.fleet import runbook_many
 
-        if copy:
-            raise click.UsageError(f"--copy takes one target, not {many}")
         return runbook_many(many, book, values, output=output, report_path=report_path, parallel=parallel,
                             fail_fast=fail_fast, profile=flags.profile, **kwargs)
     live = output == "text"  # text is printed step by step; markdown and json at the end

@@ -15,7 +15,7 @@ import sys
 from typing import Iterator, NamedTuple
 
 from debugkit import runtimes
-from debugkit.core.errors import DebugkitError, InvalidInput
+from debugkit.core.errors import DebugkitError, InvalidInput, TargetNotFound
 from debugkit.core.options import Flags
 from debugkit.core.spec import new_session_id
 from debugkit.core.targets import ImageRef, PodRef
@@ -52,6 +52,7 @@ def held(flags: Flags, choice: CopyChoice, *, warn=None) -> Iterator[tuple[Runti
     the session against the copy, the copy). Removed at the end unless --keep-alive."""
     flags = flags.evolve(session_id=flags.session_id or new_session_id())
     with flow.refusals_audited(flags):
+        flags = one_of_many(flags)
         options = flow.validate(flags)
         if choice.same_node and not isinstance(options.target, PodRef):
             raise InvalidInput("--same-node applies to a pod's copy (the node it runs on)")
@@ -87,6 +88,30 @@ def held(flags: Flags, choice: CopyChoice, *, warn=None) -> Iterator[tuple[Runti
                 (warn or _warn)(f"the held copy {copy.name} could not be removed ({exc}): debugkit gc collects it")
             audit.append({"event": "copy end", "session": options.session_id, "runtime": runtime.name,
                           "copy": copy.name, "copy_id": copy.id, "outcome": outcome})
+
+
+def one_of_many(flags: Flags) -> Flags:
+    """--copy deploy/NAME (any workload): one of its pods, preferring one that is not
+    running (crash-looping, pending), else the first running one. Any other reference
+    that names many is refused: a copy is of one target."""
+    from debugkit.core.targets import WorkloadRef, parse_many
+
+    many = parse_many(flags.target, runtimes.syntax(), namespace=flags.namespace, container=flags.container)
+    if many is None:
+        return flags
+    if not isinstance(many, WorkloadRef):
+        raise InvalidInput(f"--copy takes one target, not {many}: name one pod or container")
+    runtime = runtimes.for_target(many, flags.connection, preferences=defaults.PREFERENCES)
+    try:
+        expansion = runtime.expand(many)
+    finally:
+        runtime.close()
+    not_running = [label for label, why in expansion.skipped if why.startswith(("phase ", "container "))]
+    candidates = not_running + [member.label for member in expansion.members]
+    if not candidates:
+        why = "; ".join(f"{label}: {reason}" for label, reason in expansion.skipped) or "no pods"
+        raise TargetNotFound(f"{many} has no pod to copy ({why})")
+    return flags.evolve(target=candidates[0])
 
 
 def _warn(line: str) -> None:

@@ -274,3 +274,39 @@ def test_an_image_is_debugged_as_its_own_user(runtime, request, fixture_images, 
     session = copies_made(audit_log)[-1]["session"]
     cli = "docker" if runtime == "docker" else "podman"
     assert engine(cli, "ps", "-a", "-q", "--filter", f"label=io.debugkit.session={session}") == ""
+
+
+def test_copy_of_a_deployment_takes_its_crash_looping_pod_and_nothing_adopts_the_copy(runtime, request, k8s_namespace,
+                                                                                      toolbox_everywhere, audit_log):
+    if runtime != "kubernetes":
+        pytest.skip("workloads are Kubernetes'")
+    cluster = request.getfixturevalue("k8s_cluster")
+    image = request.getfixturevalue("registry_images")("distroless")
+    name = f"crash-{uuid.uuid4().hex[:6]}"
+    pod = cluster.pod_manifest(k8s_namespace, image, container={"args": BAD_ARGS})
+    cluster.apps.create_namespaced_deployment(k8s_namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {TEST_LABEL: "1", RUN_LABEL: RUN_ID}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {k: v for k, v in pod["spec"].items() if k != "nodeName"}}}})
+    try:
+        def crash_looping():
+            pods = cluster.api.list_namespaced_pod(k8s_namespace, label_selector=f"app={name}").items
+            return [p for p in pods for st in p.status.container_statuses or []
+                    if st.state.waiting is not None and st.state.waiting.reason == "CrashLoopBackOff"]
+        (original,) = wait_for(crash_looping, timeout=120, interval=0.5, what=f"deploy/{name} to crash-loop")
+        script = 'target start 2>&1 | head -1; n=$(ls "$DEBUGKIT_TARGET_ROOT" | wc -l); echo "files $n"'
+        result = run_cli("attach", "--copy", f"deploy/{name}", "-n", k8s_namespace, "--", "sh", "-c", script,
+                         env={"KUBECONFIG": cluster.kubeconfig}, timeout=180)
+        out, err = text(result)
+        assert result.returncode == 0 and PROGRAM_ERROR in out, out + err
+        made = copies_made(audit_log)[-1]
+        assert made["original"] == f"{k8s_namespace}/{original.metadata.name}/app"
+        # The ReplicaSet neither adopted the copy nor replaced its pod: one pod, the same one.
+        pods = cluster.api.list_namespaced_pod(k8s_namespace, label_selector=f"app={name}").items
+        assert [p.metadata.uid for p in pods] == [original.metadata.uid]
+        left = cluster.api.list_namespaced_pod(k8s_namespace, label_selector="io.debugkit.copy-of").items
+        assert [p.metadata.name for p in left if p.metadata.deletion_timestamp is None] == []
+    finally:
+        cluster.apps.delete_namespaced_deployment(name, k8s_namespace)
