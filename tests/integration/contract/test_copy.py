@@ -310,3 +310,26 @@ def test_copy_of_a_deployment_takes_its_crash_looping_pod_and_nothing_adopts_the
         assert [p.metadata.name for p in left if p.metadata.deletion_timestamp is None] == []
     finally:
         cluster.apps.delete_namespaced_deployment(name, k8s_namespace)
+
+
+def test_a_session_ended_by_sigterm_still_removes_its_copy(crashing, audit_log):
+    import os
+    import signal
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "debugkit", "attach", "--copy", crashing.ref, "--", "sleep", "300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **crashing.env})
+    try:
+        wait_for(lambda: any(r.get("event") == "start" for r in audit_records(audit_log)), timeout=120,
+                 what="the session against the copy to start")
+        session = copies_made(audit_log)[-1]["session"]
+        assert crashing.leftovers([session]) != []  # the copy is there while the session runs
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert crashing.leftovers([session]) == []
+    assert [r["outcome"] for r in audit_records(audit_log) if r.get("event") == "copy end"] == ["removed"]
