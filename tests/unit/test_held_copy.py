@@ -211,19 +211,25 @@ def test_the_pod_copy_keeps_the_container_and_drops_what_routes_traffic():
     assert "ownerReferences" not in meta and "nodeName" not in spec and spec["restartPolicy"] == "Never"
     assert spec["serviceAccountName"] == "web" and spec["securityContext"] == {"runAsNonRoot": True}
     (ctr,) = spec["containers"]
-    assert ctr["command"] == [kube_copy.HOLDER, "hold", "--", "/server", "-port", "8080"] and "args" not in ctr
+    assert ctr["command"] == [kube_copy.IMAGE_HOLDER, "hold", "--", "/server", "-port", "8080"] and "args" not in ctr
+    assert ctr["command"][0] == "/.debugkit/usr/local/lib/debugkit/debugkit-helper"
+    assert spec["volumes"][-1] == {"name": kube_copy.HOLDER_VOLUME, "image": {"reference": "debugkit/toolbox:0.1.0",
+                                                                              "pullPolicy": "IfNotPresent"}}
+    assert "initContainers" not in spec
     assert "readinessProbe" not in ctr and "ports" not in ctr and ctr["env"] == [{"name": "A", "value": "1"}]
     assert ctr["volumeMounts"][0] == {"name": "data", "mountPath": "/data", "readOnly": True}
     assert dropped == ["the pod's labels (app)", "its owner references", "the other containers (proxy)",
                        "the readiness probe", "the container ports", "the node (node-1; --same-node keeps it)"]
 
 
-def test_the_pod_copy_passes_restricted_and_may_keep_the_node():
+def test_without_image_volumes_an_init_container_fills_the_helper_and_passes_restricted():
     from debugkit.runtimes.kubernetes import podsecurity
 
-    pod, _ = kube_pod(same_node=True, writable=True)
+    pod, _ = kube_pod(same_node=True, writable=True, holder="init")
     assert pod["spec"]["nodeName"] == "node-1"
     assert pod["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] is False
+    assert pod["spec"]["containers"][0]["command"][0] == kube_copy.HOLDER
+    assert pod["spec"]["volumes"][-1] == {"name": kube_copy.HOLDER_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}
     (installer,) = pod["spec"]["initContainers"]
     assert podsecurity.violations("restricted", installer, {"runAsNonRoot": True, "seccompProfile":
                                                             {"type": "RuntimeDefault"}}) == []
@@ -238,3 +244,58 @@ def test_the_program_is_what_the_kubelet_would_run(container, config, program):
     assert kube_copy.program({"name": "app", **container}, config) == program
     with pytest.raises(InvalidInput):
         kube_copy.program({"name": "app"}, {})
+
+
+class RefusingImageVolumes:
+    """An API server without image volumes: the field is dropped, the volume has no source (422)."""
+
+    def __init__(self, status=422, message="spec.volumes[1]: Required value: must specify a volume type"):
+        self.status, self.message, self.created = status, message, []
+
+    def create_pod(self, namespace, pod):
+        from debugkit.runtimes.kubernetes.kubeclient import ApiError
+
+        if any("image" in v for v in pod["spec"]["volumes"]):
+            raise ApiError(self.status, "Invalid", self.message)
+        self.created.append(pod)
+        return {"metadata": {"uid": "u-copy", "name": pod["metadata"]["name"]}}
+
+    def read_namespace(self, name):
+        return {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}}
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("status,message", [(422, "must specify a volume type"),
+                                            (403, 'violates PodSecurity "restricted:latest": restricted volume types')])
+def test_a_cluster_without_image_volumes_gets_the_init_container(status, message):
+    from debugkit.runtimes.base import CopyPlan
+    from debugkit.runtimes.kubernetes.runtime import KubernetesRuntime
+
+    api = RefusingImageVolumes(status, message)
+    runtime = KubernetesRuntime(api=api)
+    asked = dict(run=["/server"], name="p-debugkit-copy-s1", session_id="s1", local_user="ana", toolbox="tb:1",
+                 writable=False, same_node=False, keep=False, cli_pid=1, cli_host="h")
+    pod, _ = kube_copy.copy_pod(POD, "app", **asked)
+    fallback, _ = kube_copy.copy_pod(POD, "app", holder="init", **asked)
+    plan = CopyPlan(runtime="kubernetes", original="shop/web-7d9/app", original_id="u-1", name="p-debugkit-copy-s1",
+                    request=pod, program=("/server",), details={"fallback": fallback})
+    assert runtime.create_copy("shop", plan)["metadata"]["uid"] == "u-copy"
+    (sent,) = api.created
+    assert sent["spec"]["initContainers"][0]["name"] == kube_copy.INSTALLER
+
+
+def test_another_refusal_is_not_retried():
+    from debugkit.core.errors import DebugkitError
+    from debugkit.runtimes.base import CopyPlan
+    from debugkit.runtimes.kubernetes.runtime import KubernetesRuntime
+
+    api = RefusingImageVolumes(403, 'pods is forbidden: User "ana" cannot create resource "pods"')
+    pod, _ = kube_copy.copy_pod(POD, "app", run=["/server"], name="c", session_id="s", local_user="a", toolbox="t",
+                                writable=False, same_node=False, keep=False, cli_pid=1, cli_host="h")
+    plan = CopyPlan(runtime="kubernetes", original="o", original_id="u", name="c", request=pod, program=("/server",),
+                    details={"fallback": pod})
+    with pytest.raises(DebugkitError, match="cannot create"):
+        KubernetesRuntime(api=api).create_copy("shop", plan)
+    assert api.created == []

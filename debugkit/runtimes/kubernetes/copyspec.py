@@ -6,9 +6,11 @@ tolerations, node selector and affinity, DNS settings and host aliases. Dropped:
 labels (no Service and no controller selects the copy) and owner references, the
 container's probes, lifecycle hooks and ports, the other containers, `nodeName` (unless
 --same-node) and the restart policy (`Never`). Every volume mount is read-only unless
---copy-writable. An init container from the toolbox puts the readable helper into an
-emptyDir, from which the copy's main process, `hold -- PROGRAM`, runs; both containers
-pass the `restricted` PodSecurity level when the original does.
+--copy-writable. The copy's main process, `hold -- PROGRAM`, runs the toolbox's readable
+helper from an image volume of the toolbox (Kubernetes 1.35+: no extra container to
+start), or, where the API server refuses image volumes, from an emptyDir an init container
+of the toolbox fills (`holder="init"`); either passes the `restricted` PodSecurity level
+when the original does.
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from debugkit.runtimes.base import HOLDER_SOURCE, LABEL_COPY_KEEP, LABEL_COPY_OF
 
 HOLDER_DIR = "/.debugkit"
 HOLDER = f"{HOLDER_DIR}/debugkit-helper"
+# In an image volume of the toolbox, its whole filesystem is under HOLDER_DIR.
+IMAGE_HOLDER = f"{HOLDER_DIR}{HOLDER_SOURCE}"
+HOLDERS = ("image", "init")
 HOLDER_VOLUME = "debugkit-holder"
 INSTALLER = "debugkit-holder"
 COPY_MARK = "-debugkit-copy-"
@@ -77,9 +82,10 @@ def installer(toolbox: str) -> dict:
 
 
 def copy_pod(pod: dict, container_name: str, *, run: list[str], name: str, session_id: str, local_user: str,
-             toolbox: str, writable: bool, same_node: bool, keep: bool, cli_pid: int,
-             cli_host: str) -> tuple[dict, list[str]]:
-    """(the copy pod, what it leaves out)."""
+             toolbox: str, writable: bool, same_node: bool, keep: bool, cli_pid: int, cli_host: str,
+             holder: str = "image") -> tuple[dict, list[str]]:
+    """(the copy pod, what it leaves out). `holder`: where the helper comes from, an image
+    volume of the toolbox or an init container that fills an emptyDir."""
     spec, meta = pod.get("spec") or {}, pod.get("metadata") or {}
     original = next(c for c in spec.get("containers") or [] if c.get("name") == container_name)
     dropped = []
@@ -93,7 +99,7 @@ def copy_pod(pod: dict, container_name: str, *, run: list[str], name: str, sessi
     if spec.get("initContainers"):
         dropped.append("the init containers")
     container = {"name": container_name, **{k: original[k] for k in KEPT_CONTAINER_FIELDS if k in original}}
-    container["command"] = [HOLDER, "hold", "--"] + list(run)
+    container["command"] = [IMAGE_HOLDER if holder == "image" else HOLDER, "hold", "--"] + list(run)
     container["volumeMounts"] = [{**m, "readOnly": True if not writable else m.get("readOnly", False)}
                                  for m in original.get("volumeMounts") or []]
     container["volumeMounts"].append({"name": HOLDER_VOLUME, "mountPath": HOLDER_DIR, "readOnly": True})
@@ -102,12 +108,13 @@ def copy_pod(pod: dict, container_name: str, *, run: list[str], name: str, sessi
         if original.get(key):
             dropped.append(what)
     new_spec = {k: spec[k] for k in KEPT_POD_FIELDS if k in spec}
-    new_spec.update({
-        "restartPolicy": "Never",
-        "initContainers": [installer(toolbox)],
-        "containers": [container],
-        "volumes": list(spec.get("volumes") or []) + [{"name": HOLDER_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}],
-    })
+    if holder == "image":
+        volume = {"name": HOLDER_VOLUME, "image": {"reference": toolbox, "pullPolicy": "IfNotPresent"}}
+    else:
+        volume = {"name": HOLDER_VOLUME, "emptyDir": {"sizeLimit": "64Mi"}}
+        new_spec["initContainers"] = [installer(toolbox)]
+    new_spec.update({"restartPolicy": "Never", "containers": [container],
+                     "volumes": list(spec.get("volumes") or []) + [volume]})
     if same_node and spec.get("nodeName"):
         new_spec["nodeName"] = spec["nodeName"]
     elif spec.get("nodeName"):

@@ -16,7 +16,7 @@ from debugkit.runtimes.base import LABEL_COPY_KEEP, LABEL_COPY_OF, CopyPlan, Cop
 from debugkit.runtimes.kubernetes import copyspec, podsecurity
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors, status_and_message
 
-POLL_S = 0.2
+POLL_S = 0.1
 DELETE_WAIT_S = 60
 # Waiting reasons after which a copy will not start by itself.
 HOPELESS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
@@ -40,22 +40,24 @@ class KubernetesCopies:
         config = image_config(pt) if copyspec.needs_image_config(pt.container_spec) else None
         run = copyspec.program(pt.container_spec, config)
         name = copyspec.copy_name(pt.pod_name, request.session_id)
-        pod, dropped = copyspec.copy_pod(pt.pod, pt.container, run=run, name=name, session_id=request.session_id,
-                                         local_user=request.local_user, toolbox=request.toolbox,
-                                         writable=request.writable, same_node=request.same_node, keep=request.keep,
-                                         cli_pid=os.getpid(), cli_host=socket.gethostname())
+        asked = dict(run=run, name=name, session_id=request.session_id, local_user=request.local_user,
+                     toolbox=request.toolbox, writable=request.writable, same_node=request.same_node,
+                     keep=request.keep, cli_pid=os.getpid(), cli_host=socket.gethostname())
+        pod, dropped = copyspec.copy_pod(pt.pod, pt.container, **asked)
+        fallback, _ = copyspec.copy_pod(pt.pod, pt.container, holder="init", **asked)
         self.admit_copy(pt.namespace, pod)
         reuse = self.kept_copy(pt, pod["metadata"]["labels"]) if request.keep else None
         return CopyPlan(runtime=self.name, original=pt.name, original_id=pt.uid, name=name, request=pod,
                         program=tuple(run), dropped=tuple(dropped), reuse=reuse,
-                        details={"namespace": pt.namespace, "container": pt.container, "timeout": request.timeout})
+                        details={"namespace": pt.namespace, "container": pt.container, "timeout": request.timeout,
+                                 "fallback": fallback})
 
     def admit_copy(self, namespace: str, pod: dict) -> None:
         """The namespace's PodSecurity level, checked for both containers before anything is sent."""
         level = self.enforce_level(namespace)
         pod_sc = pod["spec"].get("securityContext") or {}
         found = []
-        for container in pod["spec"]["initContainers"] + pod["spec"]["containers"]:
+        for container in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
             found += podsecurity.violations(level, container, pod_sc)
         if found:
             raise PolicyRejected(f"namespace {namespace} enforces PodSecurity {level!r}, which would reject the "
@@ -80,8 +82,7 @@ class KubernetesCopies:
             return HeldCopy(runtime=self.name, original=plan.original, original_id=plan.original_id, name=plan.reuse,
                             id=pod["metadata"]["uid"], target=f"k8s://{ns}/{plan.reuse}/{ctr}", reused=True,
                             details={"namespace": ns})
-        created = self.call(self.api.create_pod, ns, plan.request, verb="create", resource="pods", namespace=ns,
-                            name=plan.name)
+        created = self.create_copy(ns, plan)
         held = HeldCopy(runtime=self.name, original=plan.original, original_id=plan.original_id, name=plan.name,
                         id=created["metadata"].get("uid", ""), target=f"k8s://{ns}/{plan.name}/{ctr}",
                         details={"namespace": ns})
@@ -91,6 +92,22 @@ class KubernetesCopies:
             self.remove_copy(held)
             raise
         return held
+
+    def create_copy(self, namespace: str, plan: CopyPlan) -> dict:
+        """The copy pod with the toolbox as an image volume; where the API server refuses
+        one (no ImageVolume: the field is dropped and the volume has no source, 422; a
+        PodSecurity that predates it, 403), the same pod with an init container instead."""
+        try:
+            return self.api.create_pod(namespace, plan.request)
+        except client_errors() as exc:
+            status, message = status_and_message(exc)
+            refused_volume = status == 422 or (status == 403 and "PodSecurity" in (message or ""))
+            if not refused_volume:
+                raise api_error(exc, verb="create", resource="pods", namespace=namespace, name=plan.name) from exc
+        fallback = plan.details["fallback"]
+        self.admit_copy(namespace, fallback)
+        return self.call(self.api.create_pod, namespace, fallback, verb="create", resource="pods",
+                         namespace=namespace, name=plan.name)
 
     def wait_held(self, namespace: str, name: str, container: str, *, timeout: float) -> None:
         """Until the copy's holder runs; a copy that cannot start is one clear error."""
