@@ -196,7 +196,7 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
         try:
             # The fleet says why a target went away itself, with its own names (fleet.explain_failure).
             outcome.exit_code = flow.attach(flags, Streams(stdin=None, stdout=out, stderr=errors), runtime=runtime,
-                                            explain_gone=False)
+                                            explain_gone=False, interruption=runner.interruption)
             outcome.status = "passed" if outcome.exit_code == 0 else "failed"
         finally:
             outcome.stdout, outcome.stderr = out.text(), errors.text()

@@ -193,6 +193,16 @@ class Fleet:
     _interrupted: threading.Event = field(default_factory=threading.Event)
     _interrupt_code: int = int(ExitCode.INTERRUPTED)
 
+    def interruption(self) -> Interrupted | None:
+        """Once the fleet was interrupted (Ctrl-C, SIGTERM, SIGHUP): the error a member's session
+        ends with, so its audit record says so too; None before. A member's command ends
+        normally when the fleet stops its sidecar, with the code of the signal that stopped it,
+        which is not the reason it ended."""
+        if not self._interrupted.is_set():
+            return None
+        signum = {int(ExitCode.HANGUP): 1, int(ExitCode.TERMINATED): 15}.get(self._interrupt_code, 2)
+        return Interrupted("interrupted before it finished", signum=signum)
+
     def _cut_short(self, outcome: Outcome) -> None:
         outcome.status = "interrupted"
         outcome.error = {"message": "interrupted before it finished", "exit_code": self._interrupt_code}
