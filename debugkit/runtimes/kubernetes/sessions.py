@@ -59,7 +59,7 @@ def copy_rows(runtime, pods: list, now) -> list[SessionRow]:
         original = notes.get(copyspec.ANNOTATION_ORIGINAL, "?")
         pid = notes.get(copyspec.ANNOTATION_CLI_PID, "")
         container = (pod["spec"].get("containers") or [{}])[0]
-        sc = container.get("securityContext") or {}
+        sc = {**(pod["spec"].get("securityContext") or {}), **(container.get("securityContext") or {})}
         found.append(SessionRow(
             runtime=runtime.name, session=labels.get(LABEL_SESSION, "?"), name=meta["name"],
             target=original.split("/", 1)[-1], user=f"{sc.get('runAsUser', '?')}:{sc.get('runAsGroup', '?')}",
