@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -20,6 +21,9 @@ from tests.helpers import RUN_ID, RUN_LABEL, TEST_LABEL, audit_records, run_cli,
 BAD_ARGS = ["-port", "8080"]
 PROGRAM_ERROR = "flag provided but not defined: -port"
 TARGET_UID = "65532"
+# What the engine's own restart loop does to a crashing container: anything else (stop,
+# kill, exec_create, update, rename, destroy...) would be debugkit touching the original.
+LOOP_ACTIONS = {"start", "die", "restart"}
 
 
 class Crashing:
@@ -58,10 +62,19 @@ def engine_crashing(cli: str, image: str, scheme: str, *, restart: bool) -> Cras
         state = attrs["State"]
         return {"Id": attrs["Id"], "Config": attrs["Config"], "HostConfig": attrs["HostConfig"],
                 "Mounts": attrs.get("Mounts"),
-                # Docker's restart loop moves the state by itself: with --restart always, what must
-                # not change is that it is still the engine's loop (same policy) and no run was ours.
-                "State": ({k: state.get(k) for k in ("ExitCode", "OOMKilled", "Dead", "Paused")} if restart
-                          else state)}
+                # Docker's restart loop moves the state by itself (running for a moment, exit 0
+                # until it dies again): with --restart always, the engine's events show that
+                # nothing but that loop acted on it (events_since).
+                "State": ({k: state.get(k) for k in ("OOMKilled", "Dead", "Paused")} if restart else state)}
+
+    def events_since(since: float) -> set[str]:
+        """What happened to the original since `since`, as the engine's event log says
+        (Docker names it Action, Podman Status; Podman's --since takes whole seconds)."""
+        out = engine(cli, "events", "--since", str(int(since)), "--until", str(int(time.time()) + 1), "--filter",
+                     f"container={cid}", "--format", "json")
+        events = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return {str(e.get("Action") or e.get("Status")).split(":", 1)[0].strip() for e in events
+                if event_time(e) >= since}
 
     def leftovers(sessions: list[str]) -> list[str]:
         copies = engine(cli, "ps", "-a", "--format", "{{.Names}}", "--filter", f"label=io.debugkit.copy-of={cid}")
@@ -77,8 +90,22 @@ def engine_crashing(cli: str, image: str, scheme: str, *, restart: bool) -> Cras
         engine(cli, "volume", "rm", volume, check=False)
 
     made = Crashing(cli, f"{scheme}{name}", snapshot, leftovers, {}, cleanup)
+    made.events_since = events_since
+    made.loop_actions = LOOP_ACTIONS if restart else set()
     made.inspect_copy = lambda copy: json.loads(engine(cli, "inspect", copy))[0]
     return made
+
+
+def event_time(event: dict) -> float:
+    """An engine event's time in seconds: Docker's timeNano, Podman's RFC 3339 Time."""
+    import datetime as dt
+
+    if "timeNano" in event:
+        return event["timeNano"] / 1e9
+    stamp = str(event.get("Time", ""))
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    whole = dt.datetime.fromisoformat(head).replace(tzinfo=dt.timezone.utc).timestamp()
+    return whole + (float(f"0.{frac.split('+')[0]}") if frac else 0.0)
 
 
 def kube_crashing(cluster, namespace: str, image: str) -> Crashing:
@@ -113,6 +140,8 @@ def kube_crashing(cluster, namespace: str, image: str) -> Crashing:
 
     made = Crashing("kubernetes", f"k8s://{namespace}/{name}/app", snapshot, leftovers,
                     {"KUBECONFIG": cluster.kubeconfig}, cleanup)
+    made.events_since = lambda since: set()  # the uid and the whole spec are compared instead
+    made.loop_actions = set()
     made.inspect_copy = lambda copy: cluster.api.api_client.sanitize_for_serialization(
         cluster.api.read_namespaced_pod(copy, namespace))
     return made
@@ -156,7 +185,7 @@ def test_a_target_that_is_not_running_suggests_a_copy(crashing):
 
 
 def test_target_start_prints_the_programs_own_error_and_its_status(crashing, audit_log):
-    before = crashing.snapshot()
+    before, since = crashing.snapshot(), time.time()
     result = crashing.cli("attach", "--copy", crashing.ref, "--", "target", "start")
     out, err = text(result)
     assert result.returncode == 2, err
@@ -167,10 +196,11 @@ def test_target_start_prints_the_programs_own_error_and_its_status(crashing, aud
     assert [r["outcome"] for r in audit_records(audit_log) if r.get("event") == "copy end"] == ["removed"]
     assert crashing.leftovers([copy["session"]]) == []
     assert crashing.snapshot() == before
+    assert crashing.events_since(since) <= crashing.loop_actions
 
 
 def test_the_sidecar_sees_the_copys_files_as_the_targets_user(crashing, audit_log):
-    before = crashing.snapshot()
+    before, since = crashing.snapshot(), time.time()
     script = 'id -u; ls "$DEBUGKIT_TARGET_ROOT"; target status; target start 2>/dev/null; target status'
     result = crashing.cli("attach", "--copy", crashing.ref, "--", "sh", "-c", script)
     out, err = text(result)
@@ -182,6 +212,7 @@ def test_the_sidecar_sees_the_copys_files_as_the_targets_user(crashing, audit_lo
     assert any(line.startswith("exited: status 2") for line in lines), out
     assert crashing.leftovers([c["session"] for c in copies_made(audit_log)]) == []
     assert crashing.snapshot() == before
+    assert crashing.events_since(since) <= crashing.loop_actions
 
 
 def test_runbook_run_against_a_held_copy(crashing, tmp_path, audit_log):
