@@ -299,3 +299,14 @@ def test_another_refusal_is_not_retried():
     with pytest.raises(DebugkitError, match="cannot create"):
         KubernetesRuntime(api=api).create_copy("shop", plan)
     assert api.created == []
+
+
+def test_a_target_caught_between_two_runs_of_its_restart_loop_is_not_running():
+    from debugkit.core.errors import TargetNotRunning
+    from debugkit.runtimes.docker.errors import start_error
+
+    text = ("cannot join network namespace of container: Container 6243 is restarting, wait until the container "
+            "is running")
+    found = start_error(text)
+    assert isinstance(found, TargetNotRunning) and found.exit_code == ExitCode.TARGET_NOT_RUNNING
+    assert str(found).startswith("the target is restarting, not running")
