@@ -5,6 +5,7 @@
     pod/NAME[/CONTAINER]         a pod (namespace from -n or the context)
     k8s://NAMESPACE/POD[/CTR]    a pod in a namespace
     node/NAME                    a Kubernetes node (a debugging pod on it, in -n or the context's namespace)
+    image/REF, SCHEME://image/REF  an image, with no container at all (attach runs a held copy of it)
 
 Which runtime owns which way of writing a target is not decided here: the runtime registry
 (debugkit.runtimes) builds a `TargetSyntax` from its entries, and every parser takes one.
@@ -22,6 +23,10 @@ from debugkit.core.errors import InvalidInput
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# An image reference as engines write it: [registry[:port]/]path[:tag][@algorithm:digest].
+_IMAGE_REF = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]*$")
+# A container name never has a slash: image/REF cannot be one.
+IMAGE_PREFIX = "image/"
 # The pod shape's own ways of writing a target (its runtime comes from the registry).
 POD_SCHEME = "k8s://"
 POD_KINDS = ("pod", "pods", "po")
@@ -63,6 +68,22 @@ class ContainerRef:
 
     def __str__(self) -> str:
         return f"{self.scheme}{self.name}"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image on a container engine, debugged through a held copy (no container yet)."""
+
+    image: str
+    runtime: str = ""
+    scheme: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{IMAGE_PREFIX}{self.image}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}{IMAGE_PREFIX}{self.image}"
 
 
 @dataclass(frozen=True)
@@ -158,7 +179,7 @@ class ContainerSetRef:
         return self.description or " ".join(f"label={label}" for label in self.labels)
 
 
-TargetRef = Union[ContainerRef, PodRef, NodeRef]
+TargetRef = Union[ContainerRef, PodRef, NodeRef, ImageRef]
 ManyRef = Union[WorkloadRef, SelectorRef, NodeSetRef, ContainerSetRef]
 
 WORKLOAD_KINDS = {
@@ -357,6 +378,11 @@ def parse_target(ref: str, syntax: TargetSyntax, *, namespace: str | None = None
     if container:
         raise InvalidInput(f"--container applies to {pods} targets (pod/NAME/CONTAINER); this is a {runtime} "
                            f"target")
+    if ref.startswith(IMAGE_PREFIX):
+        image = ref[len(IMAGE_PREFIX):]
+        if not _IMAGE_REF.match(image) or len(image) > 512:
+            raise InvalidInput(f"invalid image reference {image!r}: expected image/[REGISTRY/]NAME[:TAG][@DIGEST]")
+        return ImageRef(image, runtime=runtime, scheme=syntax.scheme_of(runtime))
     if not _CONTAINER_NAME.match(ref) or len(ref) > 255:
         raise InvalidInput(f"invalid {title} container name or ID {ref!r}")
     return ContainerRef(ref.lstrip("/"), runtime=runtime, scheme=syntax.scheme_of(runtime))

@@ -12,6 +12,7 @@ from debugkit.core.errors import DebugkitError, ImageMissing
 from debugkit.core.imageref import toolbox_ref
 from debugkit.core.reuse import NOT_RECORDED, RUNNING, refusal_line, reuse_refusal
 from debugkit.core.spec import LABEL_MANAGED
+from debugkit.core.targets import ImageRef
 from debugkit.runtimes import reuse_records
 from debugkit.runtimes.base import Draft, Located, ResolvedTarget, SidecarImage, TargetReport, Translation
 from debugkit.runtimes.docker import translate
@@ -34,7 +35,10 @@ class DockerPlanning:
             # the first exec) when the engine is remote; a dialer (ssh) starts them at once.
             self._prefetch = (3, mode == "exec")
         with self.calls():
-            info = self.probe.find_target(options.target.name)
+            if isinstance(options.target, ImageRef):
+                info = self.probe.find_image(options.target.image)
+            else:
+                info = self.probe.find_target(options.target.name, ref=str(options.target))
         target = ResolvedTarget(runtime=self.name, name=info.name, id=info.id, image=info.image)
         return Located(target=target, details=info)
 

@@ -379,3 +379,23 @@ def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | No
             api.remove_container(created["Id"], force=True)
     return ImageFacts(user, userdb.UserDb(users or (), groups or (), users is not None, groups is not None, wanted),
                       "the local engine")
+
+
+def local_engine_config(image: str, image_id: str) -> dict | None:
+    """The image's config (Entrypoint, Cmd...) when the local Docker engine holds exactly the
+    image the node runs; None otherwise (then the registry is the way)."""
+    if not image_id:
+        return None
+    from debugkit.runtimes.docker.engine import EngineClient
+
+    try:
+        api = EngineClient()
+        attrs = api.inspect_image(image)
+    except engine_failures():
+        return None
+    digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
+    if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])
+            or digest in config_digests(api, image, attrs.get("Id") or "")):
+        return None
+    config = attrs.get("Config") or {}
+    return config if isinstance(config, dict) else None

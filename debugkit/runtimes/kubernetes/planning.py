@@ -68,8 +68,10 @@ class KubernetesPlanning:
             phase = pod.get("status", {}).get("phase")
             state = pt.container_status.get("state") or {}
             if phase != "Running" or "running" not in state:
-                why = next(iter(state), phase or "unknown")
-                raise TargetNotRunning(f"container {pt.name} is not running ({why})")
+                why = (state.get("waiting") or {}).get("reason") or next(iter(state), phase or "unknown")
+                raise TargetNotRunning(f"container {pt.name} is not running ({why})",
+                                       hint=f"debug it through a held copy: debugkit attach --copy "
+                                            f"k8s://{pt.namespace}/{pt.pod_name}/{pt.container}")
         return pt
 
     def locate(self, options, *, mode: str, thorough: bool) -> Located:

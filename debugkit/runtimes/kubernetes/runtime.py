@@ -20,6 +20,7 @@ from debugkit.runtimes.base import (CheckResult, Expansion, Plan, Preferences, R
 from debugkit.runtimes.kubernetes import translate
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors
 from debugkit.runtimes.kubernetes.identity import PodTarget
+from debugkit.runtimes.kubernetes.heldcopy import KubernetesCopies
 from debugkit.runtimes.kubernetes.nodepod import is_node_plan
 from debugkit.runtimes.kubernetes.nodes import NodeDebugging
 from debugkit.runtimes.kubernetes.planning import INTERACTIVE_SHELL, KubernetesPlanning
@@ -32,7 +33,7 @@ KEPT = "ephemeral containers cannot be deleted; they end with their process or t
 WEBSOCKET_VERBS = ("get", "create")
 
 
-class KubernetesRuntime(KubernetesPlanning, NodeDebugging, DebugContainerStart, Runtime):
+class KubernetesRuntime(KubernetesPlanning, NodeDebugging, KubernetesCopies, DebugContainerStart, Runtime):
     name = "kubernetes"
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, api=None,
@@ -275,12 +276,21 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, DebugContainerStart, 
         return sessions.rows(self, namespace) + self.node_rows(namespace)
 
     def remove(self, row: SessionRow) -> None:
-        if not self.is_node_row(row):
+        from debugkit.runtimes.base import HeldCopy
+        from debugkit.runtimes.kubernetes import sessions
+
+        if self.is_node_row(row):
+            self.remove_node_pod(row)
+        elif sessions.is_copy(row):
+            self.remove_copy(HeldCopy(runtime=self.name, original=row.target, original_id="", name=row.name,
+                                      id=row.id, target="", details={"namespace": row.namespace}))
+        else:
             raise DebugkitError(KEPT)
-        self.remove_node_pod(row)
 
     def kept(self, row: SessionRow) -> str | None:
-        return None if self.is_node_row(row) else KEPT
+        from debugkit.runtimes.kubernetes import sessions
+
+        return None if self.is_node_row(row) or sessions.is_copy(row) else KEPT
 
     def expand(self, many) -> Expansion:
         from debugkit.runtimes.kubernetes import fleet
