@@ -344,13 +344,16 @@ class Kube:
             self("delete", "namespace", ns, "--wait=false", check=False)
             self("-n", ns, "delete", "pod", "--all", "--grace-period=0", "--force", check=False)
 
-    def start_pods(self, ns: str, names: list[str], image: str) -> None:
-        """Pods with one container `app` (bound to the node), all Ready before returning."""
+    def start_pods(self, ns: str, names: list[str], image: str, *, args: list[str] | None = None) -> None:
+        """Pods with one container `app` (bound to the node; `args`: its arguments), all
+        Ready before returning."""
+        container = {"name": "app", "image": image, "imagePullPolicy": "IfNotPresent",
+                     **({"args": list(args)} if args else {})}
         items = [{"apiVersion": "v1", "kind": "Pod",
                   "metadata": {"name": name, "namespace": ns, "labels": {TEST_LABEL: "1"}},
                   "spec": {"nodeName": "debugkit-node", "automountServiceAccountToken": False,
                            "enableServiceLinks": False, "terminationGracePeriodSeconds": 1,
-                           "containers": [{"name": "app", "image": image, "imagePullPolicy": "IfNotPresent"}]}}
+                           "containers": [dict(container)]}}
                  for name in names]
         self("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
         self("-n", ns, "wait", "--for=condition=Ready", *[f"pod/{n}" for n in names], "--timeout=180s")

@@ -4,15 +4,15 @@
 Both add an ephemeral container to a running pod that has none yet, and print its output:
 
     debugkit attach --kubeconfig K pod/P -n NS --new -- echo ready
-    kubectl debug -n NS Q --image=TOOLBOX --image-pull-policy=IfNotPresent --profile=baseline --target=app -i --quiet -- echo ready
+    kubectl debug -n NS Q --image=TOOLBOX --image-pull-policy=IfNotPresent --profile=baseline --target=app --attach --quiet -- echo ready
 
 Every timed call gets a pod of its own (created, and Ready, before anything is timed), so
 each measures a first attach: no debug container to reuse (--new makes sure), nothing
 left over from an earlier call. Calls alternate between the tools. The namespace
 enforces `baseline`; kubectl debug gets `--profile=baseline` (kubectl 1.37's default profile
-adds SYS_PTRACE, which that namespace refuses). kubectl debug -i loses the output of a
-command that ends before it attaches now and then (exit 0, nothing printed): such a run
-still counts, and the number of them is reported. Afterwards,
+adds SYS_PTRACE, which that namespace refuses) and `--attach` rather than `-i` (with stdin
+at EOF, `-i` returns before the output or loses it). A run that printed nothing all the
+same (exit 0) still counts, and the number of them is reported. Afterwards,
 untimed: the exit code of `sh -c 'exit 7'` through each tool (debugkit passes it through).
 
 --same-pod puts all of a tool's calls on one pod instead (debugkit still with --new):
@@ -57,7 +57,7 @@ def main() -> int:
 
         def theirs(pod: str, *command: str) -> list[str]:
             return [*kube.kubectl, "debug", "-n", ns, pod, f"--image={toolbox}", "--image-pull-policy=IfNotPresent",
-                    "--profile=baseline", "--target=app", "-i", "--quiet", "--", *command]
+                    "--profile=baseline", "--target=app", "--attach", "--quiet", "--", *command]
 
         free = {"debugkit": iter(ours_pods), "kubectl": iter(theirs_pods)}
         lost, complete = [], []   # kubectl's runs that lost the output, and the others (seconds)
@@ -97,7 +97,7 @@ def main() -> int:
         ("debugkit attach pod/P --new -- echo ready", f"{result['debugkit_median_s']:.2f} s median "
                                                      f"(min {min(samples['debugkit']):.2f}, "
                                                      f"max {max(samples['debugkit']):.2f})"),
-        ("kubectl debug -i --target=app -- echo ready", f"{result['baseline_median_s']:.2f} s median "
+        ("kubectl debug --attach --target=app -- echo ready", f"{result['baseline_median_s']:.2f} s median "
                                                        f"(min {min(samples['kubectl']):.2f}, "
                                                        f"max {max(samples['kubectl']):.2f})"),
         ("ratio debugkit / kubectl debug", f"{result['ratio']:.2f} (median of pairwise ratios "

@@ -5,8 +5,9 @@ import sys
 
 import click
 
-from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, err, reason_option,
-                                 record_options, render, sidecar_flags, sidecar_options, target_options)
+from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, copy_options, err,
+                                 reason_option, record_options, render, sidecar_flags, sidecar_options, target_options)
+from debugkit.cli.contexts import all_contexts_option
 from debugkit.cli.fleet import fleet_options
 
 
@@ -36,18 +37,23 @@ def words_before_dashes(target, command) -> tuple[str, ...]:
               help="Run with the target process's environment and PATH (from /proc/1/environ).")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Many targets: plain lines, or one JSON object per target.")
+@copy_options
 @target_options
 @fleet_options
+@all_contexts_option
 @sidecar_options
 @reason_option
 @record_options
-def attach(target, command, stdin, tty, output, selector, all_namespaces, filters, filter_runtime, parallel, fail_fast,
-           **kwargs):
+def attach(target, command, stdin, tty, output, selector, all_namespaces, nodes, filters, filter_runtime, parallel,
+           fail_fast, all_contexts, copy, copy_writable, same_node, **kwargs):
     """Start a debug sidecar next to TARGET; run COMMAND in it, or a shell.
 
     \b
     TARGET is a Docker container (NAME, ID, docker://NAME), a Podman container
     (podman://NAME) or a pod (pod/NAME[/CONTAINER], k8s://NAMESPACE/POD[/CONTAINER]).
+    A target that is not running (exited, restarting, crash-looping): --copy
+    holds a copy of it with its program not started; `target start` in the
+    sidecar runs it. image/REF (podman://image/REF) does the same for an image.
     With a COMMAND (after --), its stdout and stderr are streamed and
     debugkit exits with its exit code. Without one, on a terminal, you get
     an interactive shell. The target's filesystem is at /proc/1/root
@@ -57,16 +63,24 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     Many targets at once, in parallel, each with its own line and exit code:
       deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME   (Kubernetes workloads)
       -l SELECTOR [-A]                                (pods by label, no TARGET)
+      -l SELECTOR --nodes --profile node              (nodes by label: a pod on each)
       --filter label=K=V [--runtime podman]           (Docker, Podman)
       compose/PROJECT[/SERVICE], podman://compose/... (Compose labels)
     --parallel N at a time (default 8); --fail-fast starts no new target after a
     failure. Exit status: 0 if every target passed, 1 if one failed, or debugkit's
     own error code when no target could be reached. -o json: one object per target.
+
+    \b
+    Several clusters at once, a command in each (lines and JSON name the context):
+      --context a,b,c     --all-contexts
+    A cluster that fails is reported once with its reason; the others go on.
+    node/NAME: a pod on that node with its processes, network and / at /host; only with
+    --profile node (read-only, no added capability) or --profile sysadmin typed.
     """
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
     from debugkit.core.errors import InvalidInput
-    from debugkit.core.targets import parse_many
+    from debugkit.core.targets import WorkloadRef, parse_many
 
     parallel = parse_parallel(parallel)
     if selector is not None or filters:
@@ -80,16 +94,26 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
     elif target is None:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
     many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
-                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
+                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces, nodes=nodes,
                       filters=tuple(filters), filter_runtime=filter_runtime)
-    if many is not None:
+    if many is not None and copy and not isinstance(many, WorkloadRef):
+        raise InvalidInput(f"--copy takes one target, not {many}: name one pod, container or workload")
+    from debugkit.cli.contexts import attach_contexts, requested
+
+    names = requested(kwargs, all_contexts)
+    if names is not None:
+        if copy:
+            raise InvalidInput("--copy takes one target in one cluster: give one --context")
+        return attach_contexts(target, many, names, tuple(command), stdin=stdin, tty=tty, output=output,
+                               parallel=parallel, fail_fast=fail_fast, **kwargs)
+    if many is not None and not copy:  # (--copy takes one pod of a workload: session/heldcopy.py)
         from debugkit.cli.fleet import attach_many
 
         return attach_many(many, tuple(command), stdin=stdin, tty=tty, output=output, parallel=parallel,
                            fail_fast=fail_fast, **kwargs)
     from debugkit.core.escape import safe
     from debugkit.runtimes.base import Streams, raw_mode
-    from debugkit.session import flow
+    from debugkit.session import flow, heldcopy
     from debugkit.session.signals import signals_as_exceptions
 
     stdin_is_tty = sys.stdin.isatty()
@@ -114,7 +138,17 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
             sys.stderr.flush()
 
     streams = Streams(stdin=sys.stdin.buffer if stdin else None, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+    choice = heldcopy.CopyChoice(copy=copy, writable=copy_writable, same_node=same_node)
     with signals_as_exceptions():
+        if heldcopy.wanted(flags, choice):
+            # The copy is made before the terminal goes raw: its messages end their lines.
+            with heldcopy.held(flags, choice) as (runtime, copy_flags, held_copy):
+                err(f"held copy {held_copy.name} of {held_copy.original}"
+                    f"{' (reused)' if held_copy.reused else ''}: `target start` runs its program")
+                if tty:
+                    with raw_mode(sys.stdin.fileno()):
+                        return flow.attach(copy_flags, streams, announce=announce, runtime=runtime)
+                return flow.attach(copy_flags, streams, announce=announce, runtime=runtime)
         if tty:
             with raw_mode(sys.stdin.fileno()):
                 return flow.attach(flags, streams, announce=announce)
@@ -131,8 +165,14 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, filter
               shell_complete=complete_profile)
 @click.option("--custom", metavar="FILE", help="Kubernetes: the partial container spec to show merged.",
               shell_complete=complete_file)
-def inspect(target, output, **kwargs):
-    """Show who TARGET runs as, where that came from, and how attach would run."""
+@all_contexts_option
+def inspect(target, output, all_contexts, **kwargs):
+    """Show who TARGET runs as, where that came from, and how attach would run.
+    --context a,b,c or --all-contexts: in each of those clusters, one record each."""
+    from debugkit.cli.contexts import inspect_contexts, requested
     from debugkit.session import flow
 
+    names = requested(kwargs, all_contexts)
+    if names is not None:
+        return inspect_contexts(target, names, output, kwargs)
     render(flow.inspect(sidecar_flags(target, **kwargs)), output)

@@ -137,6 +137,19 @@ def sidecar_options(func):
     return func
 
 
+def copy_options(func):
+    """--copy, --copy-writable, --same-node: debug a target that is not running through a held copy."""
+    func = click.option("--copy", is_flag=True,
+                        help="Debug a held copy of TARGET (running, restarting, exited or crash-looping): its "
+                             "image, env, mounts (read-only), user and networks, with the program not started; "
+                             "`target start` in the sidecar runs it. Removed at the end unless --keep-alive.")(func)
+    func = click.option("--copy-writable", is_flag=True,
+                        help="With --copy: volumes and bind mounts as writable as the original's (audited).")(func)
+    func = click.option("--same-node", is_flag=True,
+                        help="With --copy of a pod: run the copy on the original's node.")(func)
+    return func
+
+
 def reason_option(func):
     """--reason: why, kept in the audit log and on the sidecar (label, DEBUGKIT_REASON)."""
     return click.option("--reason", metavar="TEXT",
@@ -189,6 +202,8 @@ def render(data: dict, output: str) -> None:
             for src in value:
                 if "error" in src:
                     click.echo(f"  {src['source']:<13} unavailable: {src['error']}")
+                elif src.get("uid") is None:  # read by the sidecar when it starts
+                    click.echo(f"  {src['source']:<13} when the sidecar starts ({'; '.join(src.get('notes') or [])})")
                 else:
                     groups = ",".join(str(g) for g in src.get("groups", []))
                     notes = f"  ({'; '.join(src['notes'])})" if src.get("notes") else ""

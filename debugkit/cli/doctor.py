@@ -29,7 +29,7 @@ def doctor(target, output, namespace, container, kube_context, kubeconfig, docke
     """
     from debugkit import runtimes
     from debugkit.core.errors import InvalidInput
-    from debugkit.core.targets import check_k8s_name, parse_target
+    from debugkit.core.targets import NODE_PROFILES, NodeRef, check_k8s_name, parse_target
     from debugkit.session import doctor as checks
 
     if namespace is not None:
@@ -48,9 +48,11 @@ def doctor(target, output, namespace, container, kube_context, kubeconfig, docke
         takes_namespace = hasattr(ref, "namespace")
         if takes_namespace:
             parse_target(target, runtimes.syntax(), namespace=namespace, container=container)  # bad input: 64 now
+        # A node is planned with the least of its profiles: doctor plans, it never creates.
+        profile = NODE_PROFILES[0] if isinstance(ref, NodeRef) else None
         flags = sidecar_flags(target, namespace=namespace if takes_namespace else None, container=container,
                               kube_context=kube_context, kubeconfig=kubeconfig, docker_host=docker_host,
-                              docker_context=docker_context)
+                              docker_context=docker_context, profile=profile)
     results = checks.run(flags=flags, connection=where, namespace=namespace)
     ok = checks.passed(results)
     if output == "json":

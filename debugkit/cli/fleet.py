@@ -31,6 +31,9 @@ def fleet_options(func):
     func = click.option("-l", "--selector", metavar="SELECTOR",
                         help="Kubernetes: every running pod matching this label selector.")(func)
     func = click.option("-A", "--all-namespaces", is_flag=True, help="With -l: in every namespace.")(func)
+    func = click.option("--nodes", is_flag=True,
+                        help="With -l: the Kubernetes nodes whose labels match (a node debugging pod on each; "
+                             "needs --profile node or sysadmin).")(func)
     func = click.option("--filter", "filters", multiple=True, metavar="label=K[=V]",
                         help="Docker/Podman: every running container with this label (repeatable).")(func)
     func = click.option("--runtime", "filter_runtime", type=runtime_names(where=_with_label_sets), default=None,
@@ -82,7 +85,7 @@ class Display:
             if o.error:
                 status.append(f" {safe(o.error['message'])[:80]}")
             elapsed = o.elapsed()
-            table.add_row(SYMBOL.get(o.status, "?"), Text(safe(o.target)), status, code,
+            table.add_row(SYMBOL.get(o.status, "?"), Text(safe(o.label)), status, code,
                           f"{elapsed:.1f}s" if o.started is not None else "")
         return table
 
@@ -90,7 +93,7 @@ class Display:
         """(line, goes to stdout) of a finished target: its output, prefixed, then its status."""
         from debugkit.core.escape import safe
 
-        prefix = safe(outcome.target)
+        prefix = safe(outcome.label)
         lines = [(f"{prefix}: {line}", True) for line in outcome.stdout.splitlines()]
         lines += [(f"{prefix}: [stderr] {line}", False) for line in outcome.stderr.splitlines()]
         if outcome.error:
@@ -160,6 +163,7 @@ def parse_parallel(value) -> int:
 def _runner(many, kwargs):
     """(options, shared runtime, members, skipped, cleanup) for a reference that names many."""
     from debugkit.cli.common import sidecar_flags
+    from debugkit.core.options import check_node_flags
     from debugkit.session import fleet, flow
 
     base = sidecar_flags(str(many), **kwargs)
@@ -168,6 +172,7 @@ def _runner(many, kwargs):
         # anything is listed.
         flow.check_flags(many.runtime, base)
         flow.check_reason(base)
+        check_node_flags(many, base)  # -l ... --nodes: refused once, before any node is listed
         runtime = fleet.runtime_for(many, base.connection)
         members, skipped = fleet.expand(many, runtime)
         fleet.require_members(many, members, skipped)
@@ -192,11 +197,13 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
 
     def work(member, outcome):
         out, errors = fleet.Capture(), fleet.Capture()
-        flags = base.evolve(target=str(member.ref), namespace=None, container=None, command=command)
+        # A pod's reference carries its namespace; a node's does not (it is where its pod goes).
+        flags = base.evolve(target=str(member.ref), namespace=getattr(member.ref, "namespace", None), container=None,
+                            command=command)
         try:
             # The fleet says why a target went away itself, with its own names (fleet.explain_failure).
             outcome.exit_code = flow.attach(flags, Streams(stdin=None, stdout=out, stderr=errors), runtime=runtime,
-                                            explain_gone=False)
+                                            explain_gone=False, interruption=runner.interruption)
             outcome.status = "passed" if outcome.exit_code == 0 else "failed"
         finally:
             outcome.stdout, outcome.stderr = out.text(), errors.text()
@@ -226,7 +233,7 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
     record = {"runbook": book.path, "runbook_sha256": book.sha256}
 
     def work(member, outcome):
-        flags = base.evolve(target=str(member.ref), namespace=None, container=None)
+        flags = base.evolve(target=str(member.ref), namespace=getattr(member.ref, "namespace", None), container=None)
         with flow.exec_session(flags, record=record, runtime=runtime) as session:
             outcome.report = execute.execute(book, values, session)
             recording.keep_report(session, outcome.report.as_dict())

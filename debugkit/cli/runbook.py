@@ -9,13 +9,15 @@ anything above `restricted` runs only when the same `--profile` is typed.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 import click
 
-from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, reason_option, record_options,
-                                 sidecar_flags, target_options)
+from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, copy_options, reason_option,
+                                 record_options, sidecar_flags, target_options)
+from debugkit.cli.contexts import all_contexts_option
 from debugkit.cli.fleet import fleet_options
 
 OUTPUTS = click.Choice(["text", "markdown", "json"])
@@ -66,10 +68,12 @@ def granted_profile(book, flag: str | None) -> str:
 @click.option("--profile", type=click.Choice(PROFILE_NAMES), default=None,
               help="Security profile. A runbook that asks for more than restricted runs only with this flag.")
 @fleet_options
+@all_contexts_option
+@copy_options
 @reason_option
 @record_options
-def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, filters,
-        filter_runtime, parallel, fail_fast, **kwargs):
+def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, all_namespaces, nodes, filters,
+        filter_runtime, parallel, fail_fast, all_contexts, copy, copy_writable, same_node, **kwargs):
     """Run the runbook NAME (bundled or configured) or PATH against TARGET in one sidecar.
 
     Exit status: 0 if every step not marked continue_on_failure passed, 1 if one
@@ -79,10 +83,15 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     TARGET may name many (deploy/NAME, compose/PROJECT, or -l SELECTOR, --filter
     label=K=V instead of a TARGET): the runbook runs on each, --parallel N at a time,
     and --report writes one fleet report (a summary table, then each target's steps).
+    --context a,b,c or --all-contexts: in each of those clusters too.
+    node/NAME with --profile node: the bundled `node` runbook checks a node's health.
+    --copy runs it against a held copy of TARGET (one that is not running, too): its
+    steps may run `target start` to start the original program.
     """
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
-    from debugkit.core.targets import parse_many
+    from debugkit.core.errors import InvalidInput
+    from debugkit.core.targets import WorkloadRef, parse_many
     from debugkit.runbook import execute, load, render, report, variables
     from debugkit.session import config, flow, recording
     from debugkit.session.signals import signals_as_exceptions
@@ -91,7 +100,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     if target is None and selector is None and not filters:
         raise click.UsageError("no TARGET given (or -l SELECTOR, or --filter label=K=V)")
     many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
-                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces,
+                      container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces, nodes=nodes,
                       filters=tuple(filters), filter_runtime=filter_runtime)
     flags = sidecar_flags(target if many is None else str(many), profile=profile, **kwargs)
     # Everything that can be refused is refused here, before any engine is contacted.
@@ -103,7 +112,17 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
         if report_path is not None:
             report.check_report_path(report_path)
 
-    if many is not None:
+    if many is not None and copy and not isinstance(many, WorkloadRef):
+        raise InvalidInput(f"--copy takes one target, not {many}: name one pod, container or workload")
+    from debugkit.cli.contexts import requested, runbook_contexts
+
+    names = requested(kwargs, all_contexts)
+    if names is not None:
+        if copy:
+            raise InvalidInput("--copy takes one target in one cluster: give one --context")
+        return runbook_contexts(target, many, names, book, values, output=output, report_path=report_path,
+                                parallel=parallel, fail_fast=fail_fast, profile=flags.profile, **kwargs)
+    if many is not None and not copy:  # (--copy takes one pod of a workload: session/heldcopy.py)
         from debugkit.cli.fleet import runbook_many
 
         return runbook_many(many, book, values, output=output, report_path=report_path, parallel=parallel,
@@ -116,8 +135,15 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
         if live:
             click.echo(render.step_text(result, len(shown)))
 
-    with signals_as_exceptions():
-        with flow.exec_session(flags, record={"runbook": book.path, "runbook_sha256": book.sha256}) as session:
+    from debugkit.session import heldcopy
+
+    choice = heldcopy.CopyChoice(copy=copy, writable=copy_writable, same_node=same_node)
+    with signals_as_exceptions(), contextlib.ExitStack() as stack:
+        runtime = None
+        if heldcopy.wanted(flags, choice):
+            runtime, flags, _held = stack.enter_context(heldcopy.held(flags, choice))
+        with flow.exec_session(flags, record={"runbook": book.path, "runbook_sha256": book.sha256},
+                               runtime=runtime) as session:
             if live:
                 for line in render.header_lines(execute.Report(book, values,
                                                                facts=execute.plan_facts(session.plan))):

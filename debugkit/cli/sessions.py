@@ -6,6 +6,7 @@ import json
 import click
 
 from debugkit.cli.common import RUNTIME_CHOICE, age, complete_namespace, connection, err, kube_options
+from debugkit.cli.contexts import all_contexts_option
 
 
 def _cluster_options(func):
@@ -22,28 +23,69 @@ def _warn(message: str) -> None:
 @click.command("ps")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_cluster_options
-def ps_command(output, runtime, namespace, **where):
-    """List debug sessions: Docker and Podman sidecars, Kubernetes debug containers."""
-    from debugkit.core.escape import safe
-    from debugkit.session import lifecycle
+@all_contexts_option
+def ps_command(output, runtime, namespace, all_contexts, **where):
+    """List debug sessions: Docker and Podman sidecars, Kubernetes debug containers and node
+    debugging pods. --context a,b,c or --all-contexts: in each of those clusters."""
+    from debugkit.session import contexts, lifecycle
+
+    names = contexts.requested(where.get("kube_context"), all_contexts)
+    if names is not None:
+        return ps_contexts(names, output=output, choice=runtime, namespace=namespace, where=where)
 
     failed: list = []  # under --runtime auto: the runtimes that failed, raised once the others' rows show
     rows = lifecycle.sessions(runtime, connection=connection(**where), namespace=namespace, failed=failed)
     if failed and not rows:
         lifecycle.raise_failed(failed)  # no table: an empty one would read as "no sessions"
+    render_rows(rows, output)
+    lifecycle.raise_failed(failed)
+
+
+def render_rows(rows, output: str, *, contexts: bool = False) -> None:
+    """ps's table (with a CONTEXT column when several contexts were asked) or JSON."""
+    from debugkit.core.escape import safe
+
     if output == "json":
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
-        lifecycle.raise_failed(failed)
         return
-    click.echo(f"{'RUNTIME':<11}{'SESSION':<10}{'TARGET':<32}{'USER':<13}{'PROFILE':<11}{'AGE':<6}{'STATE':<11}"
-               f"{'REUSE':<12}{'CLI':<16}REASON")
+    context_header = f"{'CONTEXT':<20}" if contexts else ""
+    click.echo(f"{context_header}{'RUNTIME':<11}{'SESSION':<10}{'TARGET':<32}{'USER':<13}{'PROFILE':<11}{'AGE':<6}"
+               f"{'STATE':<11}{'REUSE':<12}{'CLI':<16}REASON")
     for r in rows:
         cli_state = {True: f"alive ({r.cli_pid})", False: f"gone ({r.cli_pid})", None: "-"}[r.cli_alive]
         target = safe(f"{r.namespace}/{r.target}" if r.namespace else r.target)
         # The reason is read back from a label or the pod spec: anyone with access may have set it.
         reason = safe(r.reason)[:60] if r.reason else "-"
-        click.echo(f"{r.runtime:<11}{safe(r.session):<10}{target[:31]:<32}{safe(r.user):<13}{safe(r.profile):<11}"
-                   f"{age(r.age_s):<6}{safe(r.state):<11}{reuse_column(r):<12}{cli_state:<16}{reason}")
+        context = f"{safe(r.context or '-')[:19]:<20}" if contexts else ""
+        click.echo(f"{context}{r.runtime:<11}{safe(r.session):<10}{target[:31]:<32}{safe(r.user):<13}"
+                   f"{safe(r.profile):<11}{age(r.age_s):<6}{safe(r.state):<11}{reuse_column(r):<12}{cli_state:<16}"
+                   f"{reason}")
+
+
+def ps_contexts(names, *, output: str, choice: str, namespace, where: dict) -> None:
+    """ps in every context, side by side: each row names its context; a context that
+    fails is said once on stderr, after the others' rows, and the command fails with it."""
+    import dataclasses
+
+    from debugkit import runtimes
+    from debugkit.session import contexts, lifecycle
+
+    chosen = runtimes.with_contexts() if choice == "auto" else (choice,)
+    for name in chosen:
+        contexts.check_runtime(name, "--context with several names" if names != contexts.ALL else "--all-contexts")
+    base = connection(**{**where, "kube_context": None})
+    rows, failed = [], []
+    for name in chosen:
+        found = contexts.fan_out(contexts.resolve(names, base, name), lambda context, name=name: lifecycle.sessions(
+            name, connection=contexts.connection_for(base, context), namespace=namespace))
+        for result in found:
+            if result.error is not None:
+                failed.append((f"context {result.context}", result.error))
+                continue
+            rows += [dataclasses.replace(row, context=result.context) for row in result.value]
+    if failed and not rows:
+        lifecycle.raise_failed(failed)
+    render_rows(rows, output, contexts=True)
     lifecycle.raise_failed(failed)
 
 

@@ -230,6 +230,30 @@ def parse_user(value: str | None) -> UserOverride | None:
     return UserOverride(uid, gid, value)
 
 
+def check_node_flags(target: TargetRef, flags: "Flags") -> None:
+    """Node debugging is privileged by nature: it runs only when --profile node or sysadmin
+    is typed (never from a config file or a runbook: `flags.profile` is the flag as typed),
+    and the profile `node` means nothing elsewhere. Pure: said before anything is contacted."""
+    from debugkit.core.profiles import NODE_ONLY
+    from debugkit.core.targets import NODE_PROFILES, NodeRef, NodeSetRef
+
+    if not isinstance(target, (NodeRef, NodeSetRef)):
+        if flags.profile in NODE_ONLY:
+            raise InvalidInput(f"--profile {flags.profile} applies to node/NAME targets only")
+        return
+    if flags.profile not in NODE_PROFILES:
+        typed = f" (--profile {flags.profile} is not one)" if flags.profile else ""
+        raise InvalidInput(f"debugging {target} needs --profile node (host PID and network namespaces, the host's / "
+                           f"read-only at /host) or --profile sysadmin (privileged, /host writable) on the command "
+                           f"line{typed}")
+    refused = [flag for flag, value in (("--user", flags.user), ("--custom", flags.custom),
+                                        ("--keep-alive", flags.keep_alive),
+                                        ("--target-env", flags.target_env or None)) if value is not None]
+    if refused:
+        raise InvalidInput(f"{refused[0]} does not apply to {target}: a node debugging pod runs as root and ends "
+                           f"with its session")
+
+
 def sidecar_options(
     *,
     target: TargetRef,

@@ -41,6 +41,12 @@ def run_as_root(spec: SidecarSpec) -> SidecarSpec:
     return spec.evolve(run_as_root=True)
 
 
+def keep_default_capabilities(spec: SidecarSpec) -> SidecarSpec:
+    # The container runtime's default set, none added: what kubectl debug node's `general`
+    # profile gives, and what reading the host's processes and files as root needs.
+    return spec.evolve(cap_drop=(), cap_add=(), privileged=False)
+
+
 def privileged(spec: SidecarSpec) -> SidecarSpec:
     return spec.evolve(
         privileged=True, run_as_root=True, cap_drop=(), no_new_privileges=False,
@@ -63,14 +69,21 @@ PROFILES: dict[str, tuple[str, tuple[Edit, ...]]] = {
         (drop_all_capabilities, forbid_privilege_escalation, read_only_root,
          run_as_root, add_capabilities("SYS_PTRACE")),
     ),
+    "node": (
+        "node/NAME only: root in the host's PID and network namespaces, the host's / read-only at /host, "
+        "no added capabilities; needs PodSecurity privileged",
+        (keep_default_capabilities, forbid_privilege_escalation, read_only_root, run_as_root),
+    ),
     "sysadmin": (
-        "privileged root: everything; never a default, only when named explicitly",
+        "privileged root: everything (on node/NAME: /host writable); never a default, only when named explicitly",
         (privileged,),
     ),
 }
 
 
 PROFILE_NAMES = tuple(PROFILES)
+# Profiles that only a node debugging pod takes (node/NAME): a debug container has no host to mount.
+NODE_ONLY = ("node",)
 
 
 def apply_profile(spec: SidecarSpec, name: str) -> SidecarSpec:

@@ -4,6 +4,8 @@
     SCHEME://NAME                a container on the runtime that owns the scheme (docker://, podman://)
     pod/NAME[/CONTAINER]         a pod (namespace from -n or the context)
     k8s://NAMESPACE/POD[/CTR]    a pod in a namespace
+    node/NAME                    a Kubernetes node (a debugging pod on it, in -n or the context's namespace)
+    image/REF, SCHEME://image/REF  an image, with no container at all (attach runs a held copy of it)
 
 Which runtime owns which way of writing a target is not decided here: the runtime registry
 (debugkit.runtimes) builds a `TargetSyntax` from its entries, and every parser takes one.
@@ -21,9 +23,14 @@ from debugkit.core.errors import InvalidInput
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# An image reference as engines write it: [registry[:port]/]path[:tag][@algorithm:digest].
+_IMAGE_REF = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]*$")
+# A container name never has a slash: image/REF cannot be one.
+IMAGE_PREFIX = "image/"
 # The pod shape's own ways of writing a target (its runtime comes from the registry).
 POD_SCHEME = "k8s://"
 POD_KINDS = ("pod", "pods", "po")
+NODE_KINDS = ("node", "nodes", "no")
 
 
 class TargetSyntax(NamedTuple):
@@ -64,6 +71,22 @@ class ContainerRef:
 
 
 @dataclass(frozen=True)
+class ImageRef:
+    """An image on a container engine, debugged through a held copy (no container yet)."""
+
+    image: str
+    runtime: str = ""
+    scheme: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{IMAGE_PREFIX}{self.image}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}{IMAGE_PREFIX}{self.image}"
+
+
+@dataclass(frozen=True)
 class PodRef:
     pod: str
     container: str | None = None
@@ -75,6 +98,26 @@ class PodRef:
         if self.namespace:
             return f"{POD_SCHEME}{self.namespace}/{self.pod}{ctr}"
         return f"pod/{self.pod}{ctr}"
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A node of the pods' runtime: debugged from a pod pinned to it that shares its PID and
+    network namespaces and mounts its root filesystem (privileged by nature: it runs only
+    with --profile node or sysadmin typed on the command line). `namespace`: where that pod
+    goes (-n), else the context's."""
+
+    node: str
+    namespace: str | None = None
+    runtime: str = ""
+
+    def __str__(self) -> str:
+        return f"node/{self.node}"
+
+
+# The profiles a node debugging pod runs with, and only when typed: host namespaces and a
+# read-only /host (node), or privileged with /host writable (sysadmin).
+NODE_PROFILES = ("node", "sysadmin")
 
 
 @dataclass(frozen=True)
@@ -108,6 +151,20 @@ class SelectorRef:
 
 
 @dataclass(frozen=True)
+class NodeSetRef:
+    """Nodes matching a label selector (-l SELECTOR --nodes): a node debugging pod on each,
+    in `namespace` (or the context's)."""
+
+    selector: str
+    namespace: str | None = None
+    runtime: str = ""
+    noun = "nodes"
+
+    def __str__(self) -> str:
+        return f"-l {self.selector} --nodes"
+
+
+@dataclass(frozen=True)
 class ContainerSetRef:
     """Containers on a container engine chosen by labels (--filter label=K=V, or a Compose
     project and service, which are labels too)."""
@@ -122,8 +179,8 @@ class ContainerSetRef:
         return self.description or " ".join(f"label={label}" for label in self.labels)
 
 
-TargetRef = Union[ContainerRef, PodRef]
-ManyRef = Union[WorkloadRef, SelectorRef, ContainerSetRef]
+TargetRef = Union[ContainerRef, PodRef, NodeRef, ImageRef]
+ManyRef = Union[WorkloadRef, SelectorRef, NodeSetRef, ContainerSetRef]
 
 WORKLOAD_KINDS = {
     "deploy": "deployments", "deployment": "deployments", "deployments": "deployments",
@@ -144,7 +201,8 @@ _SELECTOR_TERM = re.compile(r"^!?[A-Za-z0-9./_-]+(\s*(=|==|!=)\s*[A-Za-z0-9._-]*
 
 def parse_many(ref: str | None, syntax: TargetSyntax, *, namespace: str | None = None,
                container: str | None = None, selector: str | None = None, all_namespaces: bool = False,
-               filters: tuple[str, ...] = (), filter_runtime: str | None = None) -> ManyRef | None:
+               filters: tuple[str, ...] = (), filter_runtime: str | None = None,
+               nodes: bool = False) -> ManyRef | None:
     """A reference that names many targets, or None when `ref` names one (parse_target).
     deploy/NAME sts/NAME ds/NAME rs/NAME job/NAME; -l SELECTOR [--all-namespaces];
     --filter label=K=V [--runtime NAME]; compose/PROJECT[/SERVICE] (SCHEME://compose/... too).
@@ -156,6 +214,17 @@ def parse_many(ref: str | None, syntax: TargetSyntax, *, namespace: str | None =
         raise InvalidInput("--runtime goes with --filter (a TARGET names its own runtime: SCHEME://NAME)")
     if all_namespaces and selector is None:
         raise InvalidInput("--all-namespaces goes with -l/--selector")
+    if nodes:
+        if selector is None:
+            raise InvalidInput("--nodes goes with -l/--selector: the nodes whose labels match it")
+        if all_namespaces or container is not None:
+            raise InvalidInput("--all-namespaces and --container apply to pods, not to --nodes")
+        if syntax.pods is None:
+            raise InvalidInput("--nodes needs a runtime with pods, and none is registered")
+        check_selector(selector)
+        if namespace is not None:
+            check_k8s_name("namespace", namespace, selector, label=True)
+        return NodeSetRef(selector=selector, namespace=namespace, runtime=syntax.pods)
     if all_namespaces and namespace:
         raise InvalidInput("--all-namespaces and --namespace contradict each other")
     if selector is not None:
@@ -225,6 +294,11 @@ def names_a_pod(text: str) -> bool:
     return text.startswith(POD_SCHEME) or (text.partition("/")[0] in POD_KINDS and "/" in text)
 
 
+def names_a_node(text: str) -> bool:
+    """Whether `text` is written as a node (node/NAME)."""
+    return text.partition("/")[0] in NODE_KINDS and "/" in text
+
+
 def check_selector(selector: str) -> str:
     """Kubernetes' label selector syntax: terms separated by commas (=, ==, !=, in, notin, !key)."""
     if not selector.strip():
@@ -278,6 +352,14 @@ def parse_target(ref: str, syntax: TargetSyntax, *, namespace: str | None = None
         if namespace and namespace != ns:
             raise InvalidInput(f"target {ref!r} names namespace {ns!r} but --namespace is {namespace!r}")
         return _pod(ref, pod, ctr, ns, container, syntax.pods)
+    if syntax.pods is not None and names_a_node(ref):
+        name = ref.split("/", 1)[1]
+        if not name or "/" in name:
+            raise InvalidInput(f"invalid target {ref!r}: expected node/NAME")
+        if container is not None:
+            raise InvalidInput(f"--container applies to pods, not to a node ({ref!r})")
+        check_k8s_name("node", name, ref)
+        return NodeRef(node=name, namespace=namespace, runtime=syntax.pods)
     if syntax.pods is not None and names_a_pod(ref):
         parts = ref.split("/", 1)[1].split("/")
         if len(parts) not in (1, 2) or not all(parts):
@@ -296,6 +378,11 @@ def parse_target(ref: str, syntax: TargetSyntax, *, namespace: str | None = None
     if container:
         raise InvalidInput(f"--container applies to {pods} targets (pod/NAME/CONTAINER); this is a {runtime} "
                            f"target")
+    if ref.startswith(IMAGE_PREFIX):
+        image = ref[len(IMAGE_PREFIX):]
+        if not _IMAGE_REF.match(image) or len(image) > 512:
+            raise InvalidInput(f"invalid image reference {image!r}: expected image/[REGISTRY/]NAME[:TAG][@DIGEST]")
+        return ImageRef(image, runtime=runtime, scheme=syntax.scheme_of(runtime))
     if not _CONTAINER_NAME.match(ref) or len(ref) > 255:
         raise InvalidInput(f"invalid {title} container name or ID {ref!r}")
     return ContainerRef(ref.lstrip("/"), runtime=runtime, scheme=syntax.scheme_of(runtime))

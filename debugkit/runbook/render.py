@@ -157,7 +157,8 @@ def fleet_summary_rows(entries: list[dict]) -> list[str]:
         report = e.get("report")
         totals = report.totals() if report is not None else {}
         note = (e.get("error") or {}).get("message", "")
-        rows.append(f"| {_md_cell(e['target'])} | {e['status'].upper()} | {totals.get('passed', '-')} | "
+        label = (f"[{e['context']}] " if e.get("context") else "") + e["target"]
+        rows.append(f"| {_md_cell(label)} | {e['status'].upper()} | {totals.get('passed', '-')} | "
                     f"{totals.get('failed', '-')} | {e.get('duration_s', 0):.2f}s | {_md_cell(note)} |")
     return rows
 
@@ -171,7 +172,8 @@ def render_fleet_markdown(runbook: Runbook, entries: list[dict]) -> str:
                                                                     else ""), ""]
     out += fleet_summary_rows(entries)
     for e in entries:
-        out += ["", f"## {e['target']}: {e['status'].upper()}", ""]
+        where = f"[{e['context']}] " if e.get("context") else ""
+        out += ["", f"## {where}{e['target']}: {e['status'].upper()}", ""]
         if e.get("error"):
             verb = "Cut short" if e.get("report") is not None else "Not run"
             out += [f"{verb}: {e['error']['message']} (exit {e['error']['exit_code']})", ""]
@@ -189,7 +191,8 @@ def render_fleet_json(runbook: Runbook, entries: list[dict]) -> str:
         "runbook": {"name": runbook.name, "source": runbook.source, "file": runbook.path, "sha256": runbook.sha256},
         "targets": len(entries),
         "passed": sum(1 for e in entries if e["status"] == "passed"),
-        "results": [{"target": e["target"], "namespace": e.get("namespace"), "container": e.get("container"),
+        "results": [{**({"context": e["context"]} if e.get("context") else {}),
+                     "target": e["target"], "namespace": e.get("namespace"), "container": e.get("container"),
                      "status": e["status"], "duration_s": round(e.get("duration_s", 0), 3), "error": e.get("error"),
                      "report": e["report"].as_dict() if e.get("report") is not None else None}
                     for e in entries],

@@ -29,8 +29,11 @@ from debugkit.runtimes.types import (  # noqa: F401 - re-exported: the protocol'
     WARN,
     Admission,
     CheckResult,
+    CopyPlan,
+    CopyRequest,
     Draft,
     Expansion,
+    HeldCopy,
     IdentitySource,
     Located,
     Member,
@@ -44,7 +47,8 @@ from debugkit.runtimes.types import (  # noqa: F401 - re-exported: the protocol'
     checked,
 )
 
-__all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission", "CheckResult", "Draft", "Expansion",
+__all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission", "CheckResult", "CopyPlan",
+           "CopyRequest", "Draft", "Expansion", "HeldCopy", "HOLDER_SOURCE", "LABEL_COPY_OF", "LABEL_COPY_KEEP",
            "IdentitySource", "Located", "Member", "Plan", "ResolvedTarget", "SessionRow", "SidecarImage", "Streams",
            "TargetReport", "Translation", "checked", "BoundedCapture", "ExecResult", "ExecSession", "Preferences",
            "Runtime", "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch",
@@ -64,9 +68,18 @@ HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # io.debugkit.helper-protocol): 2 added reap --watch-stdin, 3 reap --guard, 4 relay --mux
 # (port-forward over one exec), tar-out's exit 6 for a device, FIFO or socket, exit 64
 # (HELPER_USAGE) for arguments it does not understand, and a helper that is not dumpable
-# (the target cannot open its output). 5 is the copy branch's. 6 added `steps` (a runbook's
-# steps over one exec, runtimes/steps.py).
+# (the target cannot open its output); 5 hold, install-holder and target (held copies:
+# attach --copy, attach image/REF), with a readable copy at HOLDER_SOURCE; 6 `steps` (a
+# runbook's steps in one process, runtimes/steps.py).
 HELPER_PROTOCOL = 6
+# The toolbox's readable copy of the helper, which a held copy runs as its main process
+# (`debugkit-helper hold -- PROGRAM`): it must stay dumpable, so it cannot be the
+# execute-only one, and an init container must be able to copy it.
+HOLDER_SOURCE = "/usr/local/lib/debugkit/debugkit-helper"
+# A held copy's labels (Docker, Podman) or annotations (Kubernetes): the original's ID,
+# and "true" when --keep-alive keeps it for a later session of the same person.
+LABEL_COPY_OF = "io.debugkit.copy-of"
+LABEL_COPY_KEEP = "io.debugkit.copy-keep"
 # The helper's exit code for arguments it does not understand (sysexits' EX_USAGE), kept
 # apart from every answer it gives (2: no such file, nothing listening): such a helper does
 # not match this debugkit.
@@ -290,6 +303,25 @@ class Runtime(abc.ABC):
         through the sidecar."""
         return None
 
+    # -- held copies (attach --copy, attach image/REF) -----------------------------------------------
+
+    def plan_copy(self, request: CopyRequest) -> CopyPlan:
+        """The held copy of `request.ref` as this runtime would create it, from a pure
+        translation of the original's runnable spec (its image, entrypoint and command, env,
+        user, working directory, mounts read-only unless `writable`, networks without
+        published ports), with debugkit-helper hold as its main process; and a kept copy of
+        this person's to reuse, when `request.keep`. Creates nothing. The original may be
+        running, restarting, exited or crash-looping; it is only read."""
+        raise InvalidInput(f"{self.name} cannot make a held copy of {request.ref}")
+
+    def hold_copy(self, plan: CopyPlan) -> HeldCopy:
+        """Create (or reuse) the copy and return once its holder runs; whatever a failure
+        half-way leaves is removed. Never touches the original."""
+        raise InvalidInput(f"{self.name} cannot make a held copy")
+
+    def remove_copy(self, copy: HeldCopy) -> None:
+        """Remove the copy and what was made for it (a volume), and nothing else."""
+
     # -- fleets ---------------------------------------------------------------------------------
 
     def expand(self, many: ManyRef) -> Expansion:
@@ -342,6 +374,10 @@ class Runtime(abc.ABC):
 
     def complete_contexts(self, word: str) -> list[str]:
         return []
+
+    def contexts(self) -> list[str]:
+        """Every named context of this runtime's configuration, for --all-contexts (none by default)."""
+        return self.complete_contexts("")
 
     def complete_containers(self, ref: TargetRef, word: str, *, timeout: float) -> list[str]:
         """The containers a target (a pod) holds, for -c."""

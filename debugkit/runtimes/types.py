@@ -155,6 +155,49 @@ class Streams:
     stderr: BinaryIO
 
 
+# -- held copies (attach --copy, attach image/REF) ------------------------------------------------
+
+class CopyRequest(NamedTuple):
+    """What a held copy of a target (or of an image) must be, as the person asked."""
+
+    ref: TargetRef                # the original: a container, a pod, or an image (core.targets.ImageRef)
+    session_id: str
+    local_user: str
+    toolbox: str                  # the image whose readable debugkit-helper holds the copy
+    writable: bool = False        # --copy-writable: volumes and bind mounts as writable as the original's
+    same_node: bool = False       # Kubernetes: keep the original's node
+    keep: bool = False            # --keep-alive: the copy outlives the session, and a later one reuses it
+    timeout: float = 120.0        # seconds for the copy to be held
+
+
+class CopyPlan(NamedTuple):
+    """A held copy as `Runtime.plan_copy` translated it (pure: nothing is created yet)."""
+
+    runtime: str
+    original: str                 # the original as messages and the audit log name it
+    original_id: str              # its container ID, pod UID or image ID
+    name: str                     # the copy's name
+    request: dict                 # the runtime's own create request, from a pure translation
+    program: tuple[str, ...]      # what `target start` runs: the original entrypoint and command
+    dropped: tuple[str, ...] = () # what the copy leaves out, one phrase each ("published ports 8080/tcp")
+    reuse: str | None = None      # a kept copy of this person's to reuse instead (--keep-alive)
+    warnings: tuple[str, ...] = ()
+    details: Any = None           # the runtime's own facts
+
+
+class HeldCopy(NamedTuple):
+    """A held copy that exists: attach runs against `target`."""
+
+    runtime: str
+    original: str
+    original_id: str
+    name: str
+    id: str
+    target: str                   # the copy as a target reference (what attach is given)
+    reused: bool = False
+    details: Any = None
+
+
 # -- ps and gc -------------------------------------------------------------------------------------
 
 @dataclass
@@ -178,6 +221,7 @@ class SessionRow:
     reusable: bool = False             # started with a keep-alive; later sessions exec into it
     keep_alive_s: int | None = None    # how long it stays once idle before it ends itself
     reason: str | None = None          # --reason of the session that started it (label or DEBUGKIT_REASON)
+    context: str | None = None         # the named context (cluster) it was listed in, when several were
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -235,6 +279,6 @@ def checked(name: str, check: Callable[[], list[CheckResult]]) -> list[CheckResu
                             "rerun with --debug and report it")]
 
 
-__all__ = ["MODES", "ResolvedTarget", "IdentitySource", "Located", "SidecarImage", "Draft", "Translation",
+__all__ = ["CopyRequest", "CopyPlan", "HeldCopy", "MODES", "ResolvedTarget", "IdentitySource", "Located", "SidecarImage", "Draft", "Translation",
            "Admission", "TargetReport", "Plan", "Streams", "SessionRow", "Member", "Expansion", "OK", "FAIL", "WARN",
            "SKIP", "NOT_CONFIGURED", "CheckResult", "checked"]

@@ -50,14 +50,21 @@ class Outcome:
     error: dict | None = None       # {"message": ..., "exit_code": ...}: debugkit's own failure
     report: object = None           # a runbook's Report, when a runbook ran
     started: float | None = None    # time.monotonic() when it started (a live display's clock)
+    context: str | None = None      # the named context (cluster) it is in, when several are
 
     def elapsed(self) -> float:
         if self.status == "running" and self.started is not None:
             return time.monotonic() - self.started
         return self.duration_s
 
+    @property
+    def label(self) -> str:
+        """How output names it: its target, behind its context when there are several."""
+        return f"[{self.context}] {self.target}" if self.context else self.target
+
     def as_dict(self) -> dict:
-        return {"target": self.target, "namespace": self.namespace, "container": self.container,
+        return {**({"context": self.context} if self.context else {}),
+                "target": self.target, "namespace": self.namespace, "container": self.container,
                 "status": self.status, "exit_code": self.exit_code, "duration_s": round(self.duration_s, 3),
                 "stdout": self.stdout, "stderr": self.stderr, "output_truncated": self.truncated,
                 "error": self.error}
@@ -192,6 +199,16 @@ class Fleet:
     _stop: threading.Event = field(default_factory=threading.Event)
     _interrupted: threading.Event = field(default_factory=threading.Event)
     _interrupt_code: int = int(ExitCode.INTERRUPTED)
+
+    def interruption(self) -> Interrupted | None:
+        """Once the fleet was interrupted (Ctrl-C, SIGTERM, SIGHUP): the error a member's session
+        ends with, so its audit record says so too; None before. A member's command ends
+        normally when the fleet stops its sidecar, with the code of the signal that stopped it,
+        which is not the reason it ended."""
+        if not self._interrupted.is_set():
+            return None
+        signum = {int(ExitCode.HANGUP): 1, int(ExitCode.TERMINATED): 15}.get(self._interrupt_code, 2)
+        return Interrupted("interrupted before it finished", signum=signum)
 
     def _cut_short(self, outcome: Outcome) -> None:
         outcome.status = "interrupted"

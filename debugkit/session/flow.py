@@ -24,7 +24,7 @@ from debugkit.core.errors import (
     Signalled,
     TargetNotRunning,
 )
-from debugkit.core.options import Flags, SidecarOptions, sidecar_options
+from debugkit.core.options import Flags, SidecarOptions, check_node_flags, sidecar_options
 from debugkit.core.spec import ENV_REASON, new_session_id
 from debugkit.core.targets import parse_target
 from debugkit.runtimes.base import ExecSession, Plan, Runtime, Streams
@@ -54,6 +54,7 @@ def validate(flags: Flags) -> SidecarOptions:
     flag that does not apply to the target's runtime is refused here too. (--record and
     --record-input are the session's, not the sidecar's: see recording_for.)"""
     ref = parse_target(flags.target, runtimes.syntax(), namespace=flags.namespace, container=flags.container)
+    check_node_flags(ref, flags)
     filled = defaults.fill(flags, runtime=ref.runtime, kube_context=flags.connection.kube_context)
     data = load_custom(flags.custom) if flags.custom is not None else None
     check_flags(ref.runtime, flags)
@@ -197,10 +198,13 @@ def plan(flags: Flags, *, mode: str, thorough: bool = False,
 
 
 def attach(flags: Flags, streams: Streams, *, announce: Callable[[Plan], None] | None = None,
-           runtime: Runtime | None = None, explain_gone: bool = True) -> int:
+           runtime: Runtime | None = None, explain_gone: bool = True,
+           interruption: Callable[[], Interrupted | None] | None = None) -> int:
     """Run one command (or an interactive shell) in a sidecar; its exit code. A session
     that fails because its target went away says so (exit 67), not what broke first
-    (`explain_gone=False`: the caller does, as a fleet does with its own names)."""
+    (`explain_gone=False`: the caller does, as a fleet does with its own names).
+    `interruption()`: the fleet's Interrupted once it was interrupted; a command that ended
+    because the fleet stopped it is audited as interrupted, not with the signal's code."""
     mode = "interactive" if flags.tty else "command"
     runtime, the_plan = plan(flags, mode=mode, runtime=runtime)
     if announce:
@@ -211,6 +215,9 @@ def attach(flags: Flags, streams: Streams, *, announce: Callable[[Plan], None] |
             recorded.streams(the_plan, streams, mode=mode) as session_streams:
         with explained(runtime, the_plan) if explain_gone else contextlib.nullcontext():
             code = runtime.run(the_plan, session_streams)
+            cut_short = interruption() if interruption is not None else None
+            if cut_short is not None:
+                raise cut_short
             if code >= KILLED and explain_gone:
                 # Killed by a signal: the kubelet's SIGTERM when the pod is deleted, say.
                 gone = vanished(runtime, the_plan)

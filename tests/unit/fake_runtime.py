@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from debugkit.core.errors import DebugkitError, TargetNotFound, TargetNotRunning
 from debugkit.core.identity import Identity, identity_from_flag
 from debugkit.core.targets import ContainerRef, ContainerSetRef
-from debugkit.runtimes.base import (OK, CheckResult, ExecResult, ExecSession, Expansion, IdentitySource, Located,
-                                    Member, Plan, Preferences, ResolvedTarget, Runtime, RuntimeEntry, SessionRow,
-                                    SidecarImage, Translation)
+from debugkit.runtimes.base import (OK, CheckResult, CopyPlan, ExecResult, ExecSession, Expansion, HeldCopy,
+                                    IdentitySource, Located, Member, Plan, Preferences, ResolvedTarget, Runtime,
+                                    RuntimeEntry, SessionRow, SidecarImage, Translation)
 
 
 @dataclass
@@ -33,6 +33,8 @@ class Engine:
     containers: dict[str, Container] = field(default_factory=dict)
     sidecars: dict[str, SessionRow] = field(default_factory=dict)
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    copies: dict[str, dict] = field(default_factory=dict)   # held copies: name -> what was asked
 
     def add(self, name: str, **kwargs) -> Container:
         self.containers[name] = Container(name, **kwargs)
@@ -129,6 +131,32 @@ class FakeRuntime(Runtime):
     def inspect(self, plan):
         return {"runtime": self.name, "target": plan.target.name, "uid": plan.spec.identity.uid,
                 "request": plan.request}
+
+    # -- held copies: a running container named after the original, that the session attaches to --
+
+    def plan_copy(self, request):
+        found = ENGINE.containers.get(request.ref.name)
+        if found is None:
+            raise TargetNotFound(f"no fake container {request.ref.name!r}")
+        kept = next((name for name, asked in ENGINE.copies.items()
+                     if asked["of"] == found.name and asked["keep"] and request.keep), None)
+        name = f"{found.name}-copy-{request.session_id}"
+        return CopyPlan(runtime=self.name, original=found.name, original_id=f"id-{found.name}", name=name,
+                        request={"of": found.name, "uid": found.uid, "writable": request.writable,
+                                 "keep": request.keep, "toolbox": request.toolbox},
+                        program=("/app",), dropped=("published ports 80/tcp",), reuse=kept)
+
+    def hold_copy(self, plan):
+        name = plan.reuse or plan.name
+        if plan.reuse is None:
+            ENGINE.copies[name] = plan.request
+            ENGINE.add(name, uid=plan.request["uid"])
+        return HeldCopy(runtime=self.name, original=plan.original, original_id=plan.original_id, name=name,
+                        id=f"id-{name}", target=f"fake://{name}", reused=plan.reuse is not None)
+
+    def remove_copy(self, copy):
+        ENGINE.copies.pop(copy.name, None)
+        ENGINE.containers.pop(copy.name, None)
 
     # -- fleets, ps, gc, doctor, completion ----------------------------------------------------------
 

@@ -80,7 +80,7 @@ def test_runbooks_include_the_configured_paths(monkeypatch, tmp_path):
     config.use(None)
     try:
         assert complete.runbooks("d") == ["dns", "disk-full"]
-        assert complete.runbooks("") [:5] == ["dns", "http-health", "processes", "sockets", "tls"]
+        assert complete.runbooks("") [:6] == ["dns", "http-health", "node", "processes", "sockets", "tls"]
     finally:
         config.use(None)
 

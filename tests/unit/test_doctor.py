@@ -45,11 +45,38 @@ def test_profiles_against_each_level(level, uid, admitted):
 
 
 def test_the_rbac_table_is_what_debugkit_uses():
-    required = [(v, r, s) for v, r, s, need, *_ in kube_doctor.RBAC if need]
-    assert required == [("get", "pods", ""), ("patch", "pods", "ephemeralcontainers"), ("get", "pods", "exec"),
-                        ("create", "pods", "exec")]
+    def needed(action):
+        return [(v, r, s) for v, r, s, need, *_ in kube_doctor.RBAC if need and action in need]
+
+    assert needed(kube_doctor.POD) == [("get", "pods", ""), ("patch", "pods", "ephemeralcontainers"),
+                                       ("get", "pods", "exec"), ("create", "pods", "exec")]
+    # Node debugging creates, execs into (websocket: get and create since 1.35) and deletes a pod.
+    assert needed(kube_doctor.NODE) == [("get", "pods", ""), ("get", "pods", "exec"), ("create", "pods", "exec"),
+                                        ("create", "pods", ""), ("delete", "pods", "")]
     unused = [(v, r, s) for v, r, s, need, *_ in kube_doctor.RBAC if need is None]
     assert unused == [("get", "pods", "attach")]
+
+
+def test_webhooks_that_check_pods_but_not_debug_containers_are_named():
+    def hook(name, resources, operations=("CREATE",), groups=("",)):
+        return {"name": name, "rules": [{"apiGroups": list(groups), "apiVersions": ["v1"],
+                                         "operations": list(operations), "resources": list(resources)}]}
+
+    config = {"metadata": {"name": "policies"}, "webhooks": [
+        hook("pods-only.example.com", ["pods"]),
+        hook("every-resource.example.com", ["*"], operations=("*",)),            # `*` has no subresources
+        hook("sees-debug.example.com", ["pods", "pods/ephemeralcontainers"], operations=("CREATE", "UPDATE")),
+        hook("everything.example.com", ["*/*"], operations=("*",), groups=("*",)),
+        hook("pods-star.example.com", ["pods", "pods/*"], operations=("*",)),
+        hook("apps-only.example.com", ["deployments"], groups=("apps",)),
+        hook("debug-create-only.example.com", ["pods", "pods/ephemeralcontainers"], operations=("CREATE",)),
+    ]}
+    found = kube_doctor.webhook_blind_spots(config, "validatingwebhookconfiguration")
+    named = [line.split("webhook ", 1)[1].split(" ", 1)[0] for line in found]
+    # An ephemeral container is added by an UPDATE of pods/ephemeralcontainers.
+    assert named == ["pods-only.example.com", "every-resource.example.com", "debug-create-only.example.com"]
+    assert found[0] == ("validatingwebhookconfiguration policies: webhook pods-only.example.com checks pods (CREATE) "
+                        "but not pods/ephemeralcontainers, so it never sees a debug container")
 
 
 def test_audit_log_checks(tmp_path, monkeypatch):

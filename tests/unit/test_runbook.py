@@ -129,7 +129,7 @@ MALFORMED = [
     ("bad variable name", "name: x\nvars:\n  1A: b\nsteps: [{name: a, run: 'true'}]\n",
      "rb.yaml:3: variable name '1A' must match [A-Za-z_][A-Za-z0-9_]*"),
     ("unknown profile", "name: x\nprofile: root\nsteps: [{name: a, run: 'true'}]\n",
-     "rb.yaml:2: unknown profile 'root' (expected one of: restricted, netadmin, ptrace, sysadmin)"),
+     "rb.yaml:2: unknown profile 'root' (expected one of: restricted, netadmin, ptrace, node, sysadmin)"),
 ]
 
 
@@ -335,7 +335,7 @@ def test_write_atomically_replaces_whole_files_and_leaves_no_temp(tmp_path):
 
 def test_bundled_runbooks_are_valid_and_described():
     names = loader.bundled_names()
-    assert names == ["dns", "http-health", "processes", "sockets", "tls"]
+    assert names == ["dns", "http-health", "node", "processes", "sockets", "tls"]
     for book in loader.bundled():
         assert book.description and book.steps, book.source
         assert book.source in names

@@ -51,7 +51,7 @@ def test_profiles_do_not_mutate_their_input():
 def test_unknown_profile():
     with pytest.raises(InvalidInput, match="restricted"):
         apply_profile(spec(), "godmode")
-    assert set(PROFILES) == {"restricted", "netadmin", "ptrace", "sysadmin"}
+    assert set(PROFILES) == {"restricted", "netadmin", "ptrace", "node", "sysadmin"}
 
 
 def test_demuxer_splits_frames_across_arbitrary_chunks():

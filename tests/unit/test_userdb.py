@@ -177,6 +177,46 @@ def test_the_node_config_digest_is_matched_through_the_local_engines_manifest():
     assert config_digests(Exporter(), "img", digest(b"another")) == set()
 
 
+def test_the_export_is_read_only_until_the_manifest_proves_the_node_image():
+    """The export lists blobs by digest, so layers may come after the manifest: once the
+    manifest names the node's config digest, the layers are not read; an image whose export
+    is larger than the bound is not exported at all."""
+    import hashlib
+    import json
+
+    from debugkit.runtimes.kubernetes.identity import MAX_EXPORT_BYTES, config_digests, exportable
+
+    def digest(data: bytes) -> str:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    config = b'{"config": {}}'
+    manifest = json.dumps({"config": {"digest": digest(config)}, "layers": []}).encode()
+    layer = b"L" * (4 << 20)
+    blobs = {digest(manifest): manifest, "sha256:" + "f" * 64: layer}  # the layer sorts last
+    export = _oci_export(blobs)
+
+    class Body(io.BytesIO):
+        furthest = 0
+
+        def read(self, size=-1):
+            data = super().read(size)
+            Body.furthest = max(Body.furthest, self.tell())
+            return data
+
+    class Exporter:
+        def export_stream(self, image):
+            body = Body(export)
+            return body, body
+
+    assert config_digests(Exporter(), "img", digest(manifest), wanted=digest(config)) == {digest(config)}
+    assert Body.furthest < len(layer)  # stopped at the manifest
+    Body.furthest = 0
+    assert config_digests(Exporter(), "img", digest(manifest), wanted=digest(b"other")) == {digest(config)}
+    assert Body.furthest >= len(layer)  # no proof: read to the end (within the bound)
+    assert exportable({"Size": MAX_EXPORT_BYTES}) and not exportable({"Size": MAX_EXPORT_BYTES + 1})
+    assert exportable({})  # unknown size: try, within the bound
+
+
 class ArchiveAndTop(Archive):
     """... and the engine's top API, for the process source."""
 

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -61,11 +62,18 @@ func init() {
 		{"relay", relayUsage, cmdRelay},
 		{"zombies", zombiesUsage, cmdZombies},
 		{"env", envUsage, cmdEnv},
+		{"hold", holdUsage, cmdHold},
+		{"install-holder", installHolderUsage, cmdInstallHolder},
+		{"target", targetUsage, cmdTarget},
 		{"steps", stepsUsage, cmdSteps},
 	}
 }
 
 func main() {
+	// The toolbox links /usr/local/bin/target to the helper: `target start` in a sidecar.
+	if len(os.Args) > 0 && filepath.Base(os.Args[0]) == "target" {
+		os.Exit(run(append([]string{"target"}, os.Args[1:]...)))
+	}
 	os.Exit(run(os.Args[1:]))
 }
 

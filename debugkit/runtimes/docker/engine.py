@@ -401,6 +401,13 @@ class EngineClient:
                     out.append(event)
         return out
 
+    def create_volume(self, name: str, *, labels: dict) -> dict:
+        return checked(self._json("POST", "/volumes/create", body={"Name": name, "Labels": labels}, kind=dict),
+                       "POST /volumes/create", required=("Name",), Name=str)
+
+    def remove_volume(self, name: str) -> None:
+        self._json("DELETE", f"/volumes/{urllib.parse.quote(name, safe='')}")
+
     def kill(self, container: str, *, signal: str = "TERM") -> None:
         self._json("POST", f"/containers/{container}/kill", params={"signal": signal})
 

@@ -96,6 +96,8 @@ def start_error(text: str) -> DebugkitError:
         return CommandNotExecutable(f"command {what!r} cannot be executed in the sidecar image")
     if "error during container init: %!w(<nil>)" in text:
         return TransientStartFailure(f"the runtime failed to start the sidecar: {text}")
+    if "is restarting, wait until the container is running" in text:  # its restart loop, between two runs
+        return TargetNotRunning(f"the target is restarting, not running: {text}")
     # Podman says a stopped target is a "dependency" of the sidecar that "is not started".
     if ("is not running" in text or "of a non running container" in text or "are not started" in text
             or "is not started" in text

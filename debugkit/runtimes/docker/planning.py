@@ -12,6 +12,7 @@ from debugkit.core.errors import DebugkitError, ImageMissing
 from debugkit.core.imageref import toolbox_ref
 from debugkit.core.reuse import NOT_RECORDED, RUNNING, refusal_line, reuse_refusal
 from debugkit.core.spec import LABEL_MANAGED
+from debugkit.core.targets import ImageRef
 from debugkit.runtimes import reuse_records
 from debugkit.runtimes.base import Draft, Located, ResolvedTarget, SidecarImage, TargetReport, Translation
 from debugkit.runtimes.docker import translate
@@ -39,7 +40,10 @@ class DockerPlanning:
         with self.calls():
             if not thorough and self.api.local:
                 self._inspect_image_ahead(options.sidecar_image)
-            info = self.probe.find_target(options.target.name)
+            if isinstance(options.target, ImageRef):
+                info = self.probe.find_image(options.target.image)
+            else:
+                info = self.probe.find_target(options.target.name, ref=str(options.target))
         target = ResolvedTarget(runtime=self.name, name=info.name, id=info.id, image=info.image)
         return Located(target=target, details=info)
 

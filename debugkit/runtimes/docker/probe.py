@@ -6,6 +6,7 @@ really is this container's) or the engine's top API.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from debugkit.core import identity as ident
 from debugkit.core import userdb
 from debugkit.core.errors import IdentityUnresolved, TargetNotFound, TargetNotRunning
 from debugkit.core.spec import LABEL_MANAGED
-from debugkit.runtimes.base import IdentitySource
+from debugkit.runtimes.base import LABEL_COPY_OF, IdentitySource
 
 # How many symbolic links /etc/passwd may go through (/etc/passwd -> ../usr/share/...).
 MAX_LINK_HOPS = 8
@@ -39,6 +40,7 @@ class TargetInfo:
     etc: userdb.UserDb | None = None
     etc_error: str | None = None
     notes: list[str] = field(default_factory=list)
+    image_only: bool = False      # image/REF: no container; /etc is read through a created, never started, one
 
 
 class ContainerProbe:
@@ -52,7 +54,7 @@ class ContainerProbe:
 
     # -- the target -------------------------------------------------------------------
 
-    def find_target(self, name: str, *, require_running: bool = True) -> TargetInfo:
+    def find_target(self, name: str, *, require_running: bool = True, ref: str | None = None) -> TargetInfo:
         from debugkit.runtimes.docker.engine import EngineNotFound
 
         try:
@@ -63,12 +65,14 @@ class ContainerProbe:
         state = attrs.get("State", {})
         status = state.get("Status", "unknown")
         if require_running and (status != "running" or state.get("Paused")):
-            raise TargetNotRunning(
-                f"container {name!r} is {'paused' if state.get('Paused') else status}, not running",
-                hint=f"start it first: {self.cli} start {name}",
-            )
+            if state.get("Paused"):
+                raise TargetNotRunning(f"container {name!r} is paused, not running",
+                                       hint=f"unpause it first: {self.cli} unpause {name}")
+            raise TargetNotRunning(f"container {name!r} is {status}, not running",
+                                   hint=f"debug it through a held copy: debugkit attach --copy {ref or name}")
         config = attrs.get("Config") or {}
-        if (config.get("Labels") or {}).get(LABEL_MANAGED) == "true":
+        labels = config.get("Labels") or {}
+        if labels.get(LABEL_MANAGED) == "true" and LABEL_COPY_OF not in labels:
             raise TargetNotFound(f"{name!r} is itself a debugkit sidecar; attach to its target instead")
         return TargetInfo(
             id=attrs["Id"],
@@ -80,6 +84,20 @@ class ContainerProbe:
             configured_user=config.get("User") or "",
             group_add=tuple((attrs.get("HostConfig") or {}).get("GroupAdd") or ()),
         )
+
+    def find_image(self, image: str) -> TargetInfo:
+        """An image as a target (image/REF): who a container of it would run as."""
+        from debugkit.runtimes.docker.engine import EngineNotFound
+
+        try:
+            attrs = self.api.inspect_image(image)
+        except EngineNotFound as exc:
+            raise TargetNotFound(f"no image {image!r} in the {self.engine} engine",
+                                 hint=f"{self.cli} pull {image}") from exc
+        config = attrs.get("Config") or {}
+        user = config.get("User") or ""
+        return TargetInfo(id=attrs["Id"], name=image, image=image, image_id=attrs["Id"], pid=0, status="image",
+                          configured_user=user if isinstance(user, str) else "", image_only=True)
 
     def scan_file(self, container_id: str, path: str, scan, *, hops: int = MAX_LINK_HOPS):
         """scan(chunks) over a file of a container, streamed through the archive API (never
@@ -137,10 +155,14 @@ class ContainerProbe:
             return
         if target.etc is not None:
             wanted = wanted.union(target.etc.wanted)
+        container, created = target.id, None
         try:
-            users = self.scan_file(target.id, "/etc/passwd", lambda chunks: userdb.scan_passwd(chunks, wanted))
+            if target.image_only:  # the archive API reads containers: one created, never started
+                created = container = self.api.create_container({"Image": target.id, "Cmd": ["/nonexistent"],
+                                                                 "Labels": {LABEL_MANAGED: "probe"}})["Id"]
+            users = self.scan_file(container, "/etc/passwd", lambda chunks: userdb.scan_passwd(chunks, wanted))
             names = {u.name for u in users or ()}
-            groups = self.scan_file(target.id, "/etc/group",
+            groups = self.scan_file(container, "/etc/group",
                                     lambda chunks: userdb.scan_group(chunks, wanted, names))
         except userdb.Unreadable as exc:
             target.etc_error = str(exc)
@@ -148,6 +170,10 @@ class ContainerProbe:
         except EngineError as exc:
             target.etc_error = f"the engine would not give the image's /etc/passwd: {exc.explanation}"
             return
+        finally:
+            if created is not None:
+                with contextlib.suppress(EngineError, OSError):
+                    self.api.remove_container(created, force=True)
         target.etc = userdb.UserDb(users or (), groups or (), users is not None, groups is not None, wanted)
 
     def etc(self, target: TargetInfo) -> userdb.UserDb:
@@ -174,6 +200,8 @@ class ContainerProbe:
             return None
 
     def process_identity(self, target: TargetInfo) -> ident.Identity:
+        if target.image_only:
+            raise IdentityUnresolved("an image has no process; a container of it starts as the image's USER")
         status = self.local_proc_status(target)
         if status is not None:
             return ident.identity_from_status(status, source=ident.SOURCE_PROCESS)

@@ -14,20 +14,21 @@ import threading
 import time
 
 from debugkit.core import jsonsafe
-from debugkit.core.errors import DebugkitError, EngineUnreachable, InvalidInput
+from debugkit.core.errors import DebugkitError, EngineUnreachable, InvalidInput, TargetNotRunning
 from debugkit.core.options import Connection
 from debugkit.core.targets import ContainerSetRef
 from debugkit.runtimes.base import CheckResult, Expansion, Plan, Preferences, Runtime, SessionRow, Streams, TargetReport
 from debugkit.runtimes import reuse_records
 from debugkit.runtimes.docker import translate
 from debugkit.runtimes.docker.errors import TransientStartFailure, engine_calls, engine_error, start_error
+from debugkit.runtimes.docker.heldcopy import DockerCopies
 from debugkit.runtimes.docker.planning import DockerPlanning
 from debugkit.runtimes.docker.probe import ContainerProbe
 from debugkit.runtimes.terminal import pump
 
 
 
-class DockerRuntime(DockerPlanning, Runtime):
+class DockerRuntime(DockerPlanning, DockerCopies, Runtime):
     name = "docker"
     engine = "Docker"
     cli = "docker"
@@ -213,6 +214,15 @@ class DockerRuntime(DockerPlanning, Runtime):
             self.api.remove_container(container_id, force=True)
 
     def run(self, plan: Plan, streams: Streams) -> int:
+        try:
+            return self._run(plan, streams)
+        except TargetNotRunning as exc:
+            # It stopped (or a restart loop took it down) between the plan and the start.
+            if exc.hint is None and plan.ref is not None:
+                exc.hint = f"debug it through a held copy: debugkit attach --copy {plan.ref}"
+            raise
+
+    def _run(self, plan: Plan, streams: Streams) -> int:
         from debugkit.runtimes.docker.exec import DockerExecSession
 
         if plan.keep_alive:

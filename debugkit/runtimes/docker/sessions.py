@@ -7,9 +7,9 @@ import time
 
 from debugkit.core import identity as ident
 from debugkit.core.spec import (LABEL_CLI_HOST, LABEL_CLI_PID, LABEL_MANAGED, LABEL_PROFILE, LABEL_REASON,
-                                LABEL_SESSION, LABEL_TARGET, LABEL_USER)
+                                LABEL_SESSION, LABEL_TARGET, LABEL_TARGET_ID, LABEL_USER)
 from debugkit.runtimes.base import SessionRow
-from debugkit.runtimes.docker import translate
+from debugkit.runtimes.docker import copyspec, translate
 
 
 def rows(runtime) -> list[SessionRow]:
@@ -59,6 +59,20 @@ def stop_execs(runtime, container_id: str, marker: str) -> None:
 
 
 def remove(runtime, row: SessionRow) -> None:
-    if row.state == "running" and row.session != "?":
+    if copyspec.COPY_MARK in row.name:
+        # A held copy: its sidecars first (they joined its namespaces; Podman refuses to
+        # remove a container others depend on), its helper volume after it.
+        with runtime.calls():
+            sidecars = runtime.api.containers(all=True, filters={"label": [f"{LABEL_MANAGED}=true",
+                                                                           f"{LABEL_TARGET_ID}={row.id}"]})
+        for ctr in sidecars:
+            runtime.remove_container(ctr["Id"])
+    elif row.state == "running" and row.session != "?":
         stop_execs(runtime, row.id, f"{row.session}.")
     runtime.remove_container(row.id)
+    if copyspec.COPY_MARK in row.name:
+        from debugkit.runtimes.base import HeldCopy
+        from debugkit.runtimes.docker.heldcopy import volume_name
+
+        runtime.remove_copy(HeldCopy(runtime=row.runtime, original=row.target, original_id="", name=row.name,
+                                     id=row.id, target="", details={"volume": volume_name(row.session)}))

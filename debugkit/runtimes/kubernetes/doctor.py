@@ -13,27 +13,39 @@ REGISTRY_TIMEOUT = 10.0
 EXAMPLE_UID = 65532  # distroless nonroot: what PodSecurity is judged for when no TARGET is given
 
 
-# What debugkit asks the API server for: (verb, resource, subresource, required, what it
-# is for, what happens without it). required True fails the run when denied; False warns;
-# None is not used at all (shown because people ask). A websocket exec, attach or
-# portforward is authorized as `get` on the subresource and, since Kubernetes 1.35
-# (AuthorizePodWebsocketUpgradeCreatePermission), as `create` too; debugkit speaks only
-# websockets, so it needs both on pods/exec (before 1.35, `get` was enough).
+# What debugkit asks the API server for: (verb, resource, subresource, needed by, what it is
+# for, what happens without it). `needed by`: the actions that fail without it (POD: a
+# debug container in a pod; NODE: node debugging, node/NAME); denied for the action at hand
+# it fails the run, denied otherwise it warns; None is not used at all (shown because people
+# ask). A websocket exec, attach or portforward is authorized as `get` on the subresource
+# and, since Kubernetes 1.35 (AuthorizePodWebsocketUpgradeCreatePermission), as `create`
+# too; debugkit speaks only websockets, so it needs both on pods/exec (before 1.35, `get`
+# was enough).
+POD, NODE = "pod", "node"
 RBAC = (
-    ("get", "pods", "", True, "read the target pod", ""),
-    ("patch", "pods", "ephemeralcontainers", True, "add the debug container", ""),
-    ("get", "pods", "exec", True, "run every command in the debug container (websocket exec)", ""),
-    ("create", "pods", "exec", True, "run every command in the debug container (websocket exec, Kubernetes 1.35 and later)", ""),
-    ("get", "pods", "portforward", False, "port-forward straight to the pod",
+    ("get", "pods", "", {POD, NODE}, "read the target pod (node/NAME: its debugging pod)", ""),
+    ("patch", "pods", "ephemeralcontainers", {POD}, "add the debug container",
+     "debug containers cannot be added: only node/NAME works here"),
+    ("get", "pods", "exec", {POD, NODE}, "run every command in the debug container (websocket exec)", ""),
+    ("create", "pods", "exec", {POD, NODE},
+     "run every command in the debug container (websocket exec, Kubernetes 1.35 and later)", ""),
+    ("create", "pods", "", {NODE}, "create a node debugging pod (node/NAME) or a held copy (--copy)",
+     "node/NAME and --copy are refused here"),
+    ("delete", "pods", "", {NODE}, "delete a node debugging pod or a copy when its session ends, and in gc",
+     "node debugging pods and copies stay until someone who may delete pods does"),
+    ("get", "nodes", "", set(), "check that the node of node/NAME exists before its pod is created",
+     "node/NAME with a wrong name waits for its pod until --timeout"),
+    ("get", "pods", "portforward", set(), "port-forward straight to the pod",
      "port-forward relays through a debug container instead"),
-    ("create", "pods", "portforward", False, "port-forward straight to the pod (Kubernetes 1.35 and later)",
+    ("create", "pods", "portforward", set(), "port-forward straight to the pod (Kubernetes 1.35 and later)",
      "port-forward relays through a debug container instead"),
     ("get", "pods", "attach", None, "not used: debugkit runs every command through exec", ""),
-    ("get", "namespaces", "", False, "read the namespace's PodSecurity level before adding the debug container",
+    ("get", "namespaces", "", set(), "read the namespace's PodSecurity level before adding the debug container",
      "a profile the level rejects is refused by the API server instead of beforehand"),
-    ("list", "pods", "", False, "list pods: ps, -l SELECTOR, deploy/ sts/ ds/ rs/ job/ targets, completion",
-     "ps, -l SELECTOR, deploy/ sts/ ds/ rs/ job/ targets and pod completion do not work here"),
+    ("list", "pods", "", set(), "list pods: ps, gc, -l SELECTOR, deploy/ sts/ ds/ rs/ job/ targets, completion",
+     "ps, gc, -l SELECTOR, deploy/ sts/ ds/ rs/ job/ targets and pod completion do not work here"),
 )
+CLUSTER_SCOPED = {"nodes"}
 
 
 class Cluster:
@@ -49,7 +61,9 @@ class Cluster:
         return self.client.request("GET", path, timeout=KUBE_TIMEOUT)
 
     def allowed(self, verb: str, resource: str, subresource: str = "", name: str = "") -> bool:
-        attrs = {"verb": verb, "resource": resource, "group": "", "namespace": self.namespace}
+        attrs = {"verb": verb, "resource": resource, "group": ""}
+        if resource not in CLUSTER_SCOPED:
+            attrs["namespace"] = self.namespace
         if subresource:
             attrs["subresource"] = subresource
         if name:
@@ -67,8 +81,13 @@ def kube_checks(runtime, *, target=None, namespace: str | None = None) -> list[R
     from debugkit.runtimes.kubernetes.clients import namespace_for, quiet_client
     from debugkit.runtimes.kubernetes.kubeconfig import KubeConfigError
 
+    from debugkit.runtimes.kubernetes.nodepod import is_node_plan
+
     identity = pod_security_context = None
-    if target is not None:
+    action = POD
+    if target is not None and is_node_plan(target):
+        namespace, action = target.details.pod_target.namespace, NODE
+    elif target is not None:
         pt = target.details.pod_target
         namespace, identity, pod_security_context = pt.namespace, target.spec.identity, pt.pod_security_context
     connection = runtime.connection
@@ -97,7 +116,8 @@ def kube_checks(runtime, *, target=None, namespace: str | None = None) -> list[R
                                             "did not answer")]
         results.insert(0, _context_line(cluster))
         results += checked("ephemeral-containers", lambda: [check_ephemeral_containers(cluster)])
-        results += checked("rbac", lambda: check_rbac(cluster))
+        results += checked("rbac", lambda: check_rbac(cluster, action=action))
+        results += checked("admission-webhooks", lambda: check_webhooks(cluster))
         results += checked("pod-security", lambda: [check_pod_security(cluster, identity, pod_security_context)])
         results += checked("cluster-toolbox", lambda: [check_cluster_toolbox(cluster, runtime)])
         return results
@@ -150,23 +170,29 @@ def check_ephemeral_containers(cluster: Cluster) -> Result:
                   "cluster, or enable the EphemeralContainers feature gate")
 
 
-def check_rbac(cluster: Cluster) -> list[Result]:
+def check_rbac(cluster: Cluster, *, action: str = POD) -> list[Result]:
+    """One line per verb debugkit uses: failed when the action at hand (a debug container in a
+    pod, or node debugging) needs it, warned when only another action does."""
     ns = cluster.namespace
     who = cluster.username or cluster.auth.user or "you"
     out = []
-    for verb, resource, sub, required, purpose, without in RBAC:
+    for verb, resource, sub, needed_by, purpose, without in RBAC:
         full = f"{resource}/{sub}" if sub else resource
         name = f"rbac {verb} {full}"
         allowed = cluster.allowed(verb, resource, sub, name=ns if resource == "namespaces" else "")
+        required = None if needed_by is None else action in needed_by
+        if not without and required is False:
+            without = f"{', '.join(sorted(needed_by))} debugging does not work here"
+        where = "cluster-wide" if resource in CLUSTER_SCOPED else f"in {ns}"
         if required is None:
-            out.append(Result(name, OK, f"{'allowed' if allowed else 'denied'} in {ns}; {purpose}"))
+            out.append(Result(name, OK, f"{'allowed' if allowed else 'denied'} {where}; {purpose}"))
         elif allowed:
-            out.append(Result(name, OK, f"allowed in {ns}: to {purpose}"))
+            out.append(Result(name, OK, f"allowed {where}: to {purpose}"))
         elif required:
-            out.append(Result(name, FAIL, f"denied in {ns} to {who}: debugkit needs it to {purpose}",
+            out.append(Result(name, FAIL, f"denied {where} to {who}: debugkit needs it to {purpose}",
                               grant_command(ns, who, verb, resource, sub)))
         else:
-            out.append(Result(name, WARN, f"denied in {ns} to {who}: {without}",
+            out.append(Result(name, WARN, f"denied {where} to {who}: {without}",
                               grant_command(ns, who, verb, resource, sub)))
     return out
 
@@ -180,8 +206,71 @@ def grant_command(namespace: str, who: str, verb: str, resource: str, sub: str) 
         subject = "--serviceaccount=" + ":".join(who.split(":")[2:4])
     else:
         subject = f"--user={who}"
+    if resource in CLUSTER_SCOPED:
+        return (f"ask an admin for: kubectl create clusterrole {role} --verb={verb} --resource={full} "
+                f"&& kubectl create clusterrolebinding {role}-{who.replace(':', '-')} --clusterrole={role} {subject}")
     return (f"ask an admin for: kubectl -n {namespace} create role {role} --verb={verb} --resource={full}{names} "
             f"&& kubectl -n {namespace} create rolebinding {role} --role={role} {subject}")
+
+
+# Rules name resources as `pods`, `pods/ephemeralcontainers`, `pods/*`, `*` (every resource,
+# no subresource) or `*/*` (every resource and subresource).
+def _rule_matches(rule: dict, resource: str, operations: tuple[str, ...]) -> bool:
+    """Whether one webhook rule matches `resource` (RESOURCE or RESOURCE/SUB) of the core API
+    group for any of `operations`."""
+    groups, ops = rule.get("apiGroups") or [], rule.get("operations") or []
+    if not ("" in groups or "*" in groups) or not ("*" in ops or any(op in ops for op in operations)):
+        return False
+    base, _, sub = resource.partition("/")
+    for pattern in rule.get("resources") or []:
+        p_base, _, p_sub = pattern.partition("/")
+        if p_base not in ("*", base):
+            continue
+        if (sub and p_sub in ("*", sub)) or (not sub and not p_sub):
+            return True
+    return False
+
+
+def webhook_blind_spots(configuration: dict, kind: str) -> list[str]:
+    """The webhooks of one Validating/MutatingWebhookConfiguration whose rules match pods but
+    not pods/ephemeralcontainers: their policy never sees a debug container (it is added by
+    an UPDATE of that subresource). Pure."""
+    found = []
+    name = (configuration.get("metadata") or {}).get("name", "?")
+    for hook in configuration.get("webhooks") or []:
+        rules = hook.get("rules") or []
+        sees_pods = [op for op in ("CREATE", "UPDATE") if any(_rule_matches(r, "pods", (op,)) for r in rules)]
+        sees_debug = any(_rule_matches(r, "pods/ephemeralcontainers", ("UPDATE",)) for r in rules)
+        if sees_pods and not sees_debug:
+            found.append(f"{kind} {name}: webhook {hook.get('name', '?')} checks pods ({', '.join(sees_pods)}) but "
+                         f"not pods/ephemeralcontainers, so it never sees a debug container")
+    return found
+
+
+def check_webhooks(cluster: Cluster) -> list[Result]:
+    """Admission webhooks whose policies never see a debug container (Gatekeeper, Kyverno
+    and deckhouse#22398 report policies that miss them)."""
+    from debugkit.runtimes.kubernetes.kubeclient import ApiError
+
+    blind: list[str] = []
+    for kind in ("validating", "mutating"):
+        try:
+            found = cluster.get(f"/apis/admissionregistration.k8s.io/v1/{kind}webhookconfigurations")
+        except ApiError as exc:
+            if exc.status == 403:
+                return [Result("admission-webhooks", SKIP, f"cannot list {kind}webhookconfigurations: which "
+                                                         f"policies see debug containers is unknown",
+                               f"ask for list on {kind}webhookconfigurations.admissionregistration.k8s.io to "
+                               f"have it checked")]
+            raise
+        for configuration in found.get("items") or []:
+            blind += webhook_blind_spots(configuration, f"{kind}webhookconfiguration")
+    if not blind:
+        return [Result("admission-webhooks", OK, "no admission webhook checks pods while missing "
+                                                 "pods/ephemeralcontainers")]
+    return [Result("admission-webhooks", WARN, line,
+                   "add pods/ephemeralcontainers (operation UPDATE) to its rules, or know that its policy does "
+                   "not apply to debug containers") for line in blind]
 
 
 def profile_container(profile: str, identity) -> dict:
@@ -198,7 +287,7 @@ def profile_container(profile: str, identity) -> dict:
 def check_pod_security(cluster: Cluster, identity=None, pod_security_context: dict | None = None) -> Result:
     """The namespace's enforce level, and which profiles it admits."""
     from debugkit.core.identity import Identity
-    from debugkit.core.profiles import PROFILES
+    from debugkit.core.profiles import NODE_ONLY, PROFILES
     from debugkit.runtimes.kubernetes import podsecurity
     from debugkit.runtimes.kubernetes.kubeclient import ApiError
 
@@ -219,7 +308,7 @@ def check_pod_security(cluster: Cluster, identity=None, pod_security_context: di
     example = identity is None
     identity = identity or Identity(uid=EXAMPLE_UID, gid=EXAMPLE_UID, source="example")
     admitted, rejected = [], []
-    for profile in PROFILES:
+    for profile in (p for p in PROFILES if p not in NODE_ONLY):
         reasons = podsecurity.violations(level, profile_container(profile, identity), pod_security_context)
         if reasons:
             rejected.append(f"{profile} ({reasons[0]})")

@@ -49,6 +49,18 @@ class PodTarget:
         return self.pod["metadata"].get("uid", "")
 
 
+# The identity of a target whose spec and image say root or nothing: its process's, read
+# by the debug container from /proc/1/status (world-readable: any process of the shared
+# PID namespace may read it) as each command starts. The container starts as a minimal
+# identity probe (root with only CAP_SETUID and CAP_SETGID, which `baseline` admits), and
+# every command drops to exactly that process's user, group and groups before it runs
+# (setpriv), so it runs with no capability at all. No second container, no extra request.
+AS_PROCESS = ident.Identity(uid=0, gid=0, source=ident.SOURCE_PROCESS, notes=(
+    "read from the target's /proc/1/status as each command starts: the debug container starts as root with only "
+    "CAP_SETUID and CAP_SETGID, and every command runs as that process's user, group and groups, with no "
+    "capability",))
+
+
 @dataclass(frozen=True)
 class ImageFacts:
     """What the image says about its user: the config's User, the entries of its
@@ -194,6 +206,9 @@ class PodIdentity:
         return resolved.with_note(f"image config User {facts.user!r} read from {facts.via}")
 
     def sources(self, *, stop_at_first: bool = False) -> list[IdentitySource]:
+        """process, then config, then image, as on Docker. Here the process is read by the
+        debug container itself (see AS_PROCESS): it answers when the spec and the image say
+        root or nothing, the images that start as root and drop privileges at runtime."""
         out = []
         for name, fn in ((ident.SOURCE_CONFIG, self.security_context_identity),
                          (ident.SOURCE_IMAGE, self.image_identity)):
@@ -203,7 +218,14 @@ class PodIdentity:
                 out.append(IdentitySource(name, error=str(exc)))
             if stop_at_first and out[-1].identity is not None:
                 break
-        return out
+        configured = next((s.identity for s in out if s.identity is not None), None)
+        if configured is None or configured.uid == 0:
+            process = IdentitySource(ident.SOURCE_PROCESS, identity=AS_PROCESS)
+        else:
+            process = IdentitySource(ident.SOURCE_PROCESS, error=(
+                f"not read: the {configured.source} names the non-root user {configured.uid}, which a process cannot "
+                f"leave without capabilities it was not given"))
+        return [process, *out]
 
     def user_identity(self, user) -> ident.Identity:
         """--user, as resolve() gives it."""
@@ -232,20 +254,21 @@ MAX_EXPORT_BYTES = 256 << 20
 MAX_MANIFEST_BYTES = 1 << 20
 
 
-def config_digests(api, image: str, image_id: str) -> set[str]:
+def config_digests(api, image: str, image_id: str, *, wanted: str | None = None) -> set[str]:
     """The config digests of an image the local engine holds, read from its `docker save`
     stream. The node reports an image by its config digest; an engine that keeps images
     in containerd (Docker 29's default) names them by their manifest (or index) digest, so
     proving "the very image the node runs" takes the manifest, which only the export holds.
-    The stream is read once, up to MAX_EXPORT_BYTES, keeping only small blobs (indexes and
+    The export lists its blobs by digest, so the manifest may come after every layer: with
+    `wanted` (the node's config digest) reading stops as soon as a manifest of this image
+    names it. Read once, up to MAX_EXPORT_BYTES, keeping only small blobs (indexes and
     manifests); empty when anything is off."""
     import tarfile
-
-    from debugkit.core import jsonsafe
 
     if not image_id.startswith("sha256:"):
         return set()
     small: dict[str, bytes] = {}
+    found: set[str] = set()
     try:
         resp, conn = api.export_stream(image)
     except engine_failures():  # no export: no proof
@@ -259,15 +282,30 @@ def config_digests(api, image: str, image_id: str) -> set[str]:
                 if member.isfile() and name.startswith("blobs/sha256/") and member.size <= MAX_MANIFEST_BYTES:
                     fh = tar.extractfile(member)
                     small["sha256:" + name.rsplit("/", 1)[1]] = fh.read() if fh else b""
+                    if wanted is not None:
+                        found = _configs(small, image_id)
+                        if wanted in found:
+                            return found  # proven: the rest of the export (its layers) is not read
     except (tarfile.TarError, userdb.Unreadable, *engine_failures()):  # a broken or endless export proves nothing
         return set()
     finally:
         conn.close()
+    return _configs(small, image_id)
+
+
+def _configs(blobs: dict[str, bytes], image_id: str) -> set[str]:
+    """The config digests reachable from `image_id` (an index or a manifest) in `blobs`."""
+    from debugkit.core import jsonsafe
+
     found: set[str] = set()
-    pending = [image_id]
-    while pending and len(found) < 64:
+    pending, seen = [image_id], set()
+    while pending and len(seen) < 64:
+        digest = pending.pop()
+        if digest in seen or digest not in blobs:
+            continue
+        seen.add(digest)
         try:
-            doc = jsonsafe.loads(small.get(pending.pop(), b""), max_bytes=MAX_MANIFEST_BYTES)
+            doc = jsonsafe.loads(blobs[digest], max_bytes=MAX_MANIFEST_BYTES)
         except jsonsafe.Rejected:
             continue
         if not isinstance(doc, dict):
@@ -279,6 +317,13 @@ def config_digests(api, image: str, image_id: str) -> set[str]:
             if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
                 pending.append(entry["digest"])
     return found
+
+
+def exportable(attrs: dict) -> bool:
+    """Whether the image's export fits in what config_digests reads: a larger one cannot
+    prove anything past its bound, and would only cost its streaming (seconds for a GB)."""
+    size = attrs.get("Size")
+    return not isinstance(size, int) or size <= MAX_EXPORT_BYTES
 
 
 def engine_failures() -> tuple[type[BaseException], ...]:
@@ -306,7 +351,7 @@ def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | No
         return None
     digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
     if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])
-            or digest in config_digests(api, image, attrs.get("Id") or "")):
+            or (exportable(attrs) and digest in config_digests(api, image, attrs.get("Id") or "", wanted=digest))):
         return None
     from debugkit.runtimes.kubernetes.registry import needs_etc
 
@@ -334,3 +379,23 @@ def local_engine_image(image: str, image_id: str, *, uids=()) -> ImageFacts | No
             api.remove_container(created["Id"], force=True)
     return ImageFacts(user, userdb.UserDb(users or (), groups or (), users is not None, groups is not None, wanted),
                       "the local engine")
+
+
+def local_engine_config(image: str, image_id: str) -> dict | None:
+    """The image's config (Entrypoint, Cmd...) when the local Docker engine holds exactly the
+    image the node runs; None otherwise (then the registry is the way)."""
+    if not image_id:
+        return None
+    from debugkit.runtimes.docker.engine import EngineClient
+
+    try:
+        api = EngineClient()
+        attrs = api.inspect_image(image)
+    except engine_failures():
+        return None
+    digest = image_id.split("@", 1)[-1].removeprefix("docker-pullable://")
+    if not (attrs.get("Id") == digest or any(d.endswith(digest) for d in attrs.get("RepoDigests") or [])
+            or digest in config_digests(api, image, attrs.get("Id") or "")):
+        return None
+    config = attrs.get("Config") or {}
+    return config if isinstance(config, dict) else None

@@ -16,27 +16,27 @@ import socket
 import ssl
 import sys
 import threading
-import time
 import urllib.parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing and http.client cost import time that an exec-only command need not pay
     import http.client
-    from typing import Callable, Iterable, Iterator
+    from typing import Callable, Iterable
 
 from debugkit import __version__
 from debugkit.runtimes.kubernetes.credentials import Credentials, load_cert_chain
 from debugkit.runtimes.kubernetes.kubeconfig import ClusterAuth, KubeConfigError
+# The connections and the watch stream are their own modules; callers name them from here.
+from debugkit.runtimes.kubernetes.kubeconnection import (  # noqa: F401
+    _STALE, ApiError, RateLimiter, TransportError, _connection_class, _http_client, _Pool)
+from debugkit.runtimes.kubernetes.kubewatch import WatchStream
 from debugkit.runtimes.kubernetes.websocket import (
     EXEC_PROTOCOLS,
     PORTFORWARD_PROTOCOLS,
     ChannelStream,
     HandshakeError,
     ProtocolError,
-    _read_headers,
     handshake,
-    shut_down,
-    wait_io,
 )
 
 JSON_PATCH = "application/json-patch+json"
@@ -44,11 +44,6 @@ JSON_PATCH = "application/json-patch+json"
 _PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-MAX_WATCH_LINE = 16 << 20
-# Errors that on a reused keep-alive connection mean "the server had closed it": nothing
-# was answered, so the request is sent once more on a fresh connection.
-# (http.client.RemoteDisconnected is a ConnectionResetError.)
-_STALE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
 WORKLOADS = {
     "deployment": ("apps/v1", "deployments"),
     "statefulset": ("apps/v1", "statefulsets"),
@@ -59,171 +54,6 @@ WORKLOADS = {
 _WORKLOAD_ALIASES = {"deploy": "deployment", "deployments": "deployment", "sts": "statefulset",
                      "statefulsets": "statefulset", "ds": "daemonset", "daemonsets": "daemonset",
                      "rs": "replicaset", "replicasets": "replicaset", "jobs": "job"}
-
-
-class ApiError(Exception):
-    """The API server answered with a non-2xx status."""
-
-    def __init__(self, status: int, reason: str, message: str, body: dict | None = None):
-        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.body = body
-
-    @classmethod
-    def from_response(cls, status: int, http_reason: str, data: bytes) -> "ApiError":
-        body = None
-        try:
-            parsed = json.loads(data) if data else None
-            if isinstance(parsed, dict):
-                body = parsed
-        except ValueError:
-            pass
-        if body is not None and body.get("kind") == "Status":
-            return cls(status, body.get("reason") or http_reason, body.get("message") or "", body)
-        text = data.decode("utf-8", "replace").strip() if data else ""
-        return cls(status, http_reason, " ".join(text.split())[:500], body)
-
-
-class TransportError(Exception):
-    """The API server could not be reached or spoken to: connect, TLS, timeout, protocol."""
-
-
-# -- rate limiting --------------------------------------------------------------------------------
-
-class RateLimiter:
-    """A token bucket shared by every thread: ``burst`` requests at once, ``qps`` sustained.
-    Callers reserve a token in order and sleep until it is theirs (like Go's rate.Limiter)."""
-
-    def __init__(self, qps: float, burst: int):
-        self.qps = float(qps)
-        self.burst = max(1, int(burst))
-        self._tokens = float(self.burst)
-        self._last = time.monotonic()
-        self._lock = threading.Lock()
-
-    def reserve(self) -> float:
-        """Take a token; returns how long to wait before using it."""
-        if self.qps <= 0:
-            return 0.0
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.qps)
-            self._last = now
-            self._tokens -= 1.0
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
-
-    def wait(self) -> float:
-        delay = self.reserve()
-        if delay > 0:
-            time.sleep(delay)
-        return delay
-
-
-# -- connections ----------------------------------------------------------------------------------
-
-_CONNECTION_CLASSES: dict = {}
-
-
-def _http_client():
-    """http.client, imported on first use (about 12 ms, mostly its email parser)."""
-    import http.client
-
-    return http.client
-
-
-def _connection_class(tls: bool):
-    """An HTTP(S)Connection whose socket comes from the client's dialer (direct, a CONNECT
-    tunnel or SOCKS5) and whose TLS server name can differ from the address (tls-server-name)."""
-    if tls not in _CONNECTION_CLASSES:
-        hc = _http_client()
-        base = hc.HTTPSConnection if tls else hc.HTTPConnection
-
-        class _Connection(base):
-            def __init__(self, host, port, *, dial, timeout, context=None, server_hostname=None):
-                if tls:
-                    super().__init__(host, port, timeout=timeout, context=context)
-                else:
-                    super().__init__(host, port, timeout=timeout)
-                self._dial = dial
-                self._sni = server_hostname
-
-            def connect(self):
-                self.sock = self._dial(self.timeout)
-                if tls:
-                    self.sock = self._context.wrap_socket(self.sock, server_hostname=self._sni)
-
-        _CONNECTION_CLASSES[tls] = _Connection
-    return _CONNECTION_CLASSES[tls]
-
-
-class _Pool:
-    """Idle keep-alive connections (LIFO), and at most ``size`` in use at once."""
-
-    def __init__(self, size: int, factory: Callable[[float], http.client.HTTPConnection]):
-        self.size = max(1, int(size))
-        self._factory = factory
-        self._idle: list = []
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(self.size)
-        self._generation = 0
-        self.opened = 0  # connections made, for tests and diagnostics
-        self.reused = 0
-
-    def acquire(self, timeout: float):
-        if not self._slots.acquire(timeout=timeout):
-            raise TransportError(f"no free connection in the pool of {self.size} within {timeout:g} s")
-        try:
-            while True:
-                with self._lock:
-                    if not self._idle:
-                        break
-                    conn, gen = self._idle.pop()
-                if gen == self._generation and _still_open(conn):
-                    with self._lock:
-                        self.reused += 1
-                    return conn, True, gen
-                conn.close()
-            with self._lock:
-                self.opened += 1
-                gen = self._generation
-            return self._factory(timeout), False, gen
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def release(self, conn, gen: int, reusable: bool) -> None:
-        try:
-            if reusable and gen == self._generation and conn.sock is not None:
-                with self._lock:
-                    if len(self._idle) < self.size:
-                        self._idle.append((conn, gen))
-                        return
-            conn.close()
-        finally:
-            self._slots.release()
-
-    def clear(self) -> None:
-        with self._lock:
-            self._generation += 1
-            idle, self._idle = self._idle, []
-        for conn, _gen in idle:
-            conn.close()
-
-
-def _still_open(conn) -> bool:
-    """An idle keep-alive connection is usable when nothing is readable on it: readable
-    means the server closed it (EOF) or sent something we did not ask for."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    try:
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            return False
-        return not wait_io(sock, read=True, timeout=0)[0]
-    except (OSError, ValueError):
-        return False
 
 
 def _default_warn(message: str) -> None:
@@ -578,11 +408,36 @@ class KubeClient:
     def read_pod(self, namespace: str, name: str) -> dict:
         return self.request("GET", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}")
 
+    def create_pod(self, namespace: str, pod: dict) -> dict:
+        return self.request("POST", f"/api/v1/namespaces/{_quote(namespace)}/pods", body=pod)
+
+    def delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int | None = None) -> dict:
+        return self.request("DELETE", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}",
+                            query={"gracePeriodSeconds": grace_period_seconds})
+
     def read_node(self, name: str) -> dict:
         return self.request("GET", f"/api/v1/nodes/{_quote(name)}")
 
     def read_namespace(self, name: str) -> dict:
         return self.request("GET", f"/api/v1/namespaces/{_quote(name)}")
+
+    def list_nodes(self, label_selector: str | None = None) -> dict:
+        return self.request("GET", "/api/v1/nodes", query={"labelSelector": label_selector})
+
+    def list_namespaces(self, *, limit: int | None = None) -> dict:
+        return self.request("GET", "/api/v1/namespaces", query={"limit": limit})
+
+    def create_pod(self, namespace: str, pod: dict) -> dict:
+        return self.request("POST", f"/api/v1/namespaces/{_quote(namespace)}/pods", body=pod)
+
+    def delete_pod(self, namespace: str, name: str, *, grace_seconds: int = 0, uid: str | None = None) -> dict:
+        """Delete now (no grace: a debugging pod holds nothing worth a clean stop); with `uid`,
+        only that very pod (a precondition), never a namesake created since."""
+        body: dict = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": int(grace_seconds),
+                      "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        return self.request("DELETE", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}", body=body)
 
     def list_pods(self, namespace: str | None = None, label_selector: str | None = None,
                   field_selector: str | None = None, *, limit: int | None = None) -> dict:
@@ -666,72 +521,3 @@ class KubeClient:
         query = [("ports", str(int(p))) for p in ports]
         return self.stream(f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(pod)}/portforward", query,
                            timeout=timeout)
-
-
-class WatchStream:
-    """An open watch: iterate for events; the server ends it at timeoutSeconds."""
-
-    def __init__(self, client: KubeClient, path: str, query: dict, timeout: float | None):
-        self.client = client
-        self.path = path
-        self.timeout = timeout
-        hc = _http_client()
-        self._hc = hc
-        client.limiter.wait()
-        self._conn = client._connect_lazy(timeout if timeout is not None else 60)
-        try:
-            self._conn.request("GET", client.url(path, query), headers=client._headers())
-            self._resp = self._conn.getresponse()
-            if self._conn.sock is not None:
-                self._conn.sock.settimeout(timeout)
-        except (OSError, hc.HTTPException) as exc:
-            self._conn.close()
-            raise client._describe(exc, "GET", path, timeout or 0) from None
-        if not 200 <= self._resp.status < 300:
-            try:
-                data = self._resp.read(1 << 20)
-            except (OSError, hc.HTTPException):
-                data = b""
-            self._conn.close()
-            raise ApiError.from_response(self._resp.status, self._resp.reason, data)
-        self._done = False
-
-    def __iter__(self) -> Iterator[dict]:
-        return self
-
-    def __next__(self) -> dict:
-        while not self._done:
-            try:
-                line = self._resp.readline(MAX_WATCH_LINE)
-            except socket.timeout:
-                self.close()
-                raise TransportError(f"watch {self.path}: no event within {self.timeout:g} s") from None
-            except (OSError, self._hc.HTTPException, ValueError) as exc:
-                if self._done:
-                    break
-                self.close()
-                raise self.client._describe(exc, "GET", self.path, self.timeout or 0) from None
-            if not line:
-                self.close()
-                break
-            if line.strip():
-                try:
-                    return json.loads(line)
-                except ValueError:
-                    self.close()
-                    raise TransportError(f"watch {self.path}: invalid event from the API server") from None
-        raise StopIteration
-
-    def close(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        if self._conn.sock is not None:
-            shut_down(self._conn.sock)  # a watch cut short is never reused
-        self._conn.close()
-
-    def __enter__(self) -> "WatchStream":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

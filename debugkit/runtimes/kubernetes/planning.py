@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import NamedTuple
 
-from debugkit.core.errors import InvalidInput, PolicyRejected, TargetNotFound, TargetNotRunning
+from debugkit.core.errors import IdentityUnresolved, InvalidInput, PolicyRejected, TargetNotFound, TargetNotRunning
 from debugkit.core.reuse import NOT_RECORDED, refusal_line, reuse_refusal
+from debugkit.core.targets import NodeRef
 from debugkit.runtimes import reuse_records
 from debugkit.runtimes.base import (Admission, Draft, Located, ResolvedTarget, SidecarImage, TargetReport,
                                     Translation)
 from debugkit.runtimes.kubernetes import podsecurity, translate
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors, status_and_message
-from debugkit.runtimes.kubernetes.identity import PodIdentity, PodTarget
+from debugkit.runtimes.kubernetes.identity import AS_PROCESS, PodIdentity, PodTarget
+from debugkit.runtimes.kubernetes.nodepod import NodeTarget
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 INTERACTIVE_SHELL = ("sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
@@ -28,6 +30,13 @@ class KubePlan(NamedTuple):
     pod_target: PodTarget
     timeout: float                  # seconds for the debug container to start
     reuse_key: str                  # what the debug container carries, for the record of it (reuse_records)
+    as_process: bool = False        # it runs every command as the target's process does (identity.AS_PROCESS)
+
+
+def as_process(draft: Draft) -> bool:
+    """Whether the plan's identity is the target's process, read by the debug container; a
+    profile that runs as root does not need it."""
+    return draft.spec.identity == AS_PROCESS and not draft.spec.run_as_root
 
 
 def default_container(pod: dict) -> str | None:
@@ -59,11 +68,15 @@ class KubernetesPlanning:
             phase = pod.get("status", {}).get("phase")
             state = pt.container_status.get("state") or {}
             if phase != "Running" or "running" not in state:
-                why = next(iter(state), phase or "unknown")
-                raise TargetNotRunning(f"container {pt.name} is not running ({why})")
+                why = (state.get("waiting") or {}).get("reason") or next(iter(state), phase or "unknown")
+                raise TargetNotRunning(f"container {pt.name} is not running ({why})",
+                                       hint=f"debug it through a held copy: debugkit attach --copy "
+                                            f"k8s://{pt.namespace}/{pt.pod_name}/{pt.container}")
         return pt
 
     def locate(self, options, *, mode: str, thorough: bool) -> Located:
+        if isinstance(options.target, NodeRef):
+            return self.locate_node(options)
         pt = self.find_target(options.target)
         target = ResolvedTarget(runtime=self.name, name=pt.name, id=pt.uid, image=pt.container_spec.get("image", ""),
                                 namespace=pt.namespace, pod=pt.pod_name, container=pt.container)
@@ -72,6 +85,8 @@ class KubernetesPlanning:
         return Located(target=target, details=PodIdentity(self.api, pt, uids=uids))
 
     def identity_sources(self, located: Located, *, thorough: bool) -> list:
+        if isinstance(located.details, NodeTarget):
+            return self.node_identity_sources()
         return located.details.sources(stop_at_first=not thorough)
 
     def user_identity(self, located: Located, user):
@@ -83,14 +98,21 @@ class KubernetesPlanning:
         return SidecarImage(ref=ref, helper=toolbox, default_command=INTERACTIVE_SHELL)
 
     def reuse_key(self, draft: Draft) -> str | None:
+        if isinstance(draft.located.details, NodeTarget):
+            return None  # a node debugging pod ends with its session
         return translate.reuse_key(draft.spec, target_container=draft.located.details.pt.container,
                                    custom=draft.options.custom, local_user=draft.local_user,
-                                   keep_alive=draft.keep_alive)
+                                   keep_alive=draft.keep_alive, as_process=as_process(draft))
 
     def translate(self, draft: Draft) -> Translation:
+        if isinstance(draft.located.details, NodeTarget):
+            return self.node_translate(draft)
         pt, spec, keep_alive, helper = draft.located.details.pt, draft.spec, draft.keep_alive, draft.image.helper
         # The container this plan would start (also when a reused one has ended by the time
         # of the exec): its keep-alive listens on its own name, which its execs hold.
+        probing = as_process(draft)
+        if probing:  # a minimal identity probe: root with only what dropping to the target's user takes
+            spec = spec.evolve(cap_add=tuple(dict.fromkeys(spec.cap_add + translate.AS_PROCESS_CAPABILITIES)))
         container_spec = spec.evolve(
             command=tuple(translate.keepalive_command(spec.name, idle=keep_alive, helper=helper)), stdin=False,
             tty=False,
@@ -106,7 +128,7 @@ class KubernetesPlanning:
         return Translation(spec=spec, request=container, warnings=tuple(warnings),
                            security_context=container.get("securityContext"),
                            details=KubePlan(pod_target=pt, timeout=draft.options.timeout,
-                                            reuse_key=draft.reuse_key))
+                                            reuse_key=draft.reuse_key, as_process=probing))
 
     def reusable(self, draft: Draft, translation: Translation) -> tuple[str | None, str | None]:
         """Only the container this person's debugkit recorded adding to this very pod (its
@@ -151,11 +173,18 @@ class KubernetesPlanning:
     def admit(self, draft: Draft, translation: Translation) -> Admission | None:
         """The namespace's PodSecurity level, checked before the debug container is sent (a
         reused one passed it already, unless a report wants the verdict)."""
+        if isinstance(draft.located.details, NodeTarget):
+            return self.node_admit(draft, translation)
         if draft.reuse is not None and not draft.thorough:
             return None
         pt, spec = draft.located.details.pt, draft.spec
         level = self.enforce_level(pt.namespace)
         found = podsecurity.violations(level, translation.request, pt.pod_security_context)
+        if found and not draft.thorough and translation.details.as_process:
+            raise IdentityUnresolved(
+                f"the spec and the image of {pt.name} say root or nothing, and reading its process's user takes a "
+                f"debug container that starts as root with CAP_SETUID and CAP_SETGID, which namespace {pt.namespace}'s "
+                f"PodSecurity {level!r} rejects: " + "; ".join(found), hint="pass --user UID[:GID]")
         if found and not draft.thorough:
             raise PolicyRejected(
                 f"namespace {pt.namespace} enforces PodSecurity {level!r}, which rejects profile "
@@ -176,6 +205,8 @@ class KubernetesPlanning:
         return (ns.get("metadata", {}).get("labels") or {}).get(podsecurity.ENFORCE_LABEL)
 
     def report(self, draft: Draft, translation: Translation) -> TargetReport:
+        if isinstance(draft.located.details, NodeTarget):
+            return self.node_report(draft)
         return TargetReport(image_id=draft.located.details.pt.container_status.get("imageID"),
                             unseen="a pod's processes run on its node, not on this machine (it would take a debug "
                                    "container)")

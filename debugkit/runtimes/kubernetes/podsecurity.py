@@ -57,3 +57,19 @@ def violations(level: str | None, container: dict, pod_security_context: dict | 
     if seccomp not in ("RuntimeDefault", "Localhost"):
         found.append("seccompProfile must be RuntimeDefault or Localhost")
     return found
+
+
+def pod_violations(level: str | None, pod: dict) -> list[str]:
+    """Reasons `level` would reject a whole pod (a node debugging pod): the host namespaces and
+    hostPath volumes that even `baseline` forbids, then each container's own checks."""
+    level = (level or "privileged").lower()
+    if level == "privileged":
+        return []
+    spec = pod.get("spec") or {}
+    found = [f"{field}: true is not allowed" for field in ("hostPID", "hostNetwork", "hostIPC") if spec.get(field)]
+    paths = [v.get("hostPath", {}).get("path") for v in spec.get("volumes") or [] if "hostPath" in v]
+    if paths:
+        found.append(f"hostPath volumes ({', '.join(str(p) for p in paths)}) are not allowed")
+    for container in spec.get("containers") or []:
+        found += violations(level, container, spec.get("securityContext"))
+    return found

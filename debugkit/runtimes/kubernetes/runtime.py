@@ -14,12 +14,15 @@ import sys
 from debugkit.core.errors import DebugkitError, FileInvalid, InvalidInput
 from debugkit.core.escape import safe
 from debugkit.core.options import Connection
-from debugkit.core.targets import PodRef, SelectorRef, WorkloadRef
+from debugkit.core.targets import NodeSetRef, PodRef, SelectorRef, WorkloadRef
 from debugkit.runtimes.base import (CheckResult, Expansion, Plan, Preferences, Runtime, SessionRow, Streams,
                                     guard_command, guard_name)
 from debugkit.runtimes.kubernetes import translate
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors
 from debugkit.runtimes.kubernetes.identity import PodTarget
+from debugkit.runtimes.kubernetes.heldcopy import KubernetesCopies
+from debugkit.runtimes.kubernetes.nodepod import is_node_plan
+from debugkit.runtimes.kubernetes.nodes import NodeDebugging
 from debugkit.runtimes.kubernetes.planning import INTERACTIVE_SHELL, KubernetesPlanning
 from debugkit.runtimes.kubernetes.start import DebugContainerStart
 from debugkit.runtimes.kubernetes.stream import ContainerNotReady, KubeExecSession, exit_code_of, pump
@@ -30,7 +33,7 @@ KEPT = "ephemeral containers cannot be deleted; they end with their process or t
 WEBSOCKET_VERBS = ("get", "create")
 
 
-class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
+class KubernetesRuntime(KubernetesPlanning, NodeDebugging, KubernetesCopies, DebugContainerStart, Runtime):
     name = "kubernetes"
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None, api=None,
@@ -119,6 +122,8 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
         watch = not stdin and not tty and plan.helper
         command = translate.exec_command(container, argv, helper=plan.helper, watch_stdin=watch,
                                          guard=guard)
+        if getattr(plan.details, "as_process", False):
+            command = translate.as_target(command)
         return self.stream(plan.details.pod_target, container, command, stdin=stdin or watch, tty=tty)
 
     def start_guard(self, plan: Plan, container: str):
@@ -131,6 +136,14 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
     # -- run ------------------------------------------------------------------------------
 
     def run(self, plan: Plan, streams: Streams) -> int:
+        if not is_node_plan(plan):
+            return self.run_in_container(plan, streams)
+        try:
+            return self.run_in_container(plan, streams)
+        finally:
+            self.delete_node_pod(plan)
+
+    def run_in_container(self, plan: Plan, streams: Streams) -> int:
         tty = plan.spec.tty
         argv = plan.spec.command or INTERACTIVE_SHELL
         wants_stdin = plan.spec.stdin or tty
@@ -157,13 +170,23 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
         raise AssertionError("unreachable")
 
     def open_exec(self, plan: Plan) -> KubeExecSession:
+        if is_node_plan(plan):
+            return self.open_node_exec(plan)
         return KubeExecSession(self, plan)
 
     # -- inspect, ps, gc ----------------------------------------------------------------
 
     def inspect(self, plan: Plan) -> dict:
+        if is_node_plan(plan):
+            return self.node_inspect(plan)
         pt, winner, admission = plan.details.pod_target, plan.spec.identity, plan.admission
         ctx = f" --context {self.context_name}" if self.context_name else ""
+        sources = [s.as_dict() for s in plan.sources]
+        if plan.details.as_process:
+            # Read now through the debug container this person's debugkit keeps there, when
+            # there is one (its reuse was checked like an attach's); else when one starts.
+            winner = self.process_identity(plan)
+            sources[0] = winner.as_dict()
         return {
             "runtime": self.name,
             "namespace": pt.namespace,
@@ -177,7 +200,7 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
             "user_name": winner.user_name,
             "source": winner.source,
             "notes": list(winner.notes),
-            "sources": [s.as_dict() for s in plan.sources],
+            "sources": sources,
             "pod_security_enforce": admission.level if admission else None,
             "profile": plan.spec.profile,
             "admitted_by_namespace": admission.admitted if admission else True,
@@ -191,8 +214,46 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
                                f" --profile {plan.spec.profile}"),
         }
 
+    def process_identity(self, plan: Plan):
+        """The target process's identity as the plan's reusable debug container reads it from
+        /proc/1/status; an identity without IDs (to be read when the container starts) when
+        no such container runs, or it cannot be read now."""
+        from dataclasses import replace
+
+        from debugkit.core.errors import IdentityUnresolved
+        from debugkit.core.identity import identity_from_status
+        from debugkit.runtimes.kubernetes.stream import STDOUT, drain_and_close
+
+        later = replace(plan.spec.identity, uid=None, gid=None)
+        if plan.reuse is None:
+            return later
+        try:
+            ws = self.stream(plan.details.pod_target, plan.reuse, ["cat", "/proc/1/status"], stdin=False, tty=False)
+        except DebugkitError:
+            return later
+        chunks = []
+        try:
+            while True:
+                try:
+                    item = ws.recv(5)
+                except EOFError:
+                    break
+                if item is None:
+                    break
+                if item[0] == STDOUT:
+                    chunks.append(item[1])
+        finally:
+            drain_and_close(ws, wait=0.1)
+        try:
+            found = identity_from_status(b"".join(chunks).decode("ascii", "replace"))
+        except IdentityUnresolved:
+            return later
+        return found.with_note(f"read from /proc/1/status through debug container {plan.reuse}")
+
     def direct_forward(self, plan: Plan):
         """The portforward subresource, when RBAC allows `get` and `create` on pods/portforward."""
+        if is_node_plan(plan):
+            return None  # the node pod's host network: relay through it
         pt = plan.details.pod_target
         try:
             # A websocket portforward is a GET, authorized as `get`; since 1.35 the API server
@@ -212,17 +273,30 @@ class KubernetesRuntime(KubernetesPlanning, DebugContainerStart, Runtime):
     def sessions(self, *, namespace: str | None = None) -> list[SessionRow]:
         from debugkit.runtimes.kubernetes import sessions
 
-        return sessions.rows(self, namespace)
+        return sessions.rows(self, namespace) + self.node_rows(namespace)
 
     def remove(self, row: SessionRow) -> None:
-        raise DebugkitError(KEPT)
+        from debugkit.runtimes.base import HeldCopy
+        from debugkit.runtimes.kubernetes import sessions
+
+        if self.is_node_row(row):
+            self.remove_node_pod(row)
+        elif sessions.is_copy(row):
+            self.remove_copy(HeldCopy(runtime=self.name, original=row.target, original_id="", name=row.name,
+                                      id=row.id, target="", details={"namespace": row.namespace}))
+        else:
+            raise DebugkitError(KEPT)
 
     def kept(self, row: SessionRow) -> str | None:
-        return KEPT
+        from debugkit.runtimes.kubernetes import sessions
+
+        return None if self.is_node_row(row) or sessions.is_copy(row) else KEPT
 
     def expand(self, many) -> Expansion:
         from debugkit.runtimes.kubernetes import fleet
 
+        if isinstance(many, NodeSetRef):
+            return self.expand_nodes(many)
         if not isinstance(many, (WorkloadRef, SelectorRef)):
             return super().expand(many)
         return fleet.expand(self, many)

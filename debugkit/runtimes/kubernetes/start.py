@@ -17,6 +17,7 @@ from debugkit.runtimes.base import Plan
 from debugkit.runtimes.kubernetes import translate
 from debugkit.runtimes.kubernetes.errors import api_error, client_errors, status_and_message
 from debugkit.runtimes.kubernetes.identity import PodTarget
+from debugkit.runtimes.kubernetes.nodepod import is_node_plan
 from debugkit.runtimes.kubernetes.stream import ContainerNotReady, drain_and_close
 from debugkit.runtimes.terminal import write_output
 
@@ -65,7 +66,10 @@ class DebugContainerStart:
 
     @staticmethod
     def debug_status(pod: dict, name: str) -> dict:
-        for st in pod.get("status", {}).get("ephemeralContainerStatuses") or []:
+        """The status of debug container `name`: an ephemeral one, or the container of a node
+        debugging pod."""
+        status = pod.get("status", {})
+        for st in (status.get("ephemeralContainerStatuses") or []) + (status.get("containerStatuses") or []):
             if st["name"] == name:
                 return st
         return {}
@@ -76,6 +80,8 @@ class DebugContainerStart:
     def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
         """The running debug container the plan uses: the one it reuses, or a new one. A
         reused one that fails to start is dropped, and a new one starts in its place."""
+        if is_node_plan(plan):
+            return self.create_node_pod(plan, on_waiting=on_waiting)
         pt = plan.details.pod_target
         if plan.reuse is not None:
             state = self.debug_status(pt.pod, plan.reuse).get("state") or {}

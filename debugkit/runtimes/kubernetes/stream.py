@@ -192,8 +192,12 @@ class KubeExecSession(ExecSession):
         from debugkit.runtimes.docker.translate import STOP_EXECS
 
         with contextlib.suppress(Exception):
-            ws = self.runtime.stream(self.plan.details.pod_target, self.container,
-                                     ["sh", "-c", STOP_EXECS, "debugkit-stop", marker], stdin=False, tty=False)
+            command = ["sh", "-c", STOP_EXECS, "debugkit-stop", marker]
+            if getattr(self.plan.details, "as_process", False):  # root without CAP_KILL: as the execs' user
+                from debugkit.runtimes.kubernetes.translate import as_target
+
+                command = as_target(command)
+            ws = self.runtime.stream(self.plan.details.pod_target, self.container, command, stdin=False, tty=False)
             drain_and_close(ws, wait=0.2)
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:

@@ -60,8 +60,39 @@ def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, gu
     return ["sh", "-c", script, name, *argv]
 
 
+# A command of a debug container that runs as the target's process does (identity.AS_PROCESS):
+# read its effective UID and GID and its groups from /proc/1/status, drop to them (setpriv:
+# the permitted and effective capabilities go with UID 0), then run the command. Builtins
+# only up to setpriv: each command pays for this script, and a fork costs under load.
+AS_TARGET_SCRIPT = r"""
+uid= gid= groups=
+while read -r key first second rest; do
+  case $key in
+    Uid:) uid=$second ;;
+    Gid:) gid=$second ;;
+    Groups:) for group in $first $second $rest; do groups=${groups:+$groups,}$group; done ;;
+  esac
+done < /proc/1/status
+if [ -z "$uid" ] || [ -z "$gid" ]; then
+  echo "debugkit: cannot read the target's user from /proc/1/status" >&2; exit 125
+fi
+if [ ! -x /usr/bin/setpriv ]; then
+  echo "debugkit: running as the target's process needs util-linux's setpriv in the sidecar image (the full" \
+    "toolbox has it, the slim one does not): pass --user UID[:GID]" >&2; exit 125
+fi
+if [ -n "$groups" ]; then set_groups=--groups=$groups; else set_groups=--clear-groups; fi
+exec /usr/bin/setpriv --reuid="$uid" --regid="$gid" $set_groups --inh-caps=-all -- "$@"
+"""
+AS_PROCESS_CAPABILITIES = ("SETUID", "SETGID")
+
+
+def as_target(argv) -> list[str]:
+    """argv, run as the target's process runs (see AS_TARGET_SCRIPT)."""
+    return ["sh", "-c", AS_TARGET_SCRIPT, "debugkit-as-target", *argv]
+
+
 def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, local_user: str,
-              keep_alive: float | None = None) -> str:
+              keep_alive: float | None = None, as_process: bool = False) -> str:
     """What two attaches must share to use one debug container: the target container, the
     person, the sidecar's identity, image and profile, any --custom, and the keep-alive
     (its idle limit is part of the container's command)."""
@@ -74,6 +105,8 @@ def reuse_key(spec: SidecarSpec, *, target_container: str, custom: dict | None, 
              spec.profile, custom or {}, HELPER_PROTOCOL]
     if keep_alive is not None:
         facts.append(int(keep_alive))
+    if as_process:
+        facts.append("as-process")
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -31,6 +31,8 @@ EXIT_POLL_SECONDS = 30.0
 
 class PodmanProbe(ContainerProbe):
     def process_identity(self, target):
+        if target.image_only:
+            return super().process_identity(target)  # says an image has no process
         status = self.local_proc_status(target)
         if status is None:
             raise IdentityUnresolved("the process is not visible from here, and Podman's top API would run ps "

@@ -89,10 +89,10 @@ def test_podman_is_not_asked_when_it_is_not_set_up(target, monkeypatch):
 
 
 def test_runbooks_profiles_and_commands():
-    assert complete("debugkit runbook run ")[0] == ["dns", "http-health", "processes", "sockets", "tls"]
+    assert complete("debugkit runbook run ")[0] == ["dns", "http-health", "node", "processes", "sockets", "tls"]
     assert complete("debugkit runbook validate h")[0] == ["http-health"]
     assert complete("debugkit attach --profile p")[0] == ["ptrace"]
-    assert complete("debugkit inspect --profile ")[0] == ["restricted", "netadmin", "ptrace", "sysadmin"]
+    assert complete("debugkit inspect --profile ")[0] == ["restricted", "netadmin", "ptrace", "node", "sysadmin"]
     assert complete("debugkit comp")[0] == ["completion"]
     assert complete("debugkit completion ")[0] == ["bash", "zsh", "fish"]
     # Paths are the shell's to complete: cp's endpoints, --custom, --kubeconfig.

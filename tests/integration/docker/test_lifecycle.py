@@ -161,6 +161,9 @@ def test_a_signal_ends_a_session_whatever_was_inherited(docker_client, fixture_i
             _gone(docker_client, target, timeout=15, what="the sidecar to be removed by the CLI itself")
         if what == "a fleet":  # each member's line says so (its sidecar was stopped under it)
             assert f"{target.name}: interrupted ({int(code)})" in err, err
+            # ...and so does its audit record: not the code of the signal that stopped its command.
+            ends = [r for r in audit_records(audit_log) if r["event"] == "end"]
+            assert ends and {(r["exit_code"], r["outcome"]) for r in ends} == {(int(code), "interrupted")}, ends
         else:
             ends = [r for r in audit_records(audit_log) if r["event"] == "end"]
             assert ends and {(r["exit_code"], r["outcome"]) for r in ends} == {(int(code), "interrupted")}, ends

@@ -348,10 +348,10 @@ def test_validate_and_list(tmp_path):
     listed = run_cli("runbook", "list")
     out = text(listed)[0]
     assert listed.returncode == 0
-    for name in ("http-health", "dns", "tls", "processes", "sockets"):
+    for name in ("http-health", "dns", "tls", "processes", "sockets", "node"):
         assert any(line.startswith(name + " ") for line in out.splitlines()), out
     data = json.loads(run_cli("runbook", "list", "-o", "json").stdout)
-    assert {d["name"] for d in data} == {"http-health", "dns", "tls", "processes", "sockets"}
+    assert {d["name"] for d in data} == {"http-health", "dns", "tls", "processes", "sockets", "node"}
 
 
 # -- the bundled runbooks, with the toolbox, against a distroless target ---------------------------

@@ -16,7 +16,6 @@ from debugkit.session.defaults import toolbox_image as default_ref
 from debugkit.toolbox.build import (
     BUILD_COMMAND,
     OFFLINE_BASE_IMAGE,
-    _strip_userinfo,
     build_toolbox,
     missing_toolbox_error,
     pinned_base_image,
@@ -24,6 +23,7 @@ from debugkit.toolbox.build import (
     toolbox_context_dir,
     variant_ref,
 )
+from debugkit.toolbox.context import _strip_userinfo
 
 pytestmark = pytest.mark.toolbox
 
