@@ -5,7 +5,13 @@ Timing is wall time of a whole subprocess (time.perf_counter around subprocess.r
 so both sides pay their own process start: Python's for debugkit, Go's for the docker,
 podman and kubectl CLIs.
 
-The debugkit under test is this checkout: children get PYTHONPATH=<this repository>
+With DEBUGKIT_BENCH_VENV=DIR (`benchmarks/scratch_venv.py DIR` makes one), the debugkit
+under test is instead DIR's: this checkout installed with a plain `pip install .` (not
+editable, byte-compiled by pip), as users have it; children then get neither PYTHONPATH
+nor a bytecode cache of ours, and the run checks that DIR's copy of every module is this
+checkout's.
+
+Without it, the debugkit under test is this checkout: children get PYTHONPATH=<this repository>
 (checked with `python -c 'import debugkit'` before anything is timed), whatever the venv
 has installed. They also get a bytecode cache of their own (PYTHONPYCACHEPREFIX, in
 ~/.cache/debugkit-bench; PYTHONDONTWRITEBYTECODE dropped), warmed before anything is
@@ -55,9 +61,16 @@ def env() -> dict[str, str]:
     return _ENV
 
 
+# A scratch virtualenv with this checkout installed by `pip install .` (scratch_venv.py).
+VENV = os.environ.get("DEBUGKIT_BENCH_VENV") or None
+
+
 def _env() -> dict[str, str]:
     out = dict(os.environ)
     out.pop("PYTHONDONTWRITEBYTECODE", None)
+    if VENV:
+        out.pop("PYTHONPATH", None)
+        return out
     out["PYTHONPYCACHEPREFIX"] = _PYCACHE
     out["PYTHONPATH"] = str(REPO) + (os.pathsep + out["PYTHONPATH"] if out.get("PYTHONPATH") else "")
     return out
@@ -69,12 +82,53 @@ _ENV = _env()
 def debugkit() -> list[str]:
     """The debugkit command: the venv's console script (running this checkout's package,
     see env()), or `python -m debugkit`."""
+    if VENV:
+        return [str(Path(VENV) / "bin" / "debugkit")]
     script = BIN / "debugkit"
     return [str(script)] if script.exists() else [sys.executable, "-m", "debugkit"]
 
 
+def installed_matches_checkout(venv: str) -> str:
+    """Fail unless `venv` imports debugkit from its own site-packages, with every module
+    byte-identical to this checkout's (a stale install would measure other code); its path."""
+    python = str(Path(venv) / "bin" / "python")
+    clean = {k: v for k, v in env().items() if k not in ("PYTHONPATH", "PYTHONPYCACHEPREFIX")}
+    out = subprocess.run([python, "-c", "import debugkit; print(debugkit.__file__)"], env=clean, cwd="/",
+                         capture_output=True, text=True, check=True).stdout.strip()
+    package = Path(out).parent
+    if not str(package).startswith(str(Path(venv).resolve())) and not str(package).startswith(venv):
+        raise SystemExit(f"{venv} imports debugkit from {out}, not from its own site-packages")
+    for source in (REPO / "debugkit").rglob("*.py"):
+        copy = package / source.relative_to(REPO / "debugkit")
+        if not copy.exists() or copy.read_bytes() != source.read_bytes():
+            raise SystemExit(f"{venv} has another {source.relative_to(REPO)}: reinstall with "
+                             f"benchmarks/scratch_venv.py {venv}")
+    if not any(package.rglob("*.pyc")):
+        raise SystemExit(f"{venv} has no bytecode: install it without PYTHONDONTWRITEBYTECODE")
+    sys.path.insert(0, str(REPO))
+    return out
+
+
+def scratch_install(where: Path) -> Path:
+    """A new virtualenv with this checkout installed by `pip install .` (bytecode
+    compiled, PYTHONDONTWRITEBYTECODE dropped); its debugkit."""
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(where)], check=True)
+    pip = [str(where / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir"]
+    subprocess.run([*pip, str(REPO)], check=True, env={k: v for k, v in os.environ.items()
+                                                     if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")})
+    return where / "bin" / "debugkit"
+
+
+def python() -> str:
+    """The interpreter that runs the debugkit under test."""
+    return str(Path(VENV) / "bin" / "python") if VENV else sys.executable
+
+
 def check_code_under_test() -> str:
-    """Fail unless the children import debugkit from this checkout; its path."""
+    """Fail unless the children import debugkit from this checkout (or the scratch
+    install of it, DEBUGKIT_BENCH_VENV); its path."""
+    if VENV:
+        return installed_matches_checkout(VENV)
     out = subprocess.run([sys.executable, "-c", "import debugkit; print(debugkit.__file__)"], env=env(),
                          capture_output=True, text=True, check=True).stdout.strip()
     if not out.startswith(str(REPO) + os.sep):

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _common as c
+
 REPO = Path(__file__).resolve().parent.parent
 HASH, SOURCE, ECHO = 9000, 9001, 9002
 PUBLIC = {HASH: 8090, SOURCE: 8091, ECHO: 8092}
@@ -110,8 +112,9 @@ def message_latencies(port: int, count: int) -> list[float]:
 
 
 def start_forward(target: str) -> tuple[subprocess.Popen, dict[int, int]]:
-    proc = subprocess.Popen([sys.executable, "-m", "debugkit", "port-forward", target, f":{HASH}", f":{SOURCE}",
-                             f":{ECHO}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([*c.debugkit(), "port-forward", target, f":{HASH}", f":{SOURCE}",
+                             f":{ECHO}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=c.env())
     ports: dict[int, int] = {}
     buffer = b""
     deadline = time.monotonic() + 60
@@ -144,6 +147,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50, help="connections per round for the latency")
     parser.add_argument("--messages", type=int, default=200, help="messages per round on one connection")
     parser.add_argument("--json", action="store_true")
+    c.check_code_under_test()
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))

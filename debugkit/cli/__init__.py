@@ -10,7 +10,6 @@ import atexit
 import gc
 import os
 import sys
-import traceback
 
 import click
 
@@ -184,4 +183,6 @@ def main(argv: list[str] | None = None, *, prog_name: str = "debugkit") -> None:
 
 def _maybe_traceback() -> None:
     if _debug_requested():
+        import traceback  # only then: it imports linecache and tokenize (5-8 ms on every command)
+
         traceback.print_exc()

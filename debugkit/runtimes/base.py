@@ -69,8 +69,9 @@ HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # (port-forward over one exec), tar-out's exit 6 for a device, FIFO or socket, exit 64
 # (HELPER_USAGE) for arguments it does not understand, and a helper that is not dumpable
 # (the target cannot open its output); 5 hold, install-holder and target (held copies:
-# attach --copy, attach image/REF), with a readable copy at HOLDER_SOURCE.
-HELPER_PROTOCOL = 5
+# attach --copy, attach image/REF), with a readable copy at HOLDER_SOURCE; 6 `steps` (a
+# runbook's steps in one process, runtimes/steps.py).
+HELPER_PROTOCOL = 6
 # The toolbox's readable copy of the helper, which a held copy runs as its main process
 # (`debugkit-helper hold -- PROGRAM`): it must stay dumpable, so it cannot be the
 # execute-only one, and an init container must be able to copy it.
@@ -284,6 +285,13 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def open_exec(self, plan: Plan) -> ExecSession:
         """Start one sidecar for many commands; the caller closes it."""
+
+    def open_steps(self, plan: Plan) -> ExecSession:
+        """Start one sidecar for a runbook's steps (only `exec` is asked of it); the caller
+        closes it. A runtime may make it cheaper than open_exec (Docker, locally: the
+        helper's `steps` is the sidecar's main process, so no step costs an exec).
+        Default: open_exec."""
+        return self.open_exec(plan)
 
     @abc.abstractmethod
     def inspect(self, plan: Plan) -> dict:

@@ -10,7 +10,6 @@ malformed is no record: a new sidecar starts.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -36,7 +35,9 @@ class Record:
 
 
 def _path(runtime: str, scope: str, key: str, *, create: bool) -> Path:
-    name = hashlib.sha256("\0".join((runtime, scope, key)).encode()).hexdigest()[:32]
+    from debugkit.core.digest import hex_digest  # not hashlib: OpenSSL costs every attach 4-10 ms
+
+    name = hex_digest("\0".join((runtime, scope, key)).encode())[:32]
     if create:
         directory = state_dir() / "kept-alive"  # the state directory made 0700 first
         directory.mkdir(mode=0o700, exist_ok=True)

@@ -304,6 +304,7 @@ def exec_session(flags: Flags, *, mode: str = "runbook", record: dict | None = N
             finally:
                 holder.close()
         else:
-            with runtime.open_exec(the_plan) as live:
+            opened = runtime.open_steps(the_plan) if mode == "runbook" else runtime.open_exec(the_plan)
+            with opened as live:
                 yield recorded.exec_session(the_plan, live, mode=mode)
         result.update(exit_code=0, outcome="closed")

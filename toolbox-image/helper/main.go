@@ -65,6 +65,7 @@ func init() {
 		{"hold", holdUsage, cmdHold},
 		{"install-holder", installHolderUsage, cmdInstallHolder},
 		{"target", targetUsage, cmdTarget},
+		{"steps", stepsUsage, cmdSteps},
 	}
 }
 

@@ -111,27 +111,53 @@ type reaper struct {
 
 	windDown <-chan struct{} // closed when the keepalive we hold (or our stdin) asks us to stop
 	stdin    uintptr         // CMD's stdin
+	// CMD's stdout and stderr when set (steps: pipes of its own); else ours.
+	stdout, stderr *uintptr
+	// When it fires, CMD is killed at once (SIGKILL) and timedOut is set (steps' timeouts).
+	deadline <-chan time.Time
+	timedOut bool
+	// A SIGTERM or SIGINT came while CMD ran (not from a terminal): steps stops after it.
+	terminated bool
 }
 
 func (r *reaper) run(argv []string) int {
 	r.sigs = make(chan os.Signal, 64)
 	signal.Notify(r.sigs, append([]os.Signal{syscall.SIGCHLD}, forwarded...)...)
-	path, code, msg := lookPath(argv[0])
-	if code != 0 {
+	if code, msg := r.start(argv); code != 0 {
 		errorf("%s", msg)
 		return code
 	}
+	return r.finish()
+}
+
+// start forks and execs CMD; a non-zero code (127, 126) and its message when it cannot.
+func (r *reaper) start(argv []string) (int, string) {
+	path, code, msg := lookPath(argv[0])
+	if code != 0 {
+		return code, msg
+	}
+	stdout, stderr := uintptr(1), uintptr(2)
+	if r.stdout != nil {
+		stdout = *r.stdout
+	}
+	if r.stderr != nil {
+		stderr = *r.stderr
+	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   os.Environ(),
-		Files: []uintptr{r.stdin, 1, 2},
+		Files: []uintptr{r.stdin, stdout, stderr},
 		// No Setpgid/Setsid: CMD stays in this process group and session, so that a
 		// shell on a terminal does its own job control as it would without the reaper.
 	})
 	if err != nil {
-		errorf("%s: %s", argv[0], execErrorText(err))
-		return exitCannotExec
+		return exitCannotExec, argv[0] + ": " + execErrorText(err)
 	}
-	r.cmd = pid
+	r.cmd, r.cmdDone = pid, false
+	return 0, ""
+}
+
+// finish waits for CMD, ends and reaps what it left behind, and returns its status.
+func (r *reaper) finish() int {
 	r.waitForCmd()
 	status := exitStatus(r.cmdStatus)
 	r.endDescendants()
@@ -252,6 +278,7 @@ func (r *reaper) waitForCmd() {
 				continue
 			}
 			if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+				r.terminated = true
 				if stopping {
 					_ = syscall.Kill(r.cmd, syscall.SIGKILL)
 					continue
@@ -266,6 +293,13 @@ func (r *reaper) waitForCmd() {
 				stopping = true
 				escalate = time.After(r.grace)
 				_ = syscall.Kill(r.cmd, syscall.SIGTERM)
+			}
+		case <-r.deadline:
+			r.deadline = nil
+			r.reapAll()
+			if !r.cmdDone {
+				r.timedOut = true
+				_ = syscall.Kill(r.cmd, syscall.SIGKILL)
 			}
 		case <-escalate:
 			escalate = nil

@@ -46,9 +46,11 @@ class SidecarGone(DebugkitError):
 
 
 class DockerExecSession(ExecSession):
-    def __init__(self, runtime, plan: Plan, *, container: str | None = None):
+    def __init__(self, runtime, plan: Plan, *, container: str | None = None, steps_main: bool = False):
         """`container`: exec into that running sidecar instead of starting one (it is then
-        neither started nor removed here)."""
+        neither started nor removed here). `steps_main`: a runbook's sidecar whose main
+        process is `debugkit-helper steps` on our attach (plan.details.steps_request):
+        `exec` runs every step over the attach stream, without an exec."""
         self.runtime = runtime
         self.plan = plan
         self.spec = plan.spec
@@ -63,12 +65,15 @@ class DockerExecSession(ExecSession):
         self.lost = False       # the engine could not be reached
         self._heartbeat = None
         self._guards: list = []  # the streams of guards started for -i/-t execs (see _start)
+        self._steps = None       # runtimes.steps.HelperSteps: a runbook's steps over one exec
+        self._steps_main = steps_main and container is None
 
     def __enter__(self) -> "DockerExecSession":
         if not self._owned:
             return self
         with self.runtime.calls():
-            self.container_id = self.runtime.create(self.plan)
+            self.container_id = self.runtime.create(
+                self.plan, request=self.plan.details.steps_request if self._steps_main else None)
             try:
                 self._keepalive = self.runtime.attach(self.container_id, stdin=True)
                 self.runtime.start(self.container_id)
@@ -88,6 +93,11 @@ class DockerExecSession(ExecSession):
         self.close()
 
     def close(self) -> None:
+        if self._steps is not None:
+            # After a normal end, wait (briefly) for the steps exec to end: then nothing
+            # holds the keep-alive, which stops at once instead of winding commands down.
+            self._steps.close(wait=self.finished)
+            self._steps = None
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
@@ -112,7 +122,14 @@ class DockerExecSession(ExecSession):
             # dropped connection relies on, without a removal round trip. Otherwise
             # (errors, signals, a local engine) stop it at once, gracefully when the
             # helper's keep-alive runs it (it winds its commands down first).
-            if not (self.finished and not self.api.local):
+            if self._steps_main and self.finished:
+                # Its main process ended at our attach's EOF (waited for above): the
+                # engine removes it; a removal now only makes sure.
+                self.runtime.remove_container(self.container_id)
+            elif self.finished and self.api.local and self.plan.helper and \
+                    self.runtime.removed_by_itself(self.container_id):
+                pass  # its keep-alive exited at our attach's EOF, and the engine removed it
+            elif not (self.finished and not self.api.local):
                 if self.lost:
                     self.runtime.remove_container(self.container_id)
                 else:
@@ -138,9 +155,10 @@ class DockerExecSession(ExecSession):
             env[EXEC_MARKER] = tag
         return env
 
-    def _start(self, argv: Sequence[str], *, stdin: bool, tty: bool):
+    def _start(self, argv: Sequence[str], *, stdin: bool, tty: bool, ends_at_eof: bool = False):
         """Create and start an exec of argv (under the reaper when the sidecar has it),
-        marked; (exec ID, its stream)."""
+        marked; (exec ID, its stream). `ends_at_eof`: argv reads our stdin and ends at
+        its EOF by itself (helper steps), so it needs no guard."""
         from debugkit.runtimes.docker.engine import EngineError
 
         tag = f"{self.spec.session_id}.{os.urandom(6).hex()}"  # secrets.token_hex, lighter
@@ -150,7 +168,7 @@ class DockerExecSession(ExecSession):
         # one that does, in a kept-alive sidecar that outlives us, holds a guard. In our
         # own session sidecar its keep-alive, on our attach, already does that.
         watch = helper and not stdin and not tty
-        guard = self._start_guard() if helper and not watch and not self._owned else None
+        guard = self._start_guard() if helper and not watch and not ends_at_eof and not self._owned else None
         command = translate.exec_command(self.name, argv, helper=helper, watch_stdin=watch, guard=guard,
                                          mark=f"{EXEC_MARKER}={tag}")
         exec_id = None
@@ -223,6 +241,29 @@ class DockerExecSession(ExecSession):
                                   stdout=stdout, stderr=stderr)
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
+        if self.plan.helper:
+            # Every step over one exec of the helper's `steps` (runtimes/steps.py).
+            if self._steps is None:
+                from debugkit.runtimes.steps import HelperSteps
+
+                self._steps = HelperSteps(self._open_steps, fallback=None if self._steps_main else self._exec_once)
+            return self._steps.run(argv, timeout=timeout, max_output=max_output)
+        return self._exec_once(argv, timeout=timeout, max_output=max_output)
+
+    def _open_steps(self):
+        from debugkit.runtimes.base import HELPER_PATH
+        from debugkit.runtimes.docker.stepchannel import AttachStepChannel, ExecStepChannel
+
+        if self._steps_main:
+            if self._keepalive is None:
+                raise DebugkitError("runbook: the sidecar's helper stopped answering: no further step can run")
+            attach, self._keepalive = self._keepalive, None  # the channel owns it from now on
+            return AttachStepChannel(self, attach)
+        exec_id, sock = self._start([HELPER_PATH, "steps"], stdin=True, tty=False, ends_at_eof=True)
+        return ExecStepChannel(self, exec_id, sock)
+
+    def _exec_once(self, argv, *, timeout: float, max_output: int) -> ExecResult:
+        """One step as one exec, under `timeout -s KILL` (a sidecar without the helper)."""
         step = StepRun(argv, timeout=timeout, max_output=max_output)
         exec_id, sock = self._start(step.wrapped, stdin=False, tty=False)
         demux = FrameDemuxer()

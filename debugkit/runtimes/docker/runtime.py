@@ -129,8 +129,9 @@ class DockerRuntime(DockerPlanning, DockerCopies, Runtime):
 
     # -- run ------------------------------------------------------------------------------
 
-    def create(self, plan: Plan) -> str:
-        request = plan.request
+    def create(self, plan: Plan, *, request: dict | None = None) -> str:
+        """Create the plan's sidecar (from `request` instead of the plan's own when given)."""
+        request = request or plan.request
         try:
             container_id = self.api.create_container(request["body"], name=request["name"])["Id"]
         except BaseException as exc:
@@ -182,6 +183,29 @@ class DockerRuntime(DockerPlanning, DockerCopies, Runtime):
             except (EngineError, OSError):
                 pass  # gone already, or the engine is: the removal below says which
         self.remove_container(container_id)
+
+    def removed_by_itself(self, container_id: str, *, within: float = 3.0) -> bool:
+        """Wait until the engine has removed an auto-removed sidecar whose main process is
+        ending by itself (its keep-alive saw EOF): one request, no kill and no polling.
+        False when that did not happen within `within` seconds (the caller stops it)."""
+        from debugkit.runtimes.docker.engine import EngineError, EngineNotFound
+
+        try:
+            response, conn = self.api.wait_request(container_id, condition="removed")
+        except EngineNotFound:
+            return True  # gone already
+        except (EngineError, OSError):
+            return False
+        try:
+            if conn.sock is not None:
+                conn.sock.settimeout(within)
+            response.read(1 << 16)
+            return True
+        except (OSError, ValueError):
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def remove_container(self, container_id: str) -> None:
         from debugkit.runtimes.docker.engine import EngineError
@@ -329,6 +353,13 @@ class DockerRuntime(DockerPlanning, DockerCopies, Runtime):
         if reader.is_alive() or "StatusCode" not in result:
             raise DebugkitError(f"lost track of sidecar {name}'s exit status: {result or 'timeout'}")
         return int(result["StatusCode"])
+
+    def open_steps(self, plan: Plan):
+        from debugkit.runtimes.docker.exec import DockerExecSession
+
+        if plan.details.steps_request is not None and not plan.keep_alive:
+            return DockerExecSession(self, plan, steps_main=True)
+        return self.open_exec(plan)
 
     def open_exec(self, plan: Plan):
         """With --keep-alive, the commands run in the reusable sidecar (one that runs already,

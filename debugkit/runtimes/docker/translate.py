@@ -111,6 +111,13 @@ def main_command(name: str, command, *, mode: str, helper: bool, keep_alive: flo
     return fallback_keepalive(session_id, heartbeat=heartbeat)
 
 
+def steps_main_command() -> tuple[str, ...]:
+    """The main process of a runbook's sidecar on a local engine: the helper's `steps` on
+    our attach (its stdin and stdout), which runs each step as the reaper would and ends at
+    the attach's EOF, so the sidecar ends (and is removed) with it."""
+    return (HELPER, "steps")
+
+
 def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, guard: str | None = None,
                  mark: str | None = None) -> list[str]:
     """An exec in a sidecar (see base.reaped); the bare command without the helper."""

@@ -137,6 +137,7 @@ class KubeExecSession(ExecSession):
         self._holder = None
         self.container: str | None = None
         self._running: set[str] = set()   # markers of the streamed execs that have not ended
+        self._steps = None                 # runtimes.steps.HelperSteps: a runbook's steps over one exec
 
     def __enter__(self) -> "KubeExecSession":
         self.container = self.runtime.ensure_container(self.plan)
@@ -144,6 +145,9 @@ class KubeExecSession(ExecSession):
         return self
 
     def close(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
         if self._running and self.container is not None:
             running = sorted(self._running)
             self._stop_marked(running[0] if len(running) == 1 else f"{self.spec.session_id}.")
@@ -197,6 +201,23 @@ class KubeExecSession(ExecSession):
             drain_and_close(ws, wait=0.2)
 
     def exec(self, argv, *, timeout: float, max_output: int = 1 << 20) -> ExecResult:
+        if self.plan.helper:
+            # Every step over one exec of the helper's `steps` (runtimes/steps.py).
+            if self._steps is None:
+                from debugkit.runtimes.steps import HelperSteps
+
+                self._steps = HelperSteps(self._open_steps, fallback=self._exec_once)
+            return self._steps.run(argv, timeout=timeout, max_output=max_output)
+        return self._exec_once(argv, timeout=timeout, max_output=max_output)
+
+    def _open_steps(self) -> "_StepChannel":
+        from debugkit.runtimes.base import HELPER_PATH
+
+        return _StepChannel(self.runtime.exec(self.plan, self.container, [HELPER_PATH, "steps"], stdin=True,
+                                              tty=False))
+
+    def _exec_once(self, argv, *, timeout: float, max_output: int) -> ExecResult:
+        """One step as one exec, under `timeout -s KILL` (a debug container without the helper)."""
         step = StepRun(argv, timeout=timeout, max_output=max_output)
         ws = self.runtime.exec(self.plan, self.container, step.wrapped, stdin=False, tty=False)
 
@@ -213,6 +234,41 @@ class KubeExecSession(ExecSession):
         finally:
             ws.close(wait=0.2)
         return step.result(code)
+
+
+class _StepChannel:
+    """The stream of one `debugkit-helper steps` exec (runtimes.steps.StepChannel)."""
+
+    def __init__(self, ws):
+        self._ws = ws
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._ws.send(STDIN, data)
+        except OSError as exc:
+            raise DebugkitError(f"runbook: cannot send a step to the debug container's helper: {exc}") from None
+
+    def read(self, timeout: float):
+        try:
+            item = self._ws.recv(min(timeout, 0.5))
+        except EOFError:
+            return None
+        if item is None or item[0] not in (STDOUT, STDERR):
+            return []
+        return [(item[0] == STDERR, item[1])]
+
+    def ended(self, stderr: bytes) -> None:
+        from debugkit.runtimes.base import helper_mismatch
+
+        mismatch = helper_mismatch(exit_code_of(self._ws, what="debugkit-helper steps"), stderr)
+        if mismatch is not None:
+            raise mismatch
+
+    def close(self, *, wait: bool = False) -> None:
+        with contextlib.suppress(Exception):
+            self._ws.close_channel(STDIN)  # EOF: the helper winds down a step that still runs, and exits
+        with contextlib.suppress(Exception):
+            self._ws.close(wait=0.2)
 
 
 def _step_code(ws) -> int:

@@ -85,11 +85,12 @@ def test_a_passing_runbook_runs_every_step_in_one_sidecar(start_target, toolbox_
     assert steps[2]["argv"] == ["sh", "-c", "echo 'hello world' from $(cat /proc/1/comm)"]
     assert all(s["exit_code"] == 0 and 0 < s["duration"] < 30 for s in steps)
 
-    # One sidecar for the whole runbook: one create, one start, one exec per step.
+    # One sidecar for the whole runbook: one create, one start, and no exec at all: on a
+    # local engine the sidecar's main process is debugkit-helper steps, on our attach.
     actions = wait_for(lambda: (lambda a: a if a.count("destroy") == 1 else None)(
         sidecar_events(docker_client, target.name, since)), timeout=30, what="the sidecar's events")
     assert actions.count("create") == 1 and actions.count("start") == 1, actions
-    assert sum(a.startswith("exec_create") for a in actions) == 3, actions
+    assert sum(a.startswith("exec_create") for a in actions) == 0, actions
 
     markdown = (tmp_path / "out.md").read_text()
     assert markdown.startswith("# Runbook `passing`: PASSED")
@@ -178,6 +179,54 @@ def test_step_output_is_capped(start_target, toolbox_image, tmp_path):
     step = report["steps"][0]
     assert step["output_truncated"] is True
     assert step["stdout"] == "a" * 65536 and step["stderr"] == "b" * 65536
+
+
+LEFTOVERS = """\
+    name: leftovers
+    steps:
+      - name: leaves a process behind
+        run: sleep 31337 >/dev/null 2>&1 & echo started
+      - name: leaves one and times out
+        run: sleep 31338 >/dev/null 2>&1 & (trap '' TERM; exec sleep 31339) & echo started; sleep 120
+        timeout: 2
+        continue_on_failure: true
+      - name: nothing of them is left
+        run: ps -eo args= | grep -cE '^sleep 3133[789]$' || true
+        expect:
+          stdout_matches: '^0$'
+      - name: 64 MiB of output
+        run: head -c 67108864 /dev/zero | tr '\\0' a; echo done >&2
+        expect:
+          stdout_matches: '^a+$'
+      - name: still answers after the flood
+        run: echo alive
+        expect:
+          stdout_matches: '^alive$'
+    """
+
+
+def test_batched_steps_are_isolated_timed_out_and_capped(start_target, toolbox_image, docker_client, tmp_path):
+    """All the steps run in the sidecar's main process, debugkit-helper steps: each step's leftovers
+    (one that ignores SIGTERM too) are ended before the next step starts, a timed-out step
+    leaves the batch working, and a step's flood of output is cut at the cap without
+    holding up the step (the rest is read and dropped in the sidecar)."""
+    target = start_target("named-user")
+    path = write(tmp_path, LEFTOVERS)
+    since = time.time()
+    result, report = run_json("runbook", "run", path, target.name)
+    assert result.returncode == 0, report
+    left, timed_out, nothing_left, flood, alive = report["steps"]
+    assert left["status"] == "passed" and left["stdout"] == "started\n"
+    assert timed_out["timed_out"] is True and timed_out["exit_code"] is None
+    assert timed_out["status"] == "failed" and timed_out["stdout"] == "started\n"
+    assert 1.5 <= timed_out["duration"] < 10, timed_out
+    assert nothing_left["status"] == "passed", nothing_left
+    assert flood["status"] == "passed" and flood["output_truncated"] is True
+    assert flood["stdout"] == "a" * 65536 and flood["stderr"] == "done\n"
+    assert alive["status"] == "passed"
+    actions = wait_for(lambda: (lambda a: a if a.count("destroy") == 1 else None)(
+        sidecar_events(docker_client, target.name, since)), timeout=30, what="the sidecar's events")
+    assert sum(a.startswith("exec_create") for a in actions) == 0, actions
 
 
 def test_sigterm_during_a_step_removes_the_sidecar_and_exits_143(start_target, toolbox_image, docker_client,
@@ -400,3 +449,29 @@ def test_bundled_tls(start_target, toolbox_image, tls_dependency):
     assert result.returncode == 1
     assert [s["status"] for s in report["steps"]] == ["passed", "passed", "passed", "failed"]
     assert "self-signed certificate" in report["steps"][3]["stdout"]
+
+
+def test_steps_over_one_exec_as_on_a_remote_engine(start_target, toolbox_image, docker_client):
+    """Where the sidecar's attach carries a heartbeat (remote engines), the steps run over
+    one exec of debugkit-helper steps in the keep-alive sidecar: the same isolation,
+    timeouts and caps, and one exec for all of them."""
+    from debugkit.core.options import Connection, Flags
+    from debugkit.session import flow
+
+    target = start_target("named-user")
+    since = time.time()
+    flags = Flags(target=target.name, connection=Connection())
+    with flow.exec_session(flags, mode="cp") as session:   # open_exec: the keep-alive sidecar, not open_steps
+        first = session.exec(["sh", "-c", "sleep 31340 >/dev/null 2>&1 & echo started"], timeout=10)
+        hung = session.exec(["sh", "-c", "echo before; sleep 120"], timeout=1)
+        left = session.exec(["sh", "-c", "ps -eo args= | grep -cx 'sleep 31340' || true"], timeout=10)
+        flood = session.exec(["sh", "-c", "head -c 33554432 /dev/zero"], timeout=30, max_output=1000)
+        missing = session.exec(["no-such-command-here"], timeout=10)
+    assert (first.exit_code, first.stdout) == (0, b"started\n")
+    assert hung.timed_out and hung.exit_code is None and hung.stdout == b"before\n"
+    assert left.stdout == b"0\n"
+    assert flood.exit_code == 0 and flood.truncated and flood.stdout == b"\0" * 1000
+    assert missing.exit_code == 127
+    actions = wait_for(lambda: (lambda a: a if a.count("destroy") == 1 else None)(
+        sidecar_events(docker_client, target.name, since)), timeout=30, what="the sidecar's events")
+    assert sum(a.startswith("exec_create") for a in actions) == 1, actions
