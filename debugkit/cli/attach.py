@@ -5,8 +5,9 @@ import sys
 
 import click
 
-from debugkit.cli.common import (OUTPUT_FORMATS, complete_file, complete_profile, complete_target, copy_options, err,
-                                 reason_option, record_options, render, sidecar_flags, sidecar_options, target_options)
+from debugkit.cli.common import (OUTPUT_FORMATS, check_copy_scope, complete_file, complete_profile, complete_target,
+                                 copy_options, err, reason_option, record_options, render, sidecar_flags,
+                                 sidecar_options, target_options)
 from debugkit.cli.contexts import all_contexts_option
 from debugkit.cli.fleet import fleet_options
 
@@ -80,7 +81,7 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, nodes,
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
     from debugkit.core.errors import InvalidInput
-    from debugkit.core.targets import WorkloadRef, parse_many
+    from debugkit.core.targets import parse_many
 
     parallel = parse_parallel(parallel)
     if selector is not None or filters:
@@ -96,14 +97,12 @@ def attach(target, command, stdin, tty, output, selector, all_namespaces, nodes,
     many = parse_many(target, runtimes.syntax(), namespace=kwargs.get("namespace"),
                       container=kwargs.get("container"), selector=selector, all_namespaces=all_namespaces, nodes=nodes,
                       filters=tuple(filters), filter_runtime=filter_runtime)
-    if many is not None and copy and not isinstance(many, WorkloadRef):
-        raise InvalidInput(f"--copy takes one target, not {many}: name one pod, container or workload")
     from debugkit.cli.contexts import attach_contexts, requested
 
     names = requested(kwargs, all_contexts)
+    if copy:
+        check_copy_scope(many, names)
     if names is not None:
-        if copy:
-            raise InvalidInput("--copy takes one target in one cluster: give one --context")
         return attach_contexts(target, many, names, tuple(command), stdin=stdin, tty=tty, output=output,
                                parallel=parallel, fail_fast=fail_fast, **kwargs)
     if many is not None and not copy:  # (--copy takes one pod of a workload: session/heldcopy.py)

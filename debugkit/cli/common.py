@@ -150,6 +150,18 @@ def copy_options(func):
     return func
 
 
+def check_copy_scope(many, contexts) -> None:
+    """--copy takes one target (a workload names one of its pods) in one cluster: 64 otherwise,
+    before anything is asked of a runtime."""
+    from debugkit.core.errors import InvalidInput
+    from debugkit.core.targets import WorkloadRef
+
+    if many is not None and not isinstance(many, WorkloadRef):
+        raise InvalidInput(f"--copy takes one target, not {many}: name one pod, container or workload")
+    if contexts is not None:
+        raise InvalidInput("--copy takes one target in one cluster: give one --context")
+
+
 def reason_option(func):
     """--reason: why, kept in the audit log and on the sidecar (label, DEBUGKIT_REASON)."""
     return click.option("--reason", metavar="TEXT",

@@ -168,8 +168,8 @@ def attach_contexts(target, many, names, command, *, stdin, tty, output, paralle
 
 def runbook_contexts(target, many, names, book, values, *, output, report_path, parallel, fail_fast, profile,
                      **kwargs) -> int:
-    from debugkit.cli.fleet import Display
-    from debugkit.runbook import execute, render, report
+    from debugkit.cli.fleet import Display, runbook_fleet_end
+    from debugkit.runbook import execute, render
     from debugkit.session import fleet, flow, recording
     from debugkit.session.signals import signals_as_exceptions
 
@@ -207,14 +207,8 @@ def runbook_contexts(target, many, names, book, values, *, output, report_path, 
     entries = [{"context": o.context, "target": o.target, "namespace": o.namespace, "container": o.container,
                 "status": o.status, "duration_s": o.duration_s, "error": o.error, "report": o.report}
                for o in everything]
-    if output in render.FLEET_RENDERERS:
-        click.echo(render.FLEET_RENDERERS[output](book, entries), nl=False)
-    if report_path:
-        kind = report.report_format_for(report_path)
-        report.write_atomically(report_path, render.FLEET_RENDERERS[kind](book, entries))
-    if interrupted is not None:
-        raise interrupted
-    return fleet.exit_status(everything)
+    return runbook_fleet_end(book, entries, everything, output=output, report_path=report_path,
+                             interrupted=interrupted)
 
 
 def inspect_contexts(target, names, output, kwargs) -> int:

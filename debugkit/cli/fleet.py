@@ -222,7 +222,7 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
 
 def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast, profile, **kwargs) -> int:
     """A runbook on every target, one sidecar each, and one report over the fleet."""
-    from debugkit.runbook import execute, render, report
+    from debugkit.runbook import execute, render
     from debugkit.session import fleet, flow, recording
     from debugkit.session.signals import signals_as_exceptions
 
@@ -255,6 +255,16 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
         display.finish(runner.outcomes)
     entries = [{"target": o.target, "namespace": o.namespace, "container": o.container, "status": o.status,
                 "duration_s": o.duration_s, "error": o.error, "report": o.report} for o in runner.outcomes]
+    return runbook_fleet_end(book, entries, runner.outcomes, output=output, report_path=report_path,
+                             interrupted=interrupted)
+
+
+def runbook_fleet_end(book, entries: list[dict], outcomes, *, output: str, report_path, interrupted) -> int:
+    """A runbook over many targets (or clusters) ends alike: the fleet report on stdout and in
+    --report, then the interruption if there was one, else the fleet's exit status."""
+    from debugkit.runbook import render, report
+    from debugkit.session import fleet
+
     if output in render.FLEET_RENDERERS:
         click.echo(render.FLEET_RENDERERS[output](book, entries), nl=False)
     if report_path:
@@ -262,4 +272,4 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
         report.write_atomically(report_path, render.FLEET_RENDERERS[kind](book, entries))
     if interrupted is not None:
         raise interrupted
-    return fleet.exit_status(runner.outcomes)
+    return fleet.exit_status(outcomes)

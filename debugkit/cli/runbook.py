@@ -15,8 +15,8 @@ import os
 
 import click
 
-from debugkit.cli.common import (PROFILE_NAMES, complete_runbook, complete_target, copy_options, reason_option,
-                                 record_options, sidecar_flags, target_options)
+from debugkit.cli.common import (PROFILE_NAMES, check_copy_scope, complete_runbook, complete_target, copy_options,
+                                 reason_option, record_options, sidecar_flags, target_options)
 from debugkit.cli.contexts import all_contexts_option
 from debugkit.cli.fleet import fleet_options
 
@@ -90,8 +90,7 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
     """
     from debugkit import runtimes
     from debugkit.cli.fleet import parse_parallel
-    from debugkit.core.errors import InvalidInput
-    from debugkit.core.targets import WorkloadRef, parse_many
+    from debugkit.core.targets import parse_many
     from debugkit.runbook import execute, load, render, report, variables
     from debugkit.session import config, flow, recording
     from debugkit.session.signals import signals_as_exceptions
@@ -112,14 +111,12 @@ def run(runbook_ref, target, var_pairs, output, report_path, profile, selector, 
         if report_path is not None:
             report.check_report_path(report_path)
 
-    if many is not None and copy and not isinstance(many, WorkloadRef):
-        raise InvalidInput(f"--copy takes one target, not {many}: name one pod, container or workload")
     from debugkit.cli.contexts import requested, runbook_contexts
 
     names = requested(kwargs, all_contexts)
+    if copy:
+        check_copy_scope(many, names)
     if names is not None:
-        if copy:
-            raise InvalidInput("--copy takes one target in one cluster: give one --context")
         return runbook_contexts(target, many, names, book, values, output=output, report_path=report_path,
                                 parallel=parallel, fail_fast=fail_fast, profile=flags.profile, **kwargs)
     if many is not None and not copy:  # (--copy takes one pod of a workload: session/heldcopy.py)
