@@ -83,6 +83,16 @@ def test_copy_takes_one_target_not_a_fleet(fake, capsys):  # noqa: F811
     assert code == ExitCode.INVALID_INPUT and "--copy takes one target" in err
 
 
+@pytest.mark.parametrize("command", [("attach", "--copy"), ("runbook", "run", "processes", "--copy")])
+def test_copy_takes_one_cluster(fake, capsys, command):  # noqa: F811
+    fake.add("web")
+    tail = ("--", "true") if command[0] == "attach" else ()
+    code, out, err = run(capsys, *command, "--context", "a,b", "fake://web", *tail)
+    assert (code, out) == (ExitCode.INVALID_INPUT, "")
+    assert err == "debugkit: error: --copy takes one target in one cluster: give one --context\n"
+    assert fake.copies == {}
+
+
 # -- image/REF --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text,image,runtime", [
