@@ -136,8 +136,8 @@ def attach_contexts(target, many, names, command, *, stdin, tty, output, paralle
     if stdin:
         raise InvalidInput("-i cannot feed one stdin to several clusters")
     prepared = prepare(target, many, names, kwargs, parallel=parallel)
-    display = Display(output=output, what=f"attach {many or target} over {len(prepared.runtimes) + len(prepared.failed)}"
-                                          f" context(s)")
+    count = len(prepared.runtimes) + len(prepared.failed)
+    display = Display(output=output, what=f"attach {many or target} over {count} context(s)")
     runner = fleet.Fleet(prepared.members, parallel=parallel, fail_fast=fail_fast, on_change=display.changed,
                          outcomes=prepared.outcomes)
 

@@ -279,6 +279,7 @@ def checked(name: str, check: Callable[[], list[CheckResult]]) -> list[CheckResu
                             "rerun with --debug and report it")]
 
 
-__all__ = ["CopyRequest", "CopyPlan", "HeldCopy", "MODES", "ResolvedTarget", "IdentitySource", "Located", "SidecarImage", "Draft", "Translation",
+__all__ = ["CopyRequest", "CopyPlan", "HeldCopy", "MODES", "ResolvedTarget", "IdentitySource", "Located", "SidecarImage",
+           "Draft", "Translation",
            "Admission", "TargetReport", "Plan", "Streams", "SessionRow", "Member", "Expansion", "OK", "FAIL", "WARN",
            "SKIP", "NOT_CONFIGURED", "CheckResult", "checked"]
