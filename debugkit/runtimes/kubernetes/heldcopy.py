@@ -136,7 +136,7 @@ class KubernetesCopies:
     def remove_copy(self, copy: HeldCopy) -> None:
         ns = (copy.details or {}).get("namespace")
         try:
-            self.api.delete_pod(ns, copy.name, grace_period_seconds=0)
+            self.api.delete_pod(ns, copy.name, uid=copy.id or None)
         except client_errors() as exc:
             if status_and_message(exc)[0] == 404:
                 return

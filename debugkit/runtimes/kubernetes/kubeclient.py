@@ -408,13 +408,6 @@ class KubeClient:
     def read_pod(self, namespace: str, name: str) -> dict:
         return self.request("GET", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}")
 
-    def create_pod(self, namespace: str, pod: dict) -> dict:
-        return self.request("POST", f"/api/v1/namespaces/{_quote(namespace)}/pods", body=pod)
-
-    def delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int | None = None) -> dict:
-        return self.request("DELETE", f"/api/v1/namespaces/{_quote(namespace)}/pods/{_quote(name)}",
-                            query={"gracePeriodSeconds": grace_period_seconds})
-
     def read_node(self, name: str) -> dict:
         return self.request("GET", f"/api/v1/nodes/{_quote(name)}")
 
