@@ -176,7 +176,7 @@ TOOL_CHECKS = {
     # name: (shell command, regex the stdout must match)
     "sh": ("echo hello from $0", r"hello from sh"),
     "coreutils": ("id -u; ls /usr/local/bin; printf '%s\\n' abc | wc -c; date -u +%Y",
-                  r"65532\ncurl\ndebugkit-helper\n4\n20\d\d"),
+                  r"65532\ncurl\ndebugkit-helper\ntarget\n4\n20\d\d"),  # target: the helper's `target` (held copies)
     "ps": ("ps -eo pid,user,comm", r"\b1 nonroot +sh\b"),
     "top": ("top -b -n 1 | head -n 12", r"PID +USER.*\n(.|\n)*\bnonroot\b"),
     "ip": ("ip -o addr show lo; ip route show table local | head -n 3", r"\blo +inet 127\.0\.0\.1/8"),
