@@ -71,7 +71,7 @@ type muxStream struct {
 	credit    int      // bytes we may still send to the client
 	granted   int      // bytes the client may still send us (what is queued is within it)
 	queue     [][]byte // from the client, to write to the connection
-	eofIn     bool // the client sent EOF
+	eofIn     bool     // the client sent EOF
 	closed    bool
 	readDone  bool
 	writeDone bool

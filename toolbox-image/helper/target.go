@@ -116,6 +116,15 @@ func refused(rest string) int {
 	return code
 }
 
+// refusedOr: a request that could not be written. The holder refuses another user's request
+// at once and closes (the write then meets a broken pipe): its answer, still readable, says why.
+func refusedOr(c *net.UnixConn, err error) int {
+	if kind, rest, aerr := answer(bufio.NewReader(c)); aerr == nil && kind == "error" {
+		return refused(rest)
+	}
+	return report(failf(exitTargetFailed, "cannot ask the held copy: %s", errnoText(err)))
+}
+
 func targetStart(background bool) int {
 	c, err := dialHolder()
 	if err != nil {
@@ -129,7 +138,7 @@ func targetStart(background bool) int {
 		oob = syscall.UnixRights(1, 2) // the program writes straight to our stdout and stderr
 	}
 	if _, _, err := c.WriteMsgUnix([]byte(request+"\n"), oob, nil); err != nil {
-		return report(failf(exitTargetFailed, "cannot ask the held copy: %s", errnoText(err)))
+		return refusedOr(c, err)
 	}
 	r := bufio.NewReader(c)
 	kind, rest, err := answer(r)
@@ -178,7 +187,7 @@ func targetSimple(request string) int {
 	}
 	defer c.Close()
 	if _, err := c.Write([]byte(request + "\n")); err != nil {
-		return report(failf(exitTargetFailed, "cannot ask the held copy: %s", errnoText(err)))
+		return refusedOr(c, err)
 	}
 	kind, rest, err := answer(bufio.NewReader(c))
 	if err != nil {
