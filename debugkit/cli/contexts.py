@@ -124,10 +124,9 @@ def prepare(target, many, names, kwargs, *, parallel: int) -> Prepared:
 
 
 def attach_contexts(target, many, names, command, *, stdin, tty, output, parallel, fail_fast, **kwargs) -> int:
-    from debugkit.cli.fleet import Display
+    from debugkit.cli.fleet import Display, attach_member
     from debugkit.core.errors import InvalidInput
-    from debugkit.runtimes.base import Streams
-    from debugkit.session import fleet, flow
+    from debugkit.session import fleet
     from debugkit.session.signals import signals_as_exceptions
 
     if not command or tty:
@@ -142,15 +141,8 @@ def attach_contexts(target, many, names, command, *, stdin, tty, output, paralle
                          outcomes=prepared.outcomes)
 
     def work(member, outcome):
-        out, errors = fleet.Capture(), fleet.Capture()
         flags = prepared.flags_for(member, outcome, command=command)
-        try:
-            outcome.exit_code = flow.attach(flags, Streams(stdin=None, stdout=out, stderr=errors),
-                                            runtime=prepared.runtimes[outcome.context], explain_gone=False)
-            outcome.status = "passed" if outcome.exit_code == 0 else "failed"
-        finally:
-            outcome.stdout, outcome.stderr = out.text(), errors.text()
-            outcome.truncated = out.truncated or errors.truncated
+        attach_member(flags, prepared.runtimes[outcome.context], outcome, runner)
 
     everything = prepared.failed + runner.outcomes
     display.start(everything, prepared.skipped)
@@ -168,9 +160,8 @@ def attach_contexts(target, many, names, command, *, stdin, tty, output, paralle
 
 def runbook_contexts(target, many, names, book, values, *, output, report_path, parallel, fail_fast, profile,
                      **kwargs) -> int:
-    from debugkit.cli.fleet import Display, runbook_fleet_end
-    from debugkit.runbook import execute, render
-    from debugkit.session import fleet, flow, recording
+    from debugkit.cli.fleet import Display, runbook_fleet_end, runbook_member
+    from debugkit.session import fleet
     from debugkit.session.signals import signals_as_exceptions
 
     prepared = prepare(target, many, names, {**kwargs, "profile": profile}, parallel=parallel)
@@ -178,17 +169,9 @@ def runbook_contexts(target, many, names, book, values, *, output, report_path, 
                       what=f"runbook {book.source} over {len(prepared.runtimes) + len(prepared.failed)} context(s)")
     runner = fleet.Fleet(prepared.members, parallel=parallel, fail_fast=fail_fast, on_change=display.changed,
                          outcomes=prepared.outcomes)
-    record = {"runbook": book.path, "runbook_sha256": book.sha256}
-
     def work(member, outcome):
         flags = prepared.flags_for(member, outcome)
-        with flow.exec_session(flags, record=record, runtime=prepared.runtimes[outcome.context]) as session:
-            outcome.report = execute.execute(book, values, session)
-            recording.keep_report(session, outcome.report.as_dict())
-        outcome.exit_code = 0 if outcome.report.passed else 1
-        outcome.status = "passed" if outcome.report.passed else "failed"
-        if output == "text":
-            outcome.stdout = render.render_text(outcome.report)
+        runbook_member(book, values, flags, prepared.runtimes[outcome.context], outcome, output=output)
 
     everything = prepared.failed + runner.outcomes
     display.start(everything, prepared.skipped)

@@ -182,8 +182,7 @@ def _runner(many, kwargs):
 
 def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwargs) -> int:
     from debugkit.core.errors import InvalidInput
-    from debugkit.runtimes.base import Streams
-    from debugkit.session import fleet, flow
+    from debugkit.session import fleet
     from debugkit.session.signals import signals_as_exceptions
 
     base, runtime, members, skipped, cleanup = _runner(many, kwargs)
@@ -196,18 +195,10 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
     runner = fleet.Fleet(members, parallel=parallel, fail_fast=fail_fast, on_change=display.changed)
 
     def work(member, outcome):
-        out, errors = fleet.Capture(), fleet.Capture()
         # A pod's reference carries its namespace; a node's does not (it is where its pod goes).
         flags = base.evolve(target=str(member.ref), namespace=getattr(member.ref, "namespace", None), container=None,
                             command=command)
-        try:
-            # The fleet says why a target went away itself, with its own names (fleet.explain_failure).
-            outcome.exit_code = flow.attach(flags, Streams(stdin=None, stdout=out, stderr=errors), runtime=runtime,
-                                            explain_gone=False, interruption=runner.interruption)
-            outcome.status = "passed" if outcome.exit_code == 0 else "failed"
-        finally:
-            outcome.stdout, outcome.stderr = out.text(), errors.text()
-            outcome.truncated = out.truncated or errors.truncated
+        attach_member(flags, runtime, outcome, runner)
 
     runner.prepare()
     display.start(runner.outcomes, skipped)
@@ -222,25 +213,16 @@ def attach_many(many, command, *, stdin, tty, output, parallel, fail_fast, **kwa
 
 def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast, profile, **kwargs) -> int:
     """A runbook on every target, one sidecar each, and one report over the fleet."""
-    from debugkit.runbook import execute, render
-    from debugkit.session import fleet, flow, recording
+    from debugkit.session import fleet
     from debugkit.session.signals import signals_as_exceptions
 
     base, runtime, members, skipped, cleanup = _runner(many, {**kwargs, "profile": profile})
     runtime.concurrency = min(parallel, len(members))
     display = Display(output="text" if output == "text" else "quiet", what=f"runbook {book.source} over {many}")
     runner = fleet.Fleet(members, parallel=parallel, fail_fast=fail_fast, on_change=display.changed)
-    record = {"runbook": book.path, "runbook_sha256": book.sha256}
-
     def work(member, outcome):
         flags = base.evolve(target=str(member.ref), namespace=getattr(member.ref, "namespace", None), container=None)
-        with flow.exec_session(flags, record=record, runtime=runtime) as session:
-            outcome.report = execute.execute(book, values, session)
-            recording.keep_report(session, outcome.report.as_dict())
-        outcome.exit_code = 0 if outcome.report.passed else 1
-        outcome.status = "passed" if outcome.report.passed else "failed"
-        if output == "text":
-            outcome.stdout = render.render_text(outcome.report)
+        runbook_member(book, values, flags, runtime, outcome, output=output)
 
     runner.prepare()
     display.start(runner.outcomes, skipped)
@@ -257,6 +239,38 @@ def runbook_many(many, book, values, *, output, report_path, parallel, fail_fast
                 "duration_s": o.duration_s, "error": o.error, "report": o.report} for o in runner.outcomes]
     return runbook_fleet_end(book, entries, runner.outcomes, output=output, report_path=report_path,
                              interrupted=interrupted)
+
+
+def attach_member(flags, runtime, outcome, runner) -> None:
+    """One member of an attach over many targets (or clusters): its command's code, its output
+    captured for the fleet's display. The fleet says why a target went away itself, with its own
+    names (fleet.explain_failure); a command the fleet stopped is audited as interrupted."""
+    from debugkit.runtimes.base import Streams
+    from debugkit.session import fleet, flow
+
+    out, errors = fleet.Capture(), fleet.Capture()
+    try:
+        outcome.exit_code = flow.attach(flags, Streams(stdin=None, stdout=out, stderr=errors), runtime=runtime,
+                                        explain_gone=False, interruption=runner.interruption)
+        outcome.status = "passed" if outcome.exit_code == 0 else "failed"
+    finally:
+        outcome.stdout, outcome.stderr = out.text(), errors.text()
+        outcome.truncated = out.truncated or errors.truncated
+
+
+def runbook_member(book, values, flags, runtime, outcome, *, output: str) -> None:
+    """One member of a runbook over many targets (or clusters): its report, judged as one run's."""
+    from debugkit.runbook import execute, render
+    from debugkit.session import flow, recording
+
+    with flow.exec_session(flags, record={"runbook": book.path, "runbook_sha256": book.sha256},
+                           runtime=runtime) as session:
+        outcome.report = execute.execute(book, values, session)
+        recording.keep_report(session, outcome.report.as_dict())
+    outcome.exit_code = 0 if outcome.report.passed else 1
+    outcome.status = "passed" if outcome.report.passed else "failed"
+    if output == "text":
+        outcome.stdout = render.render_text(outcome.report)
 
 
 def runbook_fleet_end(book, entries: list[dict], outcomes, *, output: str, report_path, interrupted) -> int:
