@@ -83,15 +83,7 @@ func muxServe(host string, in io.Reader, out io.Writer) error {
 	written := make(chan error, 1)
 	go func() { written <- s.writeFrames(out) }()
 	err := s.readFrames(bufio.NewReaderSize(in, 256<<10))
-	s.mu.Lock()
-	open := make([]*muxStream, 0, len(s.streams))
-	for _, st := range s.streams {
-		open = append(open, st)
-	}
-	s.mu.Unlock()
-	for _, st := range open {
-		st.abort(false)
-	}
+	s.abortAll()
 	close(s.quit)
 	s.wg.Wait()
 	if werr := <-written; err == nil && werr != nil && !isErrno(werr, syscall.EPIPE) {
@@ -131,8 +123,9 @@ func (s *muxServer) writeFrames(out io.Writer) error {
 	}
 }
 
-// broken: stdout is gone (the CLI with it); nothing more can be said, every stream ends.
-func (s *muxServer) broken() {
+// abortAll ends every open stream: over a copy of the list, since an abort takes the server's
+// lock to remove its stream from it.
+func (s *muxServer) abortAll() {
 	s.mu.Lock()
 	open := make([]*muxStream, 0, len(s.streams))
 	for _, st := range s.streams {
@@ -142,6 +135,11 @@ func (s *muxServer) broken() {
 	for _, st := range open {
 		st.abort(false)
 	}
+}
+
+// broken: stdout is gone (the CLI with it); nothing more can be said, every stream ends.
+func (s *muxServer) broken() {
+	s.abortAll()
 	for {
 		select {
 		case <-s.out: // unblock whoever waits to send
