@@ -70,8 +70,9 @@ HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # (HELPER_USAGE) for arguments it does not understand, and a helper that is not dumpable
 # (the target cannot open its output); 5 hold, install-holder and target (held copies:
 # attach --copy, attach image/REF), with a readable copy at HOLDER_SOURCE; 6 `steps` (a
-# runbook's steps in one process, runtimes/steps.py).
-HELPER_PROTOCOL = 6
+# runbook's steps in one process, runtimes/steps.py); 7 `as-target` (a Kubernetes
+# identity probe's commands drop to the target process's user without a shell or setpriv).
+HELPER_PROTOCOL = 7
 # The toolbox's readable copy of the helper, which a held copy runs as its main process
 # (`debugkit-helper hold -- PROGRAM`): it must stay dumpable, so it cannot be the
 # execute-only one, and an init container must be able to copy it.

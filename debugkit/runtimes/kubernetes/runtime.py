@@ -123,7 +123,7 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, KubernetesCopies, Deb
         command = translate.exec_command(container, argv, helper=plan.helper, watch_stdin=watch,
                                          guard=guard)
         if getattr(plan.details, "as_process", False):
-            command = translate.as_target(command)
+            command = translate.as_target(command, helper=plan.helper)
         return self.stream(plan.details.pod_target, container, command, stdin=stdin or watch, tty=tty)
 
     def start_guard(self, plan: Plan, container: str):

@@ -196,7 +196,7 @@ class KubeExecSession(ExecSession):
             if getattr(self.plan.details, "as_process", False):  # root without CAP_KILL: as the execs' user
                 from debugkit.runtimes.kubernetes.translate import as_target
 
-                command = as_target(command)
+                command = as_target(command, helper=self.plan.helper)
             ws = self.runtime.stream(self.plan.details.pod_target, self.container, command, stdin=False, tty=False)
             drain_and_close(ws, wait=0.2)
 
