@@ -93,3 +93,42 @@ def private_dir(path: Path) -> None:
         raise NotADirectoryError(20, "not a directory", str(path))
     if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+
+
+def write_private_json(path: Path, value) -> None:
+    """`value` as JSON at `path`, atomically (a temporary file renamed over it) and 0600.
+    Raises OSError; leaves no temporary file behind."""
+    import json
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(value, fh)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def prune_json_files(directory: Path, *, keep: Path, max_age_s: float) -> None:
+    """Remove the *.json files of `directory` untouched for `max_age_s` (best effort; never
+    `keep`), so that a directory of records does not grow for ever."""
+    import time
+
+    limit = time.time() - max_age_s
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name == keep.name or not entry.name.endswith(".json"):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < limit:
+                os.unlink(entry.path)
+        except OSError:
+            pass

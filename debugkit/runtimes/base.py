@@ -70,8 +70,10 @@ HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # (HELPER_USAGE) for arguments it does not understand, and a helper that is not dumpable
 # (the target cannot open its output); 5 hold, install-holder and target (held copies:
 # attach --copy, attach image/REF), with a readable copy at HOLDER_SOURCE; 6 `steps` (a
-# runbook's steps in one process, runtimes/steps.py); 7 relay --listen (port-forward through
-# unix sockets in a bind-mounted host directory, session/relaysock.py).
+# runbook's steps in one process, runtimes/steps.py); 7 `as-target` (a Kubernetes
+# identity probe's commands drop to the target process's user without a shell or setpriv)
+# and relay --listen (port-forward through unix sockets in a bind-mounted host directory,
+# session/relaysock.py).
 HELPER_PROTOCOL = 7
 # Where port-forward's host directory is mounted in a sidecar that relays through unix
 # sockets (Runtime.open_relay, session/relaysock.py).

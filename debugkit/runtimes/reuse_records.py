@@ -10,14 +10,11 @@ malformed is no record: a new sidecar starts.
 """
 from __future__ import annotations
 
-import json
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from debugkit.core import jsonsafe
-from debugkit.core.files import read_regular, state_dir, state_home
+from debugkit.core.files import prune_json_files, read_regular, state_dir, state_home, write_private_json
 
 MAX_RECORD_BYTES = 4096
 # A record written this long ago almost surely names a sidecar that ended itself (a kept-alive
@@ -62,38 +59,12 @@ def recall(runtime: str, scope: str, key: str) -> Record | None:
 def remember(runtime: str, scope: str, key: str, record: Record) -> None:
     """Write the record (atomically, 0600). Best effort: a sidecar whose record cannot be
     written still runs this session; the next one starts its own."""
-    tmp = None
     try:
         path = _path(runtime, scope, key, create=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"name": record.name, "id": record.id, "digest": record.digest}, fh)
-        os.replace(tmp, path)
-        prune(path.parent, keep=path)
+        write_private_json(path, {"name": record.name, "id": record.id, "digest": record.digest})
+        prune_json_files(path.parent, keep=path, max_age_s=STALE_RECORD_S)
     except OSError:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
-
-def prune(directory: Path, *, keep: Path, max_age_s: float = STALE_RECORD_S) -> None:
-    """Remove the records untouched for `max_age_s` (best effort; never `keep`)."""
-    limit = time.time() - max_age_s
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name == keep.name or not entry.name.endswith(".json"):
-            continue
-        try:
-            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < limit:
-                os.unlink(entry.path)
-        except OSError:
-            pass
+        pass
 
 
 def forget(runtime: str, scope: str, key: str, name: str) -> None:

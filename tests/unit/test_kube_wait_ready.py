@@ -37,7 +37,7 @@ class RanStream:
         return None
 
 
-def probe_sleeps(monkeypatch, *, concurrency: int, ready_after_s: float) -> list[float]:
+def probe_sleeps(monkeypatch, *, concurrency: int, ready_after_s: float, command: bool = False) -> list[float]:
     clock = Clock()
     monkeypatch.setattr(kube_start.time, "monotonic", clock.monotonic)
     monkeypatch.setattr(kube_start.time, "sleep", clock.sleep)
@@ -53,8 +53,27 @@ def probe_sleeps(monkeypatch, *, concurrency: int, ready_after_s: float) -> list
     rt.waiting_state = lambda _pt, _name: {"waiting": {"reason": "ContainerCreating"}}
     plan = SimpleNamespace(helper=True, details=SimpleNamespace(pod_target=object(), timeout=60),
                            spec=SimpleNamespace(name="debugger-x", image="toolbox"))
-    rt.wait_ready(plan, name="debugger-x")
+    if not command:
+        assert rt.wait_ready(plan, name="debugger-x") is None
+        return clock.sleeps
+    # The command's own exec as the probe: retried while it fails at the handshake, and
+    # what it opened is returned; no no-op exec is sent.
+    rt.stream = lambda *_a, **_k: pytest.fail("a no-op probe was sent")
+    opened = []
+
+    def open_command():
+        stream(None)
+        opened.append(clock.now)
+        return "the command's stream"
+
+    assert rt.wait_ready(plan, name="debugger-x", probe=open_command) == "the command's stream"
+    assert len(opened) == 1
     return clock.sleeps
+
+
+def test_the_command_exec_is_the_probe_when_given(monkeypatch):
+    sleeps = probe_sleeps(monkeypatch, concurrency=1, ready_after_s=1.0, command=True)
+    assert set(sleeps) == {kube_start.PROBE_FIRST_S} and 15 <= len(sleeps) <= 20
 
 
 def test_one_session_probes_every_50ms_while_a_container_usually_starts(monkeypatch):

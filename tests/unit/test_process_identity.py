@@ -66,16 +66,18 @@ def test_the_reuse_key_keeps_a_probe_apart_from_a_root_sidecar():
 
 
 def test_each_command_drops_to_the_process_identity(tmp_path):
-    """The wrapper's script, run by a real sh with /proc/1/status replaced by a file and
-    setpriv by a stand-in that prints what it was asked; without util-linux's setpriv (the
-    slim toolbox has only busybox's, which cannot change the UID) it says so."""
+    """With the toolbox, the helper's `as-target` (tested in Go, and on the real node by
+    the integration tests). With a foreign image, the wrapper's script, run here by a real
+    sh with /proc/1/status replaced by a file and setpriv by a stand-in that prints what it
+    was asked; without util-linux's setpriv it says so."""
     status = tmp_path / "status"
     status.write_text("Name:\tserver\nUid:\t0\t7777\t7777\t7777\nGid:\t0\t7777\t7777\t7777\nGroups:\t7777 8888 \n")
     fake = tmp_path / "setpriv"
     fake.write_text("#!/bin/sh\necho setpriv \"$@\"\n")
     fake.chmod(0o755)
     script = translate.AS_TARGET_SCRIPT.replace("/proc/1/status", str(status)).replace("/usr/bin/setpriv", str(fake))
-    argv = translate.as_target(["id", "-u"])
+    assert translate.as_target(["id", "-u"], helper=True) == [translate.HELPER, "as-target", "--", "id", "-u"]
+    argv = translate.as_target(["id", "-u"], helper=False)
     assert argv[:2] == ["sh", "-c"] and argv[-2:] == ["id", "-u"]
     out = subprocess.run(["sh", "-c", script, "x", "id", "-u"], capture_output=True, text=True, check=True).stdout
     # The effective IDs win, as in identity_from_status.
@@ -91,6 +93,7 @@ def test_each_command_drops_to_the_process_identity(tmp_path):
     fake.unlink()
     missing = subprocess.run(["sh", "-c", script, "x", "true"], capture_output=True, text=True)
     assert missing.returncode == 125 and "needs util-linux's setpriv" in missing.stderr and "--user" in missing.stderr
+    assert "toolbox" in missing.stderr
 
 
 def test_the_deferred_identity_is_never_a_guess():

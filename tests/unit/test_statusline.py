@@ -120,10 +120,10 @@ def test_timeout_on_a_pull_failure_of_a_foreign_image_does_not_suggest_the_toolb
 def _waiting_runtime(reasons):
     rt = runtime()
 
-    def ensure_container(the_plan, *, on_waiting=None):
+    def ensure_container(the_plan, *, on_waiting=None, open_first=None):
         for reason in reasons:
             on_waiting(reason)
-        return the_plan.spec.name
+        return the_plan.spec.name, open_first(the_plan.spec.name) if open_first else None
 
     rt.ensure_container = ensure_container
     return rt
@@ -132,7 +132,9 @@ def _waiting_runtime(reasons):
 def test_waits_are_plain_lines_when_stderr_is_not_a_terminal():
     err = io.BytesIO()
     name = _waiting_runtime(["ErrImagePull: x", "ImagePullBackOff: y"]).start_showing_waits(plan(), err)
-    assert name == "debugkit-abc123"
+    assert name == ("debugkit-abc123", None)
+    opened = _waiting_runtime([]).start_showing_waits(plan(), err, open_first=lambda name: f"exec in {name}")
+    assert opened == ("debugkit-abc123", "exec in debugkit-abc123")
     assert err.getvalue() == b"debugkit: waiting: ErrImagePull: x\ndebugkit: waiting: ImagePullBackOff: y\n"
 
 
@@ -143,11 +145,11 @@ def test_waits_are_one_rewritten_line_on_a_terminal(monkeypatch):
     def slow(reasons):
         rt = _waiting_runtime([])
 
-        def ensure_container(the_plan, *, on_waiting=None):
+        def ensure_container(the_plan, *, on_waiting=None, open_first=None):
             for reason in reasons:
                 on_waiting(reason)
                 time.sleep(0.3)
-            return the_plan.spec.name
+            return the_plan.spec.name, open_first(the_plan.spec.name) if open_first else None
 
         rt.ensure_container = ensure_container
         return rt

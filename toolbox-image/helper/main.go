@@ -66,6 +66,7 @@ func init() {
 		{"install-holder", installHolderUsage, cmdInstallHolder},
 		{"target", targetUsage, cmdTarget},
 		{"steps", stepsUsage, cmdSteps},
+		{"as-target", asTargetUsage, cmdAsTarget},
 	}
 }
 

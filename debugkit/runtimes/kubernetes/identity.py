@@ -77,6 +77,7 @@ class ImageFacts:
 # the same files) and the UIDs asked about. A fleet's pods mostly run one image: it is
 # read once per process, not once per pod, and a failure to read it is not retried for
 # every pod either. One lock per image, so that parallel targets wait for the first read.
+# What was read is also kept between commands (imagecache.py), keyed the same way.
 _IMAGES: dict[tuple, tuple] = {}
 _IMAGE_LOCKS: dict[tuple, threading.Lock] = {}
 _IMAGES_LOCK = threading.Lock()
@@ -124,10 +125,18 @@ class PodIdentity:
             lock = _IMAGE_LOCKS.setdefault(key, threading.Lock())
         with lock:
             if key not in _IMAGES:
-                try:
-                    _IMAGES[key] = ("ok", self._read_image_now())
-                except IdentityUnresolved as exc:
-                    _IMAGES[key] = ("error", str(exc))
+                from debugkit.runtimes.kubernetes import imagecache
+
+                kept = imagecache.recall(key) if imagecache.content_addressed(image_id) else None
+                if kept is not None:
+                    _IMAGES[key] = ("ok", kept)
+                else:
+                    try:
+                        _IMAGES[key] = ("ok", self._read_image_now())
+                        if imagecache.content_addressed(image_id):
+                            imagecache.remember(key, _IMAGES[key][1])
+                    except IdentityUnresolved as exc:
+                        _IMAGES[key] = ("error", str(exc))
             kind, value = _IMAGES[key]
         if kind == "error":
             raise IdentityUnresolved(value)

@@ -123,7 +123,7 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, KubernetesCopies, Deb
         command = translate.exec_command(container, argv, helper=plan.helper, watch_stdin=watch,
                                          guard=guard)
         if getattr(plan.details, "as_process", False):
-            command = translate.as_target(command)
+            command = translate.as_target(command, helper=plan.helper)
         return self.stream(plan.details.pod_target, container, command, stdin=stdin or watch, tty=tty)
 
     def start_guard(self, plan: Plan, container: str):
@@ -147,13 +147,20 @@ class KubernetesRuntime(KubernetesPlanning, NodeDebugging, KubernetesCopies, Deb
         tty = plan.spec.tty
         argv = plan.spec.command or INTERACTIVE_SHELL
         wants_stdin = plan.spec.stdin or tty
+        guarded = wants_stdin and plan.helper
         for attempt in (1, 2):
-            container = self.start_showing_waits(plan, streams.stderr)
             guard = ws = None
             try:
-                if wants_stdin and plan.helper:
+                if guarded:
+                    container, _ = self.start_showing_waits(plan, streams.stderr)
                     guard = self.start_guard(plan, container)
-                ws = self.exec(plan, container, argv, stdin=wants_stdin, tty=tty, guard=guard and guard[0])
+                    ws = self.exec(plan, container, argv, stdin=wants_stdin, tty=tty, guard=guard[0])
+                else:
+                    # The command's exec is the new container's readiness probe: it fails at
+                    # the handshake, before anything runs or any stdin is read, until the
+                    # container runs.
+                    container, ws = self.start_showing_waits(plan, streams.stderr, open_first=lambda name: self.exec(
+                        plan, name, argv, stdin=wants_stdin, tty=tty))
                 pump(ws, stdin_fd=streams.stdin.fileno() if (wants_stdin and streams.stdin) else None,
                      stdout=streams.stdout, stderr=streams.stderr, tty=tty)
                 return exit_code_of(ws, what=f"debug container {container}")

@@ -7,7 +7,7 @@ KubernetesRuntime, whose API client and exec streams it uses.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 from debugkit.core.errors import DebugkitError, EphemeralContainersUnavailable, Interrupted, Timeout
 from debugkit.core.reuse import refusal_line
@@ -20,6 +20,8 @@ from debugkit.runtimes.kubernetes.identity import PodTarget
 from debugkit.runtimes.kubernetes.nodepod import is_node_plan
 from debugkit.runtimes.kubernetes.stream import ContainerNotReady, drain_and_close
 from debugkit.runtimes.terminal import write_output
+
+T = TypeVar("T")
 
 # wait_ready probes a new debug container with an exec: every PROBE_FIRST_S while a
 # container usually starts (PROBE_STEADY_S: each sleep is time the person waits for), then
@@ -77,40 +79,54 @@ class DebugContainerStart:
     def waiting_state(self, pt: PodTarget, name: str) -> dict:
         return self.debug_status(self.read_pod(pt.namespace, pt.pod_name), name).get("state") or {}
 
-    def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None) -> str:
+    def ensure_container(self, plan: Plan, *, on_waiting: Callable[[str], None] | None = None,
+                         open_first: Callable[[str], T] | None = None) -> tuple[str, T | None]:
         """The running debug container the plan uses: the one it reuses, or a new one. A
-        reused one that fails to start is dropped, and a new one starts in its place."""
+        reused one that fails to start is dropped, and a new one starts in its place.
+
+        With `open_first` (a function of the container's name that opens the command's exec
+        and raises ContainerNotReady, at the handshake, while the container is not running):
+        a new container is not probed with a no-op first; the command's own exec is the
+        probe, which saves the no-op's exec (50-100 ms on a container that has just started).
+        Returns the name and what `open_first` returned (None without it)."""
         if is_node_plan(plan):
-            return self.create_node_pod(plan, on_waiting=on_waiting)
+            name = self.create_node_pod(plan, on_waiting=on_waiting)
+            return name, open_first(name) if open_first else None
         pt = plan.details.pod_target
         if plan.reuse is not None:
-            state = self.debug_status(pt.pod, plan.reuse).get("state") or {}
-            if "running" in state:
-                return plan.reuse
-            try:
-                self.wait_ready(plan, name=plan.reuse, on_waiting=on_waiting)
-                return plan.reuse
-            except (Interrupted, ContainerNotReady):
-                raise
-            except DebugkitError as exc:
-                reuse_records.forget(self.name, pt.uid, plan.details.reuse_key, plan.reuse)
-                if on_waiting:
-                    on_waiting(refusal_line(plan.reuse, str(exc)))
+            ready = "running" in (self.debug_status(pt.pod, plan.reuse).get("state") or {})
+            if not ready:
+                try:
+                    self.wait_ready(plan, name=plan.reuse, on_waiting=on_waiting)
+                    ready = True
+                except (Interrupted, ContainerNotReady):
+                    raise
+                except DebugkitError as exc:
+                    reuse_records.forget(self.name, pt.uid, plan.details.reuse_key, plan.reuse)
+                    if on_waiting:
+                        on_waiting(refusal_line(plan.reuse, str(exc)))
+            if ready:
+                return plan.reuse, open_first(plan.reuse) if open_first else None
         self.launch(pt, plan.request)
         if plan.details.reuse_key and plan.keep_alive:
             reuse_records.remember(self.name, pt.uid, plan.details.reuse_key,
                                    reuse_records.Record(plan.spec.name, plan.spec.name))
-        self.wait_ready(plan, name=plan.spec.name, on_waiting=on_waiting)
-        return plan.spec.name
+        name = plan.spec.name
+        if open_first is None:
+            self.wait_ready(plan, name=name, on_waiting=on_waiting)
+            return name, None
+        return name, self.wait_ready(plan, name=name, on_waiting=on_waiting, probe=lambda: open_first(name))
 
-    def wait_ready(self, plan: Plan, *, name: str, on_waiting: Callable[[str], None] | None = None) -> None:
-        """Exec a no-op until it runs. The kubelet finds a new container in the runtime about
+    def wait_ready(self, plan: Plan, *, name: str, on_waiting: Callable[[str], None] | None = None,
+                   probe: Callable[[], T] | None = None) -> T | None:
+        """Exec a no-op until it runs (or call `probe` until it raises no ContainerNotReady,
+        and return what it returns). The kubelet finds a new container in the runtime about
         a second before the API status says `running`, so this beats watching the pod; the
         pod is read every half second only for waiting reasons (ErrImagePull...)."""
         from debugkit.runtimes.kubernetes.websocket import container_not_found
 
         pt, timeout = plan.details.pod_target, plan.details.timeout
-        probe = [translate.HELPER, "--version"] if plan.helper else ["true"]
+        no_op = [translate.HELPER, "--version"] if plan.helper else ["true"]
         started = time.monotonic()
         deadline = started + timeout
         next_look, last_reason = started + 0.5, "not yet created"
@@ -118,10 +134,12 @@ class DebugContainerStart:
         pause = PROBE_FIRST_S
         while True:
             try:
-                ws = self.stream(pt, name, probe, stdin=False, tty=False)
+                if probe is not None:
+                    return probe()
+                ws = self.stream(pt, name, no_op, stdin=False, tty=False)
                 drain_and_close(ws, wait=0.1)
                 if ws.exit_code() is not None or ws.exec_failure_code() is not None:
-                    return  # it ran (a foreign image without `true` still proves the container runs)
+                    return None  # it ran (a foreign image without `true` still proves the container runs)
                 if not container_not_found(ws.status()):
                     raise DebugkitError(f"debug container {name}: {ws.status()}")
             except ContainerNotReady:
@@ -175,19 +193,20 @@ class DebugContainerStart:
         return Timeout(f"debug container {name} did not start within {timeout:g}s: the node cannot pull the "
                        f"image {image} (last state: {detail})", hint=hint)
 
-    def start_showing_waits(self, plan: Plan, stderr) -> str:
+    def start_showing_waits(self, plan: Plan, stderr, *,
+                            open_first: Callable[[str], T] | None = None) -> tuple[str, T | None]:
         """ensure_container, with the waiting reasons on stderr: on a terminal one line,
-        rewritten as the reason changes and erased once the container runs; elsewhere a
-        `debugkit: waiting: REASON` line for each reason that is not routine."""
+        rewritten as the reason changes and erased once the container runs (before any
+        output of the command `open_first` opens); elsewhere a `debugkit: waiting: REASON`
+        line for each reason that is not routine."""
         from debugkit.core.statusline import StatusLine, is_live_terminal
 
         if plan.reuse is not None or not is_live_terminal(stderr):
             def on_waiting(reason: str) -> None:
                 write_output(stderr, f"debugkit: waiting: {safe(reason)}\n".encode())
 
-            return self.ensure_container(plan, on_waiting=on_waiting)
+            return self.ensure_container(plan, on_waiting=on_waiting, open_first=open_first)
         with StatusLine.over_binary(stderr) as status:
             status.update(f"debugkit: starting debug container {plan.spec.name} ({plan.spec.image})")
-            return self.ensure_container(plan, on_waiting=lambda reason: status.update(
+            return self.ensure_container(plan, open_first=open_first, on_waiting=lambda reason: status.update(
                 f"debugkit: waiting: {short_reason(reason)}"))
-

@@ -140,8 +140,9 @@ class KubeExecSession(ExecSession):
         self._steps = None                 # runtimes.steps.HelperSteps: a runbook's steps over one exec
 
     def __enter__(self) -> "KubeExecSession":
-        self.container = self.runtime.ensure_container(self.plan)
-        self._holder = self.runtime.exec(self.plan, self.container, ["cat"], stdin=True, tty=False)
+        # The holder's exec is the new container's readiness probe (start.ensure_container).
+        self.container, self._holder = self.runtime.ensure_container(
+            self.plan, open_first=lambda name: self.runtime.exec(self.plan, name, ["cat"], stdin=True, tty=False))
         return self
 
     def close(self) -> None:
@@ -196,7 +197,7 @@ class KubeExecSession(ExecSession):
             if getattr(self.plan.details, "as_process", False):  # root without CAP_KILL: as the execs' user
                 from debugkit.runtimes.kubernetes.translate import as_target
 
-                command = as_target(command)
+                command = as_target(command, helper=self.plan.helper)
             ws = self.runtime.stream(self.plan.details.pod_target, self.container, command, stdin=False, tty=False)
             drain_and_close(ws, wait=0.2)
 

@@ -60,7 +60,8 @@ def exec_command(name: str, argv, *, helper: bool, watch_stdin: bool = False, gu
     return ["sh", "-c", script, name, *argv]
 
 
-# A command of a debug container that runs as the target's process does (identity.AS_PROCESS):
+# A command of a debug container from a foreign --image (no debugkit-helper, so no
+# `as-target`) that runs as the target's process does (identity.AS_PROCESS):
 # read its effective UID and GID and its groups from /proc/1/status, drop to them (setpriv:
 # the permitted and effective capabilities go with UID 0), then run the command. Builtins
 # only up to setpriv: each command pays for this script, and a fork costs under load.
@@ -77,8 +78,8 @@ if [ -z "$uid" ] || [ -z "$gid" ]; then
   echo "debugkit: cannot read the target's user from /proc/1/status" >&2; exit 125
 fi
 if [ ! -x /usr/bin/setpriv ]; then
-  echo "debugkit: running as the target's process needs util-linux's setpriv in the sidecar image (the full" \
-    "toolbox has it, the slim one does not): pass --user UID[:GID]" >&2; exit 125
+  echo "debugkit: running as the target's process needs util-linux's setpriv in an --image without" \
+    "debugkit-helper: use the toolbox, or pass --user UID[:GID]" >&2; exit 125
 fi
 if [ -n "$groups" ]; then set_groups=--groups=$groups; else set_groups=--clear-groups; fi
 exec /usr/bin/setpriv --reuid="$uid" --regid="$gid" $set_groups --inh-caps=-all -- "$@"
@@ -86,8 +87,12 @@ exec /usr/bin/setpriv --reuid="$uid" --regid="$gid" $set_groups --inh-caps=-all 
 AS_PROCESS_CAPABILITIES = ("SETUID", "SETGID")
 
 
-def as_target(argv) -> list[str]:
-    """argv, run as the target's process runs (see AS_TARGET_SCRIPT)."""
+def as_target(argv, *, helper: bool) -> list[str]:
+    """argv, run as the target's process runs: by the toolbox's helper (`as-target`, which
+    also sets no_new_privs and drops the capabilities of a target that runs as root), or
+    for a foreign image by AS_TARGET_SCRIPT."""
+    if helper:
+        return [HELPER, "as-target", "--", *argv]
     return ["sh", "-c", AS_TARGET_SCRIPT, "debugkit-as-target", *argv]
 
 

@@ -62,6 +62,19 @@ def test_attach_runs_as_the_process_and_inspect_names_the_process(k8s_cluster, d
     assert len(k8s_cluster.api.read_namespaced_pod("db", ns).spec.ephemeral_containers) == 1  # reused
 
 
+def test_the_slim_toolbox_runs_as_the_process_too(k8s_cluster, dropping_pod, toolbox_image):
+    """The slim toolbox has busybox, whose setpriv cannot change the UID: the drop is the
+    helper's (`as-target`), so it works there as in the full toolbox, with no capability."""
+    slim = k8s_cluster.load_image(f"{toolbox_image}-slim")
+    result = kube(k8s_cluster, "attach", "pod/db", "-n", dropping_pod, "--new", "--", "sh", "-c",
+                  "id -u; id -G; grep -E '^(CapEff|CapPrm|NoNewPrivs):' /proc/self/status", timeout=180,
+                  env={"DEBUGKIT_IMAGE": slim})
+    out, err = text(result)
+    assert result.returncode == 0, err
+    assert out.splitlines() == ["7777", "7777 8888", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
+                                "NoNewPrivs:\t1"]
+
+
 def test_a_user_flag_still_wins(k8s_cluster, dropping_pod, toolbox_on_node):
     result = kube(k8s_cluster, "attach", "pod/db", "-n", dropping_pod, "--user", "4242:4242", "--", "id", "-u",
                   timeout=180)
