@@ -16,6 +16,8 @@ from debugkit.core import userdb
 from debugkit.core.errors import IdentityUnresolved
 from debugkit.core.spec import LABEL_MANAGED
 from debugkit.runtimes.base import IdentitySource
+from debugkit.runtimes.kubernetes import imagecache
+from debugkit.runtimes.kubernetes.imagecache import ImageFacts
 
 
 @dataclass
@@ -59,18 +61,6 @@ AS_PROCESS = ident.Identity(uid=0, gid=0, source=ident.SOURCE_PROCESS, notes=(
     "read from the target's /proc/1/status as each command starts: the debug container starts as root with only "
     "CAP_SETUID and CAP_SETGID, and every command runs as that process's user, group and groups, with no "
     "capability",))
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    """What the image says about its user: the config's User, the entries of its
-    /etc/passwd and /etc/group that resolving it needs (None, with `etc_error`, when those
-    files are past debugkit's bounds), and where it was all read."""
-
-    user: str
-    etc: userdb.UserDb | None
-    via: str
-    etc_error: str | None = None
 
 
 # An image's facts, by the image ID the node reports (content addressed: the same ID is
@@ -125,8 +115,6 @@ class PodIdentity:
             lock = _IMAGE_LOCKS.setdefault(key, threading.Lock())
         with lock:
             if key not in _IMAGES:
-                from debugkit.runtimes.kubernetes import imagecache
-
                 kept = imagecache.recall(key) if imagecache.content_addressed(image_id) else None
                 if kept is not None:
                     _IMAGES[key] = ("ok", kept)

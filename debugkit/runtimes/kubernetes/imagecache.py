@@ -18,6 +18,7 @@ entry, and the image is read again.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from debugkit.core import jsonsafe, userdb
@@ -26,6 +27,18 @@ from debugkit.core.files import prune_json_files, read_regular, state_dir, state
 MAX_ENTRY_BYTES = 64 << 10
 STALE_ENTRY_S = 30 * 24 * 3600
 DIRECTORY = "image-facts"
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the image says about its user: the config's User, the entries of its
+    /etc/passwd and /etc/group that resolving it needs (None, with `etc_error`, when those
+    files are past debugkit's bounds), and where it was all read."""
+
+    user: str
+    etc: userdb.UserDb | None
+    via: str
+    etc_error: str | None = None
 
 
 def content_addressed(image_id: str) -> bool:
@@ -51,10 +64,8 @@ def _path(key: tuple, *, create: bool) -> tuple[Path, str]:
     return directory / name, text
 
 
-def recall(key: tuple):
+def recall(key: tuple) -> ImageFacts | None:
     """The ImageFacts kept for `key`, or None."""
-    from debugkit.runtimes.kubernetes.identity import ImageFacts
-
     path, text = _path(key, create=False)
     try:
         data = jsonsafe.loads(read_regular(path, MAX_ENTRY_BYTES), max_bytes=MAX_ENTRY_BYTES)
@@ -73,7 +84,7 @@ def recall(key: tuple):
     return facts
 
 
-def remember(key: tuple, facts) -> None:
+def remember(key: tuple, facts: ImageFacts) -> None:
     """Keep `facts` for `key` (best effort: the next command reads the image again)."""
     etc = facts.etc
     value = {"key": _path(key, create=False)[1], "user": facts.user, "via": facts.via, "etc_error": facts.etc_error,

@@ -24,11 +24,14 @@ from debugkit.runtimes.terminal import write_output
 T = TypeVar("T")
 
 # wait_ready probes a new debug container with an exec: every PROBE_FIRST_S while a
-# container usually starts (PROBE_STEADY_S: each sleep is time the person waits for), then
-# PROBE_BACKOFF times longer each time, at most every PROBE_MAX_S. A fleet (concurrency > 1)
-# backs off from the first probe: its containers start together on busy nodes, where a
-# stream of exec upgrades would slow them all (docs/fleet.md).
-PROBE_FIRST_S, PROBE_STEADY_S, PROBE_BACKOFF, PROBE_MAX_S = 0.05, 1.5, 1.5, 0.25
+# container usually starts (PROBE_STEADY_S: each sleep is time the person waits for, half
+# an interval on average; a refused exec costs the API server and the kubelet a few ms),
+# then PROBE_BACKOFF times longer each time, at most every PROBE_MAX_S. A fleet
+# (concurrency > 1) backs off from the first probe: its containers start together on busy
+# nodes, where a stream of exec upgrades would slow them all (docs/fleet.md), and from a
+# longer first interval, PROBE_FLEET_FIRST_S.
+PROBE_FIRST_S, PROBE_STEADY_S, PROBE_BACKOFF, PROBE_MAX_S = 0.025, 1.5, 1.5, 0.25
+PROBE_FLEET_FIRST_S = 0.05
 # Waiting reasons every start goes through: not worth a line on a scripted command's stderr.
 ROUTINE_REASONS = {"ContainerCreating", "PodInitializing"}
 # Waiting reasons that more waiting will not cure (a pull, by contrast, may succeed on a retry).
@@ -131,7 +134,7 @@ class DebugContainerStart:
         deadline = started + timeout
         next_look, last_reason = started + 0.5, "not yet created"
         messages: dict[str, str] = {}  # the last message of each waiting reason, for a timeout
-        pause = PROBE_FIRST_S
+        pause = PROBE_FIRST_S if self.concurrency <= 1 else PROBE_FLEET_FIRST_S
         while True:
             try:
                 if probe is not None:
