@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -242,5 +243,39 @@ func TestParsePorts(t *testing.T) {
 		if _, err := parsePorts(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestTarOutConnectProvesItselfThenStreams(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	secret := []byte("fedcba9876543210")
+	got := make(chan []byte, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		data, _ := io.ReadAll(conn)
+		got <- data
+	}()
+	conn, err := connectRelaySocket(path, strings.NewReader(hex.EncodeToString(secret)+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte("archive"))
+	conn.Close()
+	if data := <-got; string(data) != string(secret)+"archive" {
+		t.Fatalf("the socket read %q", data)
+	}
+	_, err = connectRelaySocket(filepath.Join(dir, "absent.sock"), strings.NewReader(hex.EncodeToString(secret)+"\n"))
+	var ce *cliError
+	if !errors.As(err, &ce) || ce.code != exitNoSocket {
+		t.Fatalf("err = %v, want exit %d", err, exitNoSocket)
 	}
 }
