@@ -15,7 +15,7 @@ for both paths:
 
 On a local engine port-forward relays through unix sockets in a bind-mounted directory
 (session/relaysock.py); `--with-exec-mux` also measures, in the same rounds, a second
-forward forced onto the exec stream (DEBUGKIT_FORWARD_RELAY=exec), as remote engines use.
+forward forced onto the exec stream (DEBUGKIT_RELAY=exec), as remote engines use.
 
     .venv/bin/python benchmarks/port_forward_vs_published_port.py [--mib 256] [--rounds 5] [--with-exec-mux] [--json]
 """
@@ -115,7 +115,7 @@ def message_latencies(port: int, count: int) -> list[float]:
 
 
 def start_forward(target: str, *, exec_mux: bool = False) -> tuple[subprocess.Popen, dict[int, int]]:
-    env = {**c.env(), "DEBUGKIT_FORWARD_RELAY": "exec"} if exec_mux else c.env()
+    env = {**c.env(), "DEBUGKIT_RELAY": "exec"} if exec_mux else c.env()
     proc = subprocess.Popen([*c.debugkit(), "port-forward", target, f":{HASH}", f":{SOURCE}",
                              f":{ECHO}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=env)

@@ -68,6 +68,24 @@ def make(session_id: str) -> Path:
     return inner
 
 
+class Reachable:
+    """Sockets in the inner directory by a short name: a unix socket's path is at most 107
+    bytes, and a home directory can make the full one longer. /proc/self/fd/N/NAME goes
+    through a descriptor of the directory instead (which also stays this directory, whatever
+    happens to the path)."""
+
+    def __init__(self, inner: Path):
+        self.fd = os.open(inner, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def path(self, name: str) -> str:
+        return f"/proc/self/fd/{self.fd}/{name}"
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def remove(inner: Path) -> None:
     """The session's directory and whatever is in it. rmtree does not follow symlinks."""
     shutil.rmtree(inner.parent, ignore_errors=True)

@@ -34,6 +34,7 @@ from typing import Callable
 
 from debugkit.core.errors import DebugkitError, NothingListening, RelayEnded, TargetNotRunning
 from debugkit.runtimes.base import HELPER_PATH, RELAY_MOUNT, BoundedCapture, ExecSession, helper_mismatch
+from debugkit.session import relaydir
 
 SECRET_SIZE = 16
 CONNECTED = 0
@@ -41,7 +42,7 @@ NOTHING_LISTENING = 2          # the helper's exit code for relay: connection re
 PROOF_SECONDS = 5.0            # for the sockets to appear in the host directory
 BUFFER = 256 << 10
 CONNECT_SECONDS = 5.0
-FORCE_EXEC_ENV = "DEBUGKIT_FORWARD_RELAY"   # "exec": always the exec mux (tests, and a way out)
+FORCE_EXEC_ENV = "DEBUGKIT_RELAY"   # "exec": port-forward and cp through the exec stream (tests, a way out)
 
 
 def wanted() -> bool:
@@ -212,6 +213,7 @@ class SocketRelay:
         self.sel = selector
         self.log = log
         self.secret = os.urandom(SECRET_SIZE)
+        self._reach = relaydir.Reachable(directory)
         self.bridges: set[_Bridge] = set()
         self._closing = False
         self._ended: list = []
@@ -272,7 +274,7 @@ class SocketRelay:
         up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             up.settimeout(CONNECT_SECONDS)
-            up.connect(str(self.directory / socket_name(port)))
+            up.connect(self._reach.path(socket_name(port)))
         except OSError:
             up.close()
             raise
@@ -362,6 +364,7 @@ class SocketRelay:
         for fd in (self._control_r, self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self._reach.close()
         self._control_r = self._control_w = self._wake_r = self._wake_w = -1
 
     @property

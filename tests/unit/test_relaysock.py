@@ -36,12 +36,14 @@ class FakeRelay:
         assert argv[1:4] == ["relay", "--listen", RELAY_MOUNT] and argv[4] == "--to"
         secret = bytes.fromhex(os.read(stdin_fd, 33).decode().strip())
         listeners = []
+        reach = relaydir.Reachable(self.directory)  # as the helper's short RELAY_MOUNT does
         for port in argv[5].split(","):
             ln = socket.socket(socket.AF_UNIX)
-            ln.bind(str(self.directory / f"{port}.sock"))
+            ln.bind(reach.path(f"{port}.sock"))
             ln.listen(128)
             ln.settimeout(0.05)
             listeners.append((ln, int(port)))
+        reach.close()
         os.set_blocking(stdin_fd, False)
         try:
             while not self._die.is_set():
@@ -127,6 +129,15 @@ def test_connections_are_relayed_with_half_close(relay_dirs):
         fwd.stop()
         thread.join(10)
         fwd.close()
+
+
+def test_a_directory_too_long_for_a_socket_path(tmp_path, monkeypatch):
+    """A unix socket's path is at most 107 bytes; a deep home directory must not matter."""
+    deep = tmp_path / ("d" * 100) / "run"
+    deep.mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    assert len(relaydir.inner_path("sess1") + "/9000.sock") > 108
+    test_connections_are_relayed_with_half_close(deep / "debugkit" / "relay")
 
 
 def test_an_impostor_socket_gets_nothing_from_the_client(relay_dirs):

@@ -98,7 +98,7 @@ def test_through_a_local_socket(fresh_engine, relay_root):
 
 
 def test_the_exec_mux_when_forced(fresh_engine, relay_root, monkeypatch):
-    monkeypatch.setenv("DEBUGKIT_FORWARD_RELAY", "exec")
+    monkeypatch.setenv("DEBUGKIT_RELAY", "exec")
     fwd = start_forward(fresh_engine, f":{HASH}", f":{ECHO}")
     with stopped_with(fwd) as stopped:
         assert fwd.via.startswith(SIDECAR) and LOCAL_SOCKET not in fwd.via, fwd.lines
