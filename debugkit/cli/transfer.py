@@ -34,7 +34,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
     """
     from debugkit.core.errors import InvalidInput
     from debugkit.core.escape import safe
-    from debugkit.session import copy, copylocal, flow
+    from debugkit.session import copy, copylocal, flow, relaydir, relaysock
     from debugkit.session.signals import signals_as_exceptions
 
     source, dest = copy.endpoints(src, dst)
@@ -54,16 +54,30 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
             out = copylocal.plan_out(source.path, dest.path, force=force)
     record = {"cp": {"direction": "in" if inbound else "out", "remote_path": remote.path,
                      "local_path": (source if inbound else dest).path, "from_sidecar": from_sidecar}}
+    made: list = []  # the relay directory of a copy out on a local engine, once made
     with signals_as_exceptions():
-        with flow.exec_session(flags, mode="cp", record=record) as session:
-            if not session.plan.helper:
-                raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
-            progress = copy.is_terminal()
-            if inbound:
-                done = copy.copy_in(session, sending, dest.path, force=force, progress=progress,
-                                    checksum=checksum)
-            else:
-                done = copy.copy_out(session, out, from_sidecar=from_sidecar, progress=progress, checksum=checksum)
+        try:
+            with flow.exec_session(flags, mode="cp", record=record, lazy=True) as opened:
+                if not opened.plan.helper:
+                    raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
+                session = None
+                if not inbound and relaysock.wanted():
+                    # On a local engine the archive comes through a socket in a directory of
+                    # ours that the sidecar mounts, not the exec stream (session/copysock.py).
+                    session_id = opened.plan.spec.session_id
+                    session = opened.start_relay(relaydir.inner_path(session_id),
+                                                 prepare=lambda: made.append(relaydir.make(session_id)))
+                session = session or opened.start()
+                progress = copy.is_terminal()
+                if inbound:
+                    done = copy.copy_in(session, sending, dest.path, force=force, progress=progress,
+                                        checksum=checksum)
+                else:
+                    done = copy.copy_out(session, out, from_sidecar=from_sidecar, progress=progress,
+                                         checksum=checksum, relay=made[0] if made else None)
+        finally:
+            for directory in made:
+                relaydir.remove(directory)  # after the sidecar that mounted it
     for warning in done.warnings:
         err(f"warning: {warning}")
     if checksum:

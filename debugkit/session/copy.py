@@ -93,7 +93,9 @@ class Copied:
 
 
 def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progress: bool,
-             checksum: bool = False) -> Copied:
+             checksum: bool = False, relay: Path | None = None) -> Copied:
+    """`relay`: the session's relay directory (on a local engine, mounted in the sidecar):
+    the archive comes through a socket there (copysock.py), else through the exec stream."""
     root = SIDECAR_ROOT if from_sidecar else TARGET_ROOT
     where = "the sidecar" if from_sidecar else "the target"
     dest = plan.dest
@@ -116,8 +118,15 @@ def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progres
         try:
             errors = BoundedCapture()
             try:
-                code = session.exec_io([HELPER_PATH, "tar-out", "--root", root, plan.path], stdin_fd=None,
-                                       stdout=sink, stderr=errors)
+                code = None
+                if relay is not None:
+                    from debugkit.session import copysock
+
+                    code = copysock.tar_out(session, relay, ["--root", root, plan.path], sink, errors)
+                if code is None:
+                    errors = BoundedCapture()
+                    code = session.exec_io([HELPER_PATH, "tar-out", "--root", root, plan.path], stdin_fd=None,
+                                           stdout=sink, stderr=errors)
             finally:
                 meter.finish()
             if code != 0:
