@@ -61,7 +61,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
                 if not opened.plan.helper:
                     raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
                 session = None
-                if not inbound and relaysock.wanted():
+                if relaysock.wanted():
                     # On a local engine the archive comes through a socket in a directory of
                     # ours that the sidecar mounts, not the exec stream (session/copysock.py).
                     session_id = opened.plan.spec.session_id
@@ -71,7 +71,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
                 progress = copy.is_terminal()
                 if inbound:
                     done = copy.copy_in(session, sending, dest.path, force=force, progress=progress,
-                                        checksum=checksum)
+                                        checksum=checksum, relay=made[0] if made else None)
                 else:
                     done = copy.copy_out(session, out, from_sidecar=from_sidecar, progress=progress,
                                          checksum=checksum, relay=made[0] if made else None)

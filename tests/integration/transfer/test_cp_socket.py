@@ -1,7 +1,8 @@
-"""`cp` out through a unix socket in the session's relay directory (session/copysock.py) on
-the local Docker and Podman engines: the sidecar mounts the directory, the archive comes
-through it and matches, the directory is gone afterwards, a file that grows while it is
-read is cut to the size it had, and the exec stream is still there when forced."""
+"""`cp` out and in through a unix socket in the session's relay directory
+(session/copysock.py) on the local Docker and Podman engines: the sidecar mounts the
+directory, the archive comes through it and matches, the directory is gone afterwards, a
+file that grows while it is read is cut to the size it had, files copied in belong to the
+target's user, and the exec stream is still there when forced."""
 from __future__ import annotations
 
 import os
@@ -46,7 +47,11 @@ def out(tmp_path) -> Path:
 def relay_mounts(target) -> list[str]:
     """The relay mounts of the target's sidecars (their host directories)."""
     found = []
-    for name in target.sidecars():
+    try:
+        names = target.sidecars()
+    except Exception:  # noqa: BLE001 - Podman answers 500 for a container it is removing
+        return []
+    for name in names:
         try:
             attrs = target.owner.client.api.inspect_container(name)
         except Exception:  # noqa: BLE001 - removed meanwhile
@@ -76,6 +81,32 @@ def test_cp_out_comes_through_the_relay_directory(engine, relay_root, out, image
     result = target.cli("cp", target.spec("/data"), str(out))
     assert result.returncode == 0, result.stderr
     assert tree_of_local(out / "data") == tree_of_tar(image_archive("/data"))
+
+
+def test_cp_in_comes_through_the_relay_directory(engine, relay_root, tmp_path):
+    target = engine.target()
+    local = tmp_path / "upload"
+    local.mkdir()
+    (local / "big.bin").write_bytes(os.urandom(MIB) * 256)
+    (local / "sub").mkdir()
+    (local / "sub" / "small.txt").write_text("small\n")
+    copying = target.popen("cp", "--write", str(local), target.spec("/home/nonroot/"))
+    try:
+        wait_for(lambda: relay_mounts(target) or copying.poll() is not None, timeout=60,
+                 what="the copy's sidecar")
+        mounts = relay_mounts(target)
+        assert mounts and all(m.startswith(str(relay_root)) for m in mounts), mounts
+        assert copying.wait(timeout=240) == 0, copying.stderr.read()
+    finally:
+        if copying.poll() is None:
+            copying.kill()
+            copying.wait()
+    listing = target.sh("cd /proc/1/root/home/nonroot/upload && stat -c '%u:%g %n' big.bin sub/small.txt && "
+                        "sha256sum big.bin && cat sub/small.txt")
+    lines = listing.splitlines()
+    assert lines[:2] == ["65532:65532 big.bin", "65532:65532 sub/small.txt"], listing
+    assert lines[2].split()[0] == sha256_file(local / "big.bin") and lines[3] == "small", listing
+    assert not relay_root.exists() or os.listdir(relay_root) == []
 
 
 def test_a_file_that_grows_while_it_is_read(engine, relay_root, out):
@@ -116,3 +147,11 @@ def test_cp_out_through_the_exec_stream_when_forced(engine, relay_root, out, mon
     assert copying.returncode == 0, copying.stderr.read()
     assert seen == [] and not relay_root.exists()
     assert target.sh("sha256sum /proc/1/root/home/nonroot/blob").split()[0] == sha256_file(out / "blob")
+    (out / "back").write_bytes(b"back in\n")
+    copying = target.popen("cp", "--write", str(out / "back"), target.spec("/home/nonroot/back"))
+    while copying.poll() is None:
+        seen += relay_mounts(target)
+        time.sleep(0.05)
+    assert copying.returncode == 0, copying.stderr.read()
+    assert seen == [] and not relay_root.exists()
+    assert target.sh("cat /proc/1/root/home/nonroot/back") == "back in\n"
