@@ -3,14 +3,18 @@ removed with the session, collected by gc when a killed CLI left one.
 
     ROOT/                 0700, the operator's: nobody else on this machine gets past it
       <session id>/       0700, the operator's
-        sock/             0777: bind-mounted into the sidecar at RELAY_MOUNT
+        sock/             1777: bind-mounted into the sidecar at RELAY_MOUNT
 
 The inner directory is world-writable because the helper that creates the sockets in it
 runs as the target's UID (the sidecar's user, never root, no capabilities), which is in
 general not the operator's, and the CLI can give it no other way in (chown needs root).
 That opens nothing: on this machine only the operator can pass the 0700 parents, and in
-the sidecar's mount namespace the directory is the sidecar's alone. What a process of
-the target's user could do there (replace a socket) is answered by relaysock's secret.
+the sidecar's mount namespace the directory is the sidecar's alone. The sticky bit keeps
+the sockets debugkit itself creates there (cp's) from being renamed or removed by the
+target's user; what that user can do to the helper's own sockets (replace one) is answered
+by the secret every connection starts with (relaysock.py, copysock.py), and gains nothing
+the user does not have already: a port of the target's to answer on, files of its own to
+put in an archive.
 
 The directory's name is the session's ID, as in the audit log and the sidecar's labels:
 gc removes one whose session has ended or whose CLI is gone.
@@ -64,7 +68,7 @@ def make(session_id: str) -> Path:
     os.mkdir(session, 0o700)
     inner = session / INNER
     os.mkdir(inner)
-    os.chmod(inner, 0o777)  # see the module's docstring: writable by the target's UID
+    os.chmod(inner, 0o1777)  # see the module's docstring: writable by the target's UID, sticky
     return inner
 
 

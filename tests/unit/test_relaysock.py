@@ -194,7 +194,7 @@ def test_the_directory_is_private_and_gc_finds_only_what_is_over(relay_dirs):
     relaydir.make("unknown")
     assert stat.S_IMODE(relay_dirs.stat().st_mode) == 0o700
     assert stat.S_IMODE(inner.parent.stat().st_mode) == 0o700
-    assert stat.S_IMODE(inner.stat().st_mode) == 0o777
+    assert stat.S_IMODE(inner.stat().st_mode) == 0o1777
     assert str(inner) == relaydir.inner_path("live")
     states = {"live": True, "over": False}
     found = relaydir.leftovers(alive=states.get, older_than_s=3600)
