@@ -229,7 +229,7 @@ class SocketRelay:
     def start(cls, session: ExecSession, directory: Path, ports: list[int], *,
               selector: selectors.BaseSelector, log: Callable[[str], None]) -> "SocketRelay | None":
         relay = cls(session, directory, ports, selector=selector, log=log)
-        if relay._proven():
+        if relay._proven() and relay._answers(ports[0]):
             relay.sel.register(relay._wake_r, selectors.EVENT_READ, relay._on_ended)
             return relay
         relay.close()
@@ -268,6 +268,34 @@ class SocketRelay:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def _answers(self, port: int) -> bool:
+        """Whether a connection through the socket reaches the relay (its secret comes
+        back): a socket file that shows up on a shared filesystem (an engine in a VM) may
+        not connect at all."""
+        try:
+            return self._preface(port) is not None
+        except OSError:
+            return False
+
+    def _preface(self, port: int) -> bytes | None:
+        """The secret and status (and any reason after it) one connection starts with, or
+        None when it is not the relay's; OSError when it cannot connect."""
+        with self._connect(port) as up:
+            answer = b""
+            deadline = time.monotonic() + CONNECT_SECONDS
+            while len(answer) < SECRET_SIZE + 1 and time.monotonic() < deadline:
+                up.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    data = up.recv(4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                answer += data
+        if len(answer) <= SECRET_SIZE or not hmac.compare_digest(answer[:SECRET_SIZE], self.secret):
+            return None
+        return answer
+
     # -- what the forward asks ------------------------------------------------------------
 
     def _connect(self, port: int) -> socket.socket:
@@ -297,25 +325,14 @@ class SocketRelay:
     def check(self, port: int) -> None:
         """Nothing listening is a clear error now (86), not a line per connection later."""
         try:
-            up = self._connect(port)
+            answer = self._preface(port)
         except OSError as exc:
             raise RelayEnded(f"port-forward: the relay's socket for port {port} refused a connection "
                              f"({exc.strerror or exc})") from None
-        with up:
-            answer = b""
-            deadline = time.monotonic() + CONNECT_SECONDS
-            while len(answer) < SECRET_SIZE + 1 and time.monotonic() < deadline:
-                up.settimeout(max(0.01, deadline - time.monotonic()))
-                try:
-                    data = up.recv(4096)
-                except OSError:
-                    break
-                if not data:
-                    break
-                answer += data
-        if len(answer) > SECRET_SIZE and not hmac.compare_digest(answer[:SECRET_SIZE], self.secret):
-            raise DebugkitError(f"port-forward: the socket for port {port} in {self.directory} is not the relay's")
-        if len(answer) > SECRET_SIZE and answer[SECRET_SIZE] == NOTHING_LISTENING:
+        if answer is None:
+            raise RelayEnded(f"port-forward: the socket for port {port} in {self.directory} did not answer as "
+                             f"the relay")
+        if answer[SECRET_SIZE] == NOTHING_LISTENING:
             raise NothingListening(f"nothing is listening on 127.0.0.1:{port} in the target")
 
     def alive(self) -> bool:

@@ -31,6 +31,7 @@ class FakeRelay:
         self.answer = answer
         self.received: list[bytes] = []
         self._die = threading.Event()
+        self.ended = threading.Event()
 
     def exec_io(self, argv, *, stdin_fd, stdout, stderr):
         assert argv[1:4] == ["relay", "--listen", RELAY_MOUNT] and argv[4] == "--to"
@@ -63,10 +64,13 @@ class FakeRelay:
         finally:
             for ln, _port in listeners:
                 ln.close()
+            self.ended.set()
 
     def _serve(self, conn: socket.socket, port: int, secret: bytes) -> None:
         with conn:
             preface = self.answer(port) if self.answer else None
+            if preface == b"":
+                return  # a socket that connects and says nothing
             conn.sendall(preface if preface is not None else secret + b"\0")
             while data := conn.recv(65536):
                 self.received.append(data)
@@ -143,8 +147,11 @@ def test_a_directory_too_long_for_a_socket_path(tmp_path, monkeypatch):
 def test_an_impostor_socket_gets_nothing_from_the_client(relay_dirs):
     """A socket that does not start with the session's secret (a process of the target's
     user replaced it): the connection is refused, and not one byte of it is sent there."""
-    # It knows the protocol, not the secret: a "connected" status after 16 bytes of its own.
-    fwd, _relay, fake, ports, lines = forward_through(lambda port: b"A" * 16 + b"\0", relay_dirs)
+    # The relay answers the proof of locality at the start; then the impostor takes over. It
+    # knows the protocol, not the secret: a "connected" status after 16 bytes of its own.
+    answers = iter([None])
+    fwd, _relay, fake, ports, lines = forward_through(lambda port: next(answers, b"A" * 16 + b"\0"), relay_dirs)
+    fake.received.clear()  # the proof connection sent nothing, but be exact about what counts
     thread, _raised = serve_in_thread(fwd)
     try:
         with socket.create_connection(("127.0.0.1", ports[9000]), timeout=10) as sock:
@@ -160,6 +167,18 @@ def test_an_impostor_socket_gets_nothing_from_the_client(relay_dirs):
         fwd.stop()
         thread.join(10)
         fwd.close()
+
+
+def test_a_socket_that_does_not_answer_as_the_relay_means_the_exec_mux(relay_dirs):
+    """Sockets that show up but do not answer with the secret (an engine in a VM, where a
+    socket file crosses a shared filesystem but connections do not): start gives None."""
+    inner = relaydir.make("sess1")
+    fake = FakeRelay(inner, lambda port: b"")
+    fwd = Forwarder(None, [Mapping(0, 9000)], address="127.0.0.1", log=print)
+    fwd.bind()
+    assert relaysock.SocketRelay.start(fake, inner, [9000], selector=fwd.selector, log=print) is None
+    assert fake.ended.wait(5)  # the relay was told to end (its stdin closed), and did
+    fwd.close()
 
 
 def test_nothing_listening_is_86(relay_dirs):
