@@ -4,7 +4,7 @@ in a host directory bind-mounted into the sidecar, not through the engine's exec
 The sidecar (runtime.open_relay) has the session's private directory (relaydir.py) at
 RELAY_MOUNT; one exec of `debugkit-helper relay --listen RELAY_MOUNT --to PORTS` listens
 there on PORT.sock for each remote port, as the target's user, and for each connection
-dials the target's 127.0.0.1:PORT and lets the kernel copy (toolbox-image/helper/
+dials the target's 127.0.0.1:PORT and copies between the sockets (toolbox-image/helper/
 relaysock.go). No port is published and nothing listens on any network: a relay
 container with a published port would listen on its bridge address too, where every
 container on that bridge could reach the target's localhost-only services.
