@@ -10,11 +10,14 @@ for both paths:
 - download throughput: N MiB from the `source` service, checked against the SHA-256 the
   server appends;
 - upload throughput: N MiB to the `hash` service, then a half-close, checked the same way;
-- per-connection latency: connect, one line to the `echo` service and back, close (the
-  forward starts one relay exec per connection: this is its cost);
+- per-connection latency: connect, one line to the `echo` service and back, close;
 - per-message latency: one line back and forth on an open connection.
 
-    .venv/bin/python benchmarks/port_forward_vs_published_port.py [--mib 256] [--rounds 5] [--json]
+On a local engine port-forward relays through unix sockets in a bind-mounted directory
+(session/relaysock.py); `--with-exec-mux` also measures, in the same rounds, a second
+forward forced onto the exec stream (DEBUGKIT_RELAY=exec), as remote engines use.
+
+    .venv/bin/python benchmarks/port_forward_vs_published_port.py [--mib 256] [--rounds 5] [--with-exec-mux] [--json]
 """
 from __future__ import annotations
 
@@ -111,10 +114,11 @@ def message_latencies(port: int, count: int) -> list[float]:
     return out
 
 
-def start_forward(target: str) -> tuple[subprocess.Popen, dict[int, int]]:
+def start_forward(target: str, *, exec_mux: bool = False) -> tuple[subprocess.Popen, dict[int, int]]:
+    env = {**c.env(), "DEBUGKIT_RELAY": "exec"} if exec_mux else c.env()
     proc = subprocess.Popen([*c.debugkit(), "port-forward", target, f":{HASH}", f":{SOURCE}",
                              f":{ECHO}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=c.env())
+                            env=env)
     ports: dict[int, int] = {}
     buffer = b""
     deadline = time.monotonic() + 60
@@ -146,6 +150,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=50, help="connections per round for the latency")
     parser.add_argument("--messages", type=int, default=200, help="messages per round on one connection")
+    parser.add_argument("--with-exec-mux", action="store_true",
+                        help="also a forward forced onto the exec stream (the remote engines' path)")
     parser.add_argument("--json", action="store_true")
     c.check_code_under_test()
     args = parser.parse_args()
@@ -158,7 +164,7 @@ def main() -> int:
     publish = [arg for remote in PUBLIC.values() for arg in ("-p", f"127.0.0.1::{remote}")]
     subprocess.run(["docker", "run", "-d", "--name", target, "--label", "io.debugkit.test=1", *publish, image],
                    check=True, stdout=subprocess.DEVNULL)
-    forward = None
+    forward = mux = None
     try:
         direct = {}
         for local_port, public in PUBLIC.items():
@@ -167,6 +173,8 @@ def main() -> int:
         time.sleep(0.5)
         forward, forwarded = start_forward(target)
         paths = {"direct": direct, "forward": forwarded}
+        if args.with_exec_mux:
+            mux, paths["exec_mux"] = start_forward(target, exec_mux=True)
         size = args.mib * MIB
         block = os.urandom(MIB)
         results = {name: {"down": [], "up": [], "conn": [], "msg": []} for name in paths}
@@ -182,12 +190,14 @@ def main() -> int:
                     results[name]["conn"] += conns
                     results[name]["msg"] += msgs
     finally:
-        if forward is not None:
-            forward.send_signal(2)
+        for proc in (forward, mux):
+            if proc is None:
+                continue
+            proc.send_signal(2)
             try:
-                forward.wait(timeout=30)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                forward.kill()
+                proc.kill()
         subprocess.run(["docker", "rm", "-f", target], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     report = {"mib": args.mib, "rounds": args.rounds}
@@ -205,12 +215,19 @@ def main() -> int:
         "connection_latency": round(f["connection"]["median_ms"] / d["connection"]["median_ms"], 1),
         "message_latency": round(f["message"]["median_ms"] / d["message"]["median_ms"], 2),
     }
+    if "exec_mux" in report:
+        m = report["exec_mux"]
+        report["ratios"]["exec_mux_download_throughput"] = round(m["download_mib_s"] / d["download_mib_s"], 3)
+        report["ratios"]["exec_mux_upload_throughput"] = round(m["upload_mib_s"] / d["upload_mib_s"], 3)
     if args.json:
         print(json.dumps(report))
         return 0
     print(f"{args.mib} MiB each way, {args.rounds} rounds, interleaved; {args.connections} connections and "
           f"{args.messages} messages per round")
-    for name, label in (("direct", "published port (docker run -p)"), ("forward", "debugkit port-forward")):
+    for name, label in (("direct", "published port (docker run -p)"), ("forward", "debugkit port-forward"),
+                        ("exec_mux", "port-forward, exec mux")):
+        if name not in report:
+            continue
         r = report[name]
         print(f"{label:32} download {r['download_mib_s']:7.1f} MiB/s  upload {r['upload_mib_s']:7.1f} MiB/s  "
               f"connection {r['connection']['median_ms']:7.2f} ms (p90 {r['connection']['p90_ms']:.2f})  "
@@ -219,6 +236,9 @@ def main() -> int:
     print(f"port-forward / direct: download {ratios['download_throughput']:.2f}x, upload "
           f"{ratios['upload_throughput']:.2f}x, connection latency {ratios['connection_latency']:.1f}x, "
           f"message latency {ratios['message_latency']:.2f}x")
+    if "exec_mux" in report:
+        print(f"exec mux / direct: download {ratios['exec_mux_download_throughput']:.2f}x, upload "
+              f"{ratios['exec_mux_upload_throughput']:.2f}x")
     return 0
 
 

@@ -37,6 +37,7 @@ class ExitCode(IntEnum):
     PORT_UNAVAILABLE = 85       # port-forward: the local port is taken
     NOTHING_LISTENING = 86      # port-forward: nothing listens on the target's port
     SPECIAL_FILE = 87           # cp: a device, FIFO or socket where a file, directory or symlink is needed
+    RELAY_ENDED = 88            # port-forward: the relay in the sidecar ended while the target runs
     CONFIG_INVALID = 74         # the config file: unreadable, unknown key, wrong type
     TIMEOUT = 124
     COMMAND_NOT_EXECUTABLE = 126
@@ -213,3 +214,9 @@ class PortUnavailable(DebugkitError):
 
 class NothingListening(DebugkitError):
     exit_code = ExitCode.NOTHING_LISTENING
+
+
+class RelayEnded(DebugkitError):
+    """port-forward's relay in the sidecar ended (or failed) while the sidecar runs."""
+
+    exit_code = ExitCode.RELAY_ENDED

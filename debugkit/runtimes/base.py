@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 
-from debugkit.core.errors import ImageMissing, InvalidInput
+from debugkit.core.errors import DebugkitError, ImageMissing, InvalidInput
 from debugkit.core.escape import safe
 from debugkit.runtimes.runtime_entry import RuntimeEntry
 from debugkit.runtimes.execution import BoundedCapture, ExecResult
@@ -52,7 +52,7 @@ __all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission",
            "IdentitySource", "Located", "Member", "Plan", "ResolvedTarget", "SessionRow", "SidecarImage", "Streams",
            "TargetReport", "Translation", "checked", "BoundedCapture", "ExecResult", "ExecSession", "Preferences",
            "Runtime", "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch",
-           "GUARD_FIRST_SECONDS", "reaped", "guard_command", "guard_name", "with_target_env", "local_user",
+           "GUARD_FIRST_SECONDS", "RELAY_MOUNT", "RelayUnavailable", "reaped", "guard_command", "guard_name", "with_target_env", "local_user",
            "raw_mode", "terminal_size", "write_output"]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,8 +71,13 @@ HELPER_PATH = "/usr/local/bin/debugkit-helper"
 # (the target cannot open its output); 5 hold, install-holder and target (held copies:
 # attach --copy, attach image/REF), with a readable copy at HOLDER_SOURCE; 6 `steps` (a
 # runbook's steps in one process, runtimes/steps.py); 7 `as-target` (a Kubernetes
-# identity probe's commands drop to the target process's user without a shell or setpriv).
+# identity probe's commands drop to the target process's user without a shell or setpriv)
+# and relay --listen (port-forward through unix sockets in a bind-mounted host directory,
+# session/relaysock.py).
 HELPER_PROTOCOL = 7
+# Where port-forward's host directory is mounted in a sidecar that relays through unix
+# sockets (Runtime.open_relay, session/relaysock.py).
+RELAY_MOUNT = "/run/debugkit-relay"
 # The toolbox's readable copy of the helper, which a held copy runs as its main process
 # (`debugkit-helper hold -- PROGRAM`): it must stay dumpable, so it cannot be the
 # execute-only one, and an init container must be able to copy it.
@@ -85,6 +90,11 @@ LABEL_COPY_KEEP = "io.debugkit.copy-keep"
 # apart from every answer it gives (2: no such file, nothing listening): such a helper does
 # not match this debugkit.
 HELPER_USAGE = 64
+
+
+class RelayUnavailable(DebugkitError):
+    """The engine would not mount the relay's host directory (it does not see this
+    machine's files): port-forward falls back to the exec stream."""
 
 
 def helper_mismatch(code: int | None, stderr: bytes = b"") -> ImageMissing | None:
@@ -297,6 +307,14 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def inspect(self, plan: Plan) -> dict:
         """What inspect shows: the identity, every source, and the exact request."""
+
+    def open_relay(self, plan: Plan, directory: str) -> ExecSession | None:
+        """Like open_exec, with the host `directory` mounted read-write at RELAY_MOUNT, for
+        port-forward through unix sockets (session/relaysock.py); None when this runtime
+        cannot (a remote engine, Kubernetes, a kept-alive sidecar): port-forward then
+        relays over the exec stream. Entering the session raises RelayUnavailable when the
+        engine refuses the directory."""
+        return None
 
     def direct_forward(self, plan: Plan):
         """A way to reach the target's localhost ports without a sidecar (Kubernetes'

@@ -93,7 +93,9 @@ class Copied:
 
 
 def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progress: bool,
-             checksum: bool = False) -> Copied:
+             checksum: bool = False, relay: Path | None = None) -> Copied:
+    """`relay`: the session's relay directory (on a local engine, mounted in the sidecar):
+    the archive comes through a socket there (copysock.py), else through the exec stream."""
     root = SIDECAR_ROOT if from_sidecar else TARGET_ROOT
     where = "the sidecar" if from_sidecar else "the target"
     dest = plan.dest
@@ -116,8 +118,15 @@ def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progres
         try:
             errors = BoundedCapture()
             try:
-                code = session.exec_io([HELPER_PATH, "tar-out", "--root", root, plan.path], stdin_fd=None,
-                                       stdout=sink, stderr=errors)
+                code = None
+                if relay is not None:
+                    from debugkit.session import copysock
+
+                    code = copysock.tar_out(session, relay, ["--root", root, plan.path], sink, errors)
+                if code is None:
+                    errors = BoundedCapture()
+                    code = session.exec_io([HELPER_PATH, "tar-out", "--root", root, plan.path], stdin_fd=None,
+                                           stdout=sink, stderr=errors)
             finally:
                 meter.finish()
             if code != 0:
@@ -133,8 +142,9 @@ def copy_out(session: ExecSession, plan: OutPlan, *, from_sidecar: bool, progres
 # -- local -> target ---------------------------------------------------------------------------------------
 
 def copy_in(session: ExecSession, plan: InPlan, remote: str, *, force: bool, progress: bool,
-            checksum: bool = False) -> Copied:
-    """Writes go into the target's filesystem with the target's user's rights, no more."""
+            checksum: bool = False, relay: Path | None = None) -> Copied:
+    """Writes go into the target's filesystem with the target's user's rights, no more.
+    `relay`: as copy_out's."""
     local, name = plan.local, plan.name
     source = Path(local)
     path = remote_path(remote)
@@ -173,33 +183,56 @@ def copy_in(session: ExecSession, plan: InPlan, remote: str, *, force: bool, pro
         total = sum(p.stat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink())
     meter = Progress(total, enabled=progress)
     sums: list[tuple[str, str]] = []
-    read_fd, write_fd = os.pipe()
     writer_error: list[BaseException] = []
     counted = [0]
     skipped: list[str] = []
 
-    def write_archive() -> None:
+    def produce(sink, caught=BaseException) -> None:
         try:
-            with os.fdopen(write_fd, "wb", buffering=1 << 20) as sink:
-                with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=1 << 20) as tar:
-                    counted[0] = add_tree(tar, local, name, meter, sums, checksum, skipped)
-        except BrokenPipeError:
+            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=1 << 20) as tar:
+                counted[0] = add_tree(tar, local, name, meter, sums, checksum, skipped)
+        except (BrokenPipeError, ConnectionResetError):
             pass  # the helper stopped reading: its exit code says why
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except caught as exc:  # noqa: BLE001 - reported below
             writer_error.append(exc)
 
-    worker = threading.Thread(target=write_archive, daemon=True, name="debugkit-cp")
-    worker.start()
     errors = BoundedCapture()
-    argv = [HELPER_PATH, "tar-in", "--root", TARGET_ROOT] + (["--force"] if force else []) + [dest_dir]
-    try:
-        code = session.exec_io(argv, stdin_fd=read_fd, stdout=BoundedCapture(), stderr=errors)
-    finally:
-        # Closing our end stops the writer at its next write (EPIPE) if the exec ended early.
-        with contextlib.suppress(OSError):
-            os.close(read_fd)
-        worker.join()
-        meter.finish()
+    args = ["--root", TARGET_ROOT] + (["--force"] if force else []) + [dest_dir]
+    code = None
+    if relay is not None:
+        from debugkit.session import copysock
+
+        # In this thread: a signal interrupts it as it should (only the writer's own
+        # failures are kept for below).
+        try:
+            code = copysock.tar_in(session, relay, args, lambda sink: produce(sink, Exception), errors)
+        finally:
+            if code is not None:
+                meter.finish()
+    if code is None:
+        errors = BoundedCapture()
+        read_fd, write_fd = os.pipe()
+
+        def write_archive() -> None:
+            try:
+                with os.fdopen(write_fd, "wb", buffering=1 << 20) as sink:
+                    produce(sink)
+            except BrokenPipeError:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                writer_error.append(exc)
+
+        worker = threading.Thread(target=write_archive, daemon=True, name="debugkit-cp")
+        worker.start()
+        try:
+            code = session.exec_io([HELPER_PATH, "tar-in", *args], stdin_fd=read_fd, stdout=BoundedCapture(),
+                                   stderr=errors)
+        finally:
+            # Closing our end stops the writer at its next write (EPIPE) if the exec ended early.
+            with contextlib.suppress(OSError):
+                os.close(read_fd)
+            worker.join()
+            meter.finish()
     if writer_error:  # first: the helper's complaint (a cut archive) would only be its consequence
         exc = writer_error[0]
         if isinstance(exc, OSError):

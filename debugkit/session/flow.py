@@ -27,7 +27,7 @@ from debugkit.core.errors import (
 from debugkit.core.options import Flags, SidecarOptions, check_node_flags, sidecar_options
 from debugkit.core.spec import ENV_REASON, new_session_id
 from debugkit.core.targets import parse_target
-from debugkit.runtimes.base import ExecSession, Plan, Runtime, Streams
+from debugkit.runtimes.base import ExecSession, Plan, RelayUnavailable, Runtime, Streams
 from debugkit.session import audit, defaults, planning, recording
 
 MAX_CUSTOM_BYTES = 1 << 20
@@ -271,6 +271,22 @@ class LazySession:
 
     def direct_forward(self):
         return self.runtime.direct_forward(self.plan)
+
+    def start_relay(self, directory: str, *, prepare: Callable[[], object]) -> ExecSession | None:
+        """The sidecar with the host `directory` mounted for port-forward's socket relay
+        (`prepare()` makes it, only when the runtime can mount it), or None when the runtime
+        cannot, the directory cannot be made, or the engine refuses it: then start()."""
+        if self._live is not None:
+            return None
+        opened = self.runtime.open_relay(self.plan, directory)
+        if opened is None:
+            return None
+        try:
+            prepare()
+            self._live = opened.__enter__()
+        except (RelayUnavailable, OSError):
+            return None
+        return self._live
 
     def start(self) -> ExecSession:
         if self._live is None:

@@ -144,7 +144,33 @@ def collect(choice: str, *, connection: Connection, namespace: str | None, older
     finally:
         for runtime in collectors.values():
             runtime.close()
-    return actions + close_abandoned_audit_sessions(log, dry_run=dry_run)
+    return actions + collect_relay_dirs(log, older_than_s=older_than_s, dry_run=dry_run) + \
+        close_abandoned_audit_sessions(log, dry_run=dry_run)
+
+
+def collect_relay_dirs(log, *, older_than_s: int, dry_run: bool) -> list[dict]:
+    """Remove port-forward's socket directories (session/relaydir.py) whose session is
+    over: its end is in the audit log, or its CLI on this host is gone (a SIGKILL)."""
+    from debugkit.session import relaydir
+
+    host = socket.gethostname()
+    known = {entry["session"]: entry for entry in audit.sessions(log)}
+
+    def alive(session_id: str) -> bool | None:
+        entry = known.get(session_id)
+        if entry is None:
+            return None
+        if "end" in entry:
+            return False
+        return cli_alive(host, entry.get("cli_pid")) if entry.get("host") == host else None
+
+    actions = []
+    for session_id, path, reason in relaydir.leftovers(alive=alive, older_than_s=older_than_s):
+        if not dry_run:
+            relaydir.remove(path / relaydir.INNER)
+        actions.append({"runtime": None, "session": session_id, "name": f"relay directory {path}", "reason": reason,
+                        "action": "would remove" if dry_run else "removed"})
+    return actions
 
 
 def _collect(runtime, row: SessionRow, *, created: set, older_than_s: int, dry_run: bool,

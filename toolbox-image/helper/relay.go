@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-const relayUsage = `relay [--host HOST] [--probe] PORT | relay [--host HOST] --mux
+const relayUsage = `relay [--host HOST] [--probe] PORT | relay [--host HOST] --mux | relay [--host HOST] --listen DIR --to PORT[,PORT...]
 Connects to HOST:PORT over TCP (HOST defaults to 127.0.0.1, in the sidecar's network
 namespace: the target's) and copies stdin to the connection and the connection to
 stdout. EOF on stdin half-closes the connection, and the answer keeps coming; EOF from
@@ -21,6 +21,11 @@ connects, then closes: exit 0 when something listens.
 --mux relays many connections, to ports of HOST, over stdin and stdout, in frames
 (debugkit port-forward: one exec for every connection; see mux.go). It ends at EOF
 on stdin, exit 0.
+--listen relays connections to unix sockets DIR/PORT.sock, one for each port of --to,
+to HOST:PORT (debugkit port-forward on a local engine, DIR bind-mounted from the
+operator's machine; see relaysock.go). The first line of stdin is a secret of 32 hex
+digits that starts every connection; EOF on stdin ends the relay and removes the
+sockets, exit 0.
 `
 
 const (
@@ -34,8 +39,20 @@ func cmdRelay(args []string) int {
 	host := fs.String("host", "127.0.0.1", "")
 	probe := fs.Bool("probe", false, "")
 	mux := fs.Bool("mux", false, "")
+	listen := fs.String("listen", "", "")
+	to := fs.String("to", "", "")
 	if code, ok := parseFlags(fs, args, relayUsage, exitUsage); !ok {
 		return code
+	}
+	if *listen != "" || *to != "" {
+		if *listen == "" || *to == "" || fs.NArg() != 0 || *probe || *mux {
+			return usageErrorf("relay", relayUsage, exitUsage, "--listen DIR and --to PORTS go together, alone")
+		}
+		ports, err := parsePorts(*to)
+		if err != nil {
+			return usageErrorf("relay", relayUsage, exitUsage, "--to: %v", err)
+		}
+		return report(relayListen(*listen, *host, ports, os.Stdin))
 	}
 	if *mux {
 		if fs.NArg() != 0 || *probe {

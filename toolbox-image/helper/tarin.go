@@ -13,14 +13,17 @@ import (
 	"time"
 )
 
-const tarInUsage = `tar-in [--root DIR] [--force] DESTDIR
+const tarInUsage = `tar-in [--root DIR] [--force] [--connect SOCKET] DESTDIR
 Reads a tar stream from stdin and creates its entries under DESTDIR, resolved inside
 DIR (default /proc/1/root). Entry names must be relative, without "..". No symlink is
 followed below DESTDIR. Files are written to a temporary name and renamed into place;
 an existing entry is not replaced without --force (a directory merges into an
 existing one). Exit 0 ok, 2 DESTDIR not found, 3 permission denied, 4 DESTDIR (or a
 parent of an entry) not a directory, 5 an entry exists, 1 anything else (a bad name,
-a truncated archive, ...). Nothing partially written is left behind.
+a truncated archive, ...). Nothing partially written is left behind. --connect reads
+the stream from the unix socket SOCKET instead (cp on a local engine), after writing
+the secret read from stdin's first line (32 hex digits) to it; exit 7 when SOCKET
+cannot be reached.
 `
 
 // tmpPrefix starts the names of files tar-in writes before renaming them into place.
@@ -33,6 +36,7 @@ func cmdTarIn(args []string) int {
 	fs := newFlags("tar-in")
 	root := fs.String("root", defaultRoot, "")
 	force := fs.Bool("force", false, "")
+	connect := fs.String("connect", "", "")
 	if code, ok := parseFlags(fs, args, tarInUsage, exitUsage); !ok {
 		return code
 	}
@@ -49,7 +53,16 @@ func cmdTarIn(args []string) int {
 		errorf("interrupted by %v; the entry being written was removed", s)
 		os.Exit(128 + int(s.(syscall.Signal)))
 	}()
-	return report(ex.run(*root, fs.Arg(0), os.Stdin))
+	var archive io.Reader = os.Stdin
+	if *connect != "" {
+		conn, err := connectRelaySocket(*connect, os.Stdin)
+		if err != nil {
+			return report(err)
+		}
+		defer conn.Close()
+		archive = conn
+	}
+	return report(ex.run(*root, fs.Arg(0), archive))
 }
 
 type pendingDir struct {

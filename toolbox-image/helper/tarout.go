@@ -4,13 +4,14 @@ import (
 	"archive/tar"
 	"bufio"
 	"io"
+	"net"
 	"os"
 	"sort"
 	"syscall"
 	"time"
 )
 
-const tarOutUsage = `tar-out [--root DIR] [--follow] PATH
+const tarOutUsage = `tar-out [--root DIR] [--follow] [--connect SOCKET] PATH
 Writes a tar stream (POSIX ustar, PAX where needed) of PATH, resolved inside DIR
 (default /proc/1/root), to stdout: a file, a symlink (stored as a symlink unless
 --follow, which follows PATH itself inside DIR) or a directory, recursively. The
@@ -19,8 +20,14 @@ skipped with a warning; so are the contents of a directory below PATH on a kerne
 pseudo filesystem (proc, sysfs, cgroup...: the target's /proc and /sys), which is
 archived empty. Exit 0 ok, 2 PATH not found, 3 permission denied, 4 not a
 directory or another resolution error, 6 PATH itself is a socket, device or FIFO,
-1 anything else.
+1 anything else. --connect writes the stream to the unix socket SOCKET instead (cp on a
+local engine: a socket of debugkit's in the directory it mounted), after the secret read
+from stdin's first line (32 hex digits); exit 7 when SOCKET cannot be reached.
 `
+
+// exitNoSocket: tar-out --connect could not reach its socket (the CLI then copies
+// through the exec stream).
+const exitNoSocket = 7
 
 // copyBufferSize bounds the memory a file copy uses, whatever the file's size.
 const copyBufferSize = 1 << 20
@@ -29,18 +36,46 @@ func cmdTarOut(args []string) int {
 	fs := newFlags("tar-out")
 	root := fs.String("root", defaultRoot, "")
 	follow := fs.Bool("follow", false, "")
+	connect := fs.String("connect", "", "")
 	if code, ok := parseFlags(fs, args, tarOutUsage, exitUsage); !ok {
 		return code
 	}
 	if fs.NArg() != 1 || fs.Arg(0) == "" {
 		return usageErrorf("tar-out", tarOutUsage, exitUsage, "exactly one non-empty PATH is needed")
 	}
-	out := bufio.NewWriterSize(os.Stdout, copyBufferSize)
+	var sink io.Writer = os.Stdout
+	if *connect != "" {
+		conn, err := connectRelaySocket(*connect, os.Stdin)
+		if err != nil {
+			return report(err)
+		}
+		defer conn.Close()
+		sink = conn
+	}
+	out := bufio.NewWriterSize(sink, copyBufferSize)
 	err := tarOut(*root, fs.Arg(0), *follow, out, warnf)
 	if flushErr := out.Flush(); err == nil && flushErr != nil {
 		err = flushErr
 	}
 	return report(err)
+}
+
+// connectRelaySocket connects to debugkit's socket and proves who it is: the secret from
+// control's first line, first on the connection.
+func connectRelaySocket(path string, control io.Reader) (*net.UnixConn, error) {
+	secret, err := readRelaySecret(bufio.NewReaderSize(control, 64))
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, failf(exitNoSocket, "cannot connect to %s: %s", path, errnoText(err))
+	}
+	if _, err := conn.Write(secret); err != nil {
+		conn.Close()
+		return nil, failf(exitNoSocket, "cannot write to %s: %s", path, errnoText(err))
+	}
+	return conn, nil
 }
 
 type tarWalker struct {

@@ -30,8 +30,9 @@ import time
 from typing import Sequence
 
 from debugkit.core.errors import DebugkitError, EngineUnreachable, TargetNotRunning
-from debugkit.runtimes.base import ExecSession, Plan
+from debugkit.runtimes.base import ExecSession, Plan, RelayUnavailable
 from debugkit.runtimes.docker import translate
+from debugkit.runtimes.docker.engine_errors import EngineError
 from debugkit.runtimes.docker.errors import start_error
 from debugkit.runtimes.execution import ExecResult, StepRun
 from debugkit.runtimes.terminal import (STDERR_STREAM, FdReader, FrameDemuxer, pump, terminal_size, wait_readable,
@@ -46,11 +47,13 @@ class SidecarGone(DebugkitError):
 
 
 class DockerExecSession(ExecSession):
-    def __init__(self, runtime, plan: Plan, *, container: str | None = None, steps_main: bool = False):
+    def __init__(self, runtime, plan: Plan, *, container: str | None = None, steps_main: bool = False,
+                 relay_dir: str | None = None):
         """`container`: exec into that running sidecar instead of starting one (it is then
         neither started nor removed here). `steps_main`: a runbook's sidecar whose main
         process is `debugkit-helper steps` on our attach (plan.details.steps_request):
-        `exec` runs every step over the attach stream, without an exec."""
+        `exec` runs every step over the attach stream, without an exec. `relay_dir`: a host
+        directory mounted at RELAY_MOUNT (port-forward through unix sockets)."""
         self.runtime = runtime
         self.plan = plan
         self.spec = plan.spec
@@ -67,13 +70,21 @@ class DockerExecSession(ExecSession):
         self._guards: list = []  # the streams of guards started for -i/-t execs (see _start)
         self._steps = None       # runtimes.steps.HelperSteps: a runbook's steps over one exec
         self._steps_main = steps_main and container is None
+        self._relay_dir = relay_dir if container is None else None
 
     def __enter__(self) -> "DockerExecSession":
         if not self._owned:
             return self
+        request = self.plan.details.steps_request if self._steps_main else None
+        if self._relay_dir is not None:
+            request = translate.with_relay_mount(self.plan.request, self._relay_dir)
         with self.runtime.calls():
-            self.container_id = self.runtime.create(
-                self.plan, request=self.plan.details.steps_request if self._steps_main else None)
+            try:
+                self.container_id = self.runtime.create(self.plan, request=request)
+            except EngineError as exc:
+                if self._relay_dir is None:
+                    raise
+                raise RelayUnavailable(f"the engine refused the relay's directory: {exc.explanation}") from exc
             try:
                 self._keepalive = self.runtime.attach(self.container_id, stdin=True)
                 self.runtime.start(self.container_id)

@@ -371,6 +371,15 @@ class DockerRuntime(DockerPlanning, DockerCopies, Runtime):
             return DockerExecSession(self, plan, container=plan.reuse or self.start_kept_alive(plan))
         return DockerExecSession(self, plan)
 
+    def open_relay(self, plan: Plan, directory: str):
+        """A sidecar of its own with `directory` mounted, on an engine reached through a
+        local socket (whether it really runs here, relaysock proves); None otherwise."""
+        from debugkit.runtimes.docker.exec import DockerExecSession
+
+        if plan.keep_alive or not plan.helper or not self.api.local:
+            return None
+        return DockerExecSession(self, plan, relay_dir=directory)
+
     # -- inspect, ps, gc ----------------------------------------------------------------
 
     def inspect(self, plan: Plan) -> dict:

@@ -11,7 +11,7 @@ import shlex
 from debugkit.core.options import format_bytes
 from debugkit.core.reuse import RUNNING, SidecarFacts
 from debugkit.core.spec import LABEL_USER, SidecarSpec
-from debugkit.runtimes.base import HELPER_PATH, HELPER_PROTOCOL, reaped
+from debugkit.runtimes.base import HELPER_PATH, HELPER_PROTOCOL, RELAY_MOUNT, reaped
 
 # The toolbox's helper (toolbox-image/helper): the reaper and the keep-alive. A foreign
 # --image gets it as a read-only single-file mount at the same path, when the engine is local.
@@ -235,6 +235,19 @@ def create_request(spec: SidecarSpec, *, target_id: str, mounts: tuple[tuple[str
     return {"name": spec.name, "body": body}
 
 
+def with_relay_mount(request: dict, directory: str) -> dict:
+    """The create request with the host `directory` mounted read-write at RELAY_MOUNT
+    (port-forward through unix sockets). A Mounts entry, not a bind in Binds: the engine
+    refuses a source it cannot see instead of creating it on its own host, which is the
+    first sign that the engine does not run here."""
+    body = dict(request["body"])
+    host_config = dict(body.get("HostConfig") or {})
+    host_config["Mounts"] = [*(host_config.get("Mounts") or ()),
+                             {"Type": "bind", "Source": directory, "Target": RELAY_MOUNT, "ReadOnly": False}]
+    body["HostConfig"] = host_config
+    return {**request, "body": body}
+
+
 def run_argv(request: dict, *, names: dict[str, str] | None = None, cli: str = "docker") -> list[str]:
     """The `docker run` (or `podman run`) command line equivalent to a create request.
     `names` maps the target's ID to its name, for a readable --pid/--network."""
@@ -269,6 +282,9 @@ def run_argv(request: dict, *, names: dict[str, str] | None = None, cli: str = "
         argv += ["--tmpfs", f"{path}:{opts}"]
     for bind in host.get("Binds") or ():
         argv += ["-v", bind]
+    for mount in host.get("Mounts") or ():
+        argv += ["--mount", f"type={mount['Type']},source={mount['Source']},target={mount['Target']}"
+                            + (",readonly" if mount.get("ReadOnly") else "")]
     if host.get("Memory"):
         argv += ["--memory", format_bytes(host["Memory"])]
         if host.get("MemorySwap") == host["Memory"]:

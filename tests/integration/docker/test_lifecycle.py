@@ -106,7 +106,7 @@ def _ignoring(*signals):
 LONG_RUNNING = {
     # argv ({T} the target, {L} its label, {R} a slow runbook); a line on stdout that says it
     # is ready (or None); what runs in the sidecar meanwhile
-    "port-forward": (["port-forward", "{T}", ":8080"], b"Forwarding from", "relay --mux"),
+    "port-forward": (["port-forward", "{T}", ":8080"], b"Forwarding from", "relay --listen"),
     "attach": (["attach", "{T}", "--", "sleep", "120"], None, "sleep 120"),
     "attach -i": (["attach", "-i", "{T}", "--", "cat"], None, "cat"),
     "attach --keep-alive": (["attach", "--keep-alive", "1m", "{T}", "--", "sleep", "120"], None, "sleep 120"),

@@ -417,6 +417,8 @@ def test_port_forward_over_ssh_reaches_the_targets_localhost(start_target, toolb
     try:
         line = proc.stdout.readline().decode()  # Forwarding from 127.0.0.1:PORT -> 8080 (via ...)
         assert line.startswith("Forwarding from 127.0.0.1:"), (line, proc.stderr.read1().decode())
+        # A remote engine cannot mount this machine's directory: the exec mux, not a local socket.
+        assert "local socket" not in line, line
         local = int(line.split()[2].rsplit(":", 1)[1])
         for _ in range(3):  # one connection each, through one sidecar
             with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=30) as answer:
