@@ -52,8 +52,8 @@ __all__ = ["FAIL", "MODES", "NOT_CONFIGURED", "OK", "SKIP", "WARN", "Admission",
            "IdentitySource", "Located", "Member", "Plan", "ResolvedTarget", "SessionRow", "SidecarImage", "Streams",
            "TargetReport", "Translation", "checked", "BoundedCapture", "ExecResult", "ExecSession", "Preferences",
            "Runtime", "RuntimeEntry", "HELPER_PATH", "HELPER_PROTOCOL", "HELPER_USAGE", "helper_mismatch",
-           "GUARD_FIRST_SECONDS", "RELAY_MOUNT", "RelayUnavailable", "reaped", "guard_command", "guard_name", "with_target_env", "local_user",
-           "raw_mode", "terminal_size", "write_output"]
+           "GUARD_FIRST_SECONDS", "RELAY_MOUNT", "RelayUnavailable", "reaped", "guard_command", "guard_name",
+           "with_target_env", "local_user", "raw_mode", "terminal_size", "write_output"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from debugkit.core.identity import Identity
