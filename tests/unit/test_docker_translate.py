@@ -31,8 +31,9 @@ CASES = [
      {"PidMode": f"container:{TARGET_ID}", "NetworkMode": f"container:{TARGET_ID}", "CapDrop": ["ALL"],
       "SecurityOpt": ["no-new-privileges:true"], "ReadonlyRootfs": True, "GroupAdd": ["2000"],
       "Memory": 256 << 20, "MemorySwap": 256 << 20, "PidsLimit": 256, "NanoCpus": 1_000_000_000,
-      "AutoRemove": True, "Tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=64m,mode=1777"}},
-     ["--pid container:web", "--network container:web", "--user 65532:65532", "--cap-drop ALL",
+      "AutoRemove": True, "Tmpfs": {"/tmp": "rw,noexec,nosuid,nodev,size=64m,mode=1777"},
+      "LogConfig": {"Type": "none", "Config": {}}},
+     ["--log-driver none", "--pid container:web", "--network container:web", "--user 65532:65532", "--cap-drop ALL",
       "--security-opt no-new-privileges", "--read-only", "--memory 256m", "--pids-limit 256", "--cpus 1",
       f"--entrypoint {HELPER} debugkit/toolbox:0.1.0 reap --watch-stdin -- id"]),
     ("netadmin: root with NET_ADMIN and NET_RAW only",
@@ -65,7 +66,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, the_spec, body_fields, host_fields, argv_parts", CASES, ids=[c[0] for c in CASES])
 def test_create_request_and_its_docker_run_twin(name, the_spec, body_fields, host_fields, argv_parts):
-    request = translate.create_request(the_spec, target_id=TARGET_ID)
+    request = translate.create_request(the_spec, target_id=TARGET_ID, log_driver="none")
     body, host = request["body"], request["body"]["HostConfig"]
     assert request["name"] == "debugkit-abcd1234"
     for key, value in body_fields.items():
@@ -77,6 +78,11 @@ def test_create_request_and_its_docker_run_twin(name, the_spec, body_fields, hos
     assert line.startswith("docker run --rm --name debugkit-abcd1234 ")
     for part in argv_parts:
         assert part in line, (part, line)
+
+
+def test_the_log_driver_is_the_engines_unless_given():
+    assert "LogConfig" not in translate.create_request(spec(), target_id=TARGET_ID)["body"]["HostConfig"]
+    assert "--log-driver" not in translate.run_argv(translate.create_request(spec(), target_id=TARGET_ID))
 
 
 def test_the_run_line_is_derived_from_the_body_and_names_the_cli():

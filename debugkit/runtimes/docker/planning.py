@@ -32,6 +32,13 @@ class DockerPlan(NamedTuple):
 class DockerPlanning:
     """The plan's hooks, in the order session/planning.py calls them."""
 
+    # Nothing a session prints goes to the engine's log driver: a debug session reads what
+    # a target hides (its environment, its secrets), and a driver can ship it off the
+    # machine (fluentd, syslog, a cloud's logging) where it outlives the session. The
+    # attach stream does not need the log (debugkit attaches before the start). Podman's
+    # attach does (PodmanRuntime).
+    session_log_driver: str | None = "none"
+
     def locate(self, options, *, mode: str, thorough: bool) -> Located:
         if self._api is None and not thorough:
             # A session needs three connections (the API calls, the keep-alive stream,
@@ -100,12 +107,12 @@ class DockerPlanning:
             warnings.append("the target changed UID at runtime and is not dumpable: /proc/1/root and "
                             "/proc/1/environ stay root-only; use --profile ptrace to read them")
         request = translate.create_request(container_spec, target_id=draft.located.target.id,
-                                           mounts=draft.image.details)
+                                           mounts=draft.image.details, log_driver=self.session_log_driver)
         steps_request = None
         if mode == "exec" and helper and not keep_alive and not remote:
             steps_request = translate.create_request(
                 spec.evolve(command=translate.steps_main_command(), stdin=True, tty=False),
-                target_id=draft.located.target.id, mounts=draft.image.details)
+                target_id=draft.located.target.id, mounts=draft.image.details, log_driver=self.session_log_driver)
         details = DockerPlan(exec_argv=exec_argv, streamed=streamed,
                              heartbeat_s=translate.HEARTBEAT_S if remote else None, steps_request=steps_request)
         return Translation(spec=spec, request=request, warnings=tuple(warnings), engine=self.api.host,

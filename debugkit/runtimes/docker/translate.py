@@ -194,9 +194,11 @@ def inspected_facts(attrs: dict) -> SidecarFacts:
                         state=RUNNING if running else str(state.get("Status") or "not running"))
 
 
-def create_request(spec: SidecarSpec, *, target_id: str, mounts: tuple[tuple[str, str], ...] = ()) -> dict:
+def create_request(spec: SidecarSpec, *, target_id: str, mounts: tuple[tuple[str, str], ...] = (),
+                   log_driver: str | None = None) -> dict:
     """{"name": ..., "body": ...} for POST /containers/create. `mounts` are read-only
-    single-file binds (host path, container path), e.g. the helper for a foreign image."""
+    single-file binds (host path, container path), e.g. the helper for a foreign image.
+    `log_driver`: the sidecar's (None: the engine's default)."""
     res = spec.resources
     host_config = {
         "PidMode": f"container:{target_id}",
@@ -214,6 +216,7 @@ def create_request(spec: SidecarSpec, *, target_id: str, mounts: tuple[tuple[str
         "NanoCpus": res.nano_cpus,
         "Binds": [f"{src}:{dst}:ro" for src, dst in mounts] or None,
         "AutoRemove": True,
+        "LogConfig": {"Type": log_driver, "Config": {}} if log_driver else None,
     }
     body = {
         "Image": spec.image,
@@ -259,6 +262,8 @@ def run_argv(request: dict, *, names: dict[str, str] | None = None, cli: str = "
         return f"{kind}:{names.get(ident, ident)}"
 
     argv = [cli, "run", "--rm" if host.get("AutoRemove") else "", "--name", request["name"]]
+    if (host.get("LogConfig") or {}).get("Type"):
+        argv += ["--log-driver", host["LogConfig"]["Type"]]
     argv = [a for a in argv if a]
     if body.get("OpenStdin"):
         argv.append("-i")

@@ -54,6 +54,10 @@ class PodmanRuntime(DockerRuntime):
 
     unconfigured = f"CONTAINER_HOST is not set and {DEFAULT_SOCKET} does not exist"
     address_setting = "CONTAINER_HOST"
+    # Podman 4.3's attach to a container it has yet to start reads the container's log
+    # ("this container is using the 'none' log driver, cannot read logs"): its default
+    # driver (journald or k8s-file) stays.
+    session_log_driver = None
 
     def toolbox_missing_fix(self, image: str, *, standard: bool) -> str:
         return f"copy it from Docker: docker save {image} | podman load" if standard else f"podman pull {image}"

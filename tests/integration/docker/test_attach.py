@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 
+import docker
 import pytest
 
 from debugkit.core.errors import ExitCode
@@ -125,6 +126,10 @@ def test_sidecar_is_labelled_and_limited_while_it_runs(docker_client, start_targ
         assert host["PidMode"] == host["NetworkMode"] == f"container:{target.id}"
         assert host["AutoRemove"] and host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"]
         assert host["Memory"] == 256 * 1024 * 1024 and host["PidsLimit"] == 256 and host["NanoCpus"] == 10**9
+        # What a session prints never reaches the engine's log driver (which may ship it away).
+        assert host["LogConfig"]["Type"] == "none"
+        with pytest.raises(docker.errors.APIError, match="does not support reading"):
+            sidecars[0].logs()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == ExitCode.TERMINATED
         assert b"SIGTERM" in proc.stderr.read()
