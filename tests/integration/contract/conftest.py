@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import IN_CI, REPO
+from tests.helpers import IN_CI, REPO, sweep_stale_containers
 from tests.integration.contract.targets import (
     PODMAN_SOCKET, RUNTIMES, TARGET_IMAGE_KIND, EngineCli, Target, engine_target, kube_target, selected_runtimes,
 )
@@ -29,6 +29,12 @@ def podman_service(fixture_images):
                               timeout=900)
         if proc.returncode != 0:
             pytest.fail(f"scripts/podman-testenv {step} failed:\n{proc.stderr[-3000:]}")
+    # Targets of runs that died with the service (their teardown could not reach it).
+    client = pytest.importorskip("docker").DockerClient(base_url=PODMAN_SOCKET, version="1.41")
+    try:
+        sweep_stale_containers(client)
+    finally:
+        client.close()
     return PODMAN_SOCKET
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.transfer.image import build_image
-from tests.helpers import RUN_ID, RUN_LABEL, labels_for_test
+from tests.helpers import RUN_ID, RUN_LABEL, labels_for_test, sweep_stale_containers
 from tests.integration.transfer.helpers import (
     PODMAN_SOCKET, RUNTIMES, RuntimeHelper, Target, podman_copy, runtime_helper,
 )
@@ -57,6 +57,7 @@ def podman_client():
         client.ping()
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"Podman service not answering: {exc}")
+    sweep_stale_containers(client)  # of runs that died with the service (their teardown could not reach it)
     yield client
     for ctr in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}):
         with contextlib.suppress(Exception):
