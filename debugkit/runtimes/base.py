@@ -165,6 +165,19 @@ class ExecSession(abc.ABC):
     def alive(self) -> bool:
         """Whether the sidecar still runs (it ends with its target)."""
 
+    def gone_within(self, seconds: float = 2.0) -> bool:
+        """Whether the sidecar has ended, given the engine `seconds` to say so: when the
+        target dies, a stream in the sidecar (a relay's) ends first, and the engine
+        reports the sidecar stopped a little later."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop and remove what was started (idempotent)."""

@@ -133,36 +133,38 @@ def _result(outcome: list, connected: bool) -> int | None:
 def tar_out(session: ExecSession, directory: Path, args: list[str], sink, errors: BoundedCapture) -> int | None:
     """Run tar-out ARGS with its archive into `sink` through a socket in `directory`; its
     exit code, or None when it could not reach the socket (nothing was written to sink)."""
-    with _Listening(directory) as listening:
-        if listening is None:
-            return None
-        worker, outcome = listening.run(session, [HELPER_PATH, "tar-out", "--connect", listening.mount_path, *args],
-                                        errors)
-        finished = False
-        connected = False
-        try:
-            conn = listening.accept(worker)
-            if conn is not None:
-                connected = True
-                with conn:
-                    conn.settimeout(None)
-                    while data := conn.recv(CHUNK):
-                        sink.write(data)
-            finished = True
-        finally:
-            # Our end closed, the helper stops at its next write.
-            listening.end(worker, finished)
-    return _result(outcome, connected)
+    def receive(conn: socket.socket, _worker) -> None:
+        while data := conn.recv(CHUNK):
+            sink.write(data)
+        # Our end closes on return: the helper stops at its next write.
+
+    return _through_socket(session, directory, "tar-out", args, errors, receive)
 
 
 def tar_in(session: ExecSession, directory: Path, args: list[str], produce, errors: BoundedCapture) -> int | None:
     """Run tar-in ARGS with the archive `produce(fileobj)` writes, through a socket in
     `directory`; its exit code, or None when it could not reach the socket (nothing was
     produced). `produce` handles its own errors, as the exec stream's writer does."""
+    def send(conn: socket.socket, worker) -> None:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            with conn.makefile("wb", buffering=CHUNK) as sink:
+                produce(sink)
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_WR)  # the end of the archive; the helper finishes
+        worker.join()
+
+    return _through_socket(session, directory, "tar-in", args, errors, send)
+
+
+def _through_socket(session: ExecSession, directory: Path, command: str, args: list[str], errors: BoundedCapture,
+                    move) -> int | None:
+    """Run the helper's `command --connect SOCKET ARGS`, and `move(connection, worker)`
+    the archive over the connection it makes; its exit code, or None when it could not
+    reach the socket."""
     with _Listening(directory) as listening:
         if listening is None:
             return None
-        worker, outcome = listening.run(session, [HELPER_PATH, "tar-in", "--connect", listening.mount_path, *args],
+        worker, outcome = listening.run(session, [HELPER_PATH, command, "--connect", listening.mount_path, *args],
                                         errors)
         finished = False
         connected = False
@@ -172,12 +174,7 @@ def tar_in(session: ExecSession, directory: Path, args: list[str], produce, erro
                 connected = True
                 with conn:
                     conn.settimeout(None)
-                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                        with conn.makefile("wb", buffering=CHUNK) as sink:
-                            produce(sink)
-                    with contextlib.suppress(OSError):
-                        conn.shutdown(socket.SHUT_WR)  # the end of the archive; the helper finishes
-                    worker.join()
+                    move(conn, worker)
             finished = True
         finally:
             listening.end(worker, finished)

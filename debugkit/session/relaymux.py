@@ -182,16 +182,8 @@ class MuxRelay:
         self._start_exec()
         return True
 
-    def _sidecar_gone(self, within: float = 2.0) -> bool:
-        """Whether the sidecar has ended, given the engine a moment to say so: when the
-        target dies, the relay's stream ends first and the engine reports the sidecar
-        stopped a little later."""
-        deadline = time.monotonic() + within
-        while self.session.alive():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
-        return True
+    def _sidecar_gone(self) -> bool:
+        return self.session.gone_within()
 
     def _why_ended(self) -> str:
         outcome = self._ended[0]

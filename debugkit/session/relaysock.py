@@ -22,7 +22,6 @@ passed on both ways.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hmac
 import os
 import selectors
@@ -358,13 +357,8 @@ class SocketRelay:
 
         raise RelayEnded(f"port-forward: the relay in the sidecar ended ({safe(why)}); {lost} connection(s) lost")
 
-    def _sidecar_gone(self, within: float = 2.0) -> bool:
-        deadline = time.monotonic() + within
-        while self.session.alive():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
-        return True
+    def _sidecar_gone(self) -> bool:
+        return self.session.gone_within()
 
     def close(self) -> None:
         """Every connection closed, then the exec's stdin: the helper removes its sockets
