@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from debugkit.core.errors import ExitCode, NothingListening, RelayEnded
-from debugkit.runtimes.base import RELAY_MOUNT
+from debugkit.runtimes.base import RELAY_MOUNT, ExecSession
 from debugkit.runtimes.docker import translate
 from debugkit.session import relaydir, relaysock
 from debugkit.session.forward import Forwarder, Mapping
@@ -82,6 +82,8 @@ class FakeRelay:
 
     def alive(self) -> bool:
         return True
+
+    gone_within = ExecSession.gone_within  # the real wait, over alive() above
 
 
 @pytest.fixture
