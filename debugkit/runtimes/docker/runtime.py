@@ -301,7 +301,11 @@ class DockerRuntime(DockerPlanning, DockerCopies, Runtime):
             container_id = self.create(plan)
             try:
                 # The reaper's stdin: held open, never written (see translate.main_command).
-                sock = self.attach(container_id, stdin=bool(plan.request["body"].get("OpenStdin")), logs=True)
+                # Podman's attach to a container it has yet to start replays the log to catch
+                # the first output; Docker's is connected before the start (the `none` log
+                # driver, session_log_driver, has nothing to replay and refuses to).
+                sock = self.attach(container_id, stdin=bool(plan.request["body"].get("OpenStdin")),
+                                   logs=self.session_log_driver != "none")
                 waiting = self.expect_exit(container_id)
                 self.start(container_id)
                 pump(sock, tty_mode=False, stdin=None, stdout=streams.stdout, stderr=streams.stderr)

@@ -30,7 +30,7 @@ def podman_service(fixture_images):
         if proc.returncode != 0:
             pytest.fail(f"scripts/podman-testenv {step} failed:\n{proc.stderr[-3000:]}")
     # Targets of runs that died with the service (their teardown could not reach it).
-    client = pytest.importorskip("docker").DockerClient(base_url=PODMAN_SOCKET, version="1.41")
+    client = pytest.importorskip("docker").DockerClient(base_url=f"unix://{PODMAN_SOCKET}", version="1.41")
     try:
         sweep_stale_containers(client)
     finally:
