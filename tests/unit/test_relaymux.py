@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from debugkit.core.errors import DebugkitError, NothingListening, TargetNotRunning
+from debugkit.runtimes.base import ExecSession
 from debugkit.session import relaymux
 from debugkit.session.relaymux import DATA, FAILED, OPENED, WINDOW, FrameReader, MuxBroken, MuxRelay
 
@@ -56,6 +57,8 @@ class StandIn:
 
     def alive(self) -> bool:
         return self.is_alive
+
+    gone_within = ExecSession.gone_within  # the real wait, over alive() above
 
 
 def relay_with(session) -> tuple[MuxRelay, list]:
