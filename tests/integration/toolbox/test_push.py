@@ -115,8 +115,13 @@ class _WantsCredentials(http.server.BaseHTTPRequestHandler):
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        # One request per connection: an upload's chunked body is never read here, and must
+        # not be taken for the next request.
+        self.send_header("Connection", "close")
+        self.close_connection = True
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # a HEAD answer has no body: bytes here would read as the next status line
+            self.wfile.write(body)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _refuse
 
