@@ -27,6 +27,16 @@ def audit_log(tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture
+def relay_root(tmp_path, monkeypatch) -> Path:
+    """The CLI's XDG_RUNTIME_DIR, a directory of this test's: where port-forward and cp make
+    their socket relay directories (session/relaydir.py)."""
+    runtime_dir = tmp_path / "run"
+    runtime_dir.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
+    return runtime_dir / "debugkit" / "relay"
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     docker = pytest.importorskip("docker")

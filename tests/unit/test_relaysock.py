@@ -86,15 +86,7 @@ class FakeRelay:
     gone_within = ExecSession.gone_within  # the real wait, over alive() above
 
 
-@pytest.fixture
-def relay_dirs(tmp_path, monkeypatch) -> Path:
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
-    return run / "debugkit" / "relay"
-
-
-def forward_through(fake_answer, relay_dirs, *, ports=(9000,)):
+def forward_through(fake_answer, relay_root, *, ports=(9000,)):
     inner = relaydir.make("sess1")
     fake = FakeRelay(inner, fake_answer)
     lines: list[str] = []
@@ -120,8 +112,8 @@ def serve_in_thread(fwd) -> tuple[threading.Thread, list]:
     return thread, raised
 
 
-def test_connections_are_relayed_with_half_close(relay_dirs):
-    fwd, relay, _fake, ports, lines = forward_through(None, relay_dirs)
+def test_connections_are_relayed_with_half_close(relay_root):
+    fwd, relay, _fake, ports, lines = forward_through(None, relay_root)
     thread, raised = serve_in_thread(fwd)
     try:
         with socket.create_connection(("127.0.0.1", ports[9000]), timeout=10) as sock:
@@ -146,13 +138,13 @@ def test_a_directory_too_long_for_a_socket_path(tmp_path, monkeypatch):
     test_connections_are_relayed_with_half_close(deep / "debugkit" / "relay")
 
 
-def test_an_impostor_socket_gets_nothing_from_the_client(relay_dirs):
+def test_an_impostor_socket_gets_nothing_from_the_client(relay_root):
     """A socket that does not start with the session's secret (a process of the target's
     user replaced it): the connection is refused, and not one byte of it is sent there."""
     # The relay answers the proof of locality at the start; then the impostor takes over. It
     # knows the protocol, not the secret: a "connected" status after 16 bytes of its own.
     answers = iter([None])
-    fwd, _relay, fake, ports, lines = forward_through(lambda port: next(answers, b"A" * 16 + b"\0"), relay_dirs)
+    fwd, _relay, fake, ports, lines = forward_through(lambda port: next(answers, b"A" * 16 + b"\0"), relay_root)
     fake.received.clear()  # the proof connection sent nothing, but be exact about what counts
     thread, _raised = serve_in_thread(fwd)
     try:
@@ -171,7 +163,7 @@ def test_an_impostor_socket_gets_nothing_from_the_client(relay_dirs):
         fwd.close()
 
 
-def test_a_socket_that_does_not_answer_as_the_relay_means_the_exec_mux(relay_dirs):
+def test_a_socket_that_does_not_answer_as_the_relay_means_the_exec_mux(relay_root):
     """Sockets that show up but do not answer with the secret (an engine in a VM, where a
     socket file crosses a shared filesystem but connections do not): start gives None."""
     inner = relaydir.make("sess1")
@@ -183,9 +175,9 @@ def test_a_socket_that_does_not_answer_as_the_relay_means_the_exec_mux(relay_dir
     fwd.close()
 
 
-def test_nothing_listening_is_86(relay_dirs):
+def test_nothing_listening_is_86(relay_root):
     _fwd, relay, _fake, _ports, _lines = forward_through(
-        lambda port: None if port == 9000 else relay_secret_of(relay) + b"\x02nothing is listening", relay_dirs,
+        lambda port: None if port == 9000 else relay_secret_of(relay) + b"\x02nothing is listening", relay_root,
         ports=(9000, 9999))
     relay.check(9000)
     with pytest.raises(NothingListening) as info:
@@ -198,8 +190,8 @@ def relay_secret_of(relay) -> bytes:
     return relay.secret
 
 
-def test_a_relay_that_ends_mid_session_is_88(relay_dirs):
-    fwd, _relay, fake, _ports, _lines = forward_through(None, relay_dirs)
+def test_a_relay_that_ends_mid_session_is_88(relay_root):
+    fwd, _relay, fake, _ports, _lines = forward_through(None, relay_root)
     thread, raised = serve_in_thread(fwd)
     fake.die()
     thread.join(15)
@@ -209,11 +201,11 @@ def test_a_relay_that_ends_mid_session_is_88(relay_dirs):
     assert "killed for the test" in str(raised[0])
 
 
-def test_the_directory_is_private_and_gc_finds_only_what_is_over(relay_dirs):
+def test_the_directory_is_private_and_gc_finds_only_what_is_over(relay_root):
     inner = relaydir.make("live")
     relaydir.make("over")
     relaydir.make("unknown")
-    assert stat.S_IMODE(relay_dirs.stat().st_mode) == 0o700
+    assert stat.S_IMODE(relay_root.stat().st_mode) == 0o700
     assert stat.S_IMODE(inner.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(inner.stat().st_mode) == 0o1777
     assert str(inner) == relaydir.inner_path("live")

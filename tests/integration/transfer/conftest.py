@@ -123,3 +123,13 @@ def out(tmp_path) -> Path:
     path = tmp_path / "out"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="module", params=("docker", "podman"))
+def engine(request):
+    """A local Docker or Podman engine (the socket relay's runtimes), module by module."""
+    helper, cleanup = runtime_helper(request, request.param)
+    try:
+        yield helper
+    finally:
+        cleanup()

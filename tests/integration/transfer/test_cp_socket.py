@@ -14,27 +14,10 @@ import pytest
 
 from debugkit.runtimes.base import RELAY_MOUNT
 from tests.helpers import wait_for
-from tests.integration.transfer.helpers import runtime_helper, sha256_file, tree_of_local, tree_of_tar
+from tests.integration.transfer.helpers import sha256_file, tree_of_local, tree_of_tar
 
 pytestmark = pytest.mark.transfer
 MIB = 1 << 20
-
-
-@pytest.fixture(scope="module", params=("docker", "podman"))
-def engine(request):
-    helper, cleanup = runtime_helper(request, request.param)
-    try:
-        yield helper
-    finally:
-        cleanup()
-
-
-@pytest.fixture
-def relay_root(tmp_path, monkeypatch) -> Path:
-    runtime_dir = tmp_path / "run"
-    runtime_dir.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
-    return runtime_dir / "debugkit" / "relay"
 
 
 @pytest.fixture
@@ -60,10 +43,10 @@ def relay_mounts(target) -> list[str]:
     return found
 
 
-def test_cp_out_comes_through_the_relay_directory(engine, relay_root, out, image_archive):
-    target = engine.target()
-    target.sh("truncate -s 512M /proc/1/root/home/nonroot/big && echo end >> /proc/1/root/home/nonroot/big")
-    copying = target.popen("cp", target.spec("/home/nonroot/big"), str(out / "big"))
+def copy_through_the_relay(target, relay_root: Path, *args: str) -> None:
+    """Run `debugkit ARGS` on `target`; while it runs, its sidecar must mount a relay
+    directory under `relay_root`; it must succeed."""
+    copying = target.popen(*args)
     try:
         wait_for(lambda: relay_mounts(target) or copying.poll() is not None, timeout=60,
                  what="the copy's sidecar")
@@ -74,6 +57,12 @@ def test_cp_out_comes_through_the_relay_directory(engine, relay_root, out, image
         if copying.poll() is None:
             copying.kill()
             copying.wait()
+
+
+def test_cp_out_comes_through_the_relay_directory(engine, relay_root, out, image_archive):
+    target = engine.target()
+    target.sh("truncate -s 512M /proc/1/root/home/nonroot/big && echo end >> /proc/1/root/home/nonroot/big")
+    copy_through_the_relay(target, relay_root, "cp", target.spec("/home/nonroot/big"), str(out / "big"))
     assert (out / "big").stat().st_size == 512 * MIB + 4
     assert target.sh("sha256sum /proc/1/root/home/nonroot/big").split()[0] == sha256_file(out / "big")
     assert not relay_root.exists() or os.listdir(relay_root) == []
@@ -90,17 +79,7 @@ def test_cp_in_comes_through_the_relay_directory(engine, relay_root, tmp_path):
     (local / "big.bin").write_bytes(os.urandom(MIB) * 256)
     (local / "sub").mkdir()
     (local / "sub" / "small.txt").write_text("small\n")
-    copying = target.popen("cp", "--write", str(local), target.spec("/home/nonroot/"))
-    try:
-        wait_for(lambda: relay_mounts(target) or copying.poll() is not None, timeout=60,
-                 what="the copy's sidecar")
-        mounts = relay_mounts(target)
-        assert mounts and all(m.startswith(str(relay_root)) for m in mounts), mounts
-        assert copying.wait(timeout=240) == 0, copying.stderr.read()
-    finally:
-        if copying.poll() is None:
-            copying.kill()
-            copying.wait()
+    copy_through_the_relay(target, relay_root, "cp", "--write", str(local), target.spec("/home/nonroot/"))
     listing = target.sh("cd /proc/1/root/home/nonroot/upload && stat -c '%u:%g %n' big.bin sub/small.txt && "
                         "sha256sum big.bin && cat sub/small.txt")
     lines = listing.splitlines()

@@ -16,30 +16,12 @@ import pytest
 
 from debugkit.core.errors import ExitCode
 from tests.helpers import audit_records, wait_for
-from tests.integration.transfer.helpers import ECHO, HASH, SOURCE, runtime_helper, start_forward
+from tests.integration.transfer.helpers import ECHO, HASH, SOURCE, start_forward
 from tests.integration.transfer.test_port_forward import (MIB, SIDECAR, concurrent_echo, connect, download,
                                                           ended_cleanly, half_close, read_all, stopped_with, upload)
 
 pytestmark = pytest.mark.transfer
 LOCAL_SOCKET = "through a local socket"
-
-
-@pytest.fixture(scope="module", params=("docker", "podman"))
-def engine(request):
-    helper, cleanup = runtime_helper(request, request.param)
-    try:
-        yield helper
-    finally:
-        cleanup()
-
-
-@pytest.fixture
-def relay_root(tmp_path, monkeypatch) -> Path:
-    """The CLI's XDG_RUNTIME_DIR, a directory of this test's: its relay directories."""
-    runtime_dir = tmp_path / "run"
-    runtime_dir.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
-    return runtime_dir / "debugkit" / "relay"
 
 
 def sessions_in(root: Path) -> list[str]:
