@@ -34,7 +34,7 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
     """
     from debugkit.core.errors import InvalidInput
     from debugkit.core.escape import safe
-    from debugkit.session import copy, copylocal, flow, relaydir, relaysock
+    from debugkit.session import copy, copylocal, flow, relaysock
     from debugkit.session.signals import signals_as_exceptions
 
     source, dest = copy.endpoints(src, dst)
@@ -54,30 +54,20 @@ def cp(src, dst, from_sidecar, write, force, checksum, **kwargs):
             out = copylocal.plan_out(source.path, dest.path, force=force)
     record = {"cp": {"direction": "in" if inbound else "out", "remote_path": remote.path,
                      "local_path": (source if inbound else dest).path, "from_sidecar": from_sidecar}}
-    made: list = []  # the relay directory of a copy out on a local engine, once made
     with signals_as_exceptions():
-        try:
-            with flow.exec_session(flags, mode="cp", record=record, lazy=True) as opened:
-                if not opened.plan.helper:
-                    raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
-                session = None
-                if relaysock.wanted():
-                    # On a local engine the archive comes through a socket in a directory of
-                    # ours that the sidecar mounts, not the exec stream (session/copysock.py).
-                    session_id = opened.plan.spec.session_id
-                    session = opened.start_relay(relaydir.inner_path(session_id),
-                                                 prepare=lambda: made.append(relaydir.make(session_id)))
-                session = session or opened.start()
-                progress = copy.is_terminal()
-                if inbound:
-                    done = copy.copy_in(session, sending, dest.path, force=force, progress=progress,
-                                        checksum=checksum, relay=made[0] if made else None)
-                else:
-                    done = copy.copy_out(session, out, from_sidecar=from_sidecar, progress=progress,
-                                         checksum=checksum, relay=made[0] if made else None)
-        finally:
-            for directory in made:
-                relaydir.remove(directory)  # after the sidecar that mounted it
+        with flow.exec_session(flags, mode="cp", record=record, lazy=True) as opened:
+            if not opened.plan.helper:
+                raise InvalidInput("cp needs debugkit-helper in the sidecar image: use the toolbox (drop --image)")
+            # On a local engine the archive comes through a socket in a directory of ours
+            # that the sidecar mounts, not the exec stream (session/copysock.py).
+            session = (opened.start_relay() if relaysock.wanted() else None) or opened.start()
+            progress = copy.is_terminal()
+            if inbound:
+                done = copy.copy_in(session, sending, dest.path, force=force, progress=progress,
+                                    checksum=checksum, relay=opened.relay_dir)
+            else:
+                done = copy.copy_out(session, out, from_sidecar=from_sidecar, progress=progress,
+                                     checksum=checksum, relay=opened.relay_dir)
     for warning in done.warnings:
         err(f"warning: {warning}")
     if checksum:
@@ -110,7 +100,7 @@ def port_forward(target, ports, address, via, **kwargs):
     from debugkit.core.errors import Forbidden, InvalidInput
     from debugkit.session import flow
     from debugkit.session.forward import Forwarder, check_address, parse_mappings
-    from debugkit.session import relaydir, relaysock
+    from debugkit.session import relaysock
     from debugkit.session.relaymux import MuxRelay
     from debugkit.session.signals import signals_as_exceptions
 
@@ -127,7 +117,6 @@ def port_forward(target, ports, address, via, **kwargs):
                                f"use --via sidecar")
     with signals_as_exceptions():
         forwarder = Forwarder(None, mappings, address=address, log=lambda m: err(m))
-        directory: list = []  # the socket relay's host directory, once made
         try:
             with flow.exec_session(flags, mode="port-forward", record={"ports": list(ports), "address": address},
                                    lazy=True) as opened:
@@ -138,20 +127,13 @@ def port_forward(target, ports, address, via, **kwargs):
                     # On a local engine, through unix sockets in a directory of ours that the
                     # sidecar mounts (kernel speed); otherwise, or when the engine turns out
                     # not to see that directory, over one exec (the same sidecar).
-                    session = None
-                    if relaysock.wanted() and opened.plan.helper:
-                        def make_directory():
-                            directory.append(relaydir.make(opened.plan.spec.session_id))
-                            return str(directory[0])
-
-                        session = opened.start_relay(relaydir.inner_path(opened.plan.spec.session_id),
-                                                     prepare=make_directory)
-                        if session is not None:
-                            forwarder.relay = relaysock.SocketRelay.start(
-                                session, directory[0], sorted({m.remote for m in mappings}),
-                                selector=forwarder.selector, log=lambda m: err(m))
-                            if forwarder.relay is not None:
-                                return forwarder.relay
+                    session = opened.start_relay() if relaysock.wanted() else None
+                    if session is not None:
+                        forwarder.relay = relaysock.SocketRelay.start(
+                            session, opened.relay_dir, sorted({m.remote for m in mappings}),
+                            selector=forwarder.selector, log=lambda m: err(m))
+                        if forwarder.relay is not None:
+                            return forwarder.relay
                     session = session or opened.start()
                     if not session.plan.helper:
                         raise InvalidInput("port-forward through the sidecar needs debugkit-helper in its image: "
@@ -187,5 +169,3 @@ def port_forward(target, ports, address, via, **kwargs):
                     forwarder.close()  # the connections and the relay's exec first, then the sidecar
         finally:
             forwarder.close()
-            for made in directory:
-                relaydir.remove(made)  # after the sidecar that mounted it

@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
 from debugkit import runtimes
@@ -268,23 +269,29 @@ class LazySession:
         self.runtime = runtime
         self.plan = plan
         self._live: ExecSession | None = None
+        self.relay_dir: Path | None = None  # see start_relay
 
     def direct_forward(self):
         return self.runtime.direct_forward(self.plan)
 
-    def start_relay(self, directory: str, *, prepare: Callable[[], object]) -> ExecSession | None:
-        """The sidecar with the host `directory` mounted for port-forward's socket relay
-        (`prepare()` makes it, only when the runtime can mount it), or None when the runtime
-        cannot, the directory cannot be made, or the engine refuses it: then start()."""
+    def start_relay(self) -> ExecSession | None:
+        """The sidecar with a host directory of ours mounted for the socket relay
+        (port-forward's and cp's, session/relaydir.py), or None when the runtime cannot
+        mount one, the directory cannot be made, or the engine refuses it: then start().
+        The directory is `relay_dir` until close() removes it, after the sidecar."""
+        from debugkit.session import relaydir
+
         if self._live is not None:
             return None
-        opened = self.runtime.open_relay(self.plan, directory)
+        session_id = self.plan.spec.session_id
+        opened = self.runtime.open_relay(self.plan, relaydir.inner_path(session_id))
         if opened is None:
             return None
         try:
-            prepare()
+            self.relay_dir = relaydir.make(session_id)
             self._live = opened.__enter__()
         except (RelayUnavailable, OSError):
+            self._remove_relay_dir()
             return None
         return self._live
 
@@ -295,9 +302,19 @@ class LazySession:
         return self._live
 
     def close(self) -> None:
-        if self._live is not None:
-            self._live.close()
-            self._live = None
+        try:
+            if self._live is not None:
+                self._live.close()
+                self._live = None
+        finally:
+            self._remove_relay_dir()  # after the sidecar that mounted it
+
+    def _remove_relay_dir(self) -> None:
+        if self.relay_dir is not None:
+            from debugkit.session import relaydir
+
+            relaydir.remove(self.relay_dir)
+            self.relay_dir = None
 
 
 @contextlib.contextmanager
